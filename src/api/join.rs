@@ -1,0 +1,83 @@
+//! `POST /rooms/{room_id}/join`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::value::RawValue;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::TAG_ROOMS;
+use crate::app::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{JsonBody, RoomPath};
+use crate::hub::JoinSpec;
+use crate::model::{JoinRequest, JoinResponse, METADATA_MAX, NAME_MAX};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(join_room))
+}
+
+/// Join a room, creating it if needed.
+///
+/// The member who creates a room owns it. Every other member's inbox gets a
+/// `member-joined` event. The answer holds the member's token, shown only
+/// here: keep it, it opens this member's inbox and sends its signals.
+#[utoipa::path(
+    post,
+    path = "/rooms/{room_id}/join",
+    tag = TAG_ROOMS,
+    params(("room_id" = String, Path, description = "1 to 64 characters of `A-Z a-z 0-9 . _ ~ -`, not `.` or `..`; case-sensitive", pattern = r"^[A-Za-z0-9._~-]{1,64}$")),
+    request_body(content = Option<JoinRequest>, description = "Optional: name, metadata, and the capacity of a room this join creates"),
+    responses(
+        (status = 201, description = "Joined", body = JoinResponse),
+        (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`room_full`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`room_locked`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn join_room(
+    State(state): State<AppState>,
+    RoomPath(room_id): RoomPath,
+    JsonBody(body): JsonBody<Option<JoinRequest>>,
+) -> Result<(StatusCode, Json<JoinResponse>), ApiError> {
+    let spec = validate(body.unwrap_or_default())?;
+    let joined = state.hub.join(room_id, spec).await?;
+    Ok((StatusCode::CREATED, Json(joined)))
+}
+
+fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
+    if request
+        .name
+        .as_ref()
+        .is_some_and(|name| name.chars().count() > NAME_MAX)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`name` is at most {NAME_MAX} characters"
+        )));
+    }
+    let metadata = match request.metadata {
+        None => RawValue::from_string("{}".into()).expect("{} is JSON"),
+        Some(value @ serde_json::Value::Object(_)) => {
+            let text = serde_json::to_string(&value).expect("a JSON value serializes");
+            if text.len() > METADATA_MAX {
+                return Err(ApiError::InvalidRequest(format!(
+                    "`metadata` is at most {METADATA_MAX} bytes of JSON"
+                )));
+            }
+            RawValue::from_string(text).expect("serde_json writes valid JSON")
+        }
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "`metadata` must be a JSON object".into(),
+            ));
+        }
+    };
+    Ok(JoinSpec {
+        name: request.name,
+        metadata,
+        capacity: request.capacity,
+    })
+}

@@ -1,0 +1,65 @@
+//! `POST /signals`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::value::RawValue;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::TAG_SIGNALS;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::JsonBody;
+use crate::model::{SignalAccepted, SignalRequest, SignalType, single_line_json};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(send_signal))
+}
+
+/// Send a signal to one member of your room, or to all the others.
+///
+/// The sender is always the token's member. `offer`, `answer` (payload an
+/// RTCSessionDescriptionInit) and `candidate` (an RTCIceCandidateInit) are the
+/// WebRTC types; any other type is relayed as it is. 202 means the signal is
+/// in every recipient's inbox; if any recipient's inbox is full, nobody gets it.
+#[utoipa::path(
+    post,
+    path = "/signals",
+    tag = TAG_SIGNALS,
+    request_body = SignalRequest,
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 202, description = "In every recipient's inbox", body = SignalAccepted),
+        (status = 400, description = "`invalid_request`: bad JSON, bad `type`, `to` not a UUID or the sender itself", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the admin token is no member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`member_not_found`: `to` is not a member of the sender's room", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`inbox_full`: nothing was sent", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn send_signal(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<SignalRequest>,
+) -> Result<(StatusCode, Json<SignalAccepted>), ApiError> {
+    let Caller::Member(from) = caller else {
+        return Err(ApiError::Forbidden);
+    };
+    let signal_type = SignalType::parse(&request.signal_type)?;
+    if request.to == Some(from.member) {
+        return Err(ApiError::InvalidRequest("`to` is the sender itself".into()));
+    }
+    let payload = match &request.payload {
+        Some(raw) => single_line_json(raw),
+        None => RawValue::from_string("null".into()).expect("null is JSON"),
+    };
+    let recipients = state
+        .hub
+        .send_signal(&from, request.to, &signal_type, &payload)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(SignalAccepted { recipients })))
+}

@@ -1,0 +1,175 @@
+//! The whole HTTP application: the shared `AppState`, the API modules merged
+//! into one router, `/openapi.json`, `/docs`, `/healthz`, the problem+json
+//! fallbacks for unknown routes and methods, and the request span.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Uri;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api;
+use crate::config::Config;
+use crate::error::{ApiError, Problem};
+use crate::hub::{Hub, Settings};
+use crate::inbox::Limits;
+use crate::model::{
+    GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
+};
+
+/// What every handler gets. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Hub,
+    pub config: Arc<Config>,
+    /// Kept apart from `config` so that it is compared, never printed.
+    pub admin_token: Option<Arc<str>>,
+    /// Cancelled when the server starts shutting down: streams, polls and
+    /// the reaper end on it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(config: Config, shutdown: CancellationToken) -> Self {
+        let hub = Hub::new(Settings {
+            default_capacity: config.default_capacity,
+            max_capacity: config.max_capacity,
+            limits: Limits {
+                events: config.inbox_limit as usize,
+                bytes: config.inbox_bytes,
+            },
+            member_timeout: config.member_timeout,
+        });
+        Self {
+            hub,
+            admin_token: config.admin_token.as_deref().map(Arc::from),
+            config: Arc::new(config),
+            shutdown,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "signalpost",
+        description = "WebRTC signaling over plain HTTP. Join a room with `POST /rooms/{room_id}/join`, \
+                       keep the returned token, open your inbox as a Server-Sent-Events stream (or long-poll it), \
+                       and send offers, answers and ICE candidates with `POST /signals`. \
+                       Every error is `application/problem+json` with a stable `code`.",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(Problem, ReadyData, GapData, MemberJoinedData, MemberLeftData, LeaveReason, SignalData, RoomUpdatedData)),
+    tags(
+        (name = "rooms", description = "Join, leave, look at and lock rooms"),
+        (name = "inbox", description = "A member's events: SSE stream or long-poll"),
+        (name = "signals", description = "Relay a message to one member or the whole room"),
+        (name = "admin", description = "Calls for the admin token"),
+        (name = "server", description = "Health"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The member token from join, or the admin token"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The same token in the query, for clients that cannot set headers (EventSource)",
+            ))),
+        );
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// Whether the server can serve.
+///
+/// 200 while it can; 503 `server_busy` once it is shutting down.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "server",
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "`server_busy`: shutting down", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::ServerBusy);
+    }
+    Ok(Json(Health { status: "ok" }))
+}
+
+/// The API routes and the OpenAPI document generated from them.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::join::router())
+        .merge(api::inbox::router())
+        .merge(api::signals::router())
+        .merge(api::rooms::router())
+        .merge(api::admin::router())
+        .routes(routes!(healthz))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole application, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(no_route)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// The request's span names the route, never the URI: `?token=` must not
+/// reach a log.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<no route>", MatchedPath::as_str);
+    tracing::info_span!("request", method = %request.method(), route)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    // `/rooms//join` has an empty room id, which the router cannot match.
+    if uri.path() == "/rooms/" || uri.path().starts_with("/rooms//") {
+        return ApiError::InvalidRoomId("the room id is empty".into());
+    }
+    ApiError::NotFound
+}

@@ -1,0 +1,193 @@
+//! Tokens and who a request is: the secret `Token` (random, redacted from
+//! `Debug`, compared in constant time), the `Credentials` extractor that
+//! finds it in `Authorization: Bearer` or `?token=`, and `Caller`, the
+//! member or admin it opens.
+
+use std::fmt;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::hub::MemberRef;
+use crate::model::RoomId;
+
+const TOKEN_BYTES: usize = 32;
+
+/// A member token: 256 random bits, written as 43 characters of URL-safe
+/// base64. Its first 8 bytes select the member in the index; the whole
+/// token is what proves it.
+#[derive(Clone)]
+pub struct Token([u8; TOKEN_BYTES]);
+
+impl Token {
+    pub fn generate() -> Self {
+        let mut bytes = [0; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// The token as a client sent it, if it has a token's shape at all.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut bytes = [0; TOKEN_BYTES];
+        let written = URL_SAFE_NO_PAD
+            .decode_slice(text.as_bytes(), &mut bytes)
+            .ok()?;
+        (written == TOKEN_BYTES).then_some(Self(bytes))
+    }
+
+    pub fn selector(&self) -> u64 {
+        let mut head = [0; 8];
+        head.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(head)
+    }
+
+    pub fn matches(&self, other: &Token) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+
+    /// The text to hand to the member, once, at join.
+    pub fn reveal(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
+/// The secret a request presents, if any: the `Authorization: Bearer`
+/// header, else the `token` query parameter (for `EventSource`).
+pub struct Credentials(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Credentials {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim().to_owned())
+            });
+        let query = || {
+            let query = parts.uri.query()?;
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == "token")
+                .map(|(_, value)| value.into_owned())
+        };
+        Ok(Self(header.or_else(query)))
+    }
+}
+
+/// Who a request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Member(MemberRef),
+}
+
+impl Caller {
+    /// This caller if it is exactly this member; 403 for anyone else (the
+    /// admin included).
+    pub fn into_member(self, room: &RoomId, member: uuid::Uuid) -> Result<MemberRef, ApiError> {
+        match self {
+            Self::Member(me) if me.room == *room && me.member == member => Ok(me),
+            _ => Err(ApiError::Forbidden),
+        }
+    }
+
+    /// The member this caller is, if it is one of `room`.
+    pub fn member_of(&self, room: &RoomId) -> Option<uuid::Uuid> {
+        match self {
+            Self::Member(member) if &member.room == room => Some(member.member),
+            _ => None,
+        }
+    }
+}
+
+/// Runs after the path and query extractors and before the body's, so
+/// malformed parameters answer 400 before any token is looked at, and a
+/// stranger learns nothing from how its body would have been judged.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ok(credentials) = Credentials::from_request_parts(parts, state).await;
+        state.caller(&credentials).await
+    }
+}
+
+impl AppState {
+    /// Resolves credentials to a caller, or 401.
+    pub async fn caller(&self, credentials: &Credentials) -> Result<Caller, ApiError> {
+        let text = credentials.0.as_deref().ok_or(ApiError::Unauthorized)?;
+        if let Some(admin) = &self.admin_token {
+            if bool::from(admin.as_bytes().ct_eq(text.as_bytes())) {
+                return Ok(Caller::Admin);
+            }
+        }
+        let token = Token::parse(text).ok_or(ApiError::Unauthorized)?;
+        self.hub
+            .authenticate(&token)
+            .await
+            .map(Caller::Member)
+            .ok_or(ApiError::Unauthorized)
+    }
+
+    /// The caller, who must be the admin.
+    pub async fn admin_caller(&self, credentials: &Credentials) -> Result<(), ApiError> {
+        if self.admin_token.is_none() {
+            // No admin is configured: nobody can be one.
+            return match credentials.0 {
+                None => Err(ApiError::Unauthorized),
+                Some(_) => Err(ApiError::Forbidden),
+            };
+        }
+        match self.caller(credentials).await? {
+            Caller::Admin => Ok(()),
+            Caller::Member(_) => Err(ApiError::Forbidden),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_compare() {
+        let token = Token::generate();
+        let text = token.reveal();
+        assert_eq!(text.len(), 43);
+        let parsed = Token::parse(&text).unwrap();
+        assert!(parsed.matches(&token));
+        assert!(!Token::generate().matches(&token));
+    }
+
+    #[test]
+    fn malformed_tokens_do_not_parse() {
+        assert!(Token::parse("").is_none());
+        assert!(Token::parse("short").is_none());
+        assert!(Token::parse(&"A".repeat(44)).is_none());
+        assert!(Token::parse(&"!".repeat(43)).is_none());
+    }
+
+    #[test]
+    fn a_token_never_shows_in_debug_output() {
+        let token = Token::generate();
+        assert!(!format!("{token:?}").contains(&token.reveal()));
+    }
+}

@@ -1,0 +1,168 @@
+//! The server's settings: one clap `Config`, every flag with its
+//! `SIGNALPOST_*` environment twin.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Everything an operator can set. Defaults follow API.md.
+#[derive(Clone, Parser)]
+#[command(
+    name = "signalpost",
+    version,
+    about = "WebRTC signaling over plain HTTP: REST commands in, Server-Sent Events or long-poll out.",
+    long_about = "signalpost relays WebRTC signaling (SDP offers and answers, ICE candidates, any \
+                  application message) between the members of a room. Clients send commands with \
+                  ordinary HTTP requests and read their inbox as a Server-Sent-Events stream or by \
+                  long-polling. The OpenAPI document is served at /openapi.json and Swagger UI at /docs."
+)]
+pub struct Config {
+    /// Address to serve on (0.0.0.0:8080 for all interfaces).
+    #[arg(long, env = "SIGNALPOST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Bearer token that opens the admin calls. Without one, admin calls answer 401/403.
+    #[arg(long, env = "SIGNALPOST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Seconds an inbox may go unread (no stream, no poll) before its member is removed.
+    #[arg(long, env = "SIGNALPOST_MEMBER_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub member_timeout: Duration,
+
+    /// Seconds between `: keep-alive` comment lines on an idle SSE stream.
+    #[arg(long, env = "SIGNALPOST_KEEP_ALIVE", default_value = "15", value_parser = parse_seconds)]
+    pub keep_alive: Duration,
+
+    /// Capacity of a new room when the join names none.
+    #[arg(long, env = "SIGNALPOST_DEFAULT_CAPACITY", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub default_capacity: u32,
+
+    /// Largest capacity a join may ask for.
+    #[arg(long, env = "SIGNALPOST_MAX_CAPACITY", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_capacity: u32,
+
+    /// Largest `POST /signals` body, in bytes.
+    #[arg(long, env = "SIGNALPOST_PAYLOAD_LIMIT", default_value_t = 65536)]
+    pub payload_limit: usize,
+
+    /// Undelivered events one inbox may hold.
+    #[arg(long, env = "SIGNALPOST_INBOX_LIMIT", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub inbox_limit: u32,
+
+    /// Undelivered bytes of event data one inbox may hold.
+    #[arg(long, env = "SIGNALPOST_INBOX_BYTES", default_value_t = 1_048_576)]
+    pub inbox_bytes: usize,
+
+    /// Seconds that open streams and polls get to finish after SIGTERM before the server exits anyway.
+    #[arg(long, env = "SIGNALPOST_SHUTDOWN_GRACE", default_value = "5", value_parser = parse_seconds)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Rules between flags that clap cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        if self.default_capacity > self.max_capacity {
+            return Err(format!(
+                "--default-capacity ({}) is larger than --max-capacity ({})",
+                self.default_capacity, self.max_capacity
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration with every default and the given flags, as the command line would give it.
+    ///
+    /// Tests use it to start servers with short timeouts.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let config = Self::try_parse_from(
+            std::iter::once("signalpost".into()).chain(args.into_iter().map(Into::into)),
+        )?;
+        config.check().map_err(|problem| {
+            clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, problem)
+        })?;
+        Ok(config)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_args(std::iter::empty::<String>()).expect("the defaults are valid flags")
+    }
+}
+
+// Hand-written rather than derived so the admin token can never reach a log.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("member_timeout", &self.member_timeout)
+            .field("keep_alive", &self.keep_alive)
+            .field("default_capacity", &self.default_capacity)
+            .field("max_capacity", &self.max_capacity)
+            .field("payload_limit", &self.payload_limit)
+            .field("inbox_limit", &self.inbox_limit)
+            .field("inbox_bytes", &self.inbox_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// Seconds as a positive decimal number (`30`, `0.5`), so tests can use short durations.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "`{text}` must be more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_api_contract() {
+        let config = Config::default();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.member_timeout, Duration::from_secs(30));
+        assert_eq!(config.keep_alive, Duration::from_secs(15));
+        assert_eq!(config.default_capacity, 10);
+        assert_eq!(config.max_capacity, 50);
+        assert_eq!(config.payload_limit, 65536);
+        assert_eq!(config.inbox_limit, 256);
+        assert_eq!(config.inbox_bytes, 1_048_576);
+        assert!(config.admin_token.is_none());
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn the_admin_token_is_redacted_from_debug_output() {
+        let config = Config::from_args(["--admin-token", "hunter2"]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,163 @@
+//! `ApiError`, one variant per `code` of API.md, and the single place that
+//! turns it into an `application/problem+json` response (RFC 9457).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every way a request can fail. The `Display` text is the problem's `detail`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRoomId(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(
+        "a valid member or admin token is required (Authorization: Bearer <token>, or ?token=)"
+    )]
+    Unauthorized,
+    #[error("this token does not open this resource")]
+    Forbidden,
+    #[error("no room has this id")]
+    RoomNotFound,
+    #[error("no member with this id is in this room")]
+    MemberNotFound,
+    #[error("the room is full ({capacity} members)")]
+    RoomFull { capacity: u32 },
+    #[error("the room is locked: it takes no new members")]
+    RoomLocked,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("a recipient's inbox is full; nothing was sent, retry once it has read its events")]
+    InboxFull,
+    #[error("the server cannot take this request now")]
+    ServerBusy,
+    #[error("no route answers this path")]
+    NotFound,
+    #[error("this path does not answer this method")]
+    MethodNotAllowed,
+    #[error("the body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The cause is logged where it happens; the client learns nothing of it.
+    #[error("the server failed to answer this request")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRoomId(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::RoomFull { .. } => StatusCode::CONFLICT,
+            Self::RoomLocked => StatusCode::LOCKED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InboxFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable word clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRoomId(_) => "invalid_room_id",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::RoomNotFound => "room_not_found",
+            Self::MemberNotFound => "member_not_found",
+            Self::RoomFull { .. } => "room_full",
+            Self::RoomLocked => "room_locked",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InboxFull => "inbox_full",
+            Self::ServerBusy => "server_busy",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::InvalidRoomId(_) => "Invalid room id",
+            Self::InvalidRequest(_) => "Invalid request",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::RoomNotFound => "Room not found",
+            Self::MemberNotFound => "Member not found",
+            Self::RoomFull { .. } => "Room full",
+            Self::RoomLocked => "Room locked",
+            Self::PayloadTooLarge { .. } => "Payload too large",
+            Self::InboxFull => "Inbox full",
+            Self::ServerBusy => "Server busy",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::Internal => "Internal server error",
+        }
+    }
+}
+
+/// An `application/problem+json` body (RFC 9457) with the stable `code`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:signalpost:problem:room_full",
+    "title": "Room full",
+    "status": 409,
+    "detail": "the room is full (2 members)",
+    "code": "room_full"
+}))]
+pub struct Problem {
+    /// `urn:signalpost:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// One stable word: `invalid_room_id`, `invalid_request`, `unauthorized`, `forbidden`,
+    /// `room_not_found`, `member_not_found`, `room_full`, `room_locked`, `payload_too_large`,
+    /// `inbox_full`, `rate_limited`, `server_busy`, `not_found`, `method_not_allowed`,
+    /// `unsupported_media_type`.
+    pub code: String,
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let problem = Problem {
+            problem_type: format!("urn:signalpost:problem:{}", self.code()),
+            title: self.title().to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code().to_owned(),
+        };
+        let body = serde_json::to_vec(&problem).expect("a Problem always serializes");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_problem_json_with_its_code() {
+        let response = ApiError::RoomFull { capacity: 2 }.into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+}

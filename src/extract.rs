@@ -1,0 +1,132 @@
+//! Request extractors whose every rejection is an `ApiError`, so that a bad
+//! path, query or body answers `application/problem+json` like everything
+//! else: path parameters (`RoomPath`, `MemberPath`), the query (`QueryParams`)
+//! and the JSON body (`JsonBody`).
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::model::RoomId;
+
+/// The `{room_id}` of a path, validated.
+pub struct RoomPath(pub RoomId);
+
+/// The `{room_id}` and `{member_id}` of a path, validated in that order.
+pub struct MemberPath(pub RoomId, pub Uuid);
+
+async fn path_params<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<RawPathParams, ApiError> {
+    RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))
+}
+
+fn param<'a>(params: &'a RawPathParams, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn room_param(params: &RawPathParams) -> Result<RoomId, ApiError> {
+    RoomId::parse(param(params, "room_id").unwrap_or_default())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = path_params(parts, state).await?;
+        Ok(Self(room_param(&params)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = path_params(parts, state).await?;
+        let room = room_param(&params)?;
+        let member = param(&params, "member_id")
+            .and_then(|text| Uuid::try_parse(text).ok())
+            .ok_or_else(|| ApiError::InvalidRequest("`member_id` must be a UUID".into()))?;
+        Ok(Self(room, member))
+    }
+}
+
+/// The query string, deserialized; unknown parameters (such as `token`)
+/// are ignored.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))
+    }
+}
+
+/// A JSON body of at most `--payload-limit` bytes. An empty body reads as
+/// JSON `null`, so `JsonBody<Option<T>>` makes the body optional.
+pub struct JsonBody<T>(pub T);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.payload_limit;
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|value| value.to_str().map(is_json).unwrap_or(false));
+        let bytes = axum::body::to_bytes(Body::new(request.into_body()), limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+        if bytes.is_empty() {
+            return serde_json::from_str("null")
+                .map(Self)
+                .map_err(|_| ApiError::InvalidRequest("this call needs a JSON body".into()));
+        }
+        if content_type != Some(true) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        serde_json::from_slice(&bytes).map(Self).map_err(|error| {
+            ApiError::InvalidRequest(format!("the body is not valid here: {error}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("Application/JSON"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(!is_json("json"));
+    }
+}

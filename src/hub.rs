@@ -1,0 +1,666 @@
+//! The shared state: rooms, their members and inboxes, and the token index.
+//!
+//! `Hub` is the seam between the HTTP handlers and the state. Its methods are
+//! `async` and speak only in API.md's terms, so a backend shared by several
+//! nodes can stand behind them later without touching a handler. This
+//! in-memory backend keeps each room behind its own `std::sync::Mutex`, found
+//! through a concurrent map: everything about one room (members, capacity,
+//! lock, inboxes) changes under that one lock, so a join or leave is atomic
+//! and two rooms never wait for each other. No lock is held across `.await`.
+//!
+//! Lock order: a map shard, then a room. A room's lock is never held while a
+//! `rooms` shard is taken, which is why an emptied room is removed from the
+//! map only after its lock is released (and marked `closed` before, so a
+//! join that raced to it retries on a fresh room).
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+use tracing::info;
+use uuid::Uuid;
+
+use crate::auth::Token;
+use crate::error::ApiError;
+use crate::inbox::{Batch, EventBody, Inbox, Limits};
+use crate::model::{
+    JoinResponse, LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
+    RoomUpdatedData, RoomView, SignalData, SignalType, Timestamp,
+};
+
+/// The settings the state enforces.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub default_capacity: u32,
+    pub max_capacity: u32,
+    pub limits: Limits,
+    pub member_timeout: Duration,
+}
+
+/// A join, validated at the edge except for the capacity, which counts only
+/// if the join creates the room.
+#[derive(Debug)]
+pub struct JoinSpec {
+    pub name: Option<String>,
+    pub metadata: Box<RawValue>,
+    pub capacity: Option<i64>,
+}
+
+/// The member a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRef {
+    pub room: RoomId,
+    pub member: Uuid,
+}
+
+/// Who asks for a room-level change.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    Admin,
+    /// A member of the room named in the call.
+    Member(Uuid),
+}
+
+/// The state handle given to every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Memory>,
+}
+
+struct Memory {
+    rooms: DashMap<RoomId, Arc<Mutex<Room>>>,
+    /// Token selector (its first 8 bytes) to the member it opens.
+    tokens: DashMap<u64, TokenEntry>,
+    settings: Settings,
+}
+
+struct TokenEntry {
+    token: Token,
+    member: MemberRef,
+}
+
+struct Room {
+    id: RoomId,
+    capacity: u32,
+    locked: bool,
+    owner: Uuid,
+    created_at: Timestamp,
+    /// Oldest first. A room holds at most `--max-capacity` members, so a
+    /// linear search beats a map here.
+    members: Vec<Member>,
+    /// Set when the last member left: the room is about to leave the map.
+    closed: bool,
+}
+
+struct Member {
+    view: MemberView,
+    token_selector: u64,
+    inbox: Inbox,
+    /// Woken whenever the inbox gains an event, a newer stream opens, or the
+    /// member is removed.
+    wake: Arc<Notify>,
+    /// Open streams and polls. The member timeout runs only while it is 0.
+    readers: u32,
+    idle_since: Instant,
+    /// Generation of the live stream; a stream whose generation is older
+    /// ends at its next wake-up.
+    stream: u64,
+}
+
+fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
+    // Nothing under a room lock panics on client input; if a bug ever does,
+    // the room's state is still structurally sound, so keep serving it.
+    room.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Room {
+    fn new(id: RoomId) -> Self {
+        Self {
+            id,
+            capacity: 0,
+            locked: false,
+            owner: Uuid::nil(),
+            created_at: Timestamp::now(),
+            members: Vec::new(),
+            closed: false,
+        }
+    }
+
+    fn member(&self, id: Uuid) -> Option<&Member> {
+        self.members.iter().find(|member| member.view.id == id)
+    }
+
+    fn member_mut(&mut self, id: Uuid) -> Option<&mut Member> {
+        self.members.iter_mut().find(|member| member.view.id == id)
+    }
+
+    fn view(&self) -> RoomView {
+        RoomView {
+            id: self.id.clone(),
+            capacity: self.capacity,
+            locked: self.locked,
+            owner: self.owner,
+            members: self
+                .members
+                .iter()
+                .map(|member| member.view.clone())
+                .collect(),
+            created_at: self.created_at,
+        }
+    }
+
+    /// Puts a never-refused event in every member's inbox but `except`'s.
+    fn broadcast(&mut self, body: &Arc<EventBody>, except: Option<Uuid>, limits: Limits) {
+        for member in self
+            .members
+            .iter_mut()
+            .filter(|member| Some(member.view.id) != except)
+        {
+            member.inbox.push(Arc::clone(body), limits);
+            member.wake.notify_waiters();
+        }
+    }
+
+    fn room_updated(&mut self, limits: Limits) {
+        let body = EventBody::new(
+            "room-updated",
+            &RoomUpdatedData {
+                room_id: &self.id,
+                locked: self.locked,
+                capacity: self.capacity,
+                owner: self.owner,
+            },
+        );
+        self.broadcast(&body, None, limits);
+    }
+
+    /// Removes a member and tells the others; the caller drops the token and,
+    /// if the room is now closed, the map entry.
+    fn remove(&mut self, index: usize, reason: LeaveReason, limits: Limits) -> Member {
+        let gone = self.members.remove(index);
+        gone.wake.notify_waiters();
+        let body = EventBody::new(
+            "member-left",
+            &MemberLeftData {
+                member_id: gone.view.id,
+                reason,
+            },
+        );
+        self.broadcast(&body, None, limits);
+        if self.members.is_empty() {
+            self.closed = true;
+        } else if self.owner == gone.view.id {
+            self.owner = self.members[0].view.id;
+            self.room_updated(limits);
+        }
+        info!(room = %self.id, member = %gone.view.id, reason = reason.as_str(), "member left");
+        gone
+    }
+}
+
+impl Hub {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            inner: Arc::new(Memory {
+                rooms: DashMap::new(),
+                tokens: DashMap::new(),
+                settings,
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The member this token opens, if any. The lookup uses the token's
+    /// first 8 bytes; the whole token is then compared in constant time.
+    pub async fn authenticate(&self, token: &Token) -> Option<MemberRef> {
+        let entry = self.inner.tokens.get(&token.selector())?;
+        entry.token.matches(token).then(|| entry.member.clone())
+    }
+
+    /// Joins `room_id`, creating the room if needed.
+    pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
+        let memory = &*self.inner;
+        let settings = &memory.settings;
+        loop {
+            let room_arc = Arc::clone(
+                &memory
+                    .rooms
+                    .entry(room_id.clone())
+                    .or_insert_with(|| Arc::new(Mutex::new(Room::new(room_id.clone())))),
+            );
+            let mut room = lock(&room_arc);
+            if room.closed {
+                // Its last member left between our lookup and our lock.
+                drop(room);
+                self.forget_room(&room_id, &room_arc);
+                continue;
+            }
+            let creating = room.members.is_empty();
+            if creating {
+                let capacity = spec
+                    .capacity
+                    .map_or(Ok(settings.default_capacity), |asked| {
+                        u32::try_from(asked)
+                            .ok()
+                            .filter(|capacity| (2..=settings.max_capacity).contains(capacity))
+                            .ok_or_else(|| {
+                                ApiError::InvalidRequest(format!(
+                                    "`capacity` must be from 2 to {}",
+                                    settings.max_capacity
+                                ))
+                            })
+                    });
+                match capacity {
+                    Ok(capacity) => {
+                        room.capacity = capacity;
+                        room.created_at = Timestamp::now();
+                    }
+                    Err(error) => {
+                        room.closed = true;
+                        drop(room);
+                        self.forget_room(&room_id, &room_arc);
+                        return Err(error);
+                    }
+                }
+            } else if room.locked {
+                return Err(ApiError::RoomLocked);
+            } else if room.members.len() >= room.capacity as usize {
+                return Err(ApiError::RoomFull {
+                    capacity: room.capacity,
+                });
+            }
+
+            let view = MemberView {
+                id: Uuid::new_v4(),
+                name: spec.name,
+                metadata: spec.metadata,
+                joined_at: Timestamp::now(),
+            };
+            let member_ref = MemberRef {
+                room: room_id.clone(),
+                member: view.id,
+            };
+            let token = self.issue_token(member_ref);
+            if creating {
+                room.owner = view.id;
+            }
+            let joined = EventBody::new("member-joined", &MemberJoinedData { member: &view });
+            room.broadcast(&joined, None, settings.limits);
+            let others = room
+                .members
+                .iter()
+                .map(|member| member.view.clone())
+                .collect();
+            room.members.push(Member {
+                view: view.clone(),
+                token_selector: token.selector(),
+                inbox: Inbox::default(),
+                wake: Arc::new(Notify::new()),
+                readers: 0,
+                idle_since: Instant::now(),
+                stream: 0,
+            });
+            info!(room = %room_id, member = %view.id, created = creating, "member joined");
+            let base = format!("/rooms/{}/members/{}", room_id, view.id);
+            return Ok(JoinResponse {
+                room_id: room_id.clone(),
+                member: view,
+                token: token.reveal(),
+                owner: creating,
+                capacity: room.capacity,
+                members: others,
+                events_url: format!("{base}/events"),
+                poll_url: format!("{base}/poll"),
+            });
+        }
+    }
+
+    fn issue_token(&self, member: MemberRef) -> Token {
+        loop {
+            let token = Token::generate();
+            // A selector is 64 random bits: a clash is all but impossible, but
+            // it would hand one member's lookups to another, so draw again.
+            if let dashmap::Entry::Vacant(slot) = self.inner.tokens.entry(token.selector()) {
+                slot.insert(TokenEntry {
+                    token: token.clone(),
+                    member,
+                });
+                return token;
+            }
+        }
+    }
+
+    /// Drops an emptied room from the map, unless a new room took its id.
+    fn forget_room(&self, room_id: &RoomId, room_arc: &Arc<Mutex<Room>>) {
+        self.inner
+            .rooms
+            .remove_if(room_id, |_, current| Arc::ptr_eq(current, room_arc));
+    }
+
+    fn room(&self, room_id: &RoomId) -> Option<Arc<Mutex<Room>>> {
+        self.inner.rooms.get(room_id).map(|room| Arc::clone(&room))
+    }
+
+    /// Removes `target` from the room: by itself (`left`), or by the owner
+    /// or the admin (`removed`).
+    pub async fn remove_member(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+    ) -> Result<(), ApiError> {
+        let Some(room_arc) = self.room(room_id) else {
+            return Err(match actor {
+                Actor::Admin => ApiError::RoomNotFound,
+                // The caller's own room is gone: so is the caller.
+                Actor::Member(_) => ApiError::Unauthorized,
+            });
+        };
+        let mut room = lock(&room_arc);
+        let reason = match actor {
+            Actor::Member(caller) if caller == target => LeaveReason::Left,
+            Actor::Member(caller) if room.member(caller).is_none() => {
+                return Err(ApiError::Unauthorized);
+            }
+            Actor::Member(caller) if room.owner != caller => return Err(ApiError::Forbidden),
+            Actor::Member(_) | Actor::Admin => LeaveReason::Removed,
+        };
+        let Some(index) = room
+            .members
+            .iter()
+            .position(|member| member.view.id == target)
+        else {
+            return Err(match reason {
+                LeaveReason::Left => ApiError::Unauthorized,
+                _ => ApiError::MemberNotFound,
+            });
+        };
+        let gone = room.remove(index, reason, self.inner.settings.limits);
+        let closed = room.closed;
+        drop(room);
+        self.inner.tokens.remove(&gone.token_selector);
+        if closed {
+            self.forget_room(room_id, &room_arc);
+        }
+        Ok(())
+    }
+
+    /// Puts a signal in the recipient's inbox, or in every other member's;
+    /// either all of them take it or none does.
+    pub async fn send_signal(
+        &self,
+        from: &MemberRef,
+        to: Option<Uuid>,
+        signal_type: &SignalType,
+        payload: &RawValue,
+    ) -> Result<usize, ApiError> {
+        // Serialized once, outside the lock, for every recipient.
+        let body = EventBody::new(
+            "signal",
+            &SignalData {
+                from: from.member,
+                to,
+                signal_type: signal_type.as_str(),
+                payload,
+                sent_at: Timestamp::now(),
+            },
+        );
+        let size = body.size();
+        let limits = self.inner.settings.limits;
+        let room_arc = self.room(&from.room).ok_or(ApiError::Unauthorized)?;
+        let mut room = lock(&room_arc);
+        if room.member(from.member).is_none() {
+            return Err(ApiError::Unauthorized);
+        }
+        match to {
+            Some(to) => {
+                let recipient = room.member_mut(to).ok_or(ApiError::MemberNotFound)?;
+                recipient
+                    .inbox
+                    .push_signal(body, limits)
+                    .map_err(|_| ApiError::InboxFull)?;
+                recipient.wake.notify_waiters();
+                Ok(1)
+            }
+            None => {
+                let recipients = || {
+                    room.members
+                        .iter()
+                        .filter(|member| member.view.id != from.member)
+                };
+                if !recipients().all(|member| member.inbox.can_accept(size, limits)) {
+                    return Err(ApiError::InboxFull);
+                }
+                let mut count = 0;
+                for member in room
+                    .members
+                    .iter_mut()
+                    .filter(|member| member.view.id != from.member)
+                {
+                    member.inbox.push(Arc::clone(&body), limits);
+                    member.wake.notify_waiters();
+                    count += 1;
+                }
+                Ok(count)
+            }
+        }
+    }
+
+    /// The room, for one of its members or the admin.
+    pub async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, ApiError> {
+        let room_arc = self.room(room_id).ok_or(match actor {
+            Actor::Admin => ApiError::RoomNotFound,
+            Actor::Member(_) => ApiError::Forbidden,
+        })?;
+        let room = lock(&room_arc);
+        if let Actor::Member(caller) = actor {
+            if room.member(caller).is_none() {
+                return Err(ApiError::Forbidden);
+            }
+        }
+        Ok(room.view())
+    }
+
+    /// Locks or unlocks the room, for its owner or the admin; every member
+    /// hears of a change.
+    pub async fn set_locked(
+        &self,
+        room_id: &RoomId,
+        actor: Actor,
+        locked: bool,
+    ) -> Result<RoomView, ApiError> {
+        let room_arc = self.room(room_id).ok_or(match actor {
+            Actor::Admin => ApiError::RoomNotFound,
+            Actor::Member(_) => ApiError::Forbidden,
+        })?;
+        let mut room = lock(&room_arc);
+        if let Actor::Member(caller) = actor {
+            if room.owner != caller {
+                return Err(ApiError::Forbidden);
+            }
+        }
+        if room.locked != locked {
+            room.locked = locked;
+            room.room_updated(self.inner.settings.limits);
+        }
+        Ok(room.view())
+    }
+
+    /// Every room, ordered by id.
+    pub async fn rooms(&self) -> Vec<RoomSummary> {
+        let arcs: Vec<_> = self
+            .inner
+            .rooms
+            .iter()
+            .map(|entry| Arc::clone(entry.value()))
+            .collect();
+        let mut rooms: Vec<RoomSummary> = arcs
+            .iter()
+            .filter_map(|room_arc| {
+                let room = lock(room_arc);
+                (!room.members.is_empty()).then(|| RoomSummary {
+                    id: room.id.clone(),
+                    capacity: room.capacity,
+                    locked: room.locked,
+                    member_count: room.members.len(),
+                    created_at: room.created_at,
+                })
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.id.cmp(&b.id));
+        rooms
+    }
+
+    /// Opens the member's live stream, closing any older one. With
+    /// `last_event_id`, resumes after it and acknowledges up to it;
+    /// without, starts after the last delivered event.
+    pub async fn open_stream(
+        &self,
+        member: &MemberRef,
+        last_event_id: Option<u64>,
+    ) -> Result<Subscription, ApiError> {
+        self.subscribe(member, |inbox, stream| {
+            *stream += 1;
+            let cursor = match last_event_id {
+                Some(id) => {
+                    inbox.acknowledge(id);
+                    id.min(inbox.last_id())
+                }
+                None => inbox.delivered(),
+            };
+            (cursor, Some(*stream))
+        })
+    }
+
+    /// Opens a long-poll reader after `after` (default: the last
+    /// acknowledged id), acknowledging up to it.
+    pub async fn open_poll(
+        &self,
+        member: &MemberRef,
+        after: Option<u64>,
+    ) -> Result<Subscription, ApiError> {
+        self.subscribe(member, |inbox, _| {
+            let after = after.unwrap_or(inbox.acked());
+            inbox.acknowledge(after);
+            (after.min(inbox.last_id()), None)
+        })
+    }
+
+    fn subscribe(
+        &self,
+        member_ref: &MemberRef,
+        start: impl FnOnce(&mut Inbox, &mut u64) -> (u64, Option<u64>),
+    ) -> Result<Subscription, ApiError> {
+        let room_arc = self.room(&member_ref.room).ok_or(ApiError::Unauthorized)?;
+        let mut room = lock(&room_arc);
+        let member = room
+            .member_mut(member_ref.member)
+            .ok_or(ApiError::Unauthorized)?;
+        let (cursor, stream) = start(&mut member.inbox, &mut member.stream);
+        member.readers += 1;
+        let wake = Arc::clone(&member.wake);
+        // Ends the stream this one replaces.
+        wake.notify_waiters();
+        drop(room);
+        Ok(Subscription {
+            room: room_arc,
+            member: member_ref.member,
+            stream,
+            cursor,
+            wake,
+        })
+    }
+
+    /// Removes every member whose inbox nobody has read for longer than the
+    /// member timeout. Returns how many it removed.
+    pub fn reap(&self, now: Instant) -> usize {
+        let timeout = self.inner.settings.member_timeout;
+        let limits = self.inner.settings.limits;
+        let arcs: Vec<_> = self
+            .inner
+            .rooms
+            .iter()
+            .map(|entry| (entry.key().clone(), Arc::clone(entry.value())))
+            .collect();
+        let mut reaped = 0;
+        for (room_id, room_arc) in arcs {
+            let mut room = lock(&room_arc);
+            while let Some(index) = room.members.iter().position(|member| {
+                member.readers == 0 && now.saturating_duration_since(member.idle_since) >= timeout
+            }) {
+                let gone = room.remove(index, LeaveReason::Timeout, limits);
+                self.inner.tokens.remove(&gone.token_selector);
+                reaped += 1;
+            }
+            let closed = room.closed;
+            drop(room);
+            if closed {
+                self.forget_room(&room_id, &room_arc);
+            }
+        }
+        reaped
+    }
+}
+
+/// One open reader of an inbox (a stream, or a poll while it waits). While
+/// it exists, the member is not reaped.
+pub struct Subscription {
+    room: Arc<Mutex<Room>>,
+    member: Uuid,
+    /// The stream generation, for streams; polls never supersede anything.
+    stream: Option<u64>,
+    cursor: u64,
+    wake: Arc<Notify>,
+}
+
+impl Subscription {
+    /// The id this reader reads after.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Waits for the next events. `None` when the reader is done: the
+    /// member is gone, or a newer stream replaced this one.
+    ///
+    /// Cancel-safe: the cursor moves only together with a returned batch.
+    pub async fn next(&mut self) -> Option<Batch> {
+        let wake = Arc::clone(&self.wake);
+        loop {
+            // Armed before the inbox is read, so an event that lands between
+            // the read and the wait still wakes us.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut room = lock(&self.room);
+                let member = room.member_mut(self.member)?;
+                if self.stream.is_some_and(|stream| stream != member.stream) {
+                    return None;
+                }
+                let (batch, cursor) = member.inbox.read_after(self.cursor);
+                self.cursor = cursor;
+                if !batch.is_empty() {
+                    return Some(batch);
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut room = lock(&self.room);
+        if let Some(member) = room.member_mut(self.member) {
+            member.readers -= 1;
+            if member.readers == 0 {
+                member.idle_since = Instant::now();
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Wire types: the JSON bodies of API.md with their OpenAPI schemas, and the
+//! checked newtypes (`RoomId`, `SignalType`) that cannot hold an invalid value.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// Longest room id, in characters.
+pub const ROOM_ID_MAX: usize = 64;
+/// Longest member name, in characters.
+pub const NAME_MAX: usize = 64;
+/// Largest member metadata, in bytes of compact JSON.
+pub const METADATA_MAX: usize = 4096;
+/// Longest signal type, in characters.
+pub const SIGNAL_TYPE_MAX: usize = 32;
+
+/// A room id that passed the rules of API.md. Cheap to clone: rooms, token
+/// entries and events all share the one allocation.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(Arc<str>);
+
+impl RoomId {
+    /// 1 to 64 characters of `A-Z a-z 0-9 . _ ~ -`, and not `.` or `..`.
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let valid_chars = text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'));
+        if text.is_empty()
+            || text.len() > ROOM_ID_MAX
+            || !valid_chars
+            || text == "."
+            || text == ".."
+        {
+            return Err(ApiError::InvalidRoomId(format!(
+                "a room id is 1 to {ROOM_ID_MAX} characters of A-Z a-z 0-9 . _ ~ - (and not `.` or `..`)"
+            )));
+        }
+        Ok(Self(text.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for RoomId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// A signal type: 1 to 32 characters of `a-z 0-9 -`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalType(Box<str>);
+
+impl SignalType {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let valid_chars = text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if text.is_empty() || text.len() > SIGNAL_TYPE_MAX || !valid_chars {
+            return Err(ApiError::InvalidRequest(format!(
+                "`type` is 1 to {SIGNAL_TYPE_MAX} characters of a-z 0-9 -"
+            )));
+        }
+        Ok(Self(text.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A point in time, written as RFC 3339 in UTC with milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self(SystemTime::now())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+/// Body of `POST /rooms/{room_id}/join`; every field is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "alice", "metadata": {"avatar": "🦊"}, "capacity": 4}))]
+pub struct JoinRequest {
+    /// Display name, at most 64 characters.
+    #[schema(max_length = 64)]
+    pub name: Option<String>,
+    /// Any JSON object of at most 4 KiB, shown to the other members.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// The new room's capacity, from 2 to the server's `--max-capacity`.
+    /// Counts only when this join creates the room.
+    #[schema(minimum = 2)]
+    pub capacity: Option<i64>,
+}
+
+/// A member as the other members see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberView {
+    pub id: Uuid,
+    pub name: Option<String>,
+    /// The metadata given at join, `{}` when none was.
+    #[schema(value_type = Object)]
+    pub metadata: Box<RawValue>,
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: Timestamp,
+}
+
+/// Answer of a successful join.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JoinResponse {
+    #[schema(value_type = String, example = "lobby")]
+    pub room_id: RoomId,
+    pub member: MemberView,
+    /// The member's secret: `Authorization: Bearer <token>` or `?token=<token>`. Shown only once.
+    pub token: String,
+    /// Whether this member owns the room (it created it).
+    pub owner: bool,
+    pub capacity: u32,
+    /// The other members, oldest first.
+    pub members: Vec<MemberView>,
+    /// Path of this member's SSE inbox (add the token).
+    pub events_url: String,
+    /// Path of this member's long-poll inbox (add the token).
+    pub poll_url: String,
+}
+
+/// Body of `POST /signals`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"to": "6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b", "type": "offer", "payload": {"type": "offer", "sdp": "v=0…"}}))]
+pub struct SignalRequest {
+    /// The recipient; omitted or `null` sends to every other member of the room.
+    pub to: Option<Uuid>,
+    /// `offer`, `answer`, `candidate`, or any 1 to 32 characters of `a-z 0-9 -`.
+    #[serde(rename = "type")]
+    #[schema(pattern = r"^[a-z0-9-]{1,32}$")]
+    pub signal_type: String,
+    /// Any JSON value, relayed as it is; `null` when omitted.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Box<RawValue>>,
+}
+
+/// Answer of an accepted signal: it is in every recipient's inbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalAccepted {
+    pub recipients: usize,
+}
+
+/// A room and its members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomView {
+    #[schema(value_type = String, example = "lobby")]
+    pub id: RoomId,
+    pub capacity: u32,
+    pub locked: bool,
+    /// The owner's member id.
+    pub owner: Uuid,
+    /// Oldest first.
+    pub members: Vec<MemberView>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// Body of `PATCH /rooms/{room_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoomPatch {
+    /// `true` refuses every new join with 423 `room_locked`.
+    pub locked: bool,
+}
+
+/// One line of `GET /rooms`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomSummary {
+    #[schema(value_type = String, example = "lobby")]
+    pub id: RoomId,
+    pub capacity: u32,
+    pub locked: bool,
+    pub member_count: usize,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// Answer of `GET /rooms`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomList {
+    pub rooms: Vec<RoomSummary>,
+}
+
+/// One inbox event as long-poll returns it; SSE carries the same three fields
+/// as `id:`, `event:` and `data:`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolledEvent {
+    pub id: u64,
+    /// `member-joined`, `member-left`, `signal` or `room-updated`.
+    pub event: &'static str,
+    /// The event's data; see the `*Data` schemas.
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+}
+
+/// Answer of a long-poll.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PollResponse {
+    pub events: Vec<PolledEvent>,
+}
+
+/// Data of `member-joined`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberJoinedData<'a> {
+    pub member: &'a MemberView,
+}
+
+/// Why a member left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaveReason {
+    /// It left by itself.
+    Left,
+    /// The room's owner or the admin removed it.
+    Removed,
+    /// Nobody read its inbox for longer than the member timeout.
+    Timeout,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Removed => "removed",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Data of `member-left`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberLeftData {
+    pub member_id: Uuid,
+    pub reason: LeaveReason,
+}
+
+/// Data of `signal`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalData<'a> {
+    pub from: Uuid,
+    /// The recipient, `null` for a signal sent to the whole room.
+    pub to: Option<Uuid>,
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub signal_type: &'a str,
+    #[schema(value_type = Object)]
+    pub payload: &'a RawValue,
+    #[schema(value_type = String, format = DateTime)]
+    pub sent_at: Timestamp,
+}
+
+/// Data of `room-updated`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomUpdatedData<'a> {
+    #[schema(value_type = String)]
+    pub room_id: &'a RoomId,
+    pub locked: bool,
+    pub capacity: u32,
+    pub owner: Uuid,
+}
+
+/// Data of `ready`, the first event of every stream (not part of the inbox).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyData {
+    pub member_id: Uuid,
+    /// The id this stream resumes after; 0 for the start.
+    pub last_event_id: u64,
+}
+
+/// Data of `gap`: events `from` to `to` (inclusive) are no longer held.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GapData {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Removes JSON whitespace outside strings when it holds a line break, so that
+/// relayed JSON can always be written on one SSE `data:` line.
+pub fn single_line_json(raw: &RawValue) -> Box<RawValue> {
+    let text = raw.get();
+    if !text.contains(['\n', '\r']) {
+        return raw.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    RawValue::from_string(out).expect("removing whitespace between JSON tokens keeps it valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_ids_follow_the_contract() {
+        for ok in ["a", "lobby", "Room-1_x.y~z", &"x".repeat(64), "...", ".a"] {
+            assert!(RoomId::parse(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            &"x".repeat(65),
+            "a b",
+            "a/b",
+            "é",
+            "a%20b",
+            "a\nb",
+        ] {
+            assert!(RoomId::parse(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn room_ids_are_case_sensitive() {
+        assert_ne!(
+            RoomId::parse("Room").unwrap(),
+            RoomId::parse("room").unwrap()
+        );
+    }
+
+    #[test]
+    fn signal_types_follow_the_contract() {
+        for ok in ["offer", "answer", "candidate", "chat-1", &"a".repeat(32)] {
+            assert!(SignalType::parse(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in ["", "Offer", "a_b", "a b", &"a".repeat(33), "é"] {
+            assert!(SignalType::parse(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn single_line_json_keeps_strings_and_drops_line_breaks() {
+        let raw =
+            RawValue::from_string("{\n \"a\" : \"x \\\" \\n y\",\r\n\t\"b\": [1, 2]\n}".into())
+                .unwrap();
+        let flat = single_line_json(&raw);
+        assert!(!flat.get().contains(['\n', '\r']));
+        let before: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+        let after: serde_json::Value = serde_json::from_str(flat.get()).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let text = serde_json::to_string(&Timestamp(SystemTime::UNIX_EPOCH)).unwrap();
+        assert_eq!(text, "\"1970-01-01T00:00:00.000Z\"");
+    }
+}
