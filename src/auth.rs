@@ -134,10 +134,10 @@ impl AppState {
     /// Resolves credentials to a caller, or 401.
     pub async fn caller(&self, credentials: &Credentials) -> Result<Caller, ApiError> {
         let text = credentials.0.as_deref().ok_or(ApiError::Unauthorized)?;
-        if let Some(admin) = &self.admin_token {
-            if bool::from(admin.as_bytes().ct_eq(text.as_bytes())) {
-                return Ok(Caller::Admin);
-            }
+        if let Some(admin) = &self.admin_token
+            && bool::from(admin.as_bytes().ct_eq(text.as_bytes()))
+        {
+            return Ok(Caller::Admin);
         }
         let token = Token::parse(text).ok_or(ApiError::Unauthorized)?;
         self.hub

@@ -19,46 +19,46 @@ use clap::Parser;
 )]
 pub struct Config {
     /// Address to serve on (0.0.0.0:8080 for all interfaces).
-    #[arg(long, env = "SIGNALPOST_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "SIGNALPOST_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Bearer token that opens the admin calls. Without one, admin calls answer 401/403.
-    #[arg(long, env = "SIGNALPOST_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SIGNALPOST_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
     /// Seconds an inbox may go unread (no stream, no poll) before its member is removed.
-    #[arg(long, env = "SIGNALPOST_MEMBER_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    #[arg(long, env = "SIGNALPOST_MEMBER_TIMEOUT", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     pub member_timeout: Duration,
 
     /// Seconds between `: keep-alive` comment lines on an idle SSE stream.
-    #[arg(long, env = "SIGNALPOST_KEEP_ALIVE", default_value = "15", value_parser = parse_seconds)]
+    #[arg(long, env = "SIGNALPOST_KEEP_ALIVE", value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
     pub keep_alive: Duration,
 
     /// Capacity of a new room when the join names none.
-    #[arg(long, env = "SIGNALPOST_DEFAULT_CAPACITY", default_value_t = 10,
+    #[arg(long, env = "SIGNALPOST_DEFAULT_CAPACITY", value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(2..))]
     pub default_capacity: u32,
 
     /// Largest capacity a join may ask for.
-    #[arg(long, env = "SIGNALPOST_MAX_CAPACITY", default_value_t = 50,
+    #[arg(long, env = "SIGNALPOST_MAX_CAPACITY", value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(2..))]
     pub max_capacity: u32,
 
     /// Largest `POST /signals` body, in bytes.
-    #[arg(long, env = "SIGNALPOST_PAYLOAD_LIMIT", default_value_t = 65536)]
+    #[arg(long, env = "SIGNALPOST_PAYLOAD_LIMIT", value_name = "BYTES", default_value_t = 65536)]
     pub payload_limit: usize,
 
     /// Undelivered events one inbox may hold.
-    #[arg(long, env = "SIGNALPOST_INBOX_LIMIT", default_value_t = 256,
+    #[arg(long, env = "SIGNALPOST_INBOX_LIMIT", value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub inbox_limit: u32,
 
     /// Undelivered bytes of event data one inbox may hold.
-    #[arg(long, env = "SIGNALPOST_INBOX_BYTES", default_value_t = 1_048_576)]
+    #[arg(long, env = "SIGNALPOST_INBOX_BYTES", value_name = "BYTES", default_value_t = 1_048_576)]
     pub inbox_bytes: usize,
 
     /// Seconds that open streams and polls get to finish after SIGTERM before the server exits anyway.
-    #[arg(long, env = "SIGNALPOST_SHUTDOWN_GRACE", default_value = "5", value_parser = parse_seconds)]
+    #[arg(long, env = "SIGNALPOST_SHUTDOWN_GRACE", value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
 }
 

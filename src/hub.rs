@@ -128,6 +128,18 @@ impl Room {
         }
     }
 
+    /// Whether `actor` may act on this room: the admin while the room
+    /// exists, a member when `allowed` says so.
+    fn admits(&self, actor: Actor, allowed: impl FnOnce(Uuid) -> bool) -> Result<(), ApiError> {
+        match actor {
+            // An emptied room lingers in the map until its leaver removes it.
+            Actor::Admin if self.closed => Err(ApiError::RoomNotFound),
+            Actor::Admin => Ok(()),
+            Actor::Member(caller) if allowed(caller) => Ok(()),
+            Actor::Member(_) => Err(ApiError::Forbidden),
+        }
+    }
+
     fn member(&self, id: Uuid) -> Option<&Member> {
         self.members.iter().find(|member| member.view.id == id)
     }
@@ -458,11 +470,7 @@ impl Hub {
             Actor::Member(_) => ApiError::Forbidden,
         })?;
         let room = lock(&room_arc);
-        if let Actor::Member(caller) = actor {
-            if room.member(caller).is_none() {
-                return Err(ApiError::Forbidden);
-            }
-        }
+        room.admits(actor, |caller| room.member(caller).is_some())?;
         Ok(room.view())
     }
 
@@ -479,11 +487,7 @@ impl Hub {
             Actor::Member(_) => ApiError::Forbidden,
         })?;
         let mut room = lock(&room_arc);
-        if let Actor::Member(caller) = actor {
-            if room.owner != caller {
-                return Err(ApiError::Forbidden);
-            }
-        }
+        room.admits(actor, |caller| room.owner == caller)?;
         if room.locked != locked {
             room.locked = locked;
             room.room_updated(self.inner.settings.limits);
