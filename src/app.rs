@@ -46,6 +46,8 @@ impl AppState {
             limits: Limits {
                 events: config.inbox_limit as usize,
                 bytes: config.inbox_bytes,
+                // A full room's worth of joins and leaves, and room updates.
+                headroom: 2 * config.max_capacity as usize + 2,
             },
             member_timeout: config.member_timeout,
         });

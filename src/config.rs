@@ -19,11 +19,21 @@ use clap::Parser;
 )]
 pub struct Config {
     /// Address to serve on (0.0.0.0:8080 for all interfaces).
-    #[arg(long, env = "SIGNALPOST_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "SIGNALPOST_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// Bearer token that opens the admin calls. Without one, admin calls answer 401/403.
-    #[arg(long, env = "SIGNALPOST_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SIGNALPOST_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 
     /// Seconds an inbox may go unread (no stream, no poll) before its member is removed.
@@ -45,7 +55,12 @@ pub struct Config {
     pub max_capacity: u32,
 
     /// Largest `POST /signals` body, in bytes.
-    #[arg(long, env = "SIGNALPOST_PAYLOAD_LIMIT", value_name = "BYTES", default_value_t = 65536)]
+    #[arg(
+        long,
+        env = "SIGNALPOST_PAYLOAD_LIMIT",
+        value_name = "BYTES",
+        default_value_t = 65536
+    )]
     pub payload_limit: usize,
 
     /// Undelivered events one inbox may hold.
@@ -54,7 +69,12 @@ pub struct Config {
     pub inbox_limit: u32,
 
     /// Undelivered bytes of event data one inbox may hold.
-    #[arg(long, env = "SIGNALPOST_INBOX_BYTES", value_name = "BYTES", default_value_t = 1_048_576)]
+    #[arg(
+        long,
+        env = "SIGNALPOST_INBOX_BYTES",
+        value_name = "BYTES",
+        default_value_t = 1_048_576
+    )]
     pub inbox_bytes: usize,
 
     /// Seconds that open streams and polls get to finish after SIGTERM before the server exits anyway.

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::auth::Token;
 use crate::error::ApiError;
-use crate::inbox::{Batch, EventBody, Inbox, Limits};
+use crate::inbox::{Batch, EventBody, Inbox, Limits, SIGNAL};
 use crate::model::{
     JoinResponse, LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
     RoomUpdatedData, RoomView, SignalData, SignalType, Timestamp,
@@ -413,7 +413,7 @@ impl Hub {
     ) -> Result<usize, ApiError> {
         // Serialized once, outside the lock, for every recipient.
         let body = EventBody::new(
-            "signal",
+            SIGNAL,
             &SignalData {
                 from: from.member,
                 to,

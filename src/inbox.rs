@@ -2,8 +2,7 @@
 //! what was delivered and acknowledged, the bounds, and the gaps left by
 //! events that are no longer held.
 //!
-//! Ids start at 1 and grow by 1; the held events always have contiguous ids,
-//! from `first_held()` to `last_id`. An event is *delivered* once a stream or
+//! Ids start at 1 and grow by 1. An event is *delivered* once a stream or
 //! poll hands it out, and *acknowledged* once a reader asks for events after
 //! it; acknowledged events are forgotten, delivered ones are kept for a
 //! resume until newer events need their room.
@@ -34,6 +33,9 @@ impl EventBody {
     }
 }
 
+/// The kind of relayed messages; every other kind is never refused.
+pub const SIGNAL: &str = "signal";
+
 /// One held event.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -48,35 +50,62 @@ pub struct Limits {
     pub events: usize,
     /// Undelivered bytes of event data (`--inbox-bytes`).
     pub bytes: usize,
+    /// How far events that are never refused (membership and room changes)
+    /// may take the inbox past `events`, and past `bytes` by that many
+    /// largest member events. Sized from the room capacity, so that a full
+    /// room's joins and leaves always fit; past it only churn remains, and
+    /// the oldest undelivered such events are dropped (the reader gets a
+    /// `gap`). Undelivered signals are never dropped: they were answered 202.
+    pub headroom: usize,
 }
 
 impl Limits {
-    /// Events that are never refused (membership and room changes) may take
-    /// the inbox past its limits, up to this multiple; past it the oldest
-    /// events are dropped even undelivered, and the reader is told of the gap.
-    const HARD_FACTOR: usize = 2;
+    /// The largest membership event: a `member-joined` with 4 KiB of
+    /// metadata and a 64-character name.
+    const MEMBER_EVENT_MAX: usize = 4096 + 512;
+
+    fn hard_events(&self) -> usize {
+        self.events.saturating_add(self.headroom)
+    }
+
+    fn hard_bytes(&self) -> usize {
+        self.bytes
+            .saturating_add(self.headroom.saturating_mul(Self::MEMBER_EVENT_MAX))
+    }
 }
 
 /// Refusal of a signal that would take an inbox past its limits.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
 
-/// What one read hands out.
+/// One thing a read hands out, in inbox order.
+#[derive(Debug)]
+pub enum Item {
+    /// Events `from..=to` are no longer held.
+    Gap {
+        from: u64,
+        to: u64,
+    },
+    Event(Entry),
+}
+
+/// What one read hands out: events, with a gap wherever events after the
+/// reader's cursor are no longer held.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Ids after the reader's cursor that are no longer held (`from..=to`).
-    pub gap: Option<(u64, u64)>,
-    pub entries: Vec<Entry>,
+    pub items: Vec<Item>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.gap.is_none() && self.entries.is_empty()
+        self.items.is_empty()
     }
 }
 
 #[derive(Debug, Default)]
 pub struct Inbox {
+    /// Held events, ids increasing. Ids are contiguous except where an
+    /// undelivered membership event was dropped past the hard bound.
     held: VecDeque<Entry>,
     /// Id of the newest event ever accepted; 0 before the first.
     last_id: u64,
@@ -86,7 +115,8 @@ pub struct Inbox {
     acked: u64,
     /// Bytes of all held events.
     held_bytes: usize,
-    /// Bytes of held events with an id above `delivered`.
+    /// Held events with an id above `delivered`, and their bytes.
+    undelivered_len: usize,
     undelivered_bytes: usize,
 }
 
@@ -103,20 +133,15 @@ impl Inbox {
         self.acked
     }
 
-    fn first_held(&self) -> u64 {
-        self.last_id + 1 - self.held.len() as u64
-    }
-
-    fn undelivered_len(&self) -> usize {
-        self.held
-            .len()
-            .min((self.last_id - self.delivered) as usize)
+    /// Index of the first held event with an id above `id`.
+    fn index_after(&self, id: u64) -> usize {
+        self.held.partition_point(|entry| entry.id <= id)
     }
 
     /// Whether a signal of `size` bytes fits: the check that lets a broadcast
     /// refuse before it writes to any inbox.
     pub fn can_accept(&self, size: usize, limits: Limits) -> bool {
-        self.undelivered_len() < limits.events && self.undelivered_bytes + size <= limits.bytes
+        self.undelivered_len < limits.events && self.undelivered_bytes + size <= limits.bytes
     }
 
     /// Accepts a signal, or refuses it when the inbox is full.
@@ -134,17 +159,26 @@ impl Inbox {
         while self.front_is_delivered()
             && (self.held.len() >= limits.events || self.held_bytes + size > limits.bytes)
         {
-            self.pop_front();
+            self.remove(0);
         }
-        let hard_events = limits.events.saturating_mul(Limits::HARD_FACTOR);
-        let hard_bytes = limits.bytes.saturating_mul(Limits::HARD_FACTOR);
-        while !self.held.is_empty()
-            && (self.held.len() >= hard_events || self.held_bytes + size > hard_bytes)
+        while self.held.len() >= limits.hard_events()
+            || self.held_bytes + size > limits.hard_bytes()
         {
-            self.pop_front();
+            let oldest_membership = self
+                .held
+                .iter()
+                .skip(self.index_after(self.delivered))
+                .position(|entry| entry.body.kind != SIGNAL)
+                .map(|offset| offset + self.index_after(self.delivered));
+            match oldest_membership {
+                Some(index) => self.remove(index),
+                // Only signals left, and they are bounded by `can_accept`.
+                None => break,
+            }
         }
         self.last_id += 1;
         self.held_bytes += size;
+        self.undelivered_len += 1;
         self.undelivered_bytes += size;
         self.held.push_back(Entry {
             id: self.last_id,
@@ -159,10 +193,11 @@ impl Inbox {
             .is_some_and(|entry| entry.id <= self.delivered)
     }
 
-    fn pop_front(&mut self) {
-        if let Some(entry) = self.held.pop_front() {
+    fn remove(&mut self, index: usize) {
+        if let Some(entry) = self.held.remove(index) {
             self.held_bytes -= entry.body.size();
             if entry.id > self.delivered {
+                self.undelivered_len -= 1;
                 self.undelivered_bytes -= entry.body.size();
             }
         }
@@ -178,7 +213,7 @@ impl Inbox {
             .front()
             .is_some_and(|entry| entry.id <= self.acked)
         {
-            self.pop_front();
+            self.remove(0);
         }
         self.mark_delivered(self.acked);
     }
@@ -187,37 +222,44 @@ impl Inbox {
         if id <= self.delivered {
             return;
         }
-        let first = self.first_held();
-        for entry in self
-            .held
-            .iter()
-            .skip(self.delivered.saturating_sub(first - 1) as usize)
-        {
+        for entry in self.held.range(self.index_after(self.delivered)..) {
             if entry.id > id {
                 break;
             }
+            self.undelivered_len -= 1;
             self.undelivered_bytes -= entry.body.size();
         }
         self.delivered = id;
     }
 
-    /// Hands out every held event after `after` (clamped to the newest), with
-    /// the gap before them if some are no longer held, and marks them
-    /// delivered. Returns the cursor to read after next time.
+    /// Hands out everything after `after` (clamped to the newest): each held
+    /// event, and a gap for each run of ids no longer held. Marks them
+    /// delivered and returns the cursor to read after next time.
     pub fn read_after(&mut self, after: u64) -> (Batch, u64) {
         let after = after.min(self.last_id);
-        let first = self.first_held();
-        let gap = (after + 1 < first).then(|| (after + 1, first - 1));
-        let skip = (after + 1).saturating_sub(first) as usize;
-        let entries: Vec<Entry> = self.held.iter().skip(skip).cloned().collect();
-        let cursor = entries
-            .last()
-            .map_or(after.max(first - 1), |entry| entry.id);
-        self.mark_delivered(cursor);
-        (Batch { gap, entries }, cursor)
+        let mut items = Vec::new();
+        let mut next = after + 1;
+        for entry in self.held.range(self.index_after(after)..) {
+            if entry.id > next {
+                items.push(Item::Gap {
+                    from: next,
+                    to: entry.id - 1,
+                });
+            }
+            items.push(Item::Event(entry.clone()));
+            next = entry.id + 1;
+        }
+        if next <= self.last_id {
+            items.push(Item::Gap {
+                from: next,
+                to: self.last_id,
+            });
+        }
+        self.mark_delivered(self.last_id);
+        (Batch { items }, self.last_id)
     }
 
-    /// Bytes this inbox holds, for the bounds' tests and for metrics.
+    /// Bytes this inbox holds.
     pub fn held_bytes(&self) -> usize {
         self.held_bytes
     }
@@ -234,36 +276,71 @@ mod tests {
     const LIMITS: Limits = Limits {
         events: 3,
         bytes: 1000,
+        headroom: 3,
     };
 
-    fn body(text: &str) -> Arc<EventBody> {
-        EventBody::new("signal", &text)
+    fn signal(text: &str) -> Arc<EventBody> {
+        EventBody::new(SIGNAL, &text)
     }
 
-    fn ids(batch: &Batch) -> Vec<u64> {
-        batch.entries.iter().map(|entry| entry.id).collect()
+    fn membership() -> Arc<EventBody> {
+        EventBody::new("member-left", &"m")
+    }
+
+    /// The batch as text: event ids, and gaps as `from-to`.
+    fn shape(batch: &Batch) -> Vec<String> {
+        batch
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Gap { from, to } => format!("{from}-{to}"),
+                Item::Event(entry) => entry.id.to_string(),
+            })
+            .collect()
+    }
+
+    fn check_counters(inbox: &Inbox) {
+        let held: usize = inbox.held.iter().map(|e| e.body.size()).sum();
+        let undelivered: Vec<_> = inbox
+            .held
+            .iter()
+            .filter(|e| e.id > inbox.delivered)
+            .collect();
+        assert_eq!(inbox.held_bytes, held);
+        assert_eq!(inbox.undelivered_len, undelivered.len());
+        assert_eq!(
+            inbox.undelivered_bytes,
+            undelivered.iter().map(|e| e.body.size()).sum::<usize>()
+        );
+        assert!(
+            inbox
+                .held
+                .iter()
+                .zip(inbox.held.iter().skip(1))
+                .all(|(a, b)| a.id < b.id)
+        );
     }
 
     #[test]
     fn ids_start_at_one_and_grow_by_one() {
         let mut inbox = Inbox::default();
-        assert_eq!(inbox.push_signal(body("a"), LIMITS), Ok(1));
-        assert_eq!(inbox.push_signal(body("b"), LIMITS), Ok(2));
+        assert_eq!(inbox.push_signal(signal("a"), LIMITS), Ok(1));
+        assert_eq!(inbox.push_signal(signal("b"), LIMITS), Ok(2));
         let (batch, cursor) = inbox.read_after(0);
-        assert_eq!(ids(&batch), [1, 2]);
+        assert_eq!(shape(&batch), ["1", "2"]);
         assert_eq!(cursor, 2);
-        assert!(batch.gap.is_none());
     }
 
     #[test]
     fn a_signal_past_the_event_limit_is_refused_and_changes_nothing() {
         let mut inbox = Inbox::default();
         for _ in 0..3 {
-            inbox.push_signal(body("x"), LIMITS).unwrap();
+            inbox.push_signal(signal("x"), LIMITS).unwrap();
         }
-        assert_eq!(inbox.push_signal(body("y"), LIMITS), Err(Full));
+        assert_eq!(inbox.push_signal(signal("y"), LIMITS), Err(Full));
         assert_eq!(inbox.last_id(), 3);
         assert_eq!(inbox.held_len(), 3);
+        check_counters(&inbox);
     }
 
     #[test]
@@ -271,67 +348,69 @@ mod tests {
         let limits = Limits {
             events: 100,
             bytes: 10,
+            headroom: 0,
         };
         let mut inbox = Inbox::default();
-        inbox.push_signal(body("12345"), limits).unwrap(); // 7 bytes with quotes
-        assert_eq!(inbox.push_signal(body("12"), limits), Err(Full));
-        inbox.push_signal(body("1"), limits).unwrap(); // exactly 10
+        inbox.push_signal(signal("12345"), limits).unwrap(); // 7 bytes with quotes
+        assert_eq!(inbox.push_signal(signal("12"), limits), Err(Full));
+        inbox.push_signal(signal("1"), limits).unwrap(); // exactly 10
     }
 
     #[test]
     fn delivered_events_make_room_for_new_ones() {
         let mut inbox = Inbox::default();
         for _ in 0..3 {
-            inbox.push_signal(body("x"), LIMITS).unwrap();
+            inbox.push_signal(signal("x"), LIMITS).unwrap();
         }
         inbox.read_after(0);
         for _ in 0..3 {
-            inbox.push_signal(body("y"), LIMITS).unwrap();
+            inbox.push_signal(signal("y"), LIMITS).unwrap();
         }
         assert_eq!(inbox.held_len(), 3);
         // A resume from the start learns that 1..=3 are gone.
         let (batch, _) = inbox.read_after(0);
-        assert_eq!(batch.gap, Some((1, 3)));
-        assert_eq!(ids(&batch), [4, 5, 6]);
+        assert_eq!(shape(&batch), ["1-3", "4", "5", "6"]);
+        check_counters(&inbox);
     }
 
     #[test]
     fn acknowledging_forgets_events_and_frees_room() {
         let mut inbox = Inbox::default();
         for _ in 0..3 {
-            inbox.push_signal(body("x"), LIMITS).unwrap();
+            inbox.push_signal(signal("x"), LIMITS).unwrap();
         }
         inbox.acknowledge(2);
         assert_eq!(inbox.held_len(), 1);
         assert_eq!(inbox.acked(), 2);
         assert_eq!(inbox.delivered(), 2);
-        inbox.push_signal(body("y"), LIMITS).unwrap();
-        inbox.push_signal(body("z"), LIMITS).unwrap();
-        assert_eq!(inbox.push_signal(body("w"), LIMITS), Err(Full));
+        inbox.push_signal(signal("y"), LIMITS).unwrap();
+        inbox.push_signal(signal("z"), LIMITS).unwrap();
+        assert_eq!(inbox.push_signal(signal("w"), LIMITS), Err(Full));
         let (batch, _) = inbox.read_after(2);
-        assert_eq!(ids(&batch), [3, 4, 5]);
+        assert_eq!(shape(&batch), ["3", "4", "5"]);
+        check_counters(&inbox);
     }
 
     #[test]
     fn acknowledging_beyond_the_newest_is_clamped() {
         let mut inbox = Inbox::default();
-        inbox.push_signal(body("x"), LIMITS).unwrap();
+        inbox.push_signal(signal("x"), LIMITS).unwrap();
         inbox.acknowledge(99);
         assert_eq!(inbox.acked(), 1);
         let (batch, cursor) = inbox.read_after(99);
         assert!(batch.is_empty());
         assert_eq!(cursor, 1);
-        assert_eq!(inbox.push_signal(body("y"), LIMITS), Ok(2));
+        assert_eq!(inbox.push_signal(signal("y"), LIMITS), Ok(2));
     }
 
     #[test]
     fn resume_after_n_gives_every_later_event_once() {
         let mut inbox = Inbox::default();
         for _ in 0..3 {
-            inbox.push_signal(body("x"), LIMITS).unwrap();
+            inbox.push_signal(signal("x"), LIMITS).unwrap();
         }
         let (batch, cursor) = inbox.read_after(1);
-        assert_eq!(ids(&batch), [2, 3]);
+        assert_eq!(shape(&batch), ["2", "3"]);
         let (again, _) = inbox.read_after(cursor);
         assert!(again.is_empty());
     }
@@ -340,57 +419,66 @@ mod tests {
     fn acknowledged_events_read_again_show_as_a_gap() {
         let mut inbox = Inbox::default();
         for _ in 0..3 {
-            inbox.push_signal(body("x"), LIMITS).unwrap();
+            inbox.push_signal(signal("x"), LIMITS).unwrap();
         }
         inbox.acknowledge(2);
         let (batch, _) = inbox.read_after(0);
-        assert_eq!(batch.gap, Some((1, 2)));
-        assert_eq!(ids(&batch), [3]);
+        assert_eq!(shape(&batch), ["1-2", "3"]);
+        inbox.acknowledge(3);
+        let (batch, cursor) = inbox.read_after(1);
+        assert_eq!(shape(&batch), ["2-3"]);
+        assert_eq!(cursor, 3);
     }
 
     #[test]
-    fn never_refused_events_pass_the_limit_up_to_the_hard_bound_then_leave_a_gap() {
+    fn membership_events_are_never_refused_up_to_the_headroom() {
         let mut inbox = Inbox::default();
-        for _ in 0..3 {
-            inbox.push(body("m"), LIMITS);
+        for _ in 0..6 {
+            inbox.push(membership(), LIMITS);
         }
-        assert_eq!(inbox.push_signal(body("s"), LIMITS), Err(Full));
-        for _ in 0..10 {
-            inbox.push(body("m"), LIMITS);
-        }
-        assert_eq!(inbox.held_len(), 6);
-        let (batch, cursor) = inbox.read_after(0);
-        assert_eq!(batch.gap, Some((1, 7)));
-        assert_eq!(ids(&batch), [8, 9, 10, 11, 12, 13]);
-        assert_eq!(cursor, 13);
+        assert_eq!(inbox.push_signal(signal("s"), LIMITS), Err(Full));
+        let (batch, _) = inbox.read_after(0);
+        assert_eq!(shape(&batch), ["1", "2", "3", "4", "5", "6"]);
     }
 
     #[test]
-    fn byte_counts_stay_consistent_through_every_operation() {
+    fn churn_past_the_hard_bound_drops_membership_events_but_never_an_undelivered_signal() {
+        let mut inbox = Inbox::default();
+        inbox.push_signal(signal("a"), LIMITS).unwrap();
+        inbox.push_signal(signal("b"), LIMITS).unwrap();
+        for _ in 0..20 {
+            inbox.push(membership(), LIMITS);
+            check_counters(&inbox);
+            assert!(inbox.held_len() <= LIMITS.hard_events());
+        }
+        let (batch, cursor) = inbox.read_after(0);
+        assert_eq!(shape(&batch), ["1", "2", "3-18", "19", "20", "21", "22"]);
+        assert_eq!(cursor, 22);
+        check_counters(&inbox);
+    }
+
+    #[test]
+    fn counters_stay_consistent_through_every_operation() {
         let mut inbox = Inbox::default();
         let limits = Limits {
             events: 4,
             bytes: 40,
+            headroom: 2,
         };
-        for round in 0..50u64 {
-            let _ = inbox.push_signal(body("abc"), limits);
-            inbox.push(body("z"), limits);
+        for round in 0..200u64 {
+            let _ = inbox.push_signal(signal("abc"), limits);
+            inbox.push(membership(), limits);
             if round % 3 == 0 {
                 inbox.read_after(inbox.delivered());
             }
             if round % 7 == 0 {
                 inbox.acknowledge(inbox.delivered().saturating_sub(1));
             }
-            let held: usize = inbox.held.iter().map(|e| e.body.size()).sum();
-            let undelivered: usize = inbox
-                .held
-                .iter()
-                .filter(|e| e.id > inbox.delivered)
-                .map(|e| e.body.size())
-                .sum();
-            assert_eq!(inbox.held_bytes(), held);
-            assert_eq!(inbox.undelivered_bytes, undelivered);
-            assert!(inbox.held_len() <= limits.events * Limits::HARD_FACTOR);
+            if round % 11 == 0 {
+                inbox.read_after(inbox.acked());
+            }
+            check_counters(&inbox);
+            assert!(inbox.held_len() <= limits.hard_events());
         }
     }
 

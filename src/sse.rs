@@ -14,7 +14,7 @@ use futures_util::Stream;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Subscription;
-use crate::inbox::Batch;
+use crate::inbox::{Batch, Item};
 use crate::model::{GapData, ReadyData};
 
 /// Sent when a stream has been idle for `--keep-alive`.
@@ -29,24 +29,35 @@ pub fn ready_frame(ready: &ReadyData) -> Vec<u8> {
     frame
 }
 
-/// Appends one batch: its `gap` (no `id:`) first, then each event.
+/// Appends one batch: gaps (no `id:`) and events, in inbox order.
 pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
-    if let Some((from, to)) = batch.gap {
-        frame.extend_from_slice(b"event: gap\ndata: ");
-        serde_json::to_writer(&mut *frame, &GapData { from, to }).expect("gap data serializes");
-        frame.extend_from_slice(b"\n\n");
-    }
-    for entry in &batch.entries {
-        let data = entry.body.data.get();
-        frame.reserve(data.len() + entry.body.kind.len() + 40);
-        // Writing to a Vec cannot fail.
-        let _ = write!(
-            frame,
-            "id: {}\nevent: {}\ndata: ",
-            entry.id, entry.body.kind
-        );
-        frame.extend_from_slice(data.as_bytes());
-        frame.extend_from_slice(b"\n\n");
+    for item in &batch.items {
+        match item {
+            Item::Gap { from, to } => {
+                frame.extend_from_slice(b"event: gap\ndata: ");
+                serde_json::to_writer(
+                    &mut *frame,
+                    &GapData {
+                        from: *from,
+                        to: *to,
+                    },
+                )
+                .expect("gap data serializes");
+                frame.extend_from_slice(b"\n\n");
+            }
+            Item::Event(entry) => {
+                let data = entry.body.data.get();
+                frame.reserve(data.len() + entry.body.kind.len() + 40);
+                // Writing to a Vec cannot fail.
+                let _ = write!(
+                    frame,
+                    "id: {}\nevent: {}\ndata: ",
+                    entry.id, entry.body.kind
+                );
+                frame.extend_from_slice(data.as_bytes());
+                frame.extend_from_slice(b"\n\n");
+            }
+        }
     }
 }
 
@@ -105,8 +116,10 @@ mod tests {
     fn events_are_framed_with_id_kind_and_one_data_line() {
         let body = EventBody::new("signal", &serde_json::json!({"sdp": "v=0\r\na=x\n"}));
         let batch = Batch {
-            gap: Some((1, 2)),
-            entries: vec![Entry { id: 3, body }],
+            items: vec![
+                Item::Gap { from: 1, to: 2 },
+                Item::Event(Entry { id: 3, body }),
+            ],
         };
         let mut frame = Vec::new();
         write_batch(&mut frame, &batch);

@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{MemberPath, QueryParams};
+use crate::inbox::Item;
 use crate::model::{GapData, PollResponse, PolledEvent, ReadyData};
 use crate::sse;
 
@@ -139,11 +140,28 @@ struct PollQuery {
     #[param(minimum = 0)]
     after: Option<u64>,
     /// Seconds to wait for an event when none is there, 0 to 60 (default 25).
-    #[param(minimum = 0, maximum = 60)]
-    timeout: Option<u64>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 60)]
+    timeout: Option<PollTimeout>,
     /// The member token, where no `Authorization` header can be set.
     #[allow(dead_code)]
     token: Option<String>,
+}
+
+/// A long-poll wait in whole seconds, checked while the query is parsed so
+/// that an out-of-range value answers 400 before any token is looked at.
+#[derive(Debug)]
+struct PollTimeout(u64);
+
+impl<'de> Deserialize<'de> for PollTimeout {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let secs = u64::deserialize(deserializer)?;
+        if secs > POLL_TIMEOUT_MAX {
+            return Err(serde::de::Error::custom(format!(
+                "`timeout` is 0 to {POLL_TIMEOUT_MAX} seconds"
+            )));
+        }
+        Ok(Self(secs))
+    }
 }
 
 /// Read the member's inbox by long-poll.
@@ -152,8 +170,8 @@ struct PollQuery {
 /// waits until one arrives or `timeout` runs out, then answers with what it
 /// has (possibly nothing). Asking for events after N acknowledges every
 /// event up to N. The events and ids are those the SSE stream carries; a
-/// `gap` (events no longer held) comes first, with the id of the last lost
-/// event, so `after` = the last id seen stays right.
+/// `gap` (events no longer held) stands where they were, with the id of the
+/// last lost event, so `after` = the last id seen stays right.
 #[utoipa::path(
     get,
     path = "/rooms/{room_id}/members/{member_id}/poll",
@@ -177,12 +195,9 @@ async fn poll_events(
     QueryParams(query): QueryParams<PollQuery>,
     caller: Caller,
 ) -> Result<Json<PollResponse>, ApiError> {
-    let timeout = query.timeout.unwrap_or(POLL_TIMEOUT_DEFAULT);
-    if timeout > POLL_TIMEOUT_MAX {
-        return Err(ApiError::InvalidRequest(format!(
-            "`timeout` is 0 to {POLL_TIMEOUT_MAX} seconds"
-        )));
-    }
+    let timeout = query
+        .timeout
+        .map_or(POLL_TIMEOUT_DEFAULT, |PollTimeout(secs)| secs);
     let me = caller.into_member(&room_id, member_id)?;
     let mut subscription = state.hub.open_poll(&me, query.after).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
@@ -193,22 +208,24 @@ async fn poll_events(
         () = tokio::time::sleep_until(deadline) => None,
         () = state.shutdown.cancelled() => None,
     };
-    let mut events = Vec::new();
-    if let Some(batch) = batch {
-        if let Some((from, to)) = batch.gap {
-            let data = serde_json::value::to_raw_value(&GapData { from, to })
-                .expect("gap data serializes");
-            events.push(PolledEvent {
-                id: to,
-                event: "gap",
-                data,
-            });
-        }
-        events.extend(batch.entries.into_iter().map(|entry| PolledEvent {
-            id: entry.id,
-            event: entry.body.kind,
-            data: entry.body.data.clone(),
-        }));
-    }
+    let events = batch.map_or_else(Vec::new, |batch| {
+        batch
+            .items
+            .into_iter()
+            .map(|item| match item {
+                Item::Gap { from, to } => PolledEvent {
+                    id: to,
+                    event: "gap",
+                    data: serde_json::value::to_raw_value(&GapData { from, to })
+                        .expect("gap data serializes"),
+                },
+                Item::Event(entry) => PolledEvent {
+                    id: entry.id,
+                    event: entry.body.kind,
+                    data: entry.body.data.clone(),
+                },
+            })
+            .collect()
+    });
     Ok(Json(PollResponse { events }))
 }

@@ -1,0 +1,21 @@
+//! The HTTP contract of API.md, checked against a real server: one module per
+//! area, all sharing `helpers`.
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod concurrency;
+mod docs;
+mod errors;
+mod inbox_sse;
+mod join;
+mod leave;
+mod openapi_file;
+mod poll;
+mod reaper;
+mod resume;
+mod rooms;
+mod running;
+mod shutdown;
+mod signals;

@@ -1,0 +1,128 @@
+//! Running the binary: `--help` lists every contract flag with its
+//! environment twin, the twins work, and tokens never reach the log.
+
+use serde_json::json;
+
+use crate::helpers::{Joined, ServerProcess, json_body, send};
+
+/// The flags API.md makes part of the contract, with their environment twins.
+const CONTRACT_FLAGS: [(&str, &str); 9] = [
+    ("--listen", "SIGNALPOST_LISTEN"),
+    ("--admin-token", "SIGNALPOST_ADMIN_TOKEN"),
+    ("--member-timeout", "SIGNALPOST_MEMBER_TIMEOUT"),
+    ("--keep-alive", "SIGNALPOST_KEEP_ALIVE"),
+    ("--default-capacity", "SIGNALPOST_DEFAULT_CAPACITY"),
+    ("--max-capacity", "SIGNALPOST_MAX_CAPACITY"),
+    ("--payload-limit", "SIGNALPOST_PAYLOAD_LIMIT"),
+    ("--inbox-limit", "SIGNALPOST_INBOX_LIMIT"),
+    ("--inbox-bytes", "SIGNALPOST_INBOX_BYTES"),
+];
+
+#[test]
+fn help_lists_every_contract_flag_with_its_environment_variable() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalpost"))
+        .arg("--help")
+        .output()
+        .expect("signalpost --help runs");
+
+    assert!(output.status.success(), "--help exits 0");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (flag, variable) in CONTRACT_FLAGS {
+        let line = help
+            .lines()
+            .position(|line| line.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("--help lists {flag}:\n{help}"));
+        // The flag's entry runs to the next flag; `[env: …]` is in it.
+        let entry: String = help
+            .lines()
+            .skip(line + 1)
+            .take_while(|text| !text.trim_start().starts_with('-'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            entry.contains(variable),
+            "--help names {variable} for {flag}:\n{entry}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn environment_variables_set_the_flags() {
+    let mut server = ServerProcess::start(
+        &[],
+        &[
+            ("SIGNALPOST_ADMIN_TOKEN", "from-the-environment"),
+            ("SIGNALPOST_DEFAULT_CAPACITY", "3"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+
+    let join = send(client.post(server.url("/rooms/lobby/join"))).await;
+    let rooms = send(
+        client
+            .get(server.url("/rooms"))
+            .bearer_auth("from-the-environment"),
+    )
+    .await;
+
+    assert_eq!(json_body(join, 201).await["capacity"], json!(3));
+    assert_eq!(
+        json_body(rooms, 200).await["rooms"][0]["id"],
+        json!("lobby")
+    );
+    server.kill("TERM");
+    server.wait_exit().await;
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_log() {
+    let admin_token = "admin-secret-4f9d2c";
+    let mut server =
+        ServerProcess::start(&["--admin-token", admin_token], &[("RUST_LOG", "debug")]).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| server.url(path);
+    let alice = Joined::from_response(send(client.post(url("/rooms/lobby/join"))).await).await;
+    let bob = Joined::from_response(send(client.post(url("/rooms/lobby/join"))).await).await;
+
+    // The token in the header, in the query, right and wrong.
+    let calls = [
+        client
+            .post(url("/signals"))
+            .bearer_auth(&alice.token)
+            .json(&json!({"type": "chat"})),
+        client.get(url(&format!(
+            "{}?timeout=0&token={}",
+            bob.poll_url, bob.token
+        ))),
+        client.get(url(&format!(
+            "{}?timeout=0&token={}",
+            bob.poll_url, alice.token
+        ))),
+        client.get(url("/rooms")).bearer_auth(admin_token),
+        client.get(url(&format!("/rooms/lobby?token={}", alice.token))),
+        client.get(url("/nowhere")).bearer_auth(&alice.token),
+    ];
+    for call in calls {
+        send(call).await;
+    }
+    let mut events = crate::helpers::EventStream::from_response(
+        send(client.get(url(&format!("{}?token={}", alice.events_url, alice.token)))).await,
+    )
+    .await;
+    events.expect_ready(&alice, 0).await;
+    drop(events);
+    server.kill("TERM");
+    server.wait_exit().await;
+
+    for line in &server.output {
+        for secret in [admin_token, alice.token.as_str(), bob.token.as_str()] {
+            assert!(!line.contains(secret), "a token reached the log: {line}");
+        }
+    }
+    assert!(
+        server.output.len() > 1,
+        "the server logged at debug level: {:?}",
+        server.output
+    );
+}
