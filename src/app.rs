@@ -8,8 +8,10 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Uri;
+use axum::http::header::AUTHORIZATION;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -155,6 +157,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost, so no layer or log below it can print a bearer token.
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .with_state(state)
 }
 
