@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Uri;
 use axum::http::header::AUTHORIZATION;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api;
 use crate::config::Config;
 use crate::error::{ApiError, Problem};
 use crate::hub::{Hub, Settings};
@@ -27,6 +25,7 @@ use crate::inbox::Limits;
 use crate::model::{
     GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
 };
+use crate::{api, web};
 
 /// What every handler gets. Cheap to clone.
 #[derive(Clone)]
@@ -154,7 +153,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .fallback(no_route)
+        .fallback(web::serve)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // Outermost, so no layer or log below it can print a bearer token.
@@ -170,12 +169,4 @@ fn request_span(request: &Request) -> tracing::Span {
         .get::<MatchedPath>()
         .map_or("<no route>", MatchedPath::as_str);
     tracing::info_span!("request", method = %request.method(), route)
-}
-
-async fn no_route(uri: Uri) -> ApiError {
-    // `/rooms//join` has an empty room id, which the router cannot match.
-    if uri.path() == "/rooms/" || uri.path().starts_with("/rooms//") {
-        return ApiError::InvalidRoomId("the room id is empty".into());
-    }
-    ApiError::NotFound
 }

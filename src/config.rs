@@ -77,6 +77,20 @@ pub struct Config {
     )]
     pub inbox_bytes: usize,
 
+    /// Seconds a client gets to send a request's headers (slow-loris guard).
+    #[arg(long, env = "SIGNALPOST_HEADER_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub header_timeout: Duration,
+
+    /// Largest request head (request line and headers), in bytes; at least 8192.
+    #[arg(long, env = "SIGNALPOST_MAX_HEADER_BYTES", value_name = "BYTES", default_value_t = 16384,
+          value_parser = clap::value_parser!(u32).range(8192..))]
+    pub max_header_bytes: u32,
+
+    /// Serve the web pages from this folder instead of the copy built into the
+    /// binary (for working on them without rebuilding).
+    #[arg(long, env = "SIGNALPOST_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
+
     /// Seconds that open streams and polls get to finish after SIGTERM before the server exits anyway.
     #[arg(long, env = "SIGNALPOST_SHUTDOWN_GRACE", value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
@@ -134,6 +148,9 @@ impl std::fmt::Debug for Config {
             .field("payload_limit", &self.payload_limit)
             .field("inbox_limit", &self.inbox_limit)
             .field("inbox_bytes", &self.inbox_bytes)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }

@@ -9,8 +9,10 @@
 //! - `model`: wire types and validated newtypes.
 //! - `hub`: rooms, members and inboxes: the state behind one seam.
 //! - `inbox`: one member's ordered events, acknowledgement, bounds, gaps.
+//! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
 //! - `reaper`: removes members whose inbox nobody reads.
+//! - `web`: the pages and client library of `web/`, built in.
 
 pub mod api;
 pub mod app;
@@ -22,12 +24,13 @@ pub mod hub;
 pub mod inbox;
 pub mod model;
 pub mod reaper;
+pub mod serve;
 pub mod sse;
+pub mod web;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 pub use app::openapi;
 pub use config::Config;
@@ -41,7 +44,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    let grace = config.shutdown_grace;
+    let limits = serve::ConnectionLimits {
+        header_timeout: config.header_timeout,
+        max_header_bytes: config.max_header_bytes as usize,
+        grace: config.shutdown_grace,
+    };
     let state = app::AppState::new(config, shutdown.clone());
     let reaper = tokio::spawn(reaper::run(
         state.hub.clone(),
@@ -49,23 +56,8 @@ pub async fn run(
         shutdown.clone(),
     ));
     let app = app::router(state);
-    // Small SSE writes must leave at once, not wait for the peer's delayed ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            warn!(%error, "could not set TCP_NODELAY");
-        }
-    });
     info!("listening on {addr}");
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let deadline = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = serve => result?,
-        () = deadline => warn!("connections still open after the shutdown grace; closing them"),
-    }
+    serve::serve(listener, app, limits, shutdown).await;
     reaper.abort();
     info!("stopped");
     Ok(())

@@ -11,6 +11,7 @@ mod errors;
 mod inbox_sse;
 mod join;
 mod leave;
+mod limits;
 mod openapi_file;
 mod poll;
 mod reaper;
