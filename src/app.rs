@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::{ApiError, Problem};
 use crate::hub::{Hub, Settings};
 use crate::inbox::Limits;
+use crate::limits::Limiters;
 use crate::model::{
     GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
 };
@@ -31,6 +32,7 @@ use crate::{api, web};
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Hub,
+    pub limiters: Arc<Limiters>,
     pub config: Arc<Config>,
     /// Kept apart from `config` so that it is compared, never printed.
     pub admin_token: Option<Arc<str>>,
@@ -51,9 +53,12 @@ impl AppState {
                 headroom: 2 * config.max_capacity as usize + 2,
             },
             member_timeout: config.member_timeout,
+            max_members: config.max_members,
+            max_readers: config.max_streams,
         });
         Self {
             hub,
+            limiters: Arc::new(Limiters::new(config.join_rate, config.signal_rate)),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             config: Arc::new(config),
             shutdown,
@@ -127,7 +132,7 @@ struct Health {
 )]
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.shutdown.is_cancelled() {
-        return Err(ApiError::ServerBusy);
+        return Err(ApiError::ServerBusy("the server is shutting down"));
     }
     Ok(Json(Health { status: "ok" }))
 }

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -64,8 +64,23 @@ impl fmt::Debug for Token {
     }
 }
 
+/// Name of the cookie join sets, scoped to the member's own path.
+pub const TOKEN_COOKIE: &str = "signalpost_token";
+
+/// The `Set-Cookie` value that hands a member its token for its own path
+/// only (so several memberships in one browser never collide), or, without
+/// a token, expires it.
+pub fn member_cookie(room: &RoomId, member: uuid::Uuid, token: Option<&str>) -> String {
+    let path = format!("/rooms/{room}/members/{member}");
+    match token {
+        Some(token) => format!("{TOKEN_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict"),
+        None => format!("{TOKEN_COOKIE}=; Path={path}; HttpOnly; SameSite=Strict; Max-Age=0"),
+    }
+}
+
 /// The secret a request presents, if any: the `Authorization: Bearer`
-/// header, else the `token` query parameter (for `EventSource`).
+/// header, else the `token` query parameter (for `EventSource` on another
+/// origin, and curl), else the member cookie that join set.
 pub struct Credentials(Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Credentials {
@@ -88,7 +103,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Credentials {
                 .find(|(key, _)| key == "token")
                 .map(|(_, value)| value.into_owned())
         };
-        Ok(Self(header.or_else(query)))
+        let cookie = || {
+            // `Cookie: a=1; b=2`; our value is URL-safe base64, never quoted.
+            parts
+                .headers
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(';'))
+                .find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    (name == TOKEN_COOKIE && !value.is_empty()).then(|| value.to_owned())
+                })
+        };
+        Ok(Self(header.or_else(query).or_else(cookie)))
     }
 }
 

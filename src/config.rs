@@ -2,6 +2,7 @@
 //! `SIGNALPOST_*` environment twin.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::Parser;
@@ -77,6 +78,32 @@ pub struct Config {
     )]
     pub inbox_bytes: usize,
 
+    /// Joins per minute one client address may make (bursts of as many).
+    #[arg(long, env = "SIGNALPOST_JOIN_RATE", value_name = "N", default_value_t = NonZeroU32::new(120).expect("120 > 0"))]
+    pub join_rate: NonZeroU32,
+
+    /// Signals per second one member may send (bursts of as many).
+    #[arg(long, env = "SIGNALPOST_SIGNAL_RATE", value_name = "N", default_value_t = NonZeroU32::new(100).expect("100 > 0"))]
+    pub signal_rate: NonZeroU32,
+
+    /// Members the whole server may hold; a join past it answers 503 `server_busy`.
+    #[arg(
+        long,
+        env = "SIGNALPOST_MAX_MEMBERS",
+        value_name = "N",
+        default_value_t = 100_000
+    )]
+    pub max_members: usize,
+
+    /// Open SSE streams and waiting polls the whole server may hold; one more answers 503 `server_busy`.
+    #[arg(
+        long,
+        env = "SIGNALPOST_MAX_STREAMS",
+        value_name = "N",
+        default_value_t = 100_000
+    )]
+    pub max_streams: usize,
+
     /// Seconds a client gets to send a request's headers (slow-loris guard).
     #[arg(long, env = "SIGNALPOST_HEADER_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     pub header_timeout: Duration,
@@ -148,6 +175,10 @@ impl std::fmt::Debug for Config {
             .field("payload_limit", &self.payload_limit)
             .field("inbox_limit", &self.inbox_limit)
             .field("inbox_bytes", &self.inbox_bytes)
+            .field("join_rate", &self.join_rate)
+            .field("signal_rate", &self.signal_rate)
+            .field("max_members", &self.max_members)
+            .field("max_streams", &self.max_streams)
             .field("header_timeout", &self.header_timeout)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("web_dir", &self.web_dir)

@@ -31,8 +31,11 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("a recipient's inbox is full; nothing was sent, retry once it has read its events")]
     InboxFull,
-    #[error("the server cannot take this request now")]
-    ServerBusy,
+    #[error("too many requests from this client; retry after the time in Retry-After")]
+    RateLimited { retry_after: std::time::Duration },
+    /// The server cannot take this now; the text says why.
+    #[error("{0}")]
+    ServerBusy(&'static str),
     #[error("no route answers this path")]
     NotFound,
     #[error("this path does not answer this method")]
@@ -54,8 +57,8 @@ impl ApiError {
             Self::RoomFull { .. } => StatusCode::CONFLICT,
             Self::RoomLocked => StatusCode::LOCKED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InboxFull => StatusCode::TOO_MANY_REQUESTS,
-            Self::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InboxFull | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServerBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,7 +78,8 @@ impl ApiError {
             Self::RoomLocked => "room_locked",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::InboxFull => "inbox_full",
-            Self::ServerBusy => "server_busy",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ServerBusy(_) => "server_busy",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -95,7 +99,8 @@ impl ApiError {
             Self::RoomLocked => "Room locked",
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::InboxFull => "Inbox full",
-            Self::ServerBusy => "Server busy",
+            Self::RateLimited { .. } => "Rate limited",
+            Self::ServerBusy(_) => "Server busy",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::UnsupportedMediaType => "Unsupported media type",
@@ -146,6 +151,11 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Self::RateLimited { retry_after } = self {
+            // Whole seconds, rounded up, so a client that waits this long passes.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         response
     }
 }
@@ -153,6 +163,16 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limited_says_when_to_retry_in_whole_seconds() {
+        let response = ApiError::RateLimited {
+            retry_after: std::time::Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
 
     #[test]
     fn every_error_is_problem_json_with_its_code() {

@@ -62,6 +62,20 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
     }
 }
 
+/// The address of the client, as the accept loop saw it; `None` when the
+/// app is driven without one (in-process tests).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            crate::serve::peer(&parts.extensions).map(|addr| addr.ip()),
+        ))
+    }
+}
+
 /// The query string, deserialized; unknown parameters (such as `token`)
 /// are ignored.
 pub struct QueryParams<T>(pub T);

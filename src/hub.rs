@@ -13,6 +13,7 @@
 //! map only after its lock is released (and marked `closed` before, so a
 //! join that raced to it retries on a fresh room).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ pub struct Settings {
     pub max_capacity: u32,
     pub limits: Limits,
     pub member_timeout: Duration,
+    /// Members the whole server may hold.
+    pub max_members: usize,
+    /// Open readers (streams and waiting polls) the whole server may hold.
+    pub max_readers: usize,
 }
 
 /// A join, validated at the edge except for the capacity, which counts only
@@ -74,6 +79,11 @@ struct Memory {
     /// Token selector (its first 8 bytes) to the member it opens.
     tokens: DashMap<u64, TokenEntry>,
     settings: Settings,
+    /// Members in every room; bounded by `max_members`.
+    members: AtomicUsize,
+    /// Open readers; bounded by `max_readers`. Shared with each
+    /// `Subscription`, which gives its place back when dropped.
+    readers: Arc<AtomicUsize>,
 }
 
 struct TokenEntry {
@@ -219,6 +229,8 @@ impl Hub {
                 rooms: DashMap::new(),
                 tokens: DashMap::new(),
                 settings,
+                members: AtomicUsize::new(0),
+                readers: Arc::new(AtomicUsize::new(0)),
             }),
         }
     }
@@ -238,6 +250,9 @@ impl Hub {
     pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
         let memory = &*self.inner;
         let settings = &memory.settings;
+        let place = Place::take(&memory.members, settings.max_members).ok_or(
+            ApiError::ServerBusy("the server holds as many members as it may; retry later"),
+        )?;
         loop {
             let room_arc = Arc::clone(
                 &memory
@@ -317,6 +332,7 @@ impl Hub {
                 idle_since: Instant::now(),
                 stream: 0,
             });
+            place.keep();
             info!(room = %room_id, member = %view.id, created = creating, "member joined");
             let base = format!("/rooms/{}/members/{}", room_id, view.id);
             return Ok(JoinResponse {
@@ -345,6 +361,12 @@ impl Hub {
                 return token;
             }
         }
+    }
+
+    /// Lets go of what a removed member held outside its room.
+    fn forget_member(&self, gone: &Member) {
+        self.inner.tokens.remove(&gone.token_selector);
+        self.inner.members.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Drops an emptied room from the map, unless a new room took its id.
@@ -395,7 +417,7 @@ impl Hub {
         let gone = room.remove(index, reason, self.inner.settings.limits);
         let closed = room.closed;
         drop(room);
-        self.inner.tokens.remove(&gone.token_selector);
+        self.forget_member(&gone);
         if closed {
             self.forget_room(room_id, &room_arc);
         }
@@ -561,17 +583,22 @@ impl Hub {
         start: impl FnOnce(&mut Inbox, &mut u64) -> (u64, Option<u64>),
     ) -> Result<Subscription, ApiError> {
         let room_arc = self.room(&member_ref.room).ok_or(ApiError::Unauthorized)?;
+        let place = Place::take(&self.inner.readers, self.inner.settings.max_readers).ok_or(
+            ApiError::ServerBusy("the server holds as many open streams as it may; retry later"),
+        )?;
         let mut room = lock(&room_arc);
         let member = room
             .member_mut(member_ref.member)
             .ok_or(ApiError::Unauthorized)?;
         let (cursor, stream) = start(&mut member.inbox, &mut member.stream);
         member.readers += 1;
+        place.keep();
         let wake = Arc::clone(&member.wake);
         // Ends the stream this one replaces.
         wake.notify_waiters();
         drop(room);
         Ok(Subscription {
+            readers: Arc::clone(&self.inner.readers),
             room: room_arc,
             member: member_ref.member,
             stream,
@@ -598,7 +625,7 @@ impl Hub {
                 member.readers == 0 && now.saturating_duration_since(member.idle_since) >= timeout
             }) {
                 let gone = room.remove(index, LeaveReason::Timeout, limits);
-                self.inner.tokens.remove(&gone.token_selector);
+                self.forget_member(&gone);
                 reaped += 1;
             }
             let closed = room.closed;
@@ -614,6 +641,8 @@ impl Hub {
 /// One open reader of an inbox (a stream, or a poll while it waits). While
 /// it exists, the member is not reaped.
 pub struct Subscription {
+    /// The server's count of open readers, given back on drop.
+    readers: Arc<AtomicUsize>,
     room: Arc<Mutex<Room>>,
     member: Uuid,
     /// The stream generation, for streams; polls never supersede anything.
@@ -659,12 +688,44 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.readers.fetch_sub(1, Ordering::Relaxed);
         let mut room = lock(&self.room);
         if let Some(member) = room.member_mut(self.member) {
             member.readers -= 1;
             if member.readers == 0 {
                 member.idle_since = Instant::now();
             }
+        }
+    }
+}
+
+/// A place taken under a server-wide bound, given back on drop unless kept.
+struct Place<'a> {
+    count: &'a AtomicUsize,
+    kept: bool,
+}
+
+impl<'a> Place<'a> {
+    /// Takes a place if fewer than `max` are taken.
+    fn take(count: &'a AtomicUsize, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
+                (taken < max).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| Self { count, kept: false })
+    }
+
+    /// The place now belongs to whatever was made with it.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

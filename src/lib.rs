@@ -9,6 +9,7 @@
 //! - `model`: wire types and validated newtypes.
 //! - `hub`: rooms, members and inboxes: the state behind one seam.
 //! - `inbox`: one member's ordered events, acknowledgement, bounds, gaps.
+//! - `limits`: per-client rate limits.
 //! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
 //! - `reaper`: removes members whose inbox nobody reads.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod hub;
 pub mod inbox;
+pub mod limits;
 pub mod model;
 pub mod reaper;
 pub mod serve;
@@ -52,6 +54,7 @@ pub async fn run(
     let state = app::AppState::new(config, shutdown.clone());
     let reaper = tokio::spawn(reaper::run(
         state.hub.clone(),
+        state.limiters.clone(),
         state.config.member_timeout,
         shutdown.clone(),
     ));

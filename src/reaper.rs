@@ -1,23 +1,34 @@
-//! The background task that removes members whose inbox nobody reads.
+//! The background task that removes members whose inbox nobody reads, and
+//! now and then forgets the rate-limit buckets of clients gone quiet.
 
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::hub::Hub;
+use crate::limits::Limiters;
 
 /// Runs until `shutdown`, checking at least once a second (and at least
 /// twice per member timeout, so a short timeout is honoured closely).
-pub async fn run(hub: Hub, member_timeout: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    hub: Hub,
+    limiters: Arc<Limiters>,
+    member_timeout: Duration,
+    shutdown: CancellationToken,
+) {
     let period = (member_timeout / 2).min(Duration::from_secs(1));
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut forget = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = ticks.tick() => {
                 hub.reap(Instant::now().into_std());
             }
+            _ = forget.tick() => limiters.forget_idle(),
             () = shutdown.cancelled() => return,
         }
     }

@@ -79,6 +79,7 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: another member's inbox", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn stream_events(
@@ -187,6 +188,7 @@ impl<'de> Deserialize<'de> for PollTimeout {
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: another member's inbox", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn poll_events(

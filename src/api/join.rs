@@ -2,15 +2,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::TAG_ROOMS;
 use crate::app::AppState;
+use crate::auth::member_cookie;
 use crate::error::{ApiError, Problem};
-use crate::extract::{JsonBody, RoomPath};
+use crate::extract::{ClientAddr, JsonBody, RoomPath};
 use crate::hub::JoinSpec;
 use crate::model::{JoinRequest, JoinResponse, METADATA_MAX, NAME_MAX};
 
@@ -30,22 +32,36 @@ pub fn router() -> OpenApiRouter<AppState> {
     params(("room_id" = String, Path, description = "1 to 64 characters of `A-Z a-z 0-9 . _ ~ -`, not `.` or `..`; case-sensitive", pattern = r"^[A-Za-z0-9._~-]{1,64}$")),
     request_body(content = Option<JoinRequest>, description = "Optional: name, metadata, and the capacity of a room this join creates"),
     responses(
-        (status = 201, description = "Joined", body = JoinResponse),
+        (status = 201, description = "Joined", body = JoinResponse,
+            headers(("Set-Cookie" = String, description = "The token as an `HttpOnly`, `SameSite=Strict` cookie whose `Path` is the member's own `/rooms/{room_id}/members/{member_id}`, so a same-origin `EventSource` or poll needs no `?token=`"))),
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`room_full`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
         (status = 423, description = "`room_locked`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many joins from this client address", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`server_busy`: the server holds as many members as it may", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn join_room(
     State(state): State<AppState>,
     RoomPath(room_id): RoomPath,
+    ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody<Option<JoinRequest>>,
-) -> Result<(StatusCode, Json<JoinResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let spec = validate(body.unwrap_or_default())?;
+    if let Some(client) = client {
+        state.limiters.check_join(client)?;
+    }
     let joined = state.hub.join(room_id, spec).await?;
-    Ok((StatusCode::CREATED, Json(joined)))
+    let cookie = member_cookie(&joined.room_id, joined.member.id, Some(&joined.token));
+    Ok((
+        StatusCode::CREATED,
+        [(header::SET_COOKIE, cookie)],
+        Json(joined),
+    )
+        .into_response())
 }
 
 fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {

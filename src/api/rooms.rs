@@ -2,13 +2,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::TAG_ROOMS;
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, member_cookie};
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, MemberPath, RoomPath};
 use crate::hub::Actor;
@@ -118,8 +119,10 @@ async fn leave_room(
     State(state): State<AppState>,
     MemberPath(room_id, member_id): MemberPath,
     caller: Caller,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&caller, &room_id)?;
     state.hub.remove_member(&room_id, member_id, actor).await?;
-    Ok(StatusCode::NO_CONTENT)
+    // The cookie's token is dead now; let the browser drop it.
+    let expired = member_cookie(&room_id, member_id, None);
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
 }

@@ -38,7 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "`member_not_found`: `to` is not a member of the sender's room", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`inbox_full`: nothing was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`inbox_full`: nothing was sent; or `rate_limited` (with `Retry-After`): this member sends too fast", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn send_signal(
@@ -49,6 +49,7 @@ async fn send_signal(
     let Caller::Member(from) = caller else {
         return Err(ApiError::Forbidden);
     };
+    state.limiters.check_signal(from.member)?;
     let signal_type = SignalType::parse(&request.signal_type)?;
     if request.to == Some(from.member) {
         return Err(ApiError::InvalidRequest("`to` is the sender itself".into()));

@@ -1,9 +1,13 @@
-//! Connection-level limits: the request head's size and the time to send it.
+//! The limits that keep one client from hurting the others: the request
+//! head's size and the time to send it, per-client rates, server-wide caps;
+//! and the member cookie that keeps tokens out of URLs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use crate::helpers::{DEADLINE, spawn_app_with};
+use serde_json::json;
+
+use crate::helpers::{DEADLINE, Joined, assert_problem, spawn_app, spawn_app_with};
 
 /// Writes `head` and reads until the server closes the connection.
 async fn exchange(addr: std::net::SocketAddr, head: String) -> String {
@@ -69,5 +73,197 @@ async fn a_request_head_under_the_limit_is_served() {
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "unexpected answer: {answer:.80}"
+    );
+}
+
+#[tokio::test]
+async fn joins_past_the_per_client_rate_answer_429_with_retry_after() {
+    let app = spawn_app_with(&["--join-rate", "2"]).await;
+    app.join("lobby").await;
+    app.join("lobby").await;
+
+    let third = app.post_join("lobby", None).await;
+
+    let retry_after: u64 = third.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After is whole seconds");
+    assert!(
+        (1..=60).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+    assert_problem(third, 429, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn a_member_over_its_signal_rate_is_refused_and_others_are_not() {
+    let app = spawn_app_with(&["--signal-rate", "2"]).await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    for n in 0..2 {
+        app.signal(&alice, Some(&bob), "chat", json!(n)).await;
+    }
+
+    let refused = app
+        .send(&alice.token, Some(&bob.member_id), "chat", json!(2))
+        .await;
+    let other = app
+        .send(&bob.token, Some(&alice.member_id), "chat", json!("hi"))
+        .await;
+
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, 429, "rate_limited").await;
+    assert_eq!(other.status().as_u16(), 202);
+    // The refused signal was not delivered: the next event bob sees after
+    // the two accepted ones is alice leaving.
+    let mut bob_events = app.open_events(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+    for n in 0..2 {
+        assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
+    }
+    app.leave(&alice).await;
+    assert_eq!(bob_events.next_event().await.event, "member-left");
+}
+
+#[tokio::test]
+async fn a_join_past_the_server_member_cap_answers_503_and_a_leave_frees_a_place() {
+    let app = spawn_app_with(&["--max-members", "2"]).await;
+    let alice = app.join("a").await;
+    app.join("b").await;
+
+    assert_problem(app.post_join("c", None).await, 503, "server_busy").await;
+    app.leave(&alice).await;
+    app.join("c").await;
+}
+
+#[tokio::test]
+async fn a_stream_past_the_server_stream_cap_answers_503_and_a_closed_one_frees_a_place() {
+    let app = spawn_app_with(&["--max-streams", "1"]).await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let mut alice_events = app.open_events(&alice, None).await;
+    alice_events.expect_ready(&alice, 0).await;
+    alice_events.expect("member-joined").await;
+
+    let refused = app
+        .events_request(&bob, None)
+        .send()
+        .await
+        .expect("ask for a stream");
+    assert_problem(refused, 503, "server_busy").await;
+
+    // Alice leaving ends her stream, which gives its place back.
+    app.leave(&alice).await;
+    alice_events.expect_end().await;
+    let mut bob_events = open_when_a_place_is_free(&app, &bob).await;
+    bob_events.expect_ready(&bob, 0).await;
+}
+
+/// The server gives a stream's place back when it notices the stream ended,
+/// a moment after the client sees the end: retry until then, with a deadline.
+async fn open_when_a_place_is_free(
+    app: &crate::helpers::TestApp,
+    member: &crate::helpers::Joined,
+) -> crate::helpers::EventStream {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let response = app
+            .events_request(member, None)
+            .send()
+            .await
+            .expect("open stream");
+        if response.status().as_u16() == 200 {
+            return crate::helpers::EventStream::from_response(response).await;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stream place came free"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn join_sets_an_http_only_cookie_scoped_to_the_member() {
+    let app = spawn_app().await;
+
+    let response = app.post_join("lobby", None).await;
+
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let joined = Joined::from_response(response).await;
+    assert!(
+        cookie.starts_with(&format!("signalpost_token={};", joined.token)),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains(&format!("Path={};", joined.path())),
+        "{cookie}"
+    );
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+}
+
+#[tokio::test]
+async fn the_cookie_alone_opens_the_members_stream_and_poll() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let cookie = format!("signalpost_token={}", alice.token);
+
+    let stream = app
+        .client
+        .get(app.url(&alice.events_url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut events = crate::helpers::EventStream::from_response(stream).await;
+    events.expect_ready(&alice, 0).await;
+    let poll = app
+        .client
+        .get(app.url(&format!("{}?timeout=0", alice.poll_url)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poll.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn one_members_cookie_does_not_open_another_members_inbox() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+
+    let response = app
+        .client
+        .get(app.url(&format!("{}?timeout=0", bob.poll_url)))
+        .header("cookie", format!("signalpost_token={}", alice.token))
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(response, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn leaving_expires_the_cookie() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+
+    let response = app.leave(&alice).await;
+
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("signalpost_token=;"), "{cookie}");
+    assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    assert!(
+        cookie.contains(&format!("Path={}", alice.path())),
+        "{cookie}"
     );
 }

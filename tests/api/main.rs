@@ -20,3 +20,4 @@ mod rooms;
 mod running;
 mod shutdown;
 mod signals;
+mod web;

@@ -1,0 +1,83 @@
+//! Per-client rate limits: joins per client address, signals per member.
+//! Over a limit, a request answers 429 `rate_limited` with `Retry-After`,
+//! and nothing else is slowed down: each key has its own bucket.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+pub struct Limiters {
+    joins: DefaultKeyedRateLimiter<IpAddr>,
+    signals: DefaultKeyedRateLimiter<Uuid>,
+    clock: DefaultClock,
+}
+
+impl Limiters {
+    /// `joins_per_minute` per client address and `signals_per_second` per
+    /// member, each allowing a burst of the same size.
+    pub fn new(joins_per_minute: NonZeroU32, signals_per_second: NonZeroU32) -> Self {
+        Self {
+            joins: DefaultKeyedRateLimiter::keyed(Quota::per_minute(joins_per_minute)),
+            signals: DefaultKeyedRateLimiter::keyed(Quota::per_second(signals_per_second)),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    pub fn check_join(&self, client: IpAddr) -> Result<(), ApiError> {
+        self.joins
+            .check_key(&client)
+            .map_err(|not_until| ApiError::RateLimited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
+    }
+
+    pub fn check_signal(&self, member: Uuid) -> Result<(), ApiError> {
+        self.signals
+            .check_key(&member)
+            .map_err(|not_until| ApiError::RateLimited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
+    }
+
+    /// Forgets the buckets that are full again, so that the maps hold only
+    /// clients seen recently.
+    pub fn forget_idle(&self) {
+        self.joins.retain_recent();
+        self.signals.retain_recent();
+        self.joins.shrink_to_fit();
+        self.signals.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_over_the_limit_is_refused_with_a_wait() {
+        let limiters = Limiters::new(NonZeroU32::new(2).unwrap(), NonZeroU32::new(3).unwrap());
+        let client = IpAddr::from([127, 0, 0, 1]);
+        assert!(limiters.check_join(client).is_ok());
+        assert!(limiters.check_join(client).is_ok());
+        match limiters.check_join(client) {
+            Err(ApiError::RateLimited { retry_after }) => assert!(retry_after.as_secs() <= 30),
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
+        // Another client has its own bucket.
+        assert!(limiters.check_join(IpAddr::from([127, 0, 0, 2])).is_ok());
+    }
+
+    #[test]
+    fn members_have_separate_signal_buckets() {
+        let limiters = Limiters::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(1).unwrap());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(limiters.check_signal(a).is_ok());
+        assert!(limiters.check_signal(a).is_err());
+        assert!(limiters.check_signal(b).is_ok());
+    }
+}

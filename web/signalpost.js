@@ -1,0 +1,401 @@
+/**
+ * The browser client of signalpost: join a room, read the member's inbox,
+ * send signals. One dependency-free ES module, served at `/signalpost.js`.
+ *
+ *     import { join, SignalpostError } from '/signalpost.js';
+ *
+ *     const session = await join('standup', { name: 'ada' });
+ *     session.addEventListener('member-joined', (e) => call(e.detail.member.id));
+ *     session.addEventListener('signal', (e) => handle(e.detail));
+ *     await session.send(peerId, 'offer', pc.localDescription);
+ *     await session.leave();
+ *
+ * The inbox is read by Server-Sent Events, or by long-poll where a proxy
+ * buffers or breaks the stream. Either way every event is delivered once and
+ * in inbox order, and a reconnect resumes after the last event processed.
+ *
+ * The token stays in a private field. It travels as `Authorization: Bearer`.
+ * `EventSource` cannot set headers: on the page's own origin the stream is
+ * opened by the `HttpOnly` cookie the join set, elsewhere by `?token=`.
+ *
+ * @module signalpost
+ */
+
+/** The inbox events a session re-dispatches, as named on the SSE stream. */
+const EVENT_KINDS = ['member-joined', 'member-left', 'signal', 'room-updated', 'gap'];
+/** Stream errors in a row, without a `ready` between, before 'auto' gives up on SSE. */
+const STREAM_ERRORS_BEFORE_POLL = 3;
+/** Seconds one long-poll may wait on the server (API.md's default). */
+const POLL_WAIT = 25;
+/** Retry delays double from the first up to the cap; the cap stays well under
+ * the server's default member timeout (30 s) so a retrying member is not reaped. */
+const RETRY_FIRST_MS = 500;
+const RETRY_CAP_MS = 10_000;
+/** `EventSource.CLOSED`, spelled out because the constructor may be a test fake. */
+const CLOSED = 2;
+
+/**
+ * A failed call: a problem+json answer of the server (`status`, `code`,
+ * `detail`), a non-problem answer (`code` 'http_error'), or a request that
+ * got no answer at all (`status` 0, `code` 'network').
+ */
+export class SignalpostError extends Error {
+  /** @param {{status: number, code: string, detail?: string, title?: string}} problem */
+  constructor({ status, code, detail = '', title = '' }) {
+    super(detail || title || code);
+    this.name = 'SignalpostError';
+    /** The HTTP status, 0 when no answer came. */
+    this.status = status;
+    /** API.md's stable word: 'room_full', 'unauthorized', … or 'network'. */
+    this.code = code;
+    this.detail = detail;
+  }
+
+  /** Builds the error from a non-2xx answer, problem+json or not. */
+  static async fromResponse(response) {
+    let problem = {};
+    try {
+      problem = await response.json();
+    } catch {
+      // A bare 5xx from a proxy or an internal failure has no problem body.
+    }
+    return new SignalpostError({
+      status: response.status,
+      code: typeof problem?.code === 'string' ? problem.code : 'http_error',
+      detail: problem?.detail ?? '',
+      title: problem?.title ?? response.statusText ?? '',
+    });
+  }
+}
+
+/**
+ * The test hooks, each defaulting to the global of that name. The globals
+ * are looked up at call time and called unbound from `globalThis`, since
+ * `fetch` and timers throw "Illegal invocation" with any other `this`.
+ */
+function environment(options) {
+  return {
+    fetch: options.fetch ?? ((...args) => globalThis.fetch(...args)),
+    EventSource: options.EventSource ?? globalThis.EventSource,
+    setTimeout: options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms)),
+    clearTimeout: options.clearTimeout ?? ((handle) => globalThis.clearTimeout(handle)),
+  };
+}
+
+/** One HTTP call: JSON in and out, problem answers and network failures thrown. */
+async function call(env, method, url, { token, body, signal, keepalive } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response;
+  try {
+    response = await env.fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+      ...(keepalive ? { keepalive } : {}),
+    });
+  } catch (cause) {
+    if (signal?.aborted) throw cause;
+    throw new SignalpostError({ status: 0, code: 'network', detail: String(cause?.message ?? cause) });
+  }
+  if (!response.ok) throw await SignalpostError.fromResponse(response);
+  return response.status === 204 ? null : response.json();
+}
+
+/**
+ * Joins a room, creating it if needed, and starts reading the member's inbox.
+ *
+ * @param {string} roomId 1 to 64 characters of `A-Z a-z 0-9 . _ ~ -`.
+ * @param {object} [options]
+ * @param {string} [options.name] Shown to the other members, ≤ 64 characters.
+ * @param {object} [options.metadata] Any JSON object, ≤ 4 KiB.
+ * @param {number} [options.capacity] Counts only when this join creates the room.
+ * @param {string} [options.baseUrl] '' for the page's own origin, or 'http://host:port'.
+ * @param {'auto'|'sse'|'poll'} [options.transport] 'auto' starts with SSE and
+ *   falls back to long-poll for good when the stream does not work.
+ * @param {number} [options.readyTimeout] Milliseconds 'auto' waits for the stream's `ready`.
+ * @returns {Promise<Session>} Rejects with a {@link SignalpostError}.
+ */
+export async function join(roomId, options = {}) {
+  const env = environment(options);
+  const baseUrl = (options.baseUrl ?? '').replace(/\/+$/, '');
+  const body = {};
+  for (const key of ['name', 'metadata', 'capacity']) {
+    if (options[key] !== undefined) body[key] = options[key];
+  }
+  const answer = await call(env, 'POST', `${baseUrl}/rooms/${encodeURIComponent(roomId)}/join`, { body });
+  const session = new Session(answer, { ...options, baseUrl }, env);
+  session.reconnect();
+  return session;
+}
+
+/**
+ * One member's presence in one room, made by {@link join}. Dispatches
+ * `member-joined`, `member-left`, `signal`, `room-updated` and `gap` with the
+ * event's data as `detail`; `statechange` ({state, transport}) and `error`
+ * ({error}, fatal only when the state has become 'closed').
+ */
+export class Session extends EventTarget {
+  #token;
+  #env;
+  #baseUrl;
+  #urls;
+  #readyTimeout;
+  /** Whether a failing SSE stream may still be given up for long-poll. */
+  #mayFallBack;
+  /** The open EventSource, when reading by SSE. */
+  #source = null;
+  /** The AbortController of the running poll, when reading by long-poll. */
+  #poll = null;
+  /** The pending retry. */
+  #retryTimer = null;
+  /** The deadline for the stream's `ready` ('auto' only). */
+  #readyTimer = null;
+  /** Failures since the last working read: picks the retry delay, and counts stream errors. */
+  #failures = 0;
+  /** Grows on every stop, so an answer to a read that was stopped is ignored. */
+  #generation = 0;
+  /** Whether the stream URL must carry the token (another origin, or no cookie). */
+  #streamNeedsToken = false;
+
+  /** @hideconstructor */
+  constructor(answer, options, env) {
+    super();
+    this.#token = answer.token;
+    this.#env = env;
+    this.#baseUrl = options.baseUrl;
+    this.#urls = { events: answer.events_url, poll: answer.poll_url };
+    this.#readyTimeout = options.readyTimeout ?? 4000;
+    const wanted = options.transport ?? 'auto';
+    this.#mayFallBack = wanted === 'auto';
+    /** @type {string} */ this.roomId = answer.room_id;
+    /** @type {string} */ this.memberId = answer.member.id;
+    /** @type {string|null} */ this.name = answer.member.name;
+    /** @type {boolean} Kept up to date by `room-updated`. */
+    this.owner = answer.owner;
+    /** @type {number} */ this.capacity = answer.capacity;
+    /** @type {boolean} A room being joined is never locked; then `room-updated` tells. */
+    this.locked = false;
+    /** @type {Map<string, object>} The other members, by id, oldest first. */
+    this.members = new Map(answer.members.map((member) => [member.id, member]));
+    /** @type {'connecting'|'live'|'polling'|'reconnecting'|'closed'} */
+    this.state = 'connecting';
+    /** @type {'sse'|'poll'} */
+    this.transport = wanted === 'poll' || (wanted === 'auto' && !env.EventSource) ? 'poll' : 'sse';
+    /** @type {number} The highest inbox event id processed; resumes start after it. */
+    this.lastEventId = 0;
+  }
+
+  /** Sends a signal to one member; resolves to `{recipients}`. */
+  send(to, type, payload) {
+    return this.#call('POST', '/signals', { to, type, payload });
+  }
+
+  /** Sends a signal to every other member; resolves to `{recipients}`. */
+  broadcast(type, payload) {
+    return this.send(null, type, payload);
+  }
+
+  /** Locks or unlocks the room (owner only); resolves to the room view. */
+  setLocked(locked) {
+    return this.#call('PATCH', `/rooms/${encodeURIComponent(this.roomId)}`, { locked });
+  }
+
+  /** Leaves the room, then closes. A 401 means the member is already gone: done too. */
+  async leave() {
+    // Stop reading first: the server ends the stream when the member leaves,
+    // and that must not show as 'reconnecting'.
+    this.#stop();
+    try {
+      await this.#call('DELETE', `/rooms/${encodeURIComponent(this.roomId)}/members/${this.memberId}`);
+    } catch (error) {
+      if (error.status !== 401) throw error;
+    } finally {
+      this.#setState('closed');
+    }
+  }
+
+  /** Stops reading without leaving; the server removes the member after its timeout. */
+  close() {
+    this.#stop();
+    this.#setState('closed');
+  }
+
+  /**
+   * Drops the current stream or poll and opens a new one on the same
+   * transport, resuming after `lastEventId`. Does nothing once closed.
+   */
+  reconnect() {
+    if (this.state === 'closed') return;
+    this.#stop();
+    this.#failures = 0;
+    if (this.transport === 'poll') {
+      // A failing poll stays 'reconnecting' until one succeeds.
+      if (this.state === 'connecting') this.#setState('polling');
+      this.#pollLoop();
+    } else {
+      if (this.state !== 'connecting') this.#setState('reconnecting');
+      this.#openStream();
+    }
+  }
+
+  #call(method, path, body) {
+    // `keepalive` lets a leave sent from `pagehide` outlive the page.
+    const keepalive = method === 'DELETE';
+    return call(this.#env, method, `${this.#baseUrl}${path}`, { token: this.#token, body, keepalive });
+  }
+
+  #openStream() {
+    const query = new URLSearchParams();
+    // On the page's own origin the join's HttpOnly cookie opens the stream,
+    // which keeps the token out of URLs; a refused stream retries with it.
+    if (this.#baseUrl !== '' || this.#streamNeedsToken) query.set('token', this.#token);
+    // Always sent, 0 included: without it the server starts after the events
+    // it already wrote, and those a replaced or cut stream wrote but this page
+    // never processed would be skipped. The browser's own reconnects reuse
+    // this URL until an `id:` gives them a `Last-Event-ID` header.
+    query.set('last_event_id', String(this.lastEventId));
+    const source = new this.#env.EventSource(`${this.#baseUrl}${this.#urls.events}?${query}`);
+    this.#source = source;
+    source.addEventListener('ready', () => {
+      if (source !== this.#source) return;
+      this.#env.clearTimeout(this.#readyTimer);
+      this.#failures = 0;
+      this.#setState('live');
+    });
+    for (const kind of EVENT_KINDS) {
+      source.addEventListener(kind, (e) => {
+        if (source !== this.#source) return;
+        // The browser keeps the last `id:` for events without one (gap), so
+        // only id-carrying kinds may read it.
+        const id = kind === 'gap' ? undefined : Number(e.lastEventId);
+        this.#receive(kind, id, JSON.parse(e.data));
+      });
+    }
+    source.onerror = () => this.#onStreamError(source);
+    if (this.#mayFallBack) {
+      // A buffering proxy answers 200 and then holds everything back: no
+      // error ever comes, only silence.
+      this.#env.clearTimeout(this.#readyTimer);
+      this.#readyTimer = this.#env.setTimeout(() => this.#fallBack(), this.#readyTimeout);
+    }
+  }
+
+  #onStreamError(source) {
+    if (source !== this.#source) return;
+    this.#failures += 1;
+    this.#setState('reconnecting');
+    if (this.#mayFallBack && this.#failures >= STREAM_ERRORS_BEFORE_POLL) {
+      this.#fallBack();
+    } else if (source.readyState === CLOSED) {
+      // The browser gives up after a non-200 answer without saying which;
+      // ask over fetch whether the member still exists before reopening.
+      source.close();
+      this.#source = null;
+      // Cookies may be blocked; the retry does not count on one.
+      this.#streamNeedsToken = true;
+      const generation = this.#generation;
+      const reopen = () => this.#openStream();
+      this.#call('GET', `/rooms/${encodeURIComponent(this.roomId)}`).then(
+        () => generation === this.#generation && this.#retry(reopen),
+        (error) => generation === this.#generation && this.#onReadFailure(error, reopen),
+      );
+    }
+    // Otherwise the browser reconnects by itself, sending `Last-Event-ID`.
+  }
+
+  #fallBack() {
+    this.#stop();
+    this.#mayFallBack = false;
+    this.transport = 'poll';
+    this.#failures = 0;
+    this.#setState('polling');
+    this.#pollLoop();
+  }
+
+  async #pollLoop() {
+    const controller = new AbortController();
+    this.#poll = controller;
+    const url = `${this.#baseUrl}${this.#urls.poll}?after=${this.lastEventId}&timeout=${POLL_WAIT}`;
+    let answer;
+    try {
+      answer = await call(this.#env, 'GET', url, { token: this.#token, signal: controller.signal });
+    } catch (error) {
+      if (controller === this.#poll) this.#onReadFailure(error, () => this.#pollLoop());
+      return;
+    }
+    this.#failures = 0;
+    this.#setState('polling');
+    for (const { id, event, data } of answer.events) {
+      // A listener may have closed or reconnected the session meanwhile.
+      if (controller !== this.#poll) return;
+      this.#receive(event, id, data);
+    }
+    if (controller === this.#poll) this.#pollLoop();
+  }
+
+  /** Ends the session on an answer that no retry can change, else retries later. */
+  #onReadFailure(error, again) {
+    if (this.state === 'closed') return;
+    const transient = error.status === 0 || error.status === 429 || error.status >= 500;
+    if (!transient) {
+      this.#stop();
+      this.#setState('closed');
+      this.#emit('error', { error });
+      return;
+    }
+    this.#failures += 1;
+    this.#setState('reconnecting');
+    this.#emit('error', { error });
+    this.#retry(again);
+  }
+
+  #retry(again) {
+    const delay = Math.min(RETRY_CAP_MS, RETRY_FIRST_MS * 2 ** Math.max(0, this.#failures - 1));
+    this.#retryTimer = this.#env.setTimeout(() => {
+      this.#retryTimer = null;
+      if (this.state !== 'closed') again();
+    }, delay);
+  }
+
+  /** Applies one inbox event to the session's view, then dispatches it, once and in order. */
+  #receive(kind, id, data) {
+    // A gap stands for the ids it lost, so its `to` is its place in the inbox.
+    const place = kind === 'gap' ? data.to : id;
+    if (!(place > this.lastEventId)) return;
+    this.lastEventId = place;
+    if (kind === 'member-joined') this.members.set(data.member.id, data.member);
+    if (kind === 'member-left') this.members.delete(data.member_id);
+    if (kind === 'room-updated') {
+      this.owner = data.owner === this.memberId;
+      this.capacity = data.capacity;
+      this.locked = data.locked;
+    }
+    this.#emit(kind, data);
+  }
+
+  /** Stops every read and timer; a late answer of the old read is then ignored. */
+  #stop() {
+    this.#generation += 1;
+    this.#source?.close();
+    this.#source = null;
+    this.#poll?.abort();
+    this.#poll = null;
+    this.#env.clearTimeout(this.#readyTimer);
+    this.#env.clearTimeout(this.#retryTimer);
+    this.#readyTimer = this.#retryTimer = null;
+  }
+
+  #setState(state) {
+    // A transport change always comes with a state change (to 'polling').
+    if (this.state === 'closed' || this.state === state) return;
+    this.state = state;
+    this.#emit('statechange', { state, transport: this.transport });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
