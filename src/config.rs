@@ -113,6 +113,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(8192..))]
     pub max_header_bytes: u32,
 
+    /// Seconds a write to a client may stay blocked (the client reads nothing)
+    /// before the connection is dropped. The inbox keeps the events for a resume.
+    #[arg(long, env = "SIGNALPOST_WRITE_TIMEOUT", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    pub write_timeout: Duration,
+
     /// Serve the web pages from this folder instead of the copy built into the
     /// binary (for working on them without rebuilding).
     #[arg(long, env = "SIGNALPOST_WEB_DIR", value_name = "DIR")]
@@ -180,6 +185,7 @@ impl std::fmt::Debug for Config {
             .field("max_members", &self.max_members)
             .field("max_streams", &self.max_streams)
             .field("header_timeout", &self.header_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)

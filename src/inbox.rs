@@ -155,14 +155,9 @@ impl Inbox {
     /// Accepts an event that is never refused.
     pub fn push(&mut self, body: Arc<EventBody>, limits: Limits) -> u64 {
         let size = body.size();
-        // Delivered events only wait for a resume: they give way first.
-        while self.front_is_delivered()
-            && (self.held.len() >= limits.events || self.held_bytes + size > limits.bytes)
-        {
-            self.remove(0);
-        }
-        while self.held.len() >= limits.hard_events()
-            || self.held_bytes + size > limits.hard_bytes()
+        self.trim_delivered(limits);
+        while self.undelivered_len >= limits.hard_events()
+            || self.undelivered_bytes + size > limits.hard_bytes()
         {
             let oldest_membership = self
                 .held
@@ -187,10 +182,23 @@ impl Inbox {
         self.last_id
     }
 
-    fn front_is_delivered(&self) -> bool {
-        self.held
+    /// Delivered events wait for a resume in a window of their own, as large
+    /// as the undelivered one, the oldest giving way first. Trimmed when an
+    /// event arrives, so a read may leave up to one more limit's worth
+    /// delivered until then. A batch written
+    /// into a connection that then dies is at most one limit's worth, so it
+    /// is always still held when the client resumes: only a client that
+    /// received older events and never acknowledged them can see a gap.
+    fn trim_delivered(&mut self, limits: Limits) {
+        while self
+            .held
             .front()
             .is_some_and(|entry| entry.id <= self.delivered)
+            && (self.held.len() - self.undelivered_len > limits.events
+                || self.held_bytes - self.undelivered_bytes > limits.bytes)
+        {
+            self.remove(0);
+        }
     }
 
     fn remove(&mut self, index: usize) {
@@ -357,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn delivered_events_make_room_for_new_ones() {
+    fn delivered_events_wait_for_a_resume_in_a_window_of_their_own() {
         let mut inbox = Inbox::default();
         for _ in 0..3 {
             inbox.push_signal(signal("x"), LIMITS).unwrap();
@@ -366,10 +374,35 @@ mod tests {
         for _ in 0..3 {
             inbox.push_signal(signal("y"), LIMITS).unwrap();
         }
-        assert_eq!(inbox.held_len(), 3);
+        // The delivered 1..=3 do not count against the undelivered limit.
+        assert_eq!(inbox.held_len(), 6);
+        inbox.read_after(3);
+        inbox.push_signal(signal("z"), LIMITS).unwrap();
+        // Six delivered is past the window of three: the oldest gave way.
+        assert_eq!(inbox.held_len(), 4);
         // A resume from the start learns that 1..=3 are gone.
         let (batch, _) = inbox.read_after(0);
-        assert_eq!(shape(&batch), ["1-3", "4", "5", "6"]);
+        assert_eq!(shape(&batch), ["1-3", "4", "5", "6", "7"]);
+        check_counters(&inbox);
+    }
+
+    #[test]
+    fn the_last_batch_handed_out_is_held_whole_for_a_resume() {
+        let mut inbox = Inbox::default();
+        for _ in 0..3 {
+            inbox.push_signal(signal("x"), LIMITS).unwrap();
+        }
+        inbox.read_after(0);
+        for _ in 0..3 {
+            inbox.push_signal(signal("y"), LIMITS).unwrap();
+        }
+        // 4..=6 go into a connection that dies; more arrive meanwhile.
+        inbox.read_after(3);
+        for _ in 0..3 {
+            inbox.push_signal(signal("z"), LIMITS).unwrap();
+        }
+        let (batch, _) = inbox.read_after(3);
+        assert_eq!(shape(&batch), ["4", "5", "6", "7", "8", "9"]);
         check_counters(&inbox);
     }
 
@@ -478,7 +511,9 @@ mod tests {
                 inbox.read_after(inbox.acked());
             }
             check_counters(&inbox);
-            assert!(inbox.held_len() <= limits.hard_events());
+            // Undelivered up to the hard bound, delivered up to the limit
+            // plus the last read's worth.
+            assert!(inbox.held_len() <= limits.events + limits.hard_events());
         }
     }
 

@@ -48,6 +48,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let limits = serve::ConnectionLimits {
         header_timeout: config.header_timeout,
+        write_timeout: config.write_timeout,
         max_header_bytes: config.max_header_bytes as usize,
         grace: config.shutdown_grace,
     };

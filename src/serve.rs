@@ -1,8 +1,8 @@
 //! The accept loop: one hyper connection per accepted socket, HTTP/1.1 and
 //! cleartext HTTP/2 alike, with what `axum::serve` does not offer: a bound on
-//! the request head and on the time to send it (slow-loris), `TCP_NODELAY`,
-//! the peer address for per-client limits, and a graceful shutdown with a
-//! hard deadline.
+//! the request head and on the time to send it (slow-loris), a cutoff for
+//! clients that stop reading, `TCP_NODELAY`, the peer address for per-client
+//! limits, and a graceful shutdown with a hard deadline.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
@@ -24,6 +25,9 @@ use tracing::{debug, warn};
 pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
+    /// How long a write to a client may stay blocked before the connection
+    /// is dropped.
+    pub write_timeout: Duration,
     /// After shutdown starts, how long open connections get to finish.
     pub grace: Duration,
 }
@@ -66,6 +70,12 @@ pub async fn serve(
         if let Err(error) = socket.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY");
         }
+        // A client that stops reading would otherwise hold its connection,
+        // and the inbox events written into it, for as long as it likes.
+        // The stream's events stay held for a resume; the buffers between
+        // it and the client stay bounded by `max_buf_size` and the kernel.
+        let mut socket = TimeoutStream::new(socket);
+        socket.set_write_timeout(Some(limits.write_timeout));
         let service = app
             .clone()
             .map_request(move |mut request: hyper::Request<Incoming>| {
@@ -73,7 +83,10 @@ pub async fn serve(
                 request
             });
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(socket), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(
+                TokioIo::new(Box::pin(socket)),
+                TowerToHyperService::new(service),
+            )
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -413,6 +413,50 @@ impl TestApp {
         EventStream::from_response(response).await
     }
 
+    /// Opens the member's stream, resuming after `last_event_id` if given,
+    /// retrying while the server's stream cap answers 503. The server gives
+    /// a stream's place back when it notices the stream ended, a moment
+    /// after the client sees the end: retry until then, with a deadline.
+    pub async fn open_events_when_a_place_is_free(
+        &self,
+        member: &Joined,
+        last_event_id: Option<u64>,
+    ) -> EventStream {
+        EventStream::from_response(
+            self.stream_response_when_a_place_is_free(member, last_event_id)
+                .await,
+        )
+        .await
+    }
+
+    /// The answer that opens the member's stream, as
+    /// `open_events_when_a_place_is_free` waits for it.
+    pub async fn stream_response_when_a_place_is_free(
+        &self,
+        member: &Joined,
+        last_event_id: Option<u64>,
+    ) -> Response {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            // Not `send`: its timeout would cut the stream's body too.
+            let response =
+                tokio::time::timeout(DEADLINE, self.events_request(member, last_event_id).send())
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("the stream answered no headers within {DEADLINE:?}")
+                    })
+                    .expect("the event stream request is sent");
+            if response.status().as_u16() != 503 {
+                return response;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no stream place came free within {DEADLINE:?}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Opens the member's stream and reads it line by line.
     pub async fn open_raw_events(&self, member: &Joined) -> RawLines {
         let response = tokio::time::timeout(DEADLINE, self.events_request(member, None).send())

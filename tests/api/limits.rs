@@ -156,32 +156,8 @@ async fn a_stream_past_the_server_stream_cap_answers_503_and_a_closed_one_frees_
     // Alice leaving ends her stream, which gives its place back.
     app.leave(&alice).await;
     alice_events.expect_end().await;
-    let mut bob_events = open_when_a_place_is_free(&app, &bob).await;
+    let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
     bob_events.expect_ready(&bob, 0).await;
-}
-
-/// The server gives a stream's place back when it notices the stream ended,
-/// a moment after the client sees the end: retry until then, with a deadline.
-async fn open_when_a_place_is_free(
-    app: &crate::helpers::TestApp,
-    member: &crate::helpers::Joined,
-) -> crate::helpers::EventStream {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let response = app
-            .events_request(member, None)
-            .send()
-            .await
-            .expect("open stream");
-        if response.status().as_u16() == 200 {
-            return crate::helpers::EventStream::from_response(response).await;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no stream place came free"
-        );
-        tokio::task::yield_now().await;
-    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod auth;
 mod concurrency;
 mod docs;
 mod errors;
+mod faults;
 mod inbox_sse;
 mod join;
 mod leave;
