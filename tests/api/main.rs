@@ -21,4 +21,5 @@ mod rooms;
 mod running;
 mod shutdown;
 mod signals;
+mod soak;
 mod web;
