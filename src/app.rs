@@ -7,10 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::sensitive_headers::{
+    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
+};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -160,9 +162,15 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(web::serve)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Inside the trace layer, so the member cookie a join sets is marked
+        // before the trace can see the response.
+        .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        // Outermost, so no layer or log below it can print a bearer token.
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        // Outermost, so no layer or log below it can print a token.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            AUTHORIZATION,
+            COOKIE,
+        ]))
         .with_state(state)
 }
 

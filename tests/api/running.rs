@@ -85,7 +85,7 @@ async fn tokens_never_reach_the_log() {
     let alice = Joined::from_response(send(client.post(url("/rooms/lobby/join"))).await).await;
     let bob = Joined::from_response(send(client.post(url("/rooms/lobby/join"))).await).await;
 
-    // The token in the header, in the query, right and wrong.
+    // The token in the header, in the query, in the cookie, right and wrong.
     let calls = [
         client
             .post(url("/signals"))
@@ -102,6 +102,9 @@ async fn tokens_never_reach_the_log() {
         client.get(url("/rooms")).bearer_auth(admin_token),
         client.get(url(&format!("/rooms/lobby?token={}", alice.token))),
         client.get(url("/nowhere")).bearer_auth(&alice.token),
+        client
+            .get(url(&format!("{}?timeout=0", alice.poll_url)))
+            .header("Cookie", format!("signalpost_token={}", alice.token)),
     ];
     for call in calls {
         send(call).await;
@@ -110,7 +113,8 @@ async fn tokens_never_reach_the_log() {
         send(client.get(url(&format!("{}?token={}", alice.events_url, alice.token)))).await,
     )
     .await;
-    events.expect_ready(&alice, 0).await;
+    // Alice's poll above was handed Bob's `member-joined`.
+    events.expect_ready(&alice, 1).await;
     drop(events);
     server.kill("TERM");
     server.wait_exit().await;
