@@ -183,19 +183,19 @@ impl Inbox {
     }
 
     /// Delivered events wait for a resume in a window of their own, as large
-    /// as the undelivered one, the oldest giving way first. Trimmed when an
-    /// event arrives, so a read may leave up to one more limit's worth
-    /// delivered until then. A batch written
-    /// into a connection that then dies is at most one limit's worth, so it
-    /// is always still held when the client resumes: only a client that
-    /// received older events and never acknowledged them can see a gap.
+    /// as the hard bound on undelivered ones, the oldest giving way first
+    /// when an event arrives. A read hands out at most the hard bound of
+    /// events never delivered before, so those of the last read, the batch a
+    /// dying connection may have swallowed, are always still held when the
+    /// client resumes. Events a read sent again (a resume from further back)
+    /// stay while the window has room; past it the client gets a `gap`.
     fn trim_delivered(&mut self, limits: Limits) {
         while self
             .held
             .front()
             .is_some_and(|entry| entry.id <= self.delivered)
-            && (self.held.len() - self.undelivered_len > limits.events
-                || self.held_bytes - self.undelivered_bytes > limits.bytes)
+            && (self.held.len() - self.undelivered_len > limits.hard_events()
+                || self.held_bytes - self.undelivered_bytes > limits.hard_bytes())
         {
             self.remove(0);
         }
@@ -378,11 +378,15 @@ mod tests {
         assert_eq!(inbox.held_len(), 6);
         inbox.read_after(3);
         inbox.push_signal(signal("z"), LIMITS).unwrap();
-        // Six delivered is past the window of three: the oldest gave way.
-        assert_eq!(inbox.held_len(), 4);
-        // A resume from the start learns that 1..=3 are gone.
+        // Six delivered is past the window (3 + a headroom of 3) by none.
+        assert_eq!(inbox.held_len(), 7);
+        inbox.read_after(7);
+        inbox.push_signal(signal("w"), LIMITS).unwrap();
+        // Seven delivered is: the oldest gave way.
+        assert_eq!(inbox.held_len(), 7);
+        // A resume from the start learns that 1 is gone.
         let (batch, _) = inbox.read_after(0);
-        assert_eq!(shape(&batch), ["1-3", "4", "5", "6", "7"]);
+        assert_eq!(shape(&batch), ["1-1", "2", "3", "4", "5", "6", "7", "8"]);
         check_counters(&inbox);
     }
 
@@ -511,9 +515,8 @@ mod tests {
                 inbox.read_after(inbox.acked());
             }
             check_counters(&inbox);
-            // Undelivered up to the hard bound, delivered up to the limit
-            // plus the last read's worth.
-            assert!(inbox.held_len() <= limits.events + limits.hard_events());
+            // Undelivered up to the hard bound, and delivered as many.
+            assert!(inbox.held_len() <= 2 * limits.hard_events());
         }
     }
 
