@@ -111,6 +111,13 @@ impl Modify for SecuritySchemes {
                 "The same token in the query, for clients that cannot set headers (EventSource)",
             ))),
         );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::TOKEN_COOKIE,
+                "The same token as the HttpOnly cookie join sets, scoped to the member's own path",
+            ))),
+        );
     }
 }
 

@@ -164,7 +164,7 @@ pub struct SignalRequest {
     #[schema(pattern = r"^[a-z0-9-]{1,32}$")]
     pub signal_type: String,
     /// Any JSON value, relayed as it is; `null` when omitted.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub payload: Option<Box<RawValue>>,
 }
 
@@ -219,7 +219,8 @@ pub struct RoomList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolledEvent {
     pub id: u64,
-    /// `member-joined`, `member-left`, `signal` or `room-updated`.
+    /// `member-joined`, `member-left`, `signal`, `room-updated`, or `gap`
+    /// (whose `id` is its `to`).
     pub event: &'static str,
     /// The event's data; see the `*Data` schemas.
     #[schema(value_type = Object)]
@@ -276,7 +277,8 @@ pub struct SignalData<'a> {
     #[serde(rename = "type")]
     #[schema(value_type = String)]
     pub signal_type: &'a str,
-    #[schema(value_type = Object)]
+    /// The sender's payload as it was sent: any JSON value, `null` when it sent none.
+    #[schema(value_type = Value)]
     pub payload: &'a RawValue,
     #[schema(value_type = String, format = DateTime)]
     pub sent_at: Timestamp,

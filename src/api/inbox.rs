@@ -65,10 +65,10 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
     params(
         ("room_id" = String, Path, description = "The room id", pattern = r"^[A-Za-z0-9._~-]{1,64}$"),
         ("member_id" = uuid::Uuid, Path, description = "The member whose inbox this is"),
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event id"),
         StreamQuery,
     ),
-    security(("bearer" = []), ("token" = [])),
+    security(("bearer" = []), ("token" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The inbox as an event stream", content_type = "text/event-stream", body = String,
             headers(
@@ -182,7 +182,7 @@ impl<'de> Deserialize<'de> for PollTimeout {
         ("member_id" = uuid::Uuid, Path, description = "The member whose inbox this is"),
         PollQuery,
     ),
-    security(("bearer" = []), ("token" = [])),
+    security(("bearer" = []), ("token" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The events after `after`, oldest first", body = PollResponse),
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),

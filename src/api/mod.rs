@@ -8,8 +8,6 @@ pub mod join;
 pub mod rooms;
 pub mod signals;
 
-/// The security requirement of every member call: a bearer token, or the
-/// same token in the query.
 pub(crate) const TAG_ROOMS: &str = "rooms";
 pub(crate) const TAG_INBOX: &str = "inbox";
 pub(crate) const TAG_SIGNALS: &str = "signals";

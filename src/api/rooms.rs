@@ -106,9 +106,10 @@ async fn patch_room(
         ("room_id" = String, Path, description = "The room id", pattern = r"^[A-Za-z0-9._~-]{1,64}$"),
         ("member_id" = uuid::Uuid, Path, description = "The member to remove"),
     ),
-    security(("bearer" = []), ("token" = [])),
+    security(("bearer" = []), ("token" = []), ("cookie" = [])),
     responses(
-        (status = 204, description = "The member is gone"),
+        (status = 204, description = "The member is gone",
+            headers(("Set-Cookie" = String, description = "Expires the member's token cookie"))),
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: neither that member, the owner, nor the admin", body = Problem, content_type = "application/problem+json"),

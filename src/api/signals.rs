@@ -38,7 +38,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "`member_not_found`: `to` is not a member of the sender's room", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`inbox_full`: nothing was sent; or `rate_limited` (with `Retry-After`): this member sends too fast", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`inbox_full`: nothing was sent; or `rate_limited` (with `Retry-After`): this member sends too fast", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "With `rate_limited`: seconds to wait"))),
     )
 )]
 async fn send_signal(

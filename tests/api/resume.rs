@@ -125,7 +125,17 @@ async fn resuming_beyond_the_newest_id_reports_no_gap_and_replays_nothing() {
 
 #[tokio::test]
 async fn resuming_after_events_no_longer_held_starts_with_a_gap() {
-    let app = spawn_app_with(&["--inbox-limit", "2"]).await;
+    // Delivered events wait for a resume in a window as large as the hard
+    // bound: the limit plus a full room's joins and leaves (here 2 + 6).
+    let app = spawn_app_with(&[
+        "--inbox-limit",
+        "2",
+        "--max-capacity",
+        "2",
+        "--default-capacity",
+        "2",
+    ])
+    .await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let mut events = app.open_events(&alice, None).await;
@@ -133,7 +143,7 @@ async fn resuming_after_events_no_longer_held_starts_with_a_gap() {
     let mut seen = vec![events.expect("member-joined").await];
     // Each signal is delivered before the next is sent, so the inbox never
     // holds more than one undelivered event, but the held ones are pushed out.
-    for n in 0..10 {
+    for n in 0..20 {
         app.signal(&bob, Some(&alice), "chat", json!(n)).await;
         seen.push(events.expect_signal().await);
     }
@@ -153,13 +163,13 @@ async fn resuming_after_events_no_longer_held_starts_with_a_gap() {
         .as_u64()
         .unwrap_or_else(|| panic!("gap.to is an id: {gap:?}"));
     assert!(
-        (1..=11).contains(&to),
+        (1..=21).contains(&to),
         "gap.to is within the inbox: {gap:?}"
     );
-    if to < 11 {
-        expect_replay(&mut events, &seen, to + 1, 11).await;
+    if to < 21 {
+        expect_replay(&mut events, &seen, to + 1, 21).await;
     }
-    expect_marker_next(&app, &bob, &alice, &mut events, 12).await;
+    expect_marker_next(&app, &bob, &alice, &mut events, 22).await;
 }
 
 #[tokio::test]
