@@ -12,6 +12,7 @@
 //! - `limits`: per-client rate limits.
 //! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
+//! - `stream_conn`: connections that open with a stream request, served without hyper.
 //! - `reaper`: removes members whose inbox nobody reads.
 //! - `web`: the pages and client library of `web/`, built in.
 
@@ -28,6 +29,7 @@ pub mod model;
 pub mod reaper;
 pub mod serve;
 pub mod sse;
+pub mod stream_conn;
 pub mod web;
 
 use tokio::net::TcpListener;

@@ -12,11 +12,14 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::stream_conn::{self, FirstRequest};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -52,6 +55,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so that shutdown waits for those hyper does
+    // not know of: the streams served by `stream_conn`.
+    let streams = TaskTracker::new();
 
     loop {
         let (socket, peer) = tokio::select! {
@@ -70,36 +76,77 @@ pub async fn serve(
         if let Err(error) = socket.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY");
         }
-        // A client that stops reading would otherwise hold its connection,
-        // and the inbox events written into it, for as long as it likes.
-        // The stream's events stay held for a resume; the buffers between
-        // it and the client stay bounded by `max_buf_size` and the kernel.
-        let mut socket = TimeoutStream::new(socket);
-        socket.set_write_timeout(Some(limits.write_timeout));
-        let service = app
-            .clone()
-            .map_request(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(Box::pin(socket)),
-                TowerToHyperService::new(service),
-            )
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(%error, %peer, "connection ended with an error");
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let limits = limits.clone();
+        streams.spawn(async move {
+            let mut socket = socket;
+            let first = Box::pin(stream_conn::first_request(
+                &mut socket,
+                peer,
+                limits.max_header_bytes,
+                limits.header_timeout,
+            ))
+            .await;
+            match first {
+                FirstRequest::Gone => {}
+                FirstRequest::Stream(request) => {
+                    Box::pin(stream_conn::serve(
+                        socket,
+                        request,
+                        app,
+                        limits.write_timeout,
+                    ))
+                    .await;
+                }
+                FirstRequest::Other => {
+                    Box::pin(serve_with_hyper(
+                        socket, peer, app, &builder, watcher, &limits,
+                    ))
+                    .await;
+                }
             }
         });
     }
 
     drop(listener);
+    streams.close();
+    let everything = async {
+        graceful.shutdown().await;
+        streams.wait().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = everything => {}
         () = tokio::time::sleep(limits.grace) => warn!("connections still open after the shutdown grace; closing them"),
+    }
+}
+
+/// Serves a connection with hyper: HTTP/1.1 or cleartext HTTP/2.
+async fn serve_with_hyper(
+    socket: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    limits: &ConnectionLimits,
+) {
+    // A client that stops reading would otherwise hold its connection,
+    // and the inbox events written into it, for as long as it likes.
+    // The stream's events stay held for a resume; the buffers between
+    // it and the client stay bounded by `max_buf_size` and the kernel.
+    let mut socket = TimeoutStream::new(socket);
+    socket.set_write_timeout(Some(limits.write_timeout));
+    let service = app.map_request(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let connection = builder.serve_connection_with_upgrades(
+        TokioIo::new(Box::pin(socket)),
+        TowerToHyperService::new(service),
+    );
+    if let Err(error) = watcher.watch(connection).await {
+        debug!(%error, %peer, "connection ended with an error");
     }
 }
 

@@ -49,6 +49,22 @@ async fn read_signals(
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_and_its_events_wait_for_a_resume() {
+    stalled_reader_is_cut_off(Connection::New).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_on_a_kept_connection_is_cut_off_too() {
+    stalled_reader_is_cut_off(Connection::Kept).await;
+}
+
+/// Which connection a stream is requested on: a new one (the server's own
+/// stream path) or one that served the joins before (hyper's).
+enum Connection {
+    New,
+    Kept,
+}
+
+async fn stalled_reader_is_cut_off(connection: Connection) {
     // One stream place: while the stalled stream holds it, no other opens.
     let app = spawn_app_with(&[
         "--write-timeout",
@@ -61,7 +77,14 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_events_wait_for_a_resume
     .await;
     let alice = app.join("stall").await;
     let bob = app.join("stall").await;
-    let stalled = tokio::time::timeout(DEADLINE, app.events_request(&alice, None).send())
+    let request = match connection {
+        Connection::New => app.events_request(&alice, None),
+        Connection::Kept => app
+            .client
+            .get(app.url(&alice.events_url))
+            .bearer_auth(&alice.token),
+    };
+    let stalled = tokio::time::timeout(DEADLINE, request.send())
         .await
         .expect("the stream answers its headers")
         .expect("the stream request is sent");

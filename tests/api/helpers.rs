@@ -28,6 +28,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// One client for every call of the test.
     pub client: reqwest::Client,
+    /// The client of `events_request`: each stream on a new connection, the
+    /// way the server's own stream path (`stream_conn`) serves them.
+    pub stream_client: reqwest::Client,
     /// Cancelling it shuts the server down; dropping the `TestApp` cancels it.
     pub shutdown: CancellationToken,
     /// The task running `signalpost::run`.
@@ -60,9 +63,14 @@ pub async fn spawn_app_with(args: &[&str]) -> TestApp {
     let client = reqwest::Client::builder()
         .build()
         .expect("a plain HTTP client builds");
+    let stream_client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a plain HTTP client builds");
     TestApp {
         addr,
         client,
+        stream_client,
         shutdown,
         handle,
     }
@@ -389,7 +397,7 @@ impl TestApp {
     /// given, a `Last-Event-ID` header.
     pub fn events_request(&self, member: &Joined, last_event_id: Option<u64>) -> RequestBuilder {
         let mut request = self
-            .client
+            .stream_client
             .get(self.url(&member.events_url))
             .bearer_auth(&member.token);
         if let Some(id) = last_event_id {

@@ -22,4 +22,5 @@ mod running;
 mod shutdown;
 mod signals;
 mod soak;
+mod stream_conn;
 mod web;
