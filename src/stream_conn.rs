@@ -157,18 +157,22 @@ pub async fn serve(
     let mut scratch = [0; 64];
     loop {
         tokio::select! {
-            frame = body.next() => {
-                let chunk = match frame {
-                    Some(Ok(data)) if data.is_empty() => continue,
-                    Some(Ok(data)) => chunk(&data),
-                    Some(Err(_)) => return,
-                    None => b"0\r\n\r\n".to_vec(),
-                };
-                let last = chunk == b"0\r\n\r\n";
-                if !send(&mut writer, &chunk, write_timeout).await || last {
-                    break;
+            frame = body.next() => match frame {
+                Some(Ok(data)) if data.is_empty() => {}
+                Some(Ok(data)) => {
+                    if !send(&mut writer, &chunk(&data), write_timeout).await {
+                        return;
+                    }
                 }
-            }
+                Some(Err(_)) => return,
+                None => {
+                    // The last chunk: the answer is complete.
+                    if send(&mut writer, b"0\r\n\r\n", write_timeout).await {
+                        break;
+                    }
+                    return;
+                }
+            },
             read = reader.read(&mut scratch) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
