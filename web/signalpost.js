@@ -41,9 +41,11 @@ const CLOSED = 2;
  */
 export class SignalpostError extends Error {
   /** @param {{status: number, code: string, detail?: string, title?: string}} problem */
-  constructor({ status, code, detail = '', title = '' }) {
+  constructor({ status, code, detail = '', title = '', retryAfter = null }) {
     super(detail || title || code);
     this.name = 'SignalpostError';
+    /** Seconds the server asked to wait before trying again (429, 503), or null. */
+    this.retryAfter = retryAfter;
     /** The HTTP status, 0 when no answer came. */
     this.status = status;
     /** API.md's stable word: 'room_full', 'unauthorized', … or 'network'. */
@@ -59,11 +61,13 @@ export class SignalpostError extends Error {
     } catch {
       // A bare 5xx from a proxy or an internal failure has no problem body.
     }
+    const retryAfter = Number.parseInt(response.headers?.get?.('retry-after') ?? '', 10);
     return new SignalpostError({
       status: response.status,
       code: typeof problem?.code === 'string' ? problem.code : 'http_error',
       detail: problem?.detail ?? '',
       title: problem?.title ?? response.statusText ?? '',
+      retryAfter: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null,
     });
   }
 }
@@ -349,11 +353,13 @@ export class Session extends EventTarget {
     this.#failures += 1;
     this.#setState('reconnecting');
     this.#emit('error', { error });
-    this.#retry(again);
+    this.#retry(again, error.retryAfter);
   }
 
-  #retry(again) {
-    const delay = Math.min(RETRY_CAP_MS, RETRY_FIRST_MS * 2 ** Math.max(0, this.#failures - 1));
+  /** Runs `again` after the backoff, or after what the server asked (`Retry-After`) if longer. */
+  #retry(again, retryAfter = null) {
+    const backoff = Math.min(RETRY_CAP_MS, RETRY_FIRST_MS * 2 ** Math.max(0, this.#failures - 1));
+    const delay = Math.max(backoff, (retryAfter ?? 0) * 1000);
     this.#retryTimer = this.#env.setTimeout(() => {
       this.#retryTimer = null;
       if (this.state !== 'closed') again();

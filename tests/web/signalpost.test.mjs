@@ -81,10 +81,10 @@ class FakeServer {
           for (const wake of this.#wakers.splice(0)) wake();
         });
     if (answer === NETWORK) throw new TypeError('fetch failed');
-    const { status = 200, body, problem: isProblem } = answer;
+    const { status = 200, body, problem: isProblem, headers = {} } = answer;
     if (status === 204) return new Response(null, { status });
     const type = isProblem ? 'application/problem+json' : 'application/json';
-    return new Response(JSON.stringify(body), { status, headers: { 'content-type': type } });
+    return new Response(JSON.stringify(body), { status, headers: { 'content-type': type, ...headers } });
   };
 
   /** The next held request matching, waiting for it if need be. */
@@ -531,6 +531,19 @@ test('a poll answered 401 closes the session and emits the error', async () => {
   assert.deepEqual(states(events), ['closed']);
   await server.settle();
   assert.equal(server.held.length, 0, 'no poll after closing');
+});
+
+test('a refused poll waits as long as Retry-After asks when that is longer than the backoff', async () => {
+  const { server, clock, session } = await setUp({ transport: 'poll' });
+  (await server.next('GET', /\/poll\?/)).respond({ ...problem(503, 'server_busy'), headers: { 'retry-after': '3' } });
+  const { error } = await nextEvent(session, 'error');
+  assert.equal(error.retryAfter, 3);
+  clock.tick(2999);
+  await server.settle();
+  assert.equal(server.held.length, 0, 'no retry before Retry-After');
+  clock.tick(1);
+  await server.next('GET', /\/poll\?/);
+  session.close();
 });
 
 test('a failing poll backs off, shows reconnecting, and recovers', async () => {
