@@ -1,0 +1,187 @@
+//! `signalpost-bench`: the load generator of signalpost's benchmark, and
+//! the report that turns its runs into a table and a chart.
+//!
+//! - `run`: one scenario against one running server, one JSON line out.
+//! - `report`: the JSON lines of a benchmark → `results.json`,
+//!   `results.md` (printed) and `chart.svg`.
+//!
+//! `bench/run` starts the servers and calls both; see `bench/README.md`.
+//!
+//! - `peer`, `socketio`: how each server is driven.
+//! - `recorder`: stamps, receipts, the HDR histogram.
+//! - `procfs`: the server's CPU time and resident memory.
+//! - `scenario`: relay, saturate, fanout, idle, join storm.
+//! - `report`, `chart`: medians, the markdown table, the SVG.
+
+mod chart;
+mod http1;
+mod peer;
+mod procfs;
+mod recorder;
+mod report;
+mod scenario;
+mod socketio;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+use crate::peer::{Ctx, PeerKind};
+use crate::recorder::Recorder;
+use crate::scenario::{Run, Scenario, Sizes};
+
+#[derive(Parser)]
+#[command(
+    name = "signalpost-bench",
+    about = "Load generator and report of signalpost's benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario against one running server; print the run as one JSON line.
+    Run {
+        #[arg(long, value_enum)]
+        peer: PeerKind,
+        /// The server's address; only loopback addresses are accepted.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// The server's process id, for its CPU time and memory.
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, value_enum)]
+        scenario: Scenario,
+        /// Which repetition this is, recorded in the run.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Tiny sizes: checks that the peer works, in seconds.
+        #[arg(long)]
+        smoke: bool,
+        /// Exit 3 when anything offered was not delivered (smoke checks).
+        #[arg(long)]
+        strict: bool,
+        /// Hard limit on the whole run, in seconds.
+        #[arg(long, default_value_t = 600)]
+        max_secs: u64,
+    },
+    /// Turn the JSON lines of `run` into results.json, results.md and chart.svg.
+    Report {
+        /// The file of JSON lines that `run` printed.
+        #[arg(long)]
+        runs: PathBuf,
+        /// Where to write the three files.
+        #[arg(long)]
+        out: PathBuf,
+        /// The sizes were those of `--smoke`.
+        #[arg(long)]
+        smoke: bool,
+        /// A line for the notes under the table (repeatable).
+        #[arg(long)]
+        note: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run {
+            peer,
+            addr,
+            pid,
+            scenario,
+            repeat,
+            smoke,
+            strict,
+            max_secs,
+        } => {
+            if !addr.ip().is_loopback() {
+                eprintln!("signalpost-bench: only loopback targets are allowed, not {addr}");
+                return ExitCode::from(2);
+            }
+            // Whatever hangs, the process ends: every reader loop is bounded by it.
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(max_secs));
+                eprintln!("signalpost-bench: the run took longer than {max_secs} s; giving up");
+                std::process::exit(124);
+            });
+            let sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
+            // One thread: the generator is pinned to one core, and a
+            // multi-threaded runtime would only add hand-offs between threads.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts");
+            let run = runtime.block_on(run_one(peer, addr, pid, scenario, repeat, &sizes));
+            println!("{}", serde_json::to_string(&run).expect("a run serializes"));
+            if !run.ok {
+                eprintln!(
+                    "signalpost-bench: {} {} failed: {}",
+                    peer.name(),
+                    scenario.name(),
+                    run.failure.as_deref().unwrap_or("?")
+                );
+                return ExitCode::FAILURE;
+            }
+            if strict && let Some(problem) = report::loss(&run) {
+                eprintln!(
+                    "signalpost-bench: {} {}: {problem}",
+                    peer.name(),
+                    scenario.name()
+                );
+                return ExitCode::from(3);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Report {
+            runs,
+            out,
+            smoke,
+            note,
+        } => match report::write(&runs, &out, smoke, &note) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("signalpost-bench report: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run_one(
+    peer: PeerKind,
+    addr: SocketAddr,
+    pid: u32,
+    scenario: Scenario,
+    repeat: u32,
+    sizes: &Sizes,
+) -> Run {
+    let started = Instant::now();
+    let mut run = Run {
+        peer: peer.name().to_owned(),
+        scenario: scenario.name().to_owned(),
+        repeat,
+        ..Run::default()
+    };
+    let outcome = match procfs::Process::new(pid) {
+        Ok(server) => {
+            let ctx = Arc::new(Ctx::new(peer, addr, Arc::new(Recorder::new())));
+            scenario::run(ctx, server, scenario, sizes, &mut run).await
+        }
+        Err(error) => Err(error),
+    };
+    run.wall_secs = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(()) => run.ok = true,
+        Err(error) => run.failure = Some(format!("{error:#}")),
+    }
+    run
+}

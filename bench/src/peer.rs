@@ -1,0 +1,411 @@
+//! The servers under test as the generator drives them: how a member joins,
+//! how its inbox is read, how it sends a signal. signalpost and the floor
+//! speak HTTP (a POST per signal, an SSE response as the inbox); socket.io
+//! is in `socketio`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::http1;
+use crate::recorder::{Recorder, candidate_payload};
+use crate::socketio;
+
+/// How long a join, a handshake or an inbox's first event may take before
+/// the member counts as failed.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests of `POST /signals` in flight at once; past it a scheduled send
+/// is shed (and counted), so a stalled server cannot make the generator
+/// open sockets without end.
+const MAX_POSTS_IN_FLIGHT: usize = 1024;
+
+/// Copies sent and not received past which a scheduled send is shed.
+const MAX_COPIES_IN_FLIGHT: u64 = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerKind {
+    /// signalpost: REST commands, SSE inbox.
+    Signalpost,
+    /// The minimal axum relay of `src/bin/floor.rs`.
+    Floor,
+    /// socket.io v4 over its websocket transport.
+    SioWs,
+    /// socket.io v4 over its long-polling transport.
+    SioPolling,
+}
+
+impl PeerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Signalpost => "signalpost",
+            Self::Floor => "floor",
+            Self::SioWs => "sio-ws",
+            Self::SioPolling => "sio-polling",
+        }
+    }
+}
+
+/// Everything a generator process shares with its members.
+pub struct Ctx {
+    pub kind: PeerKind,
+    pub http: Arc<http1::Client>,
+    pub recorder: Arc<Recorder>,
+    posts: Arc<Semaphore>,
+    /// Inbox readers (SSE responses, websockets, poll loops) still running.
+    pub open_inboxes: Arc<AtomicUsize>,
+    /// Sends the server refused or that failed on the way, and the last reason.
+    pub send_errors: Arc<AtomicU64>,
+    pub last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// One member of one room, joined and with its inbox open.
+pub struct Member {
+    /// The id other members address it by: signalpost's member id, the
+    /// floor's member number, the socket id.
+    pub id: String,
+    /// The connections its requests go on: its own, as a browser's would
+    /// be, or the generator's shared pool where only setup uses them.
+    http: Arc<http1::Client>,
+    link: Link,
+}
+
+/// Whether a member keeps keep-alive connections of its own for its
+/// requests, as a browser does, or borrows from one shared pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connections {
+    Shared,
+    OwnPerMember,
+}
+
+enum Link {
+    /// `Bearer <token>`.
+    Signalpost {
+        auth: String,
+    },
+    Floor,
+    SocketIo {
+        out: mpsc::UnboundedSender<String>,
+    },
+}
+
+/// What became of one scheduled send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Dispatched,
+    /// Not sent: too much already in flight.
+    Shed,
+}
+
+impl Ctx {
+    pub fn new(kind: PeerKind, addr: SocketAddr, recorder: Arc<Recorder>) -> Self {
+        Self {
+            kind,
+            http: Arc::new(http1::Client::new(addr)),
+            recorder,
+            posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
+            open_inboxes: Arc::new(AtomicUsize::new(0)),
+            send_errors: Arc::new(AtomicU64::new(0)),
+            last_error: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.http.addr()
+    }
+
+    /// Joins `room` (creating it with `capacity`) and opens the member's
+    /// inbox; returns once the inbox is known to flow.
+    pub async fn join(
+        &self,
+        room: &str,
+        capacity: u32,
+        connections: Connections,
+    ) -> Result<Member> {
+        let http = match connections {
+            Connections::Shared => self.http.clone(),
+            Connections::OwnPerMember => Arc::new(http1::Client::new(self.addr())),
+        };
+        let joining = async {
+            match self.kind {
+                PeerKind::Signalpost => self.join_signalpost(http, room, capacity).await,
+                PeerKind::Floor => self.join_floor(http, room).await,
+                PeerKind::SioWs => {
+                    socketio::join_websocket(self, room, capacity)
+                        .await
+                        .map(|(id, out)| Member {
+                            id,
+                            http,
+                            link: Link::SocketIo { out },
+                        })
+                }
+                PeerKind::SioPolling => socketio::join_polling(self, &http, room, capacity)
+                    .await
+                    .map(|(id, out)| Member {
+                        id,
+                        http,
+                        link: Link::SocketIo { out },
+                    }),
+            }
+        };
+        tokio::time::timeout(SETUP_TIMEOUT, joining)
+            .await
+            .context("joining took longer than the setup timeout")?
+    }
+
+    async fn join_signalpost(
+        &self,
+        http: Arc<http1::Client>,
+        room: &str,
+        capacity: u32,
+    ) -> Result<Member> {
+        #[derive(Deserialize)]
+        struct Joined {
+            member: JoinedMember,
+            token: String,
+        }
+        #[derive(Deserialize)]
+        struct JoinedMember {
+            id: String,
+        }
+        let body = format!("{{\"name\":\"bench\",\"capacity\":{capacity}}}");
+        let answer = self
+            .request(
+                &http,
+                "POST",
+                &format!("/rooms/{room}/join"),
+                None,
+                Some(&body),
+            )
+            .await?;
+        if answer.status != 201 {
+            bail!(
+                "join answered {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            );
+        }
+        let joined: Joined = serde_json::from_slice(&answer.body).context("join answer")?;
+        let auth = format!("Bearer {}", joined.token);
+        let path = format!("/rooms/{room}/members/{}/events", joined.member.id);
+        self.open_sse(&path, Some(&auth)).await?;
+        Ok(Member {
+            id: joined.member.id,
+            http,
+            link: Link::Signalpost { auth },
+        })
+    }
+
+    async fn join_floor(&self, http: Arc<http1::Client>, room: &str) -> Result<Member> {
+        #[derive(Deserialize)]
+        struct Joined {
+            member_id: u64,
+        }
+        let answer = self
+            .request(&http, "POST", &format!("/rooms/{room}/join"), None, None)
+            .await?;
+        if answer.status != 201 {
+            bail!("join answered {}", answer.status);
+        }
+        let joined: Joined = serde_json::from_slice(&answer.body).context("join answer")?;
+        let path = format!("/rooms/{room}/members/{}/events", joined.member_id);
+        self.open_sse(&path, None).await?;
+        Ok(Member {
+            id: joined.member_id.to_string(),
+            http,
+            link: Link::Floor,
+        })
+    }
+
+    /// The bytes of a request to this server.
+    pub fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> Vec<u8> {
+        let mut headers = Vec::with_capacity(2);
+        if let Some(auth) = auth {
+            headers.push(("authorization", auth));
+        }
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        http1::request(
+            method,
+            path,
+            self.addr(),
+            &headers,
+            body.unwrap_or("").as_bytes(),
+        )
+    }
+
+    /// One request on `http`'s connections, its whole answer read.
+    pub async fn request(
+        &self,
+        http: &http1::Client,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<http1::Response> {
+        http.send(&self.request_bytes(method, path, auth, body))
+            .await
+    }
+
+    /// Opens an SSE inbox, starts its reader, and waits for `ready`.
+    async fn open_sse(&self, path: &str, auth: Option<&str>) -> Result<()> {
+        let request = self.request_bytes("GET", path, auth, None);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(read_sse(
+            self.http.clone(),
+            request,
+            self.recorder.clone(),
+            ready_tx,
+            self.open_inboxes.clone(),
+        ));
+        ready_rx
+            .await
+            .context("the inbox reader stopped")?
+            .map_err(|reason| anyhow::anyhow!(reason))
+    }
+
+    /// Sends signal `seq` from `from` to `to`, or to the rest of the room,
+    /// stamped now. Never waits: the answer is awaited by its own task.
+    pub fn send(
+        self: &Arc<Self>,
+        from: &Member,
+        to: Option<&Member>,
+        seq: u64,
+        copies: u64,
+    ) -> Sent {
+        if self.recorder.in_flight() > MAX_COPIES_IN_FLIGHT {
+            return Sent::Shed;
+        }
+        let payload = candidate_payload(seq, self.recorder.now_ns());
+        match &from.link {
+            Link::SocketIo { out } => {
+                let to = to.map_or_else(|| "null".to_owned(), |to| format!("\"{}\"", to.id));
+                let packet = format!(
+                    "42[\"signal\",{{\"to\":{to},\"type\":\"candidate\",\"payload\":{payload}}}]"
+                );
+                self.recorder.dispatched(copies);
+                if out.send(packet).is_err() {
+                    self.fail(copies, "the socket is closed".into());
+                }
+                Sent::Dispatched
+            }
+            link => {
+                let Ok(permit) = self.posts.clone().try_acquire_owned() else {
+                    return Sent::Shed;
+                };
+                let request = match link {
+                    Link::Signalpost { auth } => {
+                        let to = to.map_or_else(String::new, |to| format!("\"to\":\"{}\",", to.id));
+                        let body = format!("{{{to}\"type\":\"candidate\",\"payload\":{payload}}}");
+                        self.request_bytes("POST", "/signals", Some(auth), Some(&body))
+                    }
+                    _ => {
+                        let to = to.map_or("null", |to| to.id.as_str());
+                        let body = format!(
+                            "{{\"from\":{},\"to\":{to},\"type\":\"candidate\",\"payload\":{payload}}}",
+                            from.id
+                        );
+                        self.request_bytes("POST", "/signals", None, Some(&body))
+                    }
+                };
+                self.recorder.dispatched(copies);
+                let ctx = Arc::clone(self);
+                let http = from.http.clone();
+                tokio::spawn(async move {
+                    let outcome = http.send(&request).await;
+                    drop(permit);
+                    match outcome {
+                        Ok(answer) if answer.status == 202 => {}
+                        Ok(answer) => ctx.fail(
+                            copies,
+                            format!(
+                                "{}: {}",
+                                answer.status,
+                                String::from_utf8_lossy(&answer.body)
+                            ),
+                        ),
+                        Err(error) => ctx.fail(copies, format!("{error:#}")),
+                    }
+                });
+                Sent::Dispatched
+            }
+        }
+    }
+
+    fn fail(&self, copies: u64, reason: String) {
+        self.send_errors.fetch_add(1, Ordering::Relaxed);
+        self.recorder.failed(copies);
+        *self.last_error.lock().expect("no panic holds the lock") = Some(reason);
+    }
+}
+
+/// Reads one SSE inbox until it ends: `ready` releases the join (and
+/// counts the inbox as open), every `data:` line goes to the recorder.
+async fn read_sse(
+    http: Arc<http1::Client>,
+    request: Vec<u8>,
+    recorder: Arc<Recorder>,
+    ready: oneshot::Sender<Result<(), String>>,
+    open: Arc<AtomicUsize>,
+) {
+    let mut ready = Some(ready);
+    let mut open_guard = None;
+    let mut pending: Vec<u8> = Vec::new();
+    let outcome = http
+        .stream(&request, |data| {
+            pending.extend_from_slice(data);
+            let mut start = 0;
+            while let Some(end) = memchr::memchr(b'\n', &pending[start..]) {
+                let line = &pending[start..start + end];
+                if line.starts_with(b"data:") {
+                    recorder.on_message(line);
+                } else if line == b"event: ready"
+                    && let Some(ready) = ready.take()
+                {
+                    open_guard = Some(OpenGuard::new(open.clone()));
+                    let _ = ready.send(Ok(()));
+                }
+                start += end + 1;
+            }
+            pending.drain(..start);
+            true
+        })
+        .await;
+    if let Some(ready) = ready.take() {
+        let reason = match outcome {
+            Ok(()) => "the inbox ended before its `ready` event".to_owned(),
+            Err(error) => format!("{error:#}"),
+        };
+        let _ = ready.send(Err(reason));
+    }
+    drop(open_guard);
+}
+
+/// Counts a running inbox reader for as long as it lives.
+pub struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    pub fn new(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

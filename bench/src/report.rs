@@ -1,0 +1,529 @@
+//! From runs to results: the median of each figure over the repeats, the
+//! markdown table with the targets of the issue checked, `results.json`,
+//! and the chart.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::chart;
+use crate::scenario::{Run, Sizes, Window};
+
+/// The peers in the order of the table's columns.
+pub const PEERS: [(&str, &str); 4] = [
+    ("signalpost", "signalpost (SSE)"),
+    ("floor", "floor (axum relay)"),
+    ("sio-ws", "socket.io websocket"),
+    ("sio-polling", "socket.io polling"),
+];
+
+/// The medians of one peer; `None` where the peer had no successful run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub relay_p50_ms: Option<f64>,
+    pub relay_p99_ms: Option<f64>,
+    pub relay_max_ms: Option<f64>,
+    pub relay_delivered: u64,
+    pub relay_expected: u64,
+    pub relay_cpu_us: Option<f64>,
+    pub relay_generator_cpu_us: Option<f64>,
+    pub relay_late: u64,
+    pub relay_shed: u64,
+    pub relay_errors: u64,
+    pub fanout_p50_ms: Option<f64>,
+    pub fanout_p99_ms: Option<f64>,
+    pub fanout_max_ms: Option<f64>,
+    pub fanout_delivered: u64,
+    pub fanout_expected: u64,
+    pub fanout_cpu_us: Option<f64>,
+    pub fanout_late: u64,
+    pub held_rate: Option<f64>,
+    pub saturate_stops: Vec<String>,
+    /// Members → (median KiB per member, fewest inboxes open in any repeat).
+    pub idle: BTreeMap<usize, (f64, usize)>,
+    pub storm_joins: usize,
+    pub storm_joined: usize,
+    pub storm_p50_ms: Option<f64>,
+    pub storm_p99_ms: Option<f64>,
+    pub storm_max_ms: Option<f64>,
+    pub storm_cpu_us: Option<f64>,
+    pub setup_joins_per_sec: Option<f64>,
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub target: String,
+    pub measured: String,
+    /// `None` when a peer it needs was not run.
+    pub met: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Results<'a> {
+    smoke: bool,
+    sizes: Sizes,
+    notes: &'a [String],
+    summary: BTreeMap<&'a str, &'a Summary>,
+    targets: &'a [Target],
+    runs: &'a [Run],
+}
+
+/// What a smoke run must not show: something offered and not delivered.
+pub fn loss(run: &Run) -> Option<String> {
+    let window_loss = |window: &Window| {
+        (window.lost() > 0 || window.errors > 0 || window.shed > 0).then(|| {
+            format!(
+                "{} of {} copies delivered, {} errors ({}), {} shed",
+                window.delivered,
+                window.sent * window.copies,
+                window.errors,
+                window.last_error.as_deref().unwrap_or("-"),
+                window.shed
+            )
+        })
+    };
+    if let Some(window) = &run.latency {
+        return window_loss(window);
+    }
+    if let Some(first) = run.saturate.as_ref().and_then(|s| s.steps.first()) {
+        return window_loss(first);
+    }
+    if let Some(point) = run.idle.iter().find(|point| point.open < point.members) {
+        return Some(format!(
+            "{} of {} idle inboxes open",
+            point.open, point.members
+        ));
+    }
+    if let Some(storm) = &run.join_storm
+        && storm.joined < storm.joins
+    {
+        return Some(format!(
+            "{} of {} joins succeeded: {}",
+            storm.joined,
+            storm.joins,
+            storm.first_error.as_deref().unwrap_or("-")
+        ));
+    }
+    None
+}
+
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+pub fn summarize(runs: &[Run], peer: &str) -> Summary {
+    let mine = |scenario: &'static str| {
+        runs.iter()
+            .filter(move |run| run.peer == peer && run.scenario == scenario && run.ok)
+    };
+    let of = |scenario: &'static str, pick: fn(&Window) -> f64| {
+        median(
+            mine(scenario)
+                .filter_map(|run| run.latency.as_ref())
+                .map(pick)
+                .collect(),
+        )
+    };
+    let mut summary = Summary {
+        relay_p50_ms: of("relay", |w| w.p50_ms),
+        relay_p99_ms: of("relay", |w| w.p99_ms),
+        relay_max_ms: of("relay", |w| w.max_ms),
+        relay_cpu_us: of("relay", |w| w.cpu_us_per_msg),
+        relay_generator_cpu_us: of("relay", |w| w.generator_cpu_us_per_msg),
+        fanout_p50_ms: of("fanout", |w| w.p50_ms),
+        fanout_p99_ms: of("fanout", |w| w.p99_ms),
+        fanout_max_ms: of("fanout", |w| w.max_ms),
+        fanout_cpu_us: of("fanout", |w| w.cpu_us_per_msg),
+        ..Summary::default()
+    };
+    for window in mine("relay").filter_map(|run| run.latency.as_ref()) {
+        summary.relay_delivered += window.delivered;
+        summary.relay_expected += window.sent * window.copies;
+        summary.relay_late += window.late;
+        summary.relay_shed += window.shed;
+        summary.relay_errors += window.errors;
+    }
+    for window in mine("fanout").filter_map(|run| run.latency.as_ref()) {
+        summary.fanout_delivered += window.delivered;
+        summary.fanout_expected += window.sent * window.copies;
+        summary.fanout_late += window.late;
+    }
+    let saturations: Vec<_> = mine("saturate")
+        .filter_map(|run| run.saturate.as_ref())
+        .collect();
+    summary.held_rate = median(
+        saturations
+            .iter()
+            .map(|s| s.held_rate.unwrap_or(0.0))
+            .collect(),
+    );
+    summary.saturate_stops = saturations.iter().map(|s| s.stop.clone()).collect();
+    let mut idle: BTreeMap<usize, (Vec<f64>, usize)> = BTreeMap::new();
+    for point in mine("idle").flat_map(|run| &run.idle) {
+        let entry = idle
+            .entry(point.members)
+            .or_insert((Vec::new(), usize::MAX));
+        entry.0.push(point.kib_per_member);
+        entry.1 = entry.1.min(point.open);
+    }
+    summary.idle = idle
+        .into_iter()
+        .filter_map(|(members, (kib, open))| median(kib).map(|kib| (members, (kib, open))))
+        .collect();
+    let storms: Vec<_> = mine("join-storm")
+        .filter_map(|run| run.join_storm.as_ref())
+        .collect();
+    summary.storm_joins = storms.iter().map(|s| s.joins).sum();
+    summary.storm_joined = storms.iter().map(|s| s.joined).sum();
+    summary.storm_p50_ms = median(storms.iter().map(|s| s.p50_ms).collect());
+    summary.storm_p99_ms = median(storms.iter().map(|s| s.p99_ms).collect());
+    summary.storm_max_ms = median(storms.iter().map(|s| s.max_ms).collect());
+    summary.storm_cpu_us = median(storms.iter().map(|s| s.cpu_us_per_join).collect());
+    summary.setup_joins_per_sec = median(
+        mine("idle")
+            .filter_map(|run| run.setup_joins_per_sec)
+            .collect(),
+    );
+    summary.failures = runs
+        .iter()
+        .filter(|run| run.peer == peer && !run.ok)
+        .map(|run| {
+            format!(
+                "{} #{}: {}",
+                run.scenario,
+                run.repeat,
+                run.failure.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    summary
+}
+
+/// The issue's targets, checked against the medians.
+pub fn targets(summaries: &BTreeMap<&str, Summary>, largest_idle: Option<usize>) -> Vec<Target> {
+    let get = |peer: &str| summaries.get(peer);
+    let sp = get("signalpost");
+    let floor = get("floor");
+    let ws = get("sio-ws");
+    let mut targets = Vec::new();
+    let both = |a: Option<f64>, b: Option<f64>| a.zip(b);
+
+    let cpu = both(
+        sp.and_then(|s| s.relay_cpu_us),
+        ws.and_then(|s| s.relay_cpu_us),
+    );
+    targets.push(Target {
+        target: "server CPU per relayed signal ≤ ½ of socket.io websocket".into(),
+        measured: cpu.map_or("-".into(), |(a, b)| {
+            format!("{a:.1} µs vs {b:.1} µs ({:.2}×)", a / b)
+        }),
+        met: cpu.map(|(a, b)| a <= b / 2.0),
+    });
+    let cpu = both(
+        sp.and_then(|s| s.relay_cpu_us),
+        floor.and_then(|s| s.relay_cpu_us),
+    );
+    targets.push(Target {
+        target: "server CPU per relayed signal ≤ the floor's".into(),
+        measured: cpu.map_or("-".into(), |(a, b)| {
+            format!("{a:.1} µs vs {b:.1} µs ({:.2}×)", a / b)
+        }),
+        met: cpu.map(|(a, b)| a <= b),
+    });
+    for (label, pick) in [
+        (
+            "relay p99 ≤ the floor's",
+            (|s: &Summary| s.relay_p99_ms) as fn(&Summary) -> Option<f64>,
+        ),
+        ("fanout p99 ≤ the floor's", |s: &Summary| s.fanout_p99_ms),
+    ] {
+        let p99 = both(sp.and_then(pick), floor.and_then(pick));
+        targets.push(Target {
+            target: label.into(),
+            measured: p99.map_or("-".into(), |(a, b)| format!("{a:.2} ms vs {b:.2} ms")),
+            met: p99.map(|(a, b)| a <= b),
+        });
+    }
+    if let Some(size) = largest_idle {
+        let kib = |s: &Summary| s.idle.get(&size).map(|(kib, _)| *kib);
+        let memory = both(sp.and_then(kib), ws.and_then(kib));
+        targets.push(Target {
+            target: format!(
+                "server memory per idle SSE member ≤ ⅓ of socket.io's per websocket client ({size} members)"
+            ),
+            measured: memory.map_or("-".into(), |(a, b)| {
+                format!("{a:.1} KiB vs {b:.1} KiB ({:.2}×)", a / b)
+            }),
+            met: memory.map(|(a, b)| a <= b / 3.0),
+        });
+        let open = sp.and_then(|s| s.idle.get(&size)).map(|(_, open)| *open);
+        targets.push(Target {
+            target: format!("{size} idle members held on this machine"),
+            measured: open.map_or("-".into(), |open| {
+                format!("fewest open in a repeat: {open} of {size}")
+            }),
+            met: open.map(|open| open >= size),
+        });
+    }
+    targets
+}
+
+fn cell(value: Option<f64>, decimals: usize) -> String {
+    value.map_or("-".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn ratio(done: u64, of: u64) -> String {
+    if of == 0 {
+        "-".into()
+    } else {
+        format!("{done}/{of}")
+    }
+}
+
+/// The markdown table: one column per peer, one row per figure.
+pub fn table(
+    peers: &[(&str, &str)],
+    summaries: &BTreeMap<&str, Summary>,
+    targets: &[Target],
+    sizes: &Sizes,
+    ran: &dyn Fn(&str) -> bool,
+    notes: &[String],
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| figure (median of the repeats) | {} |",
+        peers.iter().map(|p| p.1).collect::<Vec<_>>().join(" | ")
+    );
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(peers.len()));
+    let mut row = |label: String, value: &dyn Fn(&Summary) -> String| {
+        let cells: Vec<String> = peers
+            .iter()
+            .map(|(peer, _)| summaries.get(peer).map_or("-".into(), value))
+            .collect();
+        let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
+    };
+    if ran("relay") {
+        let relay = format!(
+            "relay ({} rooms of 2, {:.0} signals/s)",
+            sizes.relay_rooms, sizes.relay_rate
+        );
+        row(format!("{relay}: p50 / p99 / max ms"), &|s| {
+            format!(
+                "{} / {} / {}",
+                cell(s.relay_p50_ms, 2),
+                cell(s.relay_p99_ms, 2),
+                cell(s.relay_max_ms, 1)
+            )
+        });
+        row("relay: delivered / sent (all repeats)".into(), &|s| {
+            ratio(s.relay_delivered, s.relay_expected)
+        });
+        row("relay: server CPU µs per relayed signal".into(), &|s| {
+            cell(s.relay_cpu_us, 1)
+        });
+        row(
+            "relay: the generator's own CPU µs per signal".into(),
+            &|s| cell(s.relay_generator_cpu_us, 1),
+        );
+        row("relay: late / shed / failed sends".into(), &|s| {
+            format!("{} / {} / {}", s.relay_late, s.relay_shed, s.relay_errors)
+        });
+    }
+    if ran("fanout") {
+        let fanout = format!(
+            "fanout (room of {}, {:.0} broadcasts/s)",
+            sizes.fanout_members, sizes.fanout_rate
+        );
+        row(format!("{fanout}: p50 / p99 / max ms"), &|s| {
+            format!(
+                "{} / {} / {}",
+                cell(s.fanout_p50_ms, 2),
+                cell(s.fanout_p99_ms, 2),
+                cell(s.fanout_max_ms, 1)
+            )
+        });
+        row(
+            "fanout: delivered / sent copies (all repeats)".into(),
+            &|s| ratio(s.fanout_delivered, s.fanout_expected),
+        );
+        row("fanout: server CPU µs per delivered copy".into(), &|s| {
+            cell(s.fanout_cpu_us, 1)
+        });
+    }
+    if ran("saturate") {
+        row(
+            format!(
+                "saturate: highest rate held, signals/s (p99 ≤ {:.0} ms, nothing lost)",
+                sizes.saturate_p99_ms
+            ),
+            &|s| cell(s.held_rate, 0),
+        );
+    }
+    if ran("idle") {
+        for &size in &sizes.idle_sizes {
+            row(format!("idle {size}: server KiB per member"), &|s| {
+                s.idle
+                    .get(&size)
+                    .map_or("-".into(), |(kib, _)| format!("{kib:.1}"))
+            });
+            row(
+                format!("idle {size}: inboxes open (fewest in a repeat)"),
+                &|s| {
+                    s.idle
+                        .get(&size)
+                        .map_or("-".into(), |(_, open)| format!("{open}/{size}"))
+                },
+            );
+        }
+        row("idle: joins per second while setting up".into(), &|s| {
+            cell(s.setup_joins_per_sec, 0)
+        });
+    }
+    if ran("join-storm") {
+        let storm = format!("join storm ({} at once)", sizes.storm_joins);
+        row(
+            format!("{storm}: to inbox open, p50 / p99 / max ms"),
+            &|s| {
+                format!(
+                    "{} / {} / {}",
+                    cell(s.storm_p50_ms, 1),
+                    cell(s.storm_p99_ms, 1),
+                    cell(s.storm_max_ms, 1)
+                )
+            },
+        );
+        row("join storm: joined (all repeats)".into(), &|s| {
+            ratio(s.storm_joined as u64, s.storm_joins as u64)
+        });
+        row("join storm: server CPU µs per join".into(), &|s| {
+            cell(s.storm_cpu_us, 0)
+        });
+    }
+    let _ = writeln!(
+        md,
+        "\n| target (same run, same machine, same rate) | measured | |\n|---|---|---|"
+    );
+    for target in targets {
+        let verdict = match target.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not run",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {verdict} |",
+            target.target, target.measured
+        );
+    }
+
+    let _ = writeln!(md);
+    for (peer, label) in peers {
+        let Some(summary) = summaries.get(peer) else {
+            continue;
+        };
+        if !summary.saturate_stops.is_empty() {
+            let _ = writeln!(
+                md,
+                "- {label}, saturate stopped: {}",
+                summary.saturate_stops.join("; ")
+            );
+        }
+        for failure in &summary.failures {
+            let _ = writeln!(md, "- {label}, **failed run**: {failure}");
+        }
+    }
+    for note in notes {
+        let _ = writeln!(md, "- {note}");
+    }
+    md
+}
+
+/// Reads the runs, writes the three result files, returns the table.
+pub fn write(runs_path: &Path, out: &Path, smoke: bool, notes: &[String]) -> Result<String> {
+    let text = std::fs::read_to_string(runs_path)
+        .with_context(|| format!("reading {}", runs_path.display()))?;
+    let runs: Vec<Run> = text
+        .lines()
+        .filter(|line| line.trim_start().starts_with('{'))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("a line of runs is not a run")?;
+    let sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
+    let peers: Vec<(&str, &str)> = PEERS
+        .iter()
+        .copied()
+        .filter(|(peer, _)| runs.iter().any(|run| run.peer == *peer))
+        .collect();
+    let summaries: BTreeMap<&str, Summary> = peers
+        .iter()
+        .map(|(peer, _)| (*peer, summarize(&runs, peer)))
+        .collect();
+    let largest_idle = sizes.idle_sizes.iter().copied().max();
+    let targets = targets(&summaries, largest_idle);
+    let ran = |scenario: &str| runs.iter().any(|run| run.scenario == scenario);
+    let table = table(&peers, &summaries, &targets, &sizes, &ran, notes);
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let results = Results {
+        smoke,
+        sizes: sizes.clone(),
+        notes,
+        summary: summaries.iter().map(|(peer, s)| (*peer, s)).collect(),
+        targets: &targets,
+        runs: &runs,
+    };
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results)? + "\n",
+    )?;
+    std::fs::write(out.join("results.md"), &table)?;
+    std::fs::write(
+        out.join("chart.svg"),
+        chart::svg(&peers, &summaries, &sizes),
+    )?;
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn a_window_with_a_lost_copy_fails_the_smoke_check() {
+        let mut run = Run {
+            latency: Some(Window {
+                sent: 10,
+                copies: 2,
+                delivered: 20,
+                ..Window::default()
+            }),
+            ..Run::default()
+        };
+        assert_eq!(loss(&run), None);
+        if let Some(window) = run.latency.as_mut() {
+            window.delivered = 19;
+        }
+        assert!(loss(&run).is_some());
+    }
+}
