@@ -6,11 +6,10 @@
 // resolves any glare between the two.
 
 import { join, SignalpostError } from './signalpost.js';
+import { $, describeError, displayName, pageTransport, showError, showState } from './page.js';
 
 const params = new URLSearchParams(location.search);
-const transport = ['sse', 'poll', 'auto'].includes(params.get('transport'))
-  ? params.get('transport')
-  : 'auto';
+const transport = pageTransport(params);
 // No ICE server by default: on a LAN or loopback, host candidates suffice, and
 // a public STUN server would be a third party nobody asked for.
 const iceServers = (params.get('stun') ?? '')
@@ -23,7 +22,6 @@ const WEBRTC_SIGNALS = new Set(['offer', 'answer', 'candidate']);
 /** How long the polite side waits for the other's first offer before making its own. */
 const POLITE_OFFER_DELAY_MS = 4000;
 
-const $ = (id) => document.getElementById(id);
 const form = $('join-form');
 const tiles = $('tiles');
 const localVideo = $('local-video');
@@ -371,37 +369,12 @@ function reportPeerError(peer, error) {
   showError(`Call with ${displayName(peer.member)}: ${describeError(error)}`);
 }
 
-function displayName(member) {
-  return member.name || `Guest ${member.id.slice(0, 4)}`;
-}
-
 function chatHref(room) {
   return room ? `chat.html?room=${encodeURIComponent(room)}` : 'chat.html';
 }
 
 function setBusy(busy) {
   form.querySelector('button').disabled = busy;
-}
-
-const STATE_WORDS = {
-  connecting: 'Connecting…',
-  live: 'Connected',
-  polling: 'Connected',
-  reconnecting: 'Reconnecting…',
-  closed: 'Not connected',
-};
-
-function showState(state, current) {
-  const el = $('state');
-  el.dataset.state = state;
-  // The plain words first, then the session's own terms for whoever debugs.
-  el.textContent = state === 'closed' || !current
-    ? STATE_WORDS[state] ?? state
-    : `${STATE_WORDS[state] ?? state} (${state}, ${current === 'poll' ? 'long-poll' : 'SSE'})`;
-}
-
-function showError(text) {
-  $('error').textContent = text;
 }
 
 function describeMediaError(error) {
@@ -414,28 +387,5 @@ function describeMediaError(error) {
       return 'The camera or microphone is in use by another program.';
     default:
       return `The camera or microphone cannot be used: ${error?.message ?? error}`;
-  }
-}
-
-function describeError(error) {
-  if (!(error instanceof SignalpostError)) return error?.message ?? String(error);
-  switch (error.code) {
-    case 'room_full': {
-      const capacity = /\((\d+) members?\)/.exec(error.detail ?? '')?.[1];
-      return capacity ? `This room is full (${capacity} people).` : 'This room is full.';
-    }
-    case 'room_locked':
-      return 'This room is locked.';
-    case 'invalid_room_id':
-      return 'A room name is 1 to 64 letters, digits, dots, dashes, underscores or tildes.';
-    case 'network':
-      return 'The server cannot be reached. Check the connection and try again.';
-    case 'unauthorized':
-      return 'You are no longer in the room.';
-    case 'rate_limited':
-    case 'server_busy':
-      return 'The server is busy. Try again in a moment.';
-    default:
-      return error.detail || error.message;
   }
 }

@@ -2,13 +2,11 @@
 // `{text}`; joins and leaves of members show as notices.
 
 import { join, SignalpostError } from './signalpost.js';
+import { $, describeError, displayName, pageTransport, showError, showState } from './page.js';
 
 const params = new URLSearchParams(location.search);
-const transport = ['sse', 'poll', 'auto'].includes(params.get('transport'))
-  ? params.get('transport')
-  : 'auto';
+const transport = pageTransport(params);
 
-const $ = (id) => document.getElementById(id);
 const joinForm = $('join-form');
 const compose = $('compose');
 const list = $('messages');
@@ -189,60 +187,10 @@ function updatePeople() {
   $('people').textContent = count === 1 ? 'only you' : `${count} people`;
 }
 
-function displayName(member) {
-  return member.name || `Guest ${member.id.slice(0, 4)}`;
-}
-
 function callHref(room) {
   return room ? `./?room=${encodeURIComponent(room)}` : './';
 }
 
 function setBusy(busy) {
   joinForm.querySelector('button').disabled = busy;
-}
-
-const STATE_WORDS = {
-  connecting: 'Connecting…',
-  live: 'Connected',
-  polling: 'Connected',
-  reconnecting: 'Reconnecting…',
-  closed: 'Not connected',
-};
-
-function showState(state, current) {
-  const el = $('state');
-  el.dataset.state = state;
-  // The plain words first, then the session's own terms for whoever debugs.
-  el.textContent = state === 'closed' || !current
-    ? STATE_WORDS[state] ?? state
-    : `${STATE_WORDS[state] ?? state} (${state}, ${current === 'poll' ? 'long-poll' : 'SSE'})`;
-}
-
-function showError(text) {
-  $('error').textContent = text;
-}
-
-function describeError(error) {
-  if (!(error instanceof SignalpostError)) return error?.message ?? String(error);
-  switch (error.code) {
-    case 'room_full': {
-      const capacity = /\((\d+) members?\)/.exec(error.detail ?? '')?.[1];
-      return capacity ? `This room is full (${capacity} people).` : 'This room is full.';
-    }
-    case 'room_locked':
-      return 'This room is locked.';
-    case 'invalid_room_id':
-      return 'A room name is 1 to 64 letters, digits, dots, dashes, underscores or tildes.';
-    case 'network':
-      return 'The server cannot be reached. Check the connection and try again.';
-    case 'unauthorized':
-      return 'You are no longer in the room.';
-    case 'rate_limited':
-    case 'server_busy':
-      return 'The server is busy. Try again in a moment.';
-    case 'payload_too_large':
-      return 'That message is too long.';
-    default:
-      return error.detail || error.message;
-  }
 }
