@@ -364,25 +364,28 @@ mod tests {
         inbox.push_signal(signal("1"), limits).unwrap(); // exactly 10
     }
 
+    /// Accepts `count` signals, which must fit.
+    fn push_signals(inbox: &mut Inbox, count: usize) {
+        for _ in 0..count {
+            inbox.push_signal(signal("x"), LIMITS).unwrap();
+        }
+    }
+
     #[test]
     fn delivered_events_wait_for_a_resume_in_a_window_of_their_own() {
         let mut inbox = Inbox::default();
-        for _ in 0..3 {
-            inbox.push_signal(signal("x"), LIMITS).unwrap();
-        }
+        push_signals(&mut inbox, 3);
         inbox.read_after(0);
-        for _ in 0..3 {
-            inbox.push_signal(signal("y"), LIMITS).unwrap();
-        }
+        push_signals(&mut inbox, 3);
         // The delivered 1..=3 do not count against the undelivered limit.
         assert_eq!(inbox.held_len(), 6);
         inbox.read_after(3);
-        inbox.push_signal(signal("z"), LIMITS).unwrap();
-        // Six delivered is past the window (3 + a headroom of 3) by none.
+        push_signals(&mut inbox, 1);
+        // Six delivered fill the window (3 + a headroom of 3) exactly.
         assert_eq!(inbox.held_len(), 7);
-        inbox.read_after(7);
-        inbox.push_signal(signal("w"), LIMITS).unwrap();
-        // Seven delivered is: the oldest gave way.
+        inbox.read_after(6);
+        push_signals(&mut inbox, 1);
+        // Seven delivered do not fit: the oldest gave way.
         assert_eq!(inbox.held_len(), 7);
         // A resume from the start learns that 1 is gone.
         let (batch, _) = inbox.read_after(0);
@@ -391,22 +394,17 @@ mod tests {
     }
 
     #[test]
-    fn the_last_batch_handed_out_is_held_whole_for_a_resume() {
+    fn a_batch_larger_than_the_limit_is_held_whole_for_a_resume() {
         let mut inbox = Inbox::default();
-        for _ in 0..3 {
-            inbox.push_signal(signal("x"), LIMITS).unwrap();
-        }
+        // Membership events take the inbox past its limit of 3.
+        push_signals(&mut inbox, 3);
+        inbox.push(membership(), LIMITS);
+        inbox.push(membership(), LIMITS);
+        // 1..=5 go into a connection that dies; a signal arrives meanwhile.
         inbox.read_after(0);
-        for _ in 0..3 {
-            inbox.push_signal(signal("y"), LIMITS).unwrap();
-        }
-        // 4..=6 go into a connection that dies; more arrive meanwhile.
-        inbox.read_after(3);
-        for _ in 0..3 {
-            inbox.push_signal(signal("z"), LIMITS).unwrap();
-        }
-        let (batch, _) = inbox.read_after(3);
-        assert_eq!(shape(&batch), ["4", "5", "6", "7", "8", "9"]);
+        push_signals(&mut inbox, 1);
+        let (batch, _) = inbox.read_after(0);
+        assert_eq!(shape(&batch), ["1", "2", "3", "4", "5", "6"]);
         check_counters(&inbox);
     }
 

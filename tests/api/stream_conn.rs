@@ -14,6 +14,8 @@ use crate::helpers::{DEADLINE, Joined, TestApp, spawn_app, spawn_app_with};
 struct RawStream {
     socket: TcpStream,
     buffer: Vec<u8>,
+    /// Event-stream text taken out of chunks, not yet read as events.
+    events: String,
 }
 
 impl RawStream {
@@ -24,6 +26,7 @@ impl RawStream {
         RawStream {
             socket,
             buffer: Vec::new(),
+            events: String::new(),
         }
     }
 
@@ -99,6 +102,49 @@ impl RawStream {
         (size > 0).then_some(data)
     }
 
+    /// Reads SSE events out of chunks until one named `name` is complete.
+    async fn expect_event(&mut self, name: &str) -> Value {
+        loop {
+            while let Some(end) = self.events.find("\n\n") {
+                let block: String = self.events.drain(..end + 2).collect();
+                let mut event = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        event = value;
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data.push_str(value);
+                    }
+                }
+                if event == name {
+                    return serde_json::from_str(&data).expect("event data is JSON");
+                }
+            }
+            let chunk = self
+                .next_chunk()
+                .await
+                .unwrap_or_else(|| panic!("the stream ended before `{name}`"));
+            self.events
+                .push_str(std::str::from_utf8(&chunk).expect("event-stream text"));
+        }
+    }
+
+    /// The head of an open event stream, then its `ready` for `member`.
+    async fn expect_stream_of(&mut self, member: &Joined) {
+        let (status, headers) = self.head().await;
+        assert_eq!(status, 200, "{headers:?}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("text/event-stream"),
+            "{headers:?}"
+        );
+        assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+        assert_eq!(header(&headers, "x-accel-buffering"), Some("no"));
+        assert_eq!(header(&headers, "transfer-encoding"), Some("chunked"));
+        let ready = self.expect_event("ready").await;
+        assert_eq!(ready["member_id"], json!(member.member_id));
+    }
+
     /// Whether the server closes the connection with nothing more to say.
     async fn ends(&mut self) -> bool {
         !self.read_until(|bytes| !bytes.is_empty()).await && self.buffer.is_empty()
@@ -134,45 +180,6 @@ fn stream_request(member: &Joined, token: &str) -> String {
     )
 }
 
-/// Reads SSE events out of chunks until one named `name` is complete.
-async fn expect_event(stream: &mut RawStream, text: &mut String, name: &str) -> Value {
-    loop {
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
-            let mut event = "message";
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("event: ") {
-                    event = value;
-                } else if let Some(value) = line.strip_prefix("data: ") {
-                    data.push_str(value);
-                }
-            }
-            if event == name {
-                return serde_json::from_str(&data).expect("event data is JSON");
-            }
-        }
-        let chunk = stream
-            .next_chunk()
-            .await
-            .unwrap_or_else(|| panic!("the stream ended before `{name}`"));
-        text.push_str(std::str::from_utf8(&chunk).expect("event-stream text"));
-    }
-}
-
-async fn assert_stream_head(stream: &mut RawStream) {
-    let (status, headers) = stream.head().await;
-    assert_eq!(status, 200, "{headers:?}");
-    assert_eq!(
-        header(&headers, "content-type"),
-        Some("text/event-stream"),
-        "{headers:?}"
-    );
-    assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
-    assert_eq!(header(&headers, "x-accel-buffering"), Some("no"));
-    assert_eq!(header(&headers, "transfer-encoding"), Some("chunked"));
-}
-
 #[tokio::test]
 async fn a_stream_that_opens_a_connection_is_a_chunked_event_stream_that_ends_cleanly() {
     let app = spawn_app().await;
@@ -180,14 +187,10 @@ async fn a_stream_that_opens_a_connection_is_a_chunked_event_stream_that_ends_cl
     let bob = app.join("lean").await;
     let mut stream = RawStream::connect(&app).await;
     stream.send(&stream_request(&alice, &alice.token)).await;
-    assert_stream_head(&mut stream).await;
-
-    let mut text = String::new();
-    let ready = expect_event(&mut stream, &mut text, "ready").await;
-    assert_eq!(ready["member_id"], json!(alice.member_id));
+    stream.expect_stream_of(&alice).await;
     app.signal(&bob, Some(&alice), "offer", json!({"sdp": "v=0\r\n"}))
         .await;
-    let signal = expect_event(&mut stream, &mut text, "signal").await;
+    let signal = stream.expect_event("signal").await;
     assert_eq!(signal["payload"], json!({"sdp": "v=0\r\n"}));
 
     // Leaving ends the stream: the last chunk, then the connection closes.
@@ -241,10 +244,7 @@ async fn a_stream_on_a_connection_that_served_other_requests_looks_the_same() {
     stream.buffer.drain(..length);
 
     stream.send(&stream_request(&alice, &alice.token)).await;
-    assert_stream_head(&mut stream).await;
-    let mut text = String::new();
-    let ready = expect_event(&mut stream, &mut text, "ready").await;
-    assert_eq!(ready["member_id"], json!(alice.member_id));
+    stream.expect_stream_of(&alice).await;
 }
 
 #[tokio::test]
@@ -254,9 +254,7 @@ async fn a_client_that_closes_its_stream_connection_gives_its_place_back() {
     let bob = app.join("lean").await;
     let mut stream = RawStream::connect(&app).await;
     stream.send(&stream_request(&alice, &alice.token)).await;
-    assert_stream_head(&mut stream).await;
-    let mut text = String::new();
-    expect_event(&mut stream, &mut text, "ready").await;
+    stream.expect_stream_of(&alice).await;
 
     drop(stream);
     let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
@@ -275,7 +273,5 @@ async fn a_head_that_arrives_in_pieces_is_still_served() {
     // it has answered nothing, which it must not do before the head is whole.
     tokio::task::yield_now().await;
     stream.send(rest).await;
-    assert_stream_head(&mut stream).await;
-    let mut text = String::new();
-    expect_event(&mut stream, &mut text, "ready").await;
+    stream.expect_stream_of(&alice).await;
 }
