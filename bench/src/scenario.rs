@@ -64,7 +64,34 @@ pub struct Sizes {
     pub storm_joins: usize,
 }
 
+/// How long one measurement warms up, measures and drains.
+#[derive(Clone, Copy)]
+struct Phases {
+    warm_secs: f64,
+    secs: f64,
+    drain_secs: f64,
+}
+
 impl Sizes {
+    /// The phases of a relay or fanout measurement.
+    fn steady(&self) -> Phases {
+        Phases {
+            warm_secs: self.warm_secs,
+            secs: self.measure_secs,
+            drain_secs: self.drain_secs,
+        }
+    }
+
+    /// The phases of one saturation step: shorter, and the drain capped so
+    /// that a step past saturation does not wait out the whole drain.
+    fn saturate_step(&self) -> Phases {
+        Phases {
+            warm_secs: self.saturate_warm_secs,
+            secs: self.saturate_secs,
+            drain_secs: self.drain_secs.min(2.0),
+        }
+    }
+
     pub fn full() -> Self {
         Self {
             relay_rooms: 200,
@@ -220,17 +247,14 @@ pub async fn run(
         Scenario::Relay => {
             let members = setup(&ctx, run, sizes.relay_rooms, 2).await?;
             let routes = pairs(&members);
-            let mut next_seq = 0;
             let window = measure(
                 &ctx,
                 server,
                 &routes,
                 1,
                 sizes.relay_rate,
-                sizes.warm_secs,
-                sizes.measure_secs,
-                sizes.drain_secs,
-                &mut next_seq,
+                sizes.steady(),
+                &mut 0,
             )
             .await?;
             run.latency = Some(window);
@@ -243,17 +267,14 @@ pub async fn run(
                 .context("the fanout room is empty")?;
             let routes = [(sender, None)];
             let copies = (sizes.fanout_members - 1) as u64;
-            let mut next_seq = 0;
             let window = measure(
                 &ctx,
                 server,
                 &routes,
                 copies,
                 sizes.fanout_rate,
-                sizes.warm_secs,
-                sizes.measure_secs,
-                sizes.drain_secs,
-                &mut next_seq,
+                sizes.steady(),
+                &mut 0,
             )
             .await?;
             run.latency = Some(window);
@@ -336,18 +357,20 @@ fn pairs(rooms: &[Vec<Member>]) -> Vec<(&Member, Option<&Member>)> {
 /// A warm-up at `rate`, then a measured window with the server's CPU read
 /// on both sides of it, then a drain until everything in flight arrived or
 /// `drain_secs` passed.
-#[allow(clippy::too_many_arguments)]
 async fn measure(
     ctx: &Arc<Ctx>,
     server: Process,
     routes: &[(&Member, Option<&Member>)],
     copies: u64,
     rate: f64,
-    warm_secs: f64,
-    secs: f64,
-    drain_secs: f64,
+    phases: Phases,
     next_seq: &mut u64,
 ) -> Result<Window> {
+    let Phases {
+        warm_secs,
+        secs,
+        drain_secs,
+    } = phases;
     if warm_secs > 0.0 {
         drive(ctx, routes, copies, rate, warm_secs, next_seq).await;
     }
@@ -479,9 +502,7 @@ async fn saturate(
                 routes,
                 1,
                 rate,
-                sizes.saturate_warm_secs,
-                sizes.saturate_secs,
-                sizes.drain_secs.min(2.0),
+                sizes.saturate_step(),
                 &mut next_seq,
             )
             .await?;
