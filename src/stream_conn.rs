@@ -22,6 +22,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method, Request, Version, header};
+use bytes::Buf;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,6 +31,9 @@ use tower::ServiceExt;
 /// The most header lines a stream request may have to be served here;
 /// browsers send about a dozen.
 const MAX_HEADERS: usize = 48;
+
+/// Room for a chunk's size line: 16 hex digits and CRLF.
+const SIZE_LINE: usize = 20;
 
 /// What the first bytes of a connection asked for.
 pub enum FirstRequest {
@@ -145,7 +149,7 @@ pub async fn serve(
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n");
-    if !send(&mut socket, &head, write_timeout).await {
+    if !send(&mut socket, &head[..], write_timeout).await {
         return;
     }
     drop(head);
@@ -160,14 +164,21 @@ pub async fn serve(
             frame = body.next() => match frame {
                 Some(Ok(data)) if data.is_empty() => {}
                 Some(Ok(data)) => {
-                    if !send(&mut writer, &chunk(&data), write_timeout).await {
+                    // The chunk's size line, the data and its CRLF leave in
+                    // one vectored write, without copying the data.
+                    let mut size = [0; SIZE_LINE];
+                    let mut line = &mut size[..];
+                    let _ = write!(line, "{:x}\r\n", data.len());
+                    let used = SIZE_LINE - line.len();
+                    let chunk = Buf::chain(Buf::chain(&size[..used], &data[..]), &b"\r\n"[..]);
+                    if !send(&mut writer, chunk, write_timeout).await {
                         return;
                     }
                 }
                 Some(Err(_)) => return,
                 None => {
                     // The last chunk: the answer is complete.
-                    if send(&mut writer, b"0\r\n\r\n", write_timeout).await {
+                    if send(&mut writer, &b"0\r\n\r\n"[..], write_timeout).await {
                         break;
                     }
                     return;
@@ -182,25 +193,16 @@ pub async fn serve(
     let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
 }
 
-/// One HTTP/1.1 chunk, built whole so that it leaves in one write.
-fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut chunk = Vec::with_capacity(data.len() + 12);
-    let _ = write!(chunk, "{:x}\r\n", data.len());
-    chunk.extend_from_slice(data);
-    chunk.extend_from_slice(b"\r\n");
-    chunk
-}
-
 /// Writes all of `bytes`; false when the client is gone or has read
 /// nothing for `write_timeout`. Either way the stream ends, and its events
 /// stay held for a resume.
 async fn send(
     writer: &mut (impl tokio::io::AsyncWrite + Unpin),
-    bytes: &[u8],
+    mut bytes: impl Buf,
     write_timeout: Duration,
 ) -> bool {
     matches!(
-        tokio::time::timeout(write_timeout, writer.write_all(bytes)).await,
+        tokio::time::timeout(write_timeout, writer.write_all_buf(&mut bytes)).await,
         Ok(Ok(()))
     )
 }
