@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{DefaultKeyedRateLimiter, NotUntil, Quota};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -31,17 +31,19 @@ impl Limiters {
     pub fn check_join(&self, client: IpAddr) -> Result<(), ApiError> {
         self.joins
             .check_key(&client)
-            .map_err(|not_until| ApiError::RateLimited {
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            })
+            .map_err(|not_until| self.refusal(&not_until))
     }
 
     pub fn check_signal(&self, member: Uuid) -> Result<(), ApiError> {
         self.signals
             .check_key(&member)
-            .map_err(|not_until| ApiError::RateLimited {
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            })
+            .map_err(|not_until| self.refusal(&not_until))
+    }
+
+    fn refusal(&self, not_until: &NotUntil<<DefaultClock as Clock>::Instant>) -> ApiError {
+        ApiError::RateLimited {
+            retry_after: not_until.wait_time_from(self.clock.now()),
+        }
     }
 
     /// Forgets the buckets that are full again, so that the maps hold only

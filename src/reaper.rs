@@ -1,12 +1,11 @@
 //! The background task that removes members whose inbox nobody reads, and
 //! now and then forgets the rate-limit buckets of clients gone quiet.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-
-use std::sync::Arc;
 
 use crate::hub::Hub;
 use crate::limits::Limiters;
