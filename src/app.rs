@@ -22,7 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
 use crate::error::{ApiError, Problem};
-use crate::hub::{Hub, Settings};
+use crate::hub::{Hub, RedisHub, Settings};
 use crate::inbox::Limits;
 use crate::limits::Limiters;
 use crate::model::{
@@ -44,8 +44,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, shutdown: CancellationToken) -> Self {
-        let hub = Hub::new(Settings {
+    /// The state for `config`: in memory, or shared through Redis when
+    /// `--redis-url` is given (which fails if Redis cannot be reached).
+    pub async fn new(config: Config, shutdown: CancellationToken) -> std::io::Result<Self> {
+        let settings = Settings {
             default_capacity: config.default_capacity,
             max_capacity: config.max_capacity,
             limits: Limits {
@@ -57,14 +59,22 @@ impl AppState {
             member_timeout: config.member_timeout,
             max_members: config.max_members,
             max_readers: config.max_streams,
-        });
-        Self {
+        };
+        let hub = match &config.redis_url {
+            None => Hub::memory(settings),
+            Some(url) => Hub::Redis(
+                RedisHub::connect(url, config.redis_prefix.clone(), settings)
+                    .await
+                    .map_err(|error| std::io::Error::other(format!("cannot use redis: {error}")))?,
+            ),
+        };
+        Ok(Self {
             hub,
             limiters: Arc::new(Limiters::new(config.join_rate, config.signal_rate)),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             config: Arc::new(config),
             shutdown,
-        }
+        })
     }
 }
 
@@ -146,6 +156,34 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError
     Ok(Json(Health { status: "ok" }))
 }
 
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready`.
+    status: &'static str,
+}
+
+/// Whether this node can serve requests now.
+///
+/// 200 when the state can be reached (always, in memory; Redis answers,
+/// with `--redis-url`); 503 `server_busy` when it cannot or the server is
+/// shutting down. For load balancers: take a node out while it answers 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "server",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "`server_busy`: the state cannot be reached, or shutting down", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::ServerBusy("the server is shutting down"));
+    }
+    state.hub.ready().await?;
+    Ok(Json(Readiness { status: "ready" }))
+}
+
 /// The API routes and the OpenAPI document generated from them.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -155,6 +193,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(api::rooms::router())
         .merge(api::admin::router())
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .split_for_parts()
 }
 

@@ -170,7 +170,7 @@ impl AppState {
         let token = Token::parse(text).ok_or(ApiError::Unauthorized)?;
         self.hub
             .authenticate(&token)
-            .await
+            .await?
             .map(Caller::Member)
             .ok_or(ApiError::Unauthorized)
     }

@@ -123,6 +123,28 @@ pub struct Config {
     #[arg(long, env = "SIGNALPOST_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<std::path::PathBuf>,
 
+    /// Share the state with every node pointed at this Redis
+    /// (`redis://host:6379`, `rediss://` for TLS), so that several nodes
+    /// serve one service behind any load balancer. Without it, the state
+    /// lives in this process's memory.
+    #[arg(
+        long,
+        env = "SIGNALPOST_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every key and channel in Redis, so that several services
+    /// can share one Redis.
+    #[arg(
+        long,
+        env = "SIGNALPOST_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "signalpost"
+    )]
+    pub redis_prefix: String,
+
     /// Seconds that open streams and polls get to finish after SIGTERM before the server exits anyway.
     #[arg(long, env = "SIGNALPOST_SHUTDOWN_GRACE", value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
@@ -189,6 +211,9 @@ impl std::fmt::Debug for Config {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)
+            // A Redis URL may carry a password.
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("redis_prefix", &self.redis_prefix)
             .finish()
     }
 }

@@ -54,7 +54,7 @@ pub async fn run(
         max_header_bytes: config.max_header_bytes as usize,
         grace: config.shutdown_grace,
     };
-    let state = app::AppState::new(config, shutdown.clone());
+    let state = app::AppState::new(config, shutdown.clone()).await?;
     let reaper = tokio::spawn(reaper::run(
         state.hub.clone(),
         state.limiters.clone(),

@@ -98,6 +98,18 @@ impl Timestamp {
     pub fn now() -> Self {
         Self(SystemTime::now())
     }
+
+    /// Reads the RFC 3339 text `Serialize` writes.
+    pub fn parse(text: &str) -> Option<Self> {
+        humantime::parse_rfc3339(text).ok().map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
+    }
 }
 
 impl Serialize for Timestamp {
@@ -123,7 +135,7 @@ pub struct JoinRequest {
 }
 
 /// A member as the other members see it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {
     pub id: Uuid,
     pub name: Option<String>,

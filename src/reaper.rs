@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use crate::hub::Hub;
 use crate::limits::Limiters;
@@ -25,7 +26,9 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                hub.reap(Instant::now().into_std());
+                if let Err(error) = hub.reap().await {
+                    debug!(?error, "reaping failed; trying again at the next tick");
+                }
             }
             _ = forget.tick() => limiters.forget_idle(),
             () = shutdown.cancelled() => return,

@@ -789,7 +789,7 @@ async fn alice_stream(
     bob: &Someone,
     signals: &[Sending],
 ) -> (Vec<u8>, Uuid, Uuid) {
-    let hub = Hub::new(Settings {
+    let hub = Hub::memory(Settings {
         default_capacity: 4,
         max_capacity: 4,
         limits: Limits {

@@ -36,6 +36,6 @@ async fn list_rooms(
 ) -> Result<Json<RoomList>, ApiError> {
     state.admin_caller(&credentials).await?;
     Ok(Json(RoomList {
-        rooms: state.hub.rooms().await,
+        rooms: state.hub.rooms().await?,
     }))
 }

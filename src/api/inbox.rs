@@ -203,12 +203,15 @@ async fn poll_events(
     let me = caller.into_member(&room_id, member_id)?;
     let mut subscription = state.hub.open_poll(&me, query.after).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let batch = tokio::select! {
-        // Events already there win over a zero timeout.
-        biased;
-        batch = subscription.next() => batch,
-        () = tokio::time::sleep_until(deadline) => None,
-        () = state.shutdown.cancelled() => None,
+    // Events already there are answered whatever the timeout, 0 included,
+    // even when reading them takes a round trip to a shared backend.
+    let batch = match subscription.read_now().await {
+        Some(batch) if batch.is_empty() => tokio::select! {
+            batch = subscription.next() => batch,
+            () = tokio::time::sleep_until(deadline) => None,
+            () = state.shutdown.cancelled() => None,
+        },
+        batch => batch,
     };
     let events = batch.map_or_else(Vec::new, |batch| {
         batch

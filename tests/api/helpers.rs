@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis_server::RedisServer;
+
 /// The safety net for everything a test awaits: a response, an event, the end
 /// of a stream. Never a way to wait for something: tests await the thing itself.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -22,9 +24,12 @@ pub const DEADLINE: Duration = Duration::from_secs(5);
 /// The admin token given to the servers that need one.
 pub const ADMIN_TOKEN: &str = "admintoken";
 
-/// A server running `signalpost::run` on a random local port.
+/// A server running `signalpost::run` on a random local port; or, with
+/// `SIGNALPOST_TEST_BACKEND=redis`, two nodes sharing a fresh redis-server
+/// behind a round-robin TCP balancer, so that the same tests check the
+/// contract across nodes.
 pub struct TestApp {
-    /// Where the server listens.
+    /// Where the server (or the balancer) listens.
     pub addr: SocketAddr,
     /// One client for every call of the test.
     pub client: reqwest::Client,
@@ -33,8 +38,28 @@ pub struct TestApp {
     pub stream_client: reqwest::Client,
     /// Cancelling it shuts the server down; dropping the `TestApp` cancels it.
     pub shutdown: CancellationToken,
-    /// The task running `signalpost::run`.
+    /// The task running `signalpost::run` (every node's, for a cluster).
     pub handle: JoinHandle<std::io::Result<()>>,
+    /// The Redis the nodes share, for a cluster: held so that it lives as
+    /// long as the app (dropping it stops redis-server).
+    _redis: Option<RedisServer>,
+}
+
+/// True, after saying so, when the tests run against a cluster and the
+/// calling test checks a bound each node keeps for itself (rate limits,
+/// the stream cap): a balancer spreading the requests over two nodes halves
+/// what each node sees. Those tests run against the single node only.
+pub fn per_node_bound_skipped_on_cluster(bound: &str) -> bool {
+    let skip = cluster_backend();
+    if skip {
+        eprintln!("skipped on the cluster: {bound} counts per node");
+    }
+    skip
+}
+
+/// Whether the tests run against a two-node cluster sharing Redis.
+pub fn cluster_backend() -> bool {
+    std::env::var("SIGNALPOST_TEST_BACKEND").is_ok_and(|backend| backend == "redis")
 }
 
 impl Drop for TestApp {
@@ -50,6 +75,19 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server with the given flags, as the command line would give them.
 pub async fn spawn_app_with(args: &[&str]) -> TestApp {
+    if cluster_backend() {
+        return spawn_cluster_with(args).await;
+    }
+    let shutdown = CancellationToken::new();
+    let (addr, handle) = spawn_node(args, shutdown.clone()).await;
+    test_app(addr, handle, shutdown, None, true)
+}
+
+/// One `signalpost::run` on a random loopback port.
+async fn spawn_node(
+    args: &[&str],
+    shutdown: CancellationToken,
+) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
     let config = signalpost::Config::from_args(args.iter().copied())
         .unwrap_or_else(|error| panic!("the test flags {args:?} are valid: {error}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -58,11 +96,87 @@ pub async fn spawn_app_with(args: &[&str]) -> TestApp {
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
+    (
+        addr,
+        tokio::spawn(signalpost::run(listener, config, shutdown)),
+    )
+}
+
+/// Two nodes on one fresh redis-server, behind a balancer that sends each
+/// new connection to the next node.
+async fn spawn_cluster_with(args: &[&str]) -> TestApp {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let mut node_args = args.to_vec();
+    node_args.extend(["--redis-url", &url]);
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(signalpost::run(listener, config, shutdown.clone()));
-    let client = reqwest::Client::builder()
-        .build()
-        .expect("a plain HTTP client builds");
+    let (a, node_a) = spawn_node(&node_args, shutdown.clone()).await;
+    let (b, node_b) = spawn_node(&node_args, shutdown.clone()).await;
+    let balancer = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("127.0.0.1:0 can be bound");
+    let addr = balancer
+        .local_addr()
+        .expect("a bound listener has an address");
+    tokio::spawn(round_robin(balancer, [a, b], shutdown.clone()));
+    let handle = tokio::spawn(async move {
+        let (a, b) = tokio::join!(node_a, node_b);
+        a.map_err(std::io::Error::other)??;
+        b.map_err(std::io::Error::other)?
+    });
+    // Without pooling, every request takes the next node.
+    test_app(addr, handle, shutdown, Some(redis), false)
+}
+
+/// A TCP balancer with no stickiness: connection n goes to node n mod 2.
+async fn round_robin(
+    listener: tokio::net::TcpListener,
+    nodes: [SocketAddr; 2],
+    shutdown: CancellationToken,
+) {
+    let mut next = 0;
+    loop {
+        let (mut client, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let node = nodes[next % nodes.len()];
+        next += 1;
+        tokio::spawn(async move {
+            let Ok(mut upstream) = tokio::net::TcpStream::connect(node).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = upstream.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+    }
+}
+
+impl TestApp {
+    /// The typed calls against a server the test started some other way (a
+    /// `ServerProcess`, one node of a cluster). Dropping it stops nothing.
+    pub fn at(addr: SocketAddr) -> TestApp {
+        let handle = tokio::spawn(async { Ok(()) });
+        test_app(addr, handle, CancellationToken::new(), None, true)
+    }
+}
+
+fn test_app(
+    addr: SocketAddr,
+    handle: JoinHandle<std::io::Result<()>>,
+    shutdown: CancellationToken,
+    redis: Option<RedisServer>,
+    pooled: bool,
+) -> TestApp {
+    let mut client = reqwest::Client::builder();
+    if !pooled {
+        client = client.pool_max_idle_per_host(0);
+    }
+    let client = client.build().expect("a plain HTTP client builds");
     let stream_client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
@@ -73,6 +187,7 @@ pub async fn spawn_app_with(args: &[&str]) -> TestApp {
         stream_client,
         shutdown,
         handle,
+        _redis: redis,
     }
 }
 

@@ -7,7 +7,9 @@ use std::net::TcpStream;
 
 use serde_json::json;
 
-use crate::helpers::{DEADLINE, Joined, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{
+    DEADLINE, Joined, assert_problem, per_node_bound_skipped_on_cluster, spawn_app, spawn_app_with,
+};
 
 /// Writes `head` and reads until the server closes the connection.
 async fn exchange(addr: std::net::SocketAddr, head: String) -> String {
@@ -78,6 +80,9 @@ async fn a_request_head_under_the_limit_is_served() {
 
 #[tokio::test]
 async fn joins_past_the_per_client_rate_answer_429_with_retry_after() {
+    if per_node_bound_skipped_on_cluster("--join-rate") {
+        return;
+    }
     let app = spawn_app_with(&["--join-rate", "2"]).await;
     app.join("lobby").await;
     app.join("lobby").await;
@@ -98,6 +103,9 @@ async fn joins_past_the_per_client_rate_answer_429_with_retry_after() {
 
 #[tokio::test]
 async fn a_member_over_its_signal_rate_is_refused_and_others_are_not() {
+    if per_node_bound_skipped_on_cluster("--signal-rate") {
+        return;
+    }
     let app = spawn_app_with(&["--signal-rate", "2"]).await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
@@ -139,6 +147,9 @@ async fn a_join_past_the_server_member_cap_answers_503_and_a_leave_frees_a_place
 
 #[tokio::test]
 async fn a_stream_past_the_server_stream_cap_answers_503_and_a_closed_one_frees_a_place() {
+    if per_node_bound_skipped_on_cluster("--max-streams") {
+        return;
+    }
     let app = spawn_app_with(&["--max-streams", "1"]).await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;

@@ -2,9 +2,11 @@
 //! area, all sharing `helpers`.
 
 mod helpers;
+mod redis_server;
 
 mod admin;
 mod auth;
+mod cluster;
 mod concurrency;
 mod docs;
 mod errors;

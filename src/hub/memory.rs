@@ -1,12 +1,8 @@
-//! The shared state: rooms, their members and inboxes, and the token index.
-//!
-//! `Hub` is the seam between the HTTP handlers and the state. Its methods are
-//! `async` and speak only in API.md's terms, so a backend shared by several
-//! nodes can stand behind them later without touching a handler. This
-//! in-memory backend keeps each room behind its own `std::sync::Mutex`, found
-//! through a concurrent map: everything about one room (members, capacity,
-//! lock, inboxes) changes under that one lock, so a join or leave is atomic
-//! and two rooms never wait for each other. No lock is held across `.await`.
+//! The in-memory backend, the default: every room behind its own
+//! `std::sync::Mutex`, found through a concurrent map. Everything about one
+//! room (members, capacity, lock, inboxes) changes under that one lock, so a
+//! join or leave is atomic and two rooms never wait for each other. No lock
+//! is held across `.await`.
 //!
 //! Lock order: a map shard, then a room. A room's lock is never held while a
 //! `rooms` shard is taken, which is why an emptied room is removed from the
@@ -15,7 +11,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dashmap::DashMap;
 use serde_json::value::RawValue;
@@ -23,6 +19,7 @@ use tokio::sync::Notify;
 use tracing::info;
 use uuid::Uuid;
 
+use super::{Actor, JoinSpec, MemberRef, Place, Settings};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, EventBody, Inbox, Limits, SIGNAL};
@@ -31,46 +28,9 @@ use crate::model::{
     RoomUpdatedData, RoomView, SignalData, SignalType, Timestamp,
 };
 
-/// The settings the state enforces.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub default_capacity: u32,
-    pub max_capacity: u32,
-    pub limits: Limits,
-    pub member_timeout: Duration,
-    /// Members the whole server may hold.
-    pub max_members: usize,
-    /// Open readers (streams and waiting polls) the whole server may hold.
-    pub max_readers: usize,
-}
-
-/// A join, validated at the edge except for the capacity, which counts only
-/// if the join creates the room.
-#[derive(Debug)]
-pub struct JoinSpec {
-    pub name: Option<String>,
-    pub metadata: Box<RawValue>,
-    pub capacity: Option<i64>,
-}
-
-/// The member a token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberRef {
-    pub room: RoomId,
-    pub member: Uuid,
-}
-
-/// Who asks for a room-level change.
-#[derive(Debug, Clone, Copy)]
-pub enum Actor {
-    Admin,
-    /// A member of the room named in the call.
-    Member(Uuid),
-}
-
-/// The state handle given to every handler. Cheap to clone.
+/// The in-memory state. Cheap to clone.
 #[derive(Clone)]
-pub struct Hub {
+pub struct MemoryHub {
     inner: Arc<Memory>,
 }
 
@@ -222,7 +182,7 @@ impl Room {
     }
 }
 
-impl Hub {
+impl MemoryHub {
     pub fn new(settings: Settings) -> Self {
         Self {
             inner: Arc::new(Memory {
@@ -239,9 +199,7 @@ impl Hub {
         &self.inner.settings
     }
 
-    /// The member this token opens, if any. The lookup uses the token's
-    /// first 8 bytes; the whole token is then compared in constant time.
-    pub async fn authenticate(&self, token: &Token) -> Option<MemberRef> {
+    pub fn authenticate(&self, token: &Token) -> Option<MemberRef> {
         let entry = self.inner.tokens.get(&token.selector())?;
         entry.token.matches(token).then(|| entry.member.clone())
     }
@@ -269,20 +227,7 @@ impl Hub {
             }
             let creating = room.members.is_empty();
             if creating {
-                let capacity = spec
-                    .capacity
-                    .map_or(Ok(settings.default_capacity), |asked| {
-                        u32::try_from(asked)
-                            .ok()
-                            .filter(|capacity| (2..=settings.max_capacity).contains(capacity))
-                            .ok_or_else(|| {
-                                ApiError::InvalidRequest(format!(
-                                    "`capacity` must be from 2 to {}",
-                                    settings.max_capacity
-                                ))
-                            })
-                    });
-                match capacity {
+                match settings.new_room_capacity(spec.capacity) {
                     Ok(capacity) => {
                         room.capacity = capacity;
                         room.created_at = Timestamp::now();
@@ -518,7 +463,7 @@ impl Hub {
     }
 
     /// Every room, ordered by id.
-    pub async fn rooms(&self) -> Vec<RoomSummary> {
+    pub fn rooms(&self) -> Vec<RoomSummary> {
         let arcs: Vec<_> = self
             .inner
             .rooms
@@ -545,11 +490,11 @@ impl Hub {
     /// Opens the member's live stream, closing any older one. With
     /// `last_event_id`, resumes after it and acknowledges up to it;
     /// without, starts after the last delivered event.
-    pub async fn open_stream(
+    pub fn open_stream(
         &self,
         member: &MemberRef,
         last_event_id: Option<u64>,
-    ) -> Result<Subscription, ApiError> {
+    ) -> Result<MemorySubscription, ApiError> {
         self.subscribe(member, |inbox, stream| {
             *stream += 1;
             let cursor = match last_event_id {
@@ -565,11 +510,11 @@ impl Hub {
 
     /// Opens a long-poll reader after `after` (default: the last
     /// acknowledged id), acknowledging up to it.
-    pub async fn open_poll(
+    pub fn open_poll(
         &self,
         member: &MemberRef,
         after: Option<u64>,
-    ) -> Result<Subscription, ApiError> {
+    ) -> Result<MemorySubscription, ApiError> {
         self.subscribe(member, |inbox, _| {
             let after = after.unwrap_or(inbox.acked());
             inbox.acknowledge(after);
@@ -581,7 +526,7 @@ impl Hub {
         &self,
         member_ref: &MemberRef,
         start: impl FnOnce(&mut Inbox, &mut u64) -> (u64, Option<u64>),
-    ) -> Result<Subscription, ApiError> {
+    ) -> Result<MemorySubscription, ApiError> {
         let room_arc = self.room(&member_ref.room).ok_or(ApiError::Unauthorized)?;
         let place = Place::take(&self.inner.readers, self.inner.settings.max_readers).ok_or(
             ApiError::ServerBusy("the server holds as many open streams as it may; retry later"),
@@ -597,7 +542,7 @@ impl Hub {
         // Ends the stream this one replaces.
         wake.notify_waiters();
         drop(room);
-        Ok(Subscription {
+        Ok(MemorySubscription {
             readers: Arc::clone(&self.inner.readers),
             room: room_arc,
             member: member_ref.member,
@@ -640,7 +585,7 @@ impl Hub {
 
 /// One open reader of an inbox (a stream, or a poll while it waits). While
 /// it exists, the member is not reaped.
-pub struct Subscription {
+pub struct MemorySubscription {
     /// The server's count of open readers, given back on drop.
     readers: Arc<AtomicUsize>,
     room: Arc<Mutex<Room>>,
@@ -651,7 +596,7 @@ pub struct Subscription {
     wake: Arc<Notify>,
 }
 
-impl Subscription {
+impl MemorySubscription {
     /// The id this reader reads after.
     pub fn cursor(&self) -> u64 {
         self.cursor
@@ -661,6 +606,19 @@ impl Subscription {
     /// member is gone, or a newer stream replaced this one.
     ///
     /// Cancel-safe: the cursor moves only together with a returned batch.
+    /// Reads once without waiting: the events there are now, possibly
+    /// none; `None` when the reader is done.
+    pub fn read_now(&mut self) -> Option<Batch> {
+        let mut room = lock(&self.room);
+        let member = room.member_mut(self.member)?;
+        if self.stream.is_some_and(|stream| stream != member.stream) {
+            return None;
+        }
+        let (batch, cursor) = member.inbox.read_after(self.cursor);
+        self.cursor = cursor;
+        Some(batch)
+    }
+
     pub async fn next(&mut self) -> Option<Batch> {
         let wake = Arc::clone(&self.wake);
         loop {
@@ -669,24 +627,16 @@ impl Subscription {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut room = lock(&self.room);
-                let member = room.member_mut(self.member)?;
-                if self.stream.is_some_and(|stream| stream != member.stream) {
-                    return None;
-                }
-                let (batch, cursor) = member.inbox.read_after(self.cursor);
-                self.cursor = cursor;
-                if !batch.is_empty() {
-                    return Some(batch);
-                }
+            let batch = self.read_now()?;
+            if !batch.is_empty() {
+                return Some(batch);
             }
             notified.await;
         }
     }
 }
 
-impl Drop for Subscription {
+impl Drop for MemorySubscription {
     fn drop(&mut self) {
         self.readers.fetch_sub(1, Ordering::Relaxed);
         let mut room = lock(&self.room);
@@ -695,37 +645,6 @@ impl Drop for Subscription {
             if member.readers == 0 {
                 member.idle_since = Instant::now();
             }
-        }
-    }
-}
-
-/// A place taken under a server-wide bound, given back on drop unless kept.
-struct Place<'a> {
-    count: &'a AtomicUsize,
-    kept: bool,
-}
-
-impl<'a> Place<'a> {
-    /// Takes a place if fewer than `max` are taken.
-    fn take(count: &'a AtomicUsize, max: usize) -> Option<Self> {
-        count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
-                (taken < max).then_some(taken + 1)
-            })
-            .ok()
-            .map(|_| Self { count, kept: false })
-    }
-
-    /// The place now belongs to whatever was made with it.
-    fn keep(mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        if !self.kept {
-            self.count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

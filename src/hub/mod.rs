@@ -1,0 +1,290 @@
+//! The shared state behind one seam: rooms, their members and inboxes, and
+//! the token index.
+//!
+//! `Hub` is what every handler holds. Its methods speak only in API.md's
+//! terms, and it stands for one of two backends that keep the same rules:
+//!
+//! - `memory`: one process holds everything (the default);
+//! - `redis`: every node of a cluster shares the state in Redis, so a
+//!   member may join on one node, stream on another and signal through a
+//!   third (`--redis-url`).
+//!
+//! Handlers never know which one serves them.
+
+mod memory;
+mod redis;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+pub use self::memory::{MemoryHub, MemorySubscription};
+pub use self::redis::{RedisHub, RedisSubscription};
+use crate::auth::Token;
+use crate::error::ApiError;
+use crate::inbox::{Batch, Limits};
+use crate::model::{JoinResponse, RoomId, RoomSummary, RoomView, SignalType};
+
+/// The settings the state enforces.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub default_capacity: u32,
+    pub max_capacity: u32,
+    pub limits: Limits,
+    pub member_timeout: Duration,
+    /// Members the whole service may hold.
+    pub max_members: usize,
+    /// Open readers (streams and waiting polls) one node may hold.
+    pub max_readers: usize,
+}
+
+impl Settings {
+    /// The capacity a join gives the room if it creates it.
+    fn new_room_capacity(&self, asked: Option<i64>) -> Result<u32, ApiError> {
+        asked.map_or(Ok(self.default_capacity), |asked| {
+            u32::try_from(asked)
+                .ok()
+                .filter(|capacity| (2..=self.max_capacity).contains(capacity))
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                        "`capacity` must be from 2 to {}",
+                        self.max_capacity
+                    ))
+                })
+        })
+    }
+}
+
+/// A join, validated at the edge except for the capacity, which counts only
+/// if the join creates the room.
+#[derive(Debug)]
+pub struct JoinSpec {
+    pub name: Option<String>,
+    pub metadata: Box<RawValue>,
+    pub capacity: Option<i64>,
+}
+
+/// The member a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRef {
+    pub room: RoomId,
+    pub member: Uuid,
+}
+
+/// Who asks for a room-level change.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    Admin,
+    /// A member of the room named in the call.
+    Member(Uuid),
+}
+
+/// The state handle given to every handler. Cheap to clone.
+#[derive(Clone)]
+pub enum Hub {
+    Memory(MemoryHub),
+    Redis(RedisHub),
+}
+
+/// Calls the same method on whichever backend serves.
+macro_rules! each_backend {
+    ($hub:expr, $backend:ident => $call:expr) => {
+        match $hub {
+            Hub::Memory($backend) => $call,
+            Hub::Redis($backend) => $call,
+        }
+    };
+}
+
+impl Hub {
+    /// The in-memory backend.
+    pub fn memory(settings: Settings) -> Self {
+        Self::Memory(MemoryHub::new(settings))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        each_backend!(self, hub => hub.settings())
+    }
+
+    /// Whether the state can be reached: always for memory, a round trip
+    /// for Redis.
+    pub async fn ready(&self) -> Result<(), ApiError> {
+        match self {
+            Hub::Memory(_) => Ok(()),
+            Hub::Redis(hub) => hub.ping().await,
+        }
+    }
+
+    /// The member this token opens, if any. The lookup uses the token's
+    /// first 8 bytes; the whole token is then compared in constant time.
+    pub async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, ApiError> {
+        match self {
+            Hub::Memory(hub) => Ok(hub.authenticate(token)),
+            Hub::Redis(hub) => hub.authenticate(token).await,
+        }
+    }
+
+    /// Joins `room_id`, creating the room if needed.
+    pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
+        each_backend!(self, hub => hub.join(room_id, spec).await)
+    }
+
+    /// Removes `target` from the room: by itself (`left`), or by the owner
+    /// or the admin (`removed`).
+    pub async fn remove_member(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+    ) -> Result<(), ApiError> {
+        each_backend!(self, hub => hub.remove_member(room_id, target, actor).await)
+    }
+
+    /// Puts a signal in the recipient's inbox, or in every other member's;
+    /// either all of them take it or none does. Returns how many did.
+    pub async fn send_signal(
+        &self,
+        from: &MemberRef,
+        to: Option<Uuid>,
+        signal_type: &SignalType,
+        payload: &RawValue,
+    ) -> Result<usize, ApiError> {
+        each_backend!(self, hub => hub.send_signal(from, to, signal_type, payload).await)
+    }
+
+    /// The room, for one of its members or the admin.
+    pub async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, ApiError> {
+        each_backend!(self, hub => hub.room_view(room_id, actor).await)
+    }
+
+    /// Locks or unlocks the room, for its owner or the admin; every member
+    /// hears of a change.
+    pub async fn set_locked(
+        &self,
+        room_id: &RoomId,
+        actor: Actor,
+        locked: bool,
+    ) -> Result<RoomView, ApiError> {
+        each_backend!(self, hub => hub.set_locked(room_id, actor, locked).await)
+    }
+
+    /// Every room, ordered by id.
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, ApiError> {
+        match self {
+            Hub::Memory(hub) => Ok(hub.rooms()),
+            Hub::Redis(hub) => hub.rooms().await,
+        }
+    }
+
+    /// Opens the member's live stream, closing any older one. With
+    /// `last_event_id`, resumes after it and acknowledges up to it;
+    /// without, starts after the last delivered event.
+    pub async fn open_stream(
+        &self,
+        member: &MemberRef,
+        last_event_id: Option<u64>,
+    ) -> Result<Subscription, ApiError> {
+        match self {
+            Hub::Memory(hub) => hub
+                .open_stream(member, last_event_id)
+                .map(Subscription::Memory),
+            Hub::Redis(hub) => hub
+                .open_stream(member, last_event_id)
+                .await
+                .map(Subscription::Redis),
+        }
+    }
+
+    /// Opens a long-poll reader after `after` (default: the last
+    /// acknowledged id), acknowledging up to it.
+    pub async fn open_poll(
+        &self,
+        member: &MemberRef,
+        after: Option<u64>,
+    ) -> Result<Subscription, ApiError> {
+        match self {
+            Hub::Memory(hub) => hub.open_poll(member, after).map(Subscription::Memory),
+            Hub::Redis(hub) => hub.open_poll(member, after).await.map(Subscription::Redis),
+        }
+    }
+
+    /// Removes every member whose inbox nobody has read for longer than the
+    /// member timeout. Returns how many it removed.
+    pub async fn reap(&self) -> Result<usize, ApiError> {
+        match self {
+            Hub::Memory(hub) => Ok(hub.reap(std::time::Instant::now())),
+            Hub::Redis(hub) => hub.reap().await,
+        }
+    }
+}
+
+/// One open reader of an inbox (a stream, or a poll while it waits). While
+/// it exists, the member is not reaped.
+pub enum Subscription {
+    Memory(MemorySubscription),
+    Redis(RedisSubscription),
+}
+
+impl Subscription {
+    /// The id this reader reads after.
+    pub fn cursor(&self) -> u64 {
+        match self {
+            Subscription::Memory(subscription) => subscription.cursor(),
+            Subscription::Redis(subscription) => subscription.cursor(),
+        }
+    }
+
+    /// Reads once without waiting: the events there are now, possibly
+    /// none. `None` when the reader is done, as for `next`.
+    pub async fn read_now(&mut self) -> Option<Batch> {
+        match self {
+            Subscription::Memory(subscription) => subscription.read_now(),
+            Subscription::Redis(subscription) => subscription.read_now().await,
+        }
+    }
+
+    /// Waits for the next events. `None` when the reader is done: the
+    /// member is gone, a newer stream replaced this one, or (Redis) the
+    /// state cannot be reached.
+    ///
+    /// Cancel-safe: the cursor moves only together with a returned batch.
+    pub async fn next(&mut self) -> Option<Batch> {
+        match self {
+            Subscription::Memory(subscription) => subscription.next().await,
+            Subscription::Redis(subscription) => subscription.next().await,
+        }
+    }
+}
+
+/// A place taken under a bound, given back on drop unless kept.
+struct Place<'a> {
+    count: &'a AtomicUsize,
+    kept: bool,
+}
+
+impl<'a> Place<'a> {
+    /// Takes a place if fewer than `max` are taken.
+    fn take(count: &'a AtomicUsize, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
+                (taken < max).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| Self { count, kept: false })
+    }
+
+    /// The place now belongs to whatever was made with it.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

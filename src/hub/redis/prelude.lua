@@ -1,0 +1,164 @@
+-- What every script shares: one room's keys, the inbox rules of
+-- src/inbox.rs written again over a Redis stream, and wake-ups.
+--
+-- KEYS[1] is the room's key prefix, `<prefix>:{<room>}:`: the hash tag puts
+-- every key of one room in one cluster slot, so each script stays in one.
+-- ARGV[1..6]: undelivered events limit, undelivered bytes limit, headroom,
+-- this node's id, the wake channel prefix, the room id. ARGV[7..] are the
+-- script's own.
+--
+-- A member's inbox is the stream `i:<id>`, whose entry ids are
+-- `0-<event id>`, with its counters in the hash `m:<id>`; `n:<id>` counts
+-- its open readers by node, the nodes to wake. Counts, not a set: a reader
+-- closing and another opening on one node may reach Redis in either order.
+
+local K = KEYS[1]
+local EVENTS, BYTES, HEADROOM = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local NODE, WAKE, ROOM_ID = ARGV[4], ARGV[5], ARGV[6]
+-- Limits::MEMBER_EVENT_MAX in src/inbox.rs.
+local HARD_EVENTS = EVENTS + HEADROOM
+local HARD_BYTES = BYTES + HEADROOM * (4096 + 512)
+local ROOM, MEMBERS = K .. 'room', K .. 'members'
+-- Members whose readers live on this node: the caller wakes them itself.
+local local_wakes = {}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function mkey(m) return K .. 'm:' .. m end
+local function ikey(m) return K .. 'i:' .. m end
+local function nkey(m) return K .. 'n:' .. m end
+local function is_member(m) return redis.call('ZSCORE', MEMBERS, m) ~= false end
+
+local FIELDS = {'last', 'delivered', 'acked', 'hbytes', 'hlen', 'ulen', 'ubytes'}
+local function load(m)
+  local values = redis.call('HMGET', mkey(m), unpack(FIELDS))
+  local s = {m = m}
+  for i, field in ipairs(FIELDS) do s[field] = tonumber(values[i]) or 0 end
+  return s
+end
+local function save(s)
+  local args = {}
+  for _, field in ipairs(FIELDS) do
+    args[#args + 1] = field
+    args[#args + 1] = s[field]
+  end
+  redis.call('HSET', mkey(s.m), unpack(args))
+end
+
+-- An entry is {`0-<id>`, {'k', kind, 'd', data}}.
+local function id_of(entry) return tonumber(string.sub(entry[1], 3)) end
+local function kind_of(entry) return entry[2][2] end
+local function size_of(entry) return #entry[2][4] end
+
+local function drop(s, entry)
+  redis.call('XDEL', ikey(s.m), entry[1])
+  s.hbytes = s.hbytes - size_of(entry)
+  s.hlen = s.hlen - 1
+  if id_of(entry) > s.delivered then
+    s.ulen = s.ulen - 1
+    s.ubytes = s.ubytes - size_of(entry)
+  end
+end
+
+local function can_accept(s, size)
+  return s.ulen < EVENTS and s.ubytes + size <= BYTES
+end
+
+-- Inbox::trim_delivered.
+local function trim_delivered(s)
+  while s.hlen - s.ulen > HARD_EVENTS or s.hbytes - s.ubytes > HARD_BYTES do
+    local first = redis.call('XRANGE', ikey(s.m), '-', '+', 'COUNT', 1)[1]
+    if not first or id_of(first) > s.delivered then break end
+    drop(s, first)
+  end
+end
+
+local function oldest_undelivered_membership_event(s)
+  local start = '(0-' .. s.delivered
+  while true do
+    local entries = redis.call('XRANGE', ikey(s.m), start, '+', 'COUNT', 64)
+    if #entries == 0 then return nil end
+    for _, entry in ipairs(entries) do
+      if kind_of(entry) ~= 'signal' then return entry end
+    end
+    start = '(' .. entries[#entries][1]
+  end
+end
+
+-- Inbox::push: the caller has checked `can_accept` for a signal.
+local function push(s, kind, data)
+  local size = #data
+  trim_delivered(s)
+  while s.ulen >= HARD_EVENTS or s.ubytes + size > HARD_BYTES do
+    local entry = oldest_undelivered_membership_event(s)
+    if not entry then break end
+    drop(s, entry)
+  end
+  s.last = s.last + 1
+  redis.call('XADD', ikey(s.m), '0-' .. s.last, 'k', kind, 'd', data)
+  s.hbytes = s.hbytes + size
+  s.hlen = s.hlen + 1
+  s.ulen = s.ulen + 1
+  s.ubytes = s.ubytes + size
+end
+
+local function mark_delivered(s, id)
+  if id <= s.delivered then return end
+  for _, entry in ipairs(redis.call('XRANGE', ikey(s.m), '(0-' .. s.delivered, '0-' .. id)) do
+    s.ulen = s.ulen - 1
+    s.ubytes = s.ubytes - size_of(entry)
+  end
+  s.delivered = id
+end
+
+-- Inbox::acknowledge.
+local function acknowledge(s, id)
+  id = math.min(id, s.last)
+  s.acked = math.max(s.acked, id)
+  for _, entry in ipairs(redis.call('XRANGE', ikey(s.m), '-', '0-' .. s.acked)) do
+    drop(s, entry)
+  end
+  mark_delivered(s, s.acked)
+end
+
+local function wake(m)
+  for _, node in ipairs(redis.call('HKEYS', nkey(m))) do
+    if node == NODE then
+      local_wakes[#local_wakes + 1] = m
+    else
+      redis.call('PUBLISH', WAKE .. node, ROOM_ID .. ' ' .. m)
+    end
+  end
+end
+
+-- An event that is never refused.
+local function deliver(m, kind, data)
+  local s = load(m)
+  push(s, kind, data)
+  save(s)
+  wake(m)
+end
+
+local function broadcast(kind, data, except)
+  for _, m in ipairs(redis.call('ZRANGE', MEMBERS, 0, -1)) do
+    if m ~= except then deliver(m, kind, data) end
+  end
+end
+
+-- Room ids are `[A-Za-z0-9._~-]` and owners are UUIDs: nothing to escape.
+local function room_updated()
+  local room = redis.call('HMGET', ROOM, 'locked', 'capacity', 'owner')
+  broadcast('room-updated', string.format(
+    '{"room_id":"%s","locked":%s,"capacity":%d,"owner":"%s"}',
+    ROOM_ID, room[1] == '1' and 'true' or 'false', tonumber(room[2]), room[3]))
+end
+
+local function member_views()
+  local views = {}
+  for _, m in ipairs(redis.call('ZRANGE', MEMBERS, 0, -1)) do
+    views[#views + 1] = redis.call('HGET', mkey(m), 'view')
+  end
+  return views
+end

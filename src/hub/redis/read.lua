@@ -1,0 +1,16 @@
+-- Reads after a cursor: ARGV[7] = member, ARGV[8] = cursor, ARGV[9] = the
+-- stream generation (empty for a poll). Inbox::read_after.
+local m, generation = ARGV[7], ARGV[9]
+if not is_member(m) then return {'gone', local_wakes} end
+if generation ~= '' and redis.call('HGET', mkey(m), 'gen') ~= generation then
+  return {'gone', local_wakes}
+end
+local s = load(m)
+local after = math.min(tonumber(ARGV[8]), s.last)
+local entries = redis.call('XRANGE', ikey(m), '(0-' .. after, '+')
+if s.last > s.delivered then
+  -- Every held event is now delivered.
+  s.delivered, s.ulen, s.ubytes = s.last, 0, 0
+  save(s)
+end
+return {'ok', local_wakes, s.last, entries}

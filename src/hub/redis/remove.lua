@@ -1,0 +1,44 @@
+-- Removes a member: ARGV[7] = the target, ARGV[8] = who asks (`admin`,
+-- `member:<id>`, or `timeout` for the reaper), ARGV[9] = the member
+-- timeout in ms (for `timeout`).
+local target, actor = ARGV[7], ARGV[8]
+local reason
+if actor == 'timeout' then
+  if not is_member(target) then return {'gone', local_wakes} end
+  local seen = tonumber(redis.call('HGET', mkey(target), 'seen')) or 0
+  if now_ms() - seen < tonumber(ARGV[9]) then return {'busy', local_wakes, seen} end
+  reason = 'timeout'
+elseif redis.call('EXISTS', ROOM) == 0 then
+  return {actor == 'admin' and 'room_not_found' or 'unauthorized', local_wakes}
+elseif actor == 'admin' then
+  reason = 'removed'
+else
+  local caller = string.sub(actor, 8)
+  if caller == target then
+    reason = 'left'
+  elseif not is_member(caller) then
+    return {'unauthorized', local_wakes}
+  elseif redis.call('HGET', ROOM, 'owner') ~= caller then
+    return {'forbidden', local_wakes}
+  else
+    reason = 'removed'
+  end
+end
+if not is_member(target) then
+  return {reason == 'left' and 'unauthorized' or 'member_not_found', local_wakes}
+end
+-- Its readers, wherever they are, find it gone and end.
+wake(target)
+local selector = redis.call('HGET', mkey(target), 'sel')
+redis.call('ZREM', MEMBERS, target)
+redis.call('DEL', mkey(target), ikey(target), nkey(target))
+broadcast('member-left', string.format('{"member_id":"%s","reason":"%s"}', target, reason), nil)
+local epoch = ''
+if redis.call('ZCARD', MEMBERS) == 0 then
+  epoch = redis.call('HGET', ROOM, 'epoch')
+  redis.call('DEL', ROOM, MEMBERS)
+elseif redis.call('HGET', ROOM, 'owner') == target then
+  redis.call('HSET', ROOM, 'owner', redis.call('ZRANGE', MEMBERS, 0, 0)[1])
+  room_updated()
+end
+return {'ok', local_wakes, selector, epoch, reason}

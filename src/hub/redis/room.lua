@@ -1,0 +1,21 @@
+-- Looks at or locks a room: ARGV[7] = `admin` or the calling member,
+-- ARGV[8] = `view`, `lock` or `unlock`.
+local actor, op = ARGV[7], ARGV[8]
+if redis.call('ZCARD', MEMBERS) == 0 then
+  return {actor == 'admin' and 'room_not_found' or 'forbidden', local_wakes}
+end
+if actor ~= 'admin' then
+  if op == 'view' and not is_member(actor) then return {'forbidden', local_wakes} end
+  if op ~= 'view' and redis.call('HGET', ROOM, 'owner') ~= actor then
+    return {'forbidden', local_wakes}
+  end
+end
+if op ~= 'view' then
+  local locked = op == 'lock' and '1' or '0'
+  if redis.call('HGET', ROOM, 'locked') ~= locked then
+    redis.call('HSET', ROOM, 'locked', locked)
+    room_updated()
+  end
+end
+local room = redis.call('HMGET', ROOM, 'capacity', 'locked', 'owner', 'created_at')
+return {'ok', local_wakes, tonumber(room[1]), room[2], room[3], room[4], member_views()}

@@ -1,0 +1,292 @@
+//! Several nodes, one service: real `signalpost` processes sharing a real
+//! redis-server, each test with its own. Members joined through different
+//! nodes share rooms and signal each other; capacity holds across nodes; a
+//! stream resumes on any node; a dead node's members are reaped once; a
+//! killed node loses nothing it answered 202; a Redis outage answers 503
+//! and heals without a restart.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ADMIN_TOKEN, DEADLINE, ServerProcess, TestApp, assert_problem, json_body, send,
+};
+use crate::redis_server::RedisServer;
+
+/// A redis-server and `count` nodes on it, each with `args`.
+async fn cluster(count: usize, args: &[&str]) -> (RedisServer, Vec<ServerProcess>, Vec<TestApp>) {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let mut node_args = vec!["--redis-url", &url, "--admin-token", ADMIN_TOKEN];
+    node_args.extend_from_slice(args);
+    let processes = join_all((0..count).map(|_| ServerProcess::start(&node_args, &[]))).await;
+    let apis = processes
+        .iter()
+        .map(|process| TestApp::at(process.addr))
+        .collect();
+    (redis, processes, apis)
+}
+
+#[tokio::test]
+async fn members_joined_on_different_nodes_share_a_room_and_signal() {
+    let (_redis, _processes, nodes) = cluster(2, &[]).await;
+    let alice = nodes[0].join_with("lobby", json!({"name": "alice"})).await;
+    let mut alice_events = nodes[0].open_events(&alice, None).await;
+    alice_events.expect_ready(&alice, 0).await;
+
+    let bob = nodes[1].join_with("lobby", json!({"name": "bob"})).await;
+    assert_eq!(
+        bob.members.len(),
+        1,
+        "bob sees alice, joined on the other node"
+    );
+    let joined = alice_events.expect("member-joined").await;
+    assert_eq!(joined.data["member"]["id"], bob.member_id);
+    let mut bob_events = nodes[1].open_events(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+
+    // Directed, sent through a third path: alice's own node.
+    assert_eq!(
+        nodes[0]
+            .signal(&alice, Some(&bob), "offer", json!({"sdp": "v=0"}))
+            .await,
+        1
+    );
+    let offer = bob_events.expect_signal().await;
+    assert_eq!(offer.data["from"], alice.member_id);
+    assert_eq!(offer.data["payload"], json!({"sdp": "v=0"}));
+
+    // Broadcast, sent through the node alice is not on.
+    assert_eq!(nodes[1].signal(&bob, None, "candidate", json!(1)).await, 1);
+    let candidate = alice_events.expect_signal().await;
+    assert_eq!(candidate.data["from"], bob.member_id);
+    assert_eq!(candidate.data["to"], Value::Null);
+
+    assert_eq!(nodes[0].leave(&bob).await.status(), 204);
+    let left = alice_events.expect("member-left").await;
+    assert_eq!(
+        left.data,
+        json!({"member_id": bob.member_id, "reason": "left"})
+    );
+    bob_events.expect_end().await;
+
+    // The room disappears with its last member, for every node.
+    assert_eq!(nodes[1].leave(&alice).await.status(), 204);
+    for node in &nodes {
+        let rooms = json_body(node.list_rooms(Some(ADMIN_TOKEN)).await, 200).await;
+        assert_eq!(rooms["rooms"], json!([]), "no room is left");
+        assert_problem(
+            node.get_room("lobby", Some(ADMIN_TOKEN)).await,
+            404,
+            "room_not_found",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn capacity_holds_when_fifty_joins_race_over_three_nodes() {
+    let (_redis, _processes, nodes) = cluster(3, &[]).await;
+    let joins = (0..50).map(|n| {
+        let node = &nodes[n % nodes.len()];
+        node.post_join("race", Some(json!({"capacity": 2})))
+    });
+    let statuses: Vec<u16> = join_all(joins)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    let admitted = statuses.iter().filter(|status| **status == 201).count();
+    let full = statuses.iter().filter(|status| **status == 409).count();
+    assert_eq!((admitted, full), (2, 48), "statuses: {statuses:?}");
+    let room = json_body(nodes[2].get_room("race", Some(ADMIN_TOKEN)).await, 200).await;
+    assert_eq!(room["members"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn a_stream_resumes_on_another_node_with_exactly_what_it_missed() {
+    let (_redis, _processes, nodes) = cluster(2, &[]).await;
+    let alice = nodes[0].join("resume").await;
+    let bob = nodes[0].join("resume").await;
+    let mut stream = nodes[0].open_events(&alice, None).await;
+    stream.expect_ready(&alice, 0).await;
+    assert_eq!(stream.expect("member-joined").await.id, Some(1));
+    for n in 0..3 {
+        nodes[1].signal(&bob, Some(&alice), "note", json!(n)).await;
+    }
+    for n in 0..3 {
+        let event = stream.expect_signal().await;
+        assert_eq!(
+            (event.id, event.data["payload"].clone()),
+            (Some(2 + n), json!(n))
+        );
+    }
+    drop(stream);
+    // Sent while alice is away; she had processed up to id 3.
+    for n in 3..6 {
+        nodes[0].signal(&bob, Some(&alice), "note", json!(n)).await;
+    }
+    let mut resumed = nodes[1].open_events(&alice, Some(3)).await;
+    resumed.expect_ready(&alice, 3).await;
+    for n in 2..6 {
+        let event = resumed.expect_signal().await;
+        assert_eq!(
+            (event.id, event.data["payload"].clone()),
+            (Some(2 + n), json!(n))
+        );
+    }
+    // Nothing else: the next event is one sent now.
+    nodes[1]
+        .signal(&bob, Some(&alice), "note", json!("last"))
+        .await;
+    let last = resumed.expect_signal().await;
+    assert_eq!(
+        (last.id, last.data["payload"].clone()),
+        (Some(8), json!("last"))
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_on_one_node_wakes_for_a_signal_sent_through_another() {
+    let (_redis, _processes, nodes) = cluster(2, &[]).await;
+    let alice = nodes[0].join("poll").await;
+    let bob = nodes[1].join("poll").await;
+    let already = nodes[1].poll_events(&alice, "after=0&timeout=0").await;
+    assert_eq!(already.len(), 1, "the member-joined of bob: {already:?}");
+    let waiting = nodes[1].poll_events(&alice, "after=1&timeout=30");
+    // Nothing shows when the poll starts waiting, so the signal may also
+    // land first; either way the poll must answer with it, and at once:
+    // its 30 s would fail the deadline of `poll_events`.
+    let sending = nodes[0].signal(&bob, Some(&alice), "offer", json!("x"));
+    let (events, recipients) = tokio::join!(waiting, sending);
+    assert_eq!(recipients, 1);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["id"], 2);
+    assert_eq!(events[0]["data"]["payload"], "x");
+}
+
+#[tokio::test]
+async fn the_members_of_a_dead_node_are_reaped_once_by_a_live_one() {
+    let (_redis, mut processes, nodes) = cluster(3, &["--member-timeout", "1"]).await;
+    let watcher = nodes[0].join("reap").await;
+    let mut events = nodes[0].open_events(&watcher, None).await;
+    events.expect_ready(&watcher, 0).await;
+    let doomed = nodes[2].join("reap").await;
+    events.expect("member-joined").await;
+    let mut doomed_events = nodes[2].open_events(&doomed, None).await;
+    doomed_events.expect_ready(&doomed, 0).await;
+
+    processes[2].kill("KILL");
+    processes[2].wait_exit().await;
+    drop(doomed_events);
+
+    // Reaped after the member timeout, by node 0 or 1: the watcher's
+    // stream, open all along, keeps the watcher itself.
+    let left = tokio::time::timeout(Duration::from_secs(10), events.expect("member-left"))
+        .await
+        .expect("the dead node's member is reaped within 10 s");
+    assert_eq!(
+        left.data,
+        json!({"member_id": doomed.member_id, "reason": "timeout"})
+    );
+    // Once: the next event is the marker, not a second member-left.
+    let marker = nodes[1].join("reap").await;
+    let next = events.expect("member-joined").await;
+    assert_eq!(next.data["member"]["id"], marker.member_id);
+    let room = json_body(nodes[1].get_room("reap", Some(ADMIN_TOKEN)).await, 200).await;
+    assert_eq!(room["members"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn a_node_killed_with_sigkill_loses_nothing_it_accepted() {
+    let (_redis, mut processes, nodes) = cluster(2, &[]).await;
+    let alice = nodes[0].join("kill").await;
+    let bob = nodes[1].join("kill").await;
+    let mut stream = nodes[0].open_events(&alice, None).await;
+    stream.expect_ready(&alice, 0).await;
+    stream.expect("member-joined").await;
+    for n in 0..10 {
+        nodes[1].signal(&bob, Some(&alice), "note", json!(n)).await;
+    }
+    // Alice processes four, then her node dies under her.
+    for n in 0..4 {
+        assert_eq!(stream.expect_signal().await.data["payload"], json!(n));
+    }
+    processes[0].kill("KILL");
+    processes[0].wait_exit().await;
+    drop(stream);
+    for n in 10..20 {
+        nodes[1].signal(&bob, Some(&alice), "note", json!(n)).await;
+    }
+    // She resumes on the live node after the last event she processed.
+    let mut resumed = nodes[1].open_events(&alice, Some(5)).await;
+    resumed.expect_ready(&alice, 5).await;
+    for n in 4..20 {
+        let event = resumed.expect_signal().await;
+        assert_eq!(
+            (event.id, event.data["payload"].clone()),
+            (Some(n + 2), json!(n)),
+            "every accepted signal, once, in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_answers_503_fast_and_heals_without_a_restart() {
+    let (mut redis, _processes, nodes) = cluster(2, &[]).await;
+    let alice = nodes[0].join("outage").await;
+    let bob = nodes[1].join("outage").await;
+    assert_eq!(
+        json_body(nodes[0].get("/readyz").await, 200).await["status"],
+        "ready"
+    );
+
+    redis.stop().await;
+    for node in &nodes {
+        let started = tokio::time::Instant::now();
+        assert_problem(node.get("/readyz").await, 503, "server_busy").await;
+        assert_problem(node.post_join("outage", None).await, 503, "server_busy").await;
+        let response = node
+            .send(&alice.token, Some(&bob.member_id), "offer", json!("x"))
+            .await;
+        assert_problem(response, 503, "server_busy").await;
+        assert!(
+            started.elapsed() < DEADLINE,
+            "refusals come within the deadline, not after long retries"
+        );
+        // Alive all the same: the process does not need a restart.
+        assert_eq!(node.get("/healthz").await.status(), 200);
+    }
+
+    redis.restart().await;
+    for node in &nodes {
+        ready_within_deadline(node).await;
+    }
+    // The state survived (Redis keeps an append-only file here), and the
+    // members carry on where they were.
+    let mut stream = nodes[1].open_events(&bob, None).await;
+    stream.expect_ready(&bob, 0).await;
+    nodes[0]
+        .signal(&alice, Some(&bob), "offer", json!("after"))
+        .await;
+    assert_eq!(stream.expect_signal().await.data["payload"], "after");
+}
+
+/// Asks `/readyz` until it answers 200, for at most `DEADLINE`: readiness
+/// comes back with Redis, and nothing announces it.
+async fn ready_within_deadline(node: &TestApp) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let response = send(node.client.get(node.url("/readyz"))).await;
+        if response.status() == 200 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node is ready again within {DEADLINE:?} of Redis's return"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
