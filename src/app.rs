@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::api::ice::IceConfig;
 use crate::config::Config;
 use crate::error::{ApiError, Problem};
 use crate::hub::{Hub, RedisHub, Settings};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub hub: Hub,
     pub limiters: Arc<Limiters>,
     pub config: Arc<Config>,
+    /// STUN and TURN servers for `GET /ice-servers`.
+    pub ice: Arc<IceConfig>,
     /// Kept apart from `config` so that it is compared, never printed.
     pub admin_token: Option<Arc<str>>,
     /// Cancelled when the server starts shutting down: streams, polls and
@@ -68,8 +71,15 @@ impl AppState {
                     .map_err(|error| std::io::Error::other(format!("cannot use redis: {error}")))?,
             ),
         };
+        let ice = IceConfig {
+            stun_urls: config.stun_url.clone(),
+            turn_urls: config.turn_uri.clone(),
+            turn_secret: config.turn_secret.clone(),
+            turn_ttl: config.turn_ttl,
+        };
         Ok(Self {
             hub,
+            ice: Arc::new(ice),
             limiters: Arc::new(Limiters::new(config.join_rate, config.signal_rate)),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             config: Arc::new(config),
@@ -192,6 +202,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(api::signals::router())
         .merge(api::rooms::router())
         .merge(api::admin::router())
+        .merge(api::ice::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts()

@@ -123,6 +123,42 @@ pub struct Config {
     #[arg(long, env = "SIGNALPOST_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<std::path::PathBuf>,
 
+    /// A STUN server for `GET /ice-servers` (`stun:stun.example.com:3478`);
+    /// repeat the flag for more. None by default: peers on one network
+    /// connect without one.
+    #[arg(
+        long,
+        env = "SIGNALPOST_STUN_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub stun_url: Vec<String>,
+
+    /// A TURN server for `GET /ice-servers`
+    /// (`turn:turn.example.com:3478?transport=udp`, `turns:…`); repeat for
+    /// more. Served only with `--turn-secret`.
+    #[arg(
+        long,
+        env = "SIGNALPOST_TURN_URI",
+        value_name = "URI",
+        value_delimiter = ','
+    )]
+    pub turn_uri: Vec<String>,
+
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`
+    /// with `use-auth-secret`): members get credentials minted from it.
+    #[arg(
+        long,
+        env = "SIGNALPOST_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+
+    /// Seconds a member's TURN credentials stay valid.
+    #[arg(long, env = "SIGNALPOST_TURN_TTL", value_name = "SECS", default_value = "86400", value_parser = parse_seconds)]
+    pub turn_ttl: Duration,
+
     /// Share the state with every node pointed at this Redis
     /// (`redis://host:6379`, `rediss://` for TLS), so that several nodes
     /// serve one service behind any load balancer. Without it, the state
@@ -211,6 +247,13 @@ impl std::fmt::Debug for Config {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("stun_url", &self.stun_url)
+            .field("turn_uri", &self.turn_uri)
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("turn_ttl", &self.turn_ttl)
             // A Redis URL may carry a password.
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
             .field("redis_prefix", &self.redis_prefix)

@@ -10,9 +10,10 @@ import { $, describeError, displayName, pageTransport, showError, showState } fr
 
 const params = new URLSearchParams(location.search);
 const transport = pageTransport(params);
-// No ICE server by default: on a LAN or loopback, host candidates suffice, and
-// a public STUN server would be a third party nobody asked for.
-const iceServers = (params.get('stun') ?? '')
+// The server's list (`GET /ice-servers`, TURN credentials included) is
+// fetched after the join; `?stun=` adds servers of the page's own. None by
+// default: on a LAN or loopback, host candidates suffice.
+const pageIceServers = (params.get('stun') ?? '')
   .split(',')
   .map((url) => url.trim())
   .filter(Boolean)
@@ -33,6 +34,7 @@ const records = new Map();
 const peers = new Map();
 let session = null;
 let localStream = null;
+let iceServers = pageIceServers;
 
 window.app = { session, peers };
 
@@ -90,6 +92,7 @@ async function onJoin(event) {
 
   enterCall(room, name);
   showState(session.state, session.transport);
+  await useServerIceServers();
   for (const member of session.members.values()) connectTo(member);
   setBusy(false);
 }
@@ -108,6 +111,22 @@ function enterCall(room, name) {
   const url = new URL(location.href);
   url.searchParams.set('room', room);
   history.replaceState(null, '', url);
+}
+
+/**
+ * Adds the server's STUN and TURN servers to the page's own, for the
+ * connections to come and for any a `member-joined` made meanwhile. Without
+ * them, host candidates still connect peers on one network.
+ */
+async function useServerIceServers() {
+  try {
+    const served = await session.iceServers();
+    if (served.length === 0) return;
+    iceServers = [...served, ...pageIceServers];
+    for (const { pc } of records.values()) pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+  } catch (error) {
+    console.warn('no ICE servers from the server; using the page\'s own', error);
+  }
 }
 
 /** Creates the connection to one other member, once. */

@@ -202,6 +202,15 @@ export class Session extends EventTarget {
     return this.send(null, type, payload);
   }
 
+  /**
+   * The STUN and TURN servers the server hands this member (TURN
+   * credentials minted for it); resolves to an `RTCIceServer[]` for
+   * `new RTCPeerConnection({ iceServers })`, empty when none is configured.
+   */
+  iceServers() {
+    return this.#call('GET', '/ice-servers');
+  }
+
   /** Locks or unlocks the room (owner only); resolves to the room view. */
   setLocked(locked) {
     return this.#call('PATCH', `/rooms/${encodeURIComponent(this.roomId)}`, { locked });

@@ -3,6 +3,7 @@
 //! written beside them.
 
 pub mod admin;
+pub mod ice;
 pub mod inbox;
 pub mod join;
 pub mod rooms;

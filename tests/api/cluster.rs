@@ -3,7 +3,8 @@
 //! nodes share rooms and signal each other; capacity holds across nodes; a
 //! stream resumes on any node; a dead node's members are reaped once; a
 //! killed node loses nothing it answered 202; a Redis outage answers 503
-//! and heals without a restart.
+//! and heals without a restart; a node holds two Redis connections however
+//! many members it serves, and a signal costs two round trips.
 
 use std::time::Duration;
 
@@ -289,4 +290,85 @@ async fn ready_within_deadline(node: &TestApp) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `INFO <section>` of the test's Redis, as `field → value`.
+async fn redis_info(
+    redis: &RedisServer,
+    section: &str,
+) -> std::collections::HashMap<String, String> {
+    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test connects to its Redis");
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut connection)
+        .await
+        .expect("INFO answers");
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(field, value)| (field.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// `calls=N` of one command in `INFO commandstats`, 0 when never called.
+fn calls(stats: &std::collections::HashMap<String, String>, command: &str) -> u64 {
+    stats
+        .get(&format!("cmdstat_{command}"))
+        .and_then(|value| {
+            value
+                .split(',')
+                .find_map(|part| part.strip_prefix("calls="))
+        })
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_node_keeps_two_redis_connections_and_a_signal_costs_two_round_trips() {
+    let (redis, _processes, nodes) = cluster(2, &[]).await;
+    // The two nodes' connections, and the one `redis_info` opens itself.
+    let connected = |info: &std::collections::HashMap<String, String>| {
+        info["connected_clients"].parse::<usize>().expect("a count")
+    };
+    assert_eq!(connected(&redis_info(&redis, "clients").await), 2 * 2 + 1);
+
+    let mut members = Vec::new();
+    let mut streams = Vec::new();
+    for n in 0..40 {
+        let node = &nodes[n % 2];
+        let member = node.join(&format!("room-{}", n / 4)).await;
+        let mut stream = node.open_events(&member, None).await;
+        stream.expect_ready(&member, 0).await;
+        streams.push(stream);
+        members.push(member);
+    }
+    assert_eq!(
+        connected(&redis_info(&redis, "clients").await),
+        2 * 2 + 1,
+        "40 members and 40 open streams add no connection"
+    );
+    drop(streams);
+
+    // Two members with no reader, so that only the sender's work counts.
+    let sender = nodes[0].join("quiet").await;
+    let recipient = nodes[1].join("quiet").await;
+    nodes[0]
+        .signal(&sender, Some(&recipient), "warm-up", json!(0))
+        .await;
+    let before = redis_info(&redis, "commandstats").await;
+    for n in 0..20 {
+        nodes[n % 2]
+            .signal(&sender, Some(&recipient), "candidate", json!(n))
+            .await;
+    }
+    let after = redis_info(&redis, "commandstats").await;
+    let delta = |command: &str| calls(&after, command) - calls(&before, command);
+    assert_eq!(
+        (delta("hgetall"), delta("evalsha"), delta("eval")),
+        (20, 20, 0),
+        "each signal: one token lookup and one script (the commands a script runs inside Redis are no round trip)"
+    );
 }

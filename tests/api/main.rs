@@ -11,6 +11,7 @@ mod concurrency;
 mod docs;
 mod errors;
 mod faults;
+mod ice;
 mod inbox_sse;
 mod join;
 mod leave;

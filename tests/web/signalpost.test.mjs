@@ -674,6 +674,17 @@ test('setLocked() patches the room', async () => {
   session.close();
 });
 
+test('iceServers() gets the list with the token', async () => {
+  const { server, session } = await setUp();
+  const list = [{ urls: ['turn:turn.example.com'], username: '1:m', credential: 'c' }];
+  server.route('GET', /\/ice-servers$/, () => ({ body: list }));
+  assert.deepEqual(await session.iceServers(), list);
+  const request = server.requests.at(-1);
+  assert.equal(request.method, 'GET');
+  assert.equal(request.headers.Authorization, `Bearer ${TOKEN}`);
+  session.close();
+});
+
 test('leave() of a member already removed resolves and closes', async () => {
   const { server, session } = await setUp();
   server.route('DELETE', /\/members\//, () => problem(401, 'unauthorized'));

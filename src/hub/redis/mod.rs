@@ -282,15 +282,22 @@ impl RedisHub {
     }
 
     pub async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, ApiError> {
-        let (room, member, digest): (Option<String>, Option<String>, Option<Vec<u8>>) = self
+        // HGETALL, which no script uses, so that `INFO commandstats` tells
+        // the token lookups apart (a test counts them).
+        let mut fields: std::collections::HashMap<String, Vec<u8>> = self
             .connection()
-            .hmget(
-                self.token_key(token.selector()),
-                &["room", "member", "digest"],
-            )
+            .hgetall(self.token_key(token.selector()))
             .await
             .map_err(unreachable)?;
-        let (Some(room), Some(member), Some(digest)) = (room, member, digest) else {
+        let (Some(room), Some(member), Some(digest)) = (
+            fields
+                .remove("room")
+                .and_then(|room| String::from_utf8(room).ok()),
+            fields
+                .remove("member")
+                .and_then(|member| String::from_utf8(member).ok()),
+            fields.remove("digest"),
+        ) else {
             return Ok(None);
         };
         let presented = token_digest(token);
