@@ -7,9 +7,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderName, HeaderValue, Method};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
@@ -216,9 +218,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application, ready to serve.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api();
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+    let router = api
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(web::serve)
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    // Off unless origins are named: a browser then calls only its own origin.
+    let router = match cors(&state.config.cors_origin) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         // Inside the trace layer, so the member cookie a join sets is marked
         // before the trace can see the response.
         .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
@@ -229,6 +238,29 @@ pub fn router(state: AppState) -> Router {
             COOKIE,
         ]))
         .with_state(state)
+}
+
+/// The CORS answer for the `--cors-origin`s, preflight included: the API
+/// and the streams, with the headers a client sends (`Authorization`,
+/// `Content-Type`, `Last-Event-ID`) and reads (`Retry-After`). No
+/// credentials: another origin presents its token in `Authorization` or
+/// `?token=`, never the member cookie.
+fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                AUTHORIZATION,
+                CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The request's span names the route, never the URI: `?token=` must not

@@ -123,6 +123,12 @@ pub struct Config {
     #[arg(long, env = "SIGNALPOST_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<std::path::PathBuf>,
 
+    /// Let pages of this origin (`https://app.example.com`) call the API and
+    /// open streams from the browser; repeat the flag for more. Without it,
+    /// only pages served by signalpost itself can.
+    #[arg(long, env = "SIGNALPOST_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origin: Vec<axum::http::HeaderValue>,
+
     /// A STUN server for `GET /ice-servers` (`stun:stun.example.com:3478`);
     /// repeat the flag for more. None by default: peers on one network
     /// connect without one.
@@ -247,6 +253,7 @@ impl std::fmt::Debug for Config {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("cors_origin", &self.cors_origin)
             .field("stun_url", &self.stun_url)
             .field("turn_uri", &self.turn_uri)
             .field(
@@ -259,6 +266,24 @@ impl std::fmt::Debug for Config {
             .field("redis_prefix", &self.redis_prefix)
             .finish()
     }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, no path.
+fn parse_origin(text: &str) -> Result<axum::http::HeaderValue, String> {
+    let uri: axum::http::Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not an origin like https://app.example.com"))?;
+    let plain = uri.scheme().is_some()
+        && uri.authority().is_some()
+        && matches!(uri.path(), "" | "/")
+        && uri.query().is_none()
+        && !text.ends_with('/');
+    if !plain {
+        return Err(format!(
+            "`{text}` is not an origin like https://app.example.com (no path, no trailing slash)"
+        ));
+    }
+    axum::http::HeaderValue::from_str(text).map_err(|_| format!("`{text}` is not a header value"))
 }
 
 /// Seconds as a positive decimal number (`30`, `0.5`), so tests can use short durations.

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod cluster;
 mod concurrency;
+mod cors;
 mod docs;
 mod errors;
 mod faults;
