@@ -7,6 +7,48 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// The rest of a manual page, after the options of `--help`.
+const AFTER_LONG_HELP: &str = "\
+Endpoints:
+  POST   /rooms/{room}/join                      join (creating the room); answers the member token
+  GET    /rooms/{room}/members/{member}/events   the member's inbox as Server-Sent Events
+  GET    /rooms/{room}/members/{member}/poll     the same inbox by long-poll
+  POST   /signals                                send to one member or to the whole room
+  DELETE /rooms/{room}/members/{member}          leave, or remove (owner, admin)
+  GET    /rooms/{room}, PATCH /rooms/{room}      look at, lock and unlock a room
+  GET    /ice-servers                            STUN and TURN servers for RTCPeerConnection
+  GET    /rooms                                  every room (admin)
+  GET    /healthz, /readyz                       alive; able to serve now
+  GET    /openapi.json, /docs                    the OpenAPI document; Swagger UI
+  GET    /                                       a video call page, and /chat.html
+
+Examples:
+  signalpost
+      Serve on 127.0.0.1:8080, state in memory.
+  signalpost --listen 0.0.0.0:8080 --admin-token \"$ADMIN_TOKEN\"
+      Serve every interface; the admin token opens GET /rooms.
+  signalpost --redis-url redis://10.0.0.5:6379
+      One node of several sharing one Redis, behind any load balancer.
+  signalpost --stun-url stun:turn.example.com:3478 --turn-uri turn:turn.example.com:3478 \\
+             --turn-secret \"$TURN_SECRET\"
+      Hand out STUN and per-member TURN credentials (coturn use-auth-secret).
+  SIGNALPOST_MEMBER_TIMEOUT=60 signalpost
+      Any option from the environment.
+
+Logs:
+  One line per join, leave and timeout on standard output, never a token.
+  RUST_LOG filters them (RUST_LOG=signalpost=debug).
+
+Signals:
+  SIGTERM or Ctrl-C stops accepting, ends open streams and polls, lets
+  requests in flight finish for --shutdown-grace seconds, then exits.
+
+Exit status:
+  0 after a clean stop; 1 when the address cannot be bound or Redis cannot
+  be reached at start; 2 for invalid options.
+
+See also: README.md and the OpenAPI document at /openapi.json.";
+
 /// Everything an operator can set. Defaults follow API.md.
 #[derive(Clone, Parser)]
 #[command(
@@ -16,7 +58,8 @@ use clap::Parser;
     long_about = "signalpost relays WebRTC signaling (SDP offers and answers, ICE candidates, any \
                   application message) between the members of a room. Clients send commands with \
                   ordinary HTTP requests and read their inbox as a Server-Sent-Events stream or by \
-                  long-polling. The OpenAPI document is served at /openapi.json and Swagger UI at /docs."
+                  long-polling. The OpenAPI document is served at /openapi.json and Swagger UI at /docs.",
+    after_long_help = AFTER_LONG_HELP
 )]
 pub struct Config {
     /// Address to serve on (0.0.0.0:8080 for all interfaces).
@@ -26,6 +69,7 @@ pub struct Config {
         value_name = "ADDR",
         default_value = "127.0.0.1:8080"
     )]
+    #[arg(help_heading = "Serving")]
     pub listen: SocketAddr,
 
     /// Bearer token that opens the admin calls. Without one, admin calls answer 401/403.
@@ -35,24 +79,29 @@ pub struct Config {
         value_name = "TOKEN",
         hide_env_values = true
     )]
+    #[arg(help_heading = "Serving")]
     pub admin_token: Option<String>,
 
     /// Seconds an inbox may go unread (no stream, no poll) before its member is removed.
     #[arg(long, env = "SIGNALPOST_MEMBER_TIMEOUT", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    #[arg(help_heading = "Rooms and inboxes")]
     pub member_timeout: Duration,
 
     /// Seconds between `: keep-alive` comment lines on an idle SSE stream.
     #[arg(long, env = "SIGNALPOST_KEEP_ALIVE", value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
+    #[arg(help_heading = "Rooms and inboxes")]
     pub keep_alive: Duration,
 
     /// Capacity of a new room when the join names none.
     #[arg(long, env = "SIGNALPOST_DEFAULT_CAPACITY", value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(2..))]
+    #[arg(help_heading = "Rooms and inboxes")]
     pub default_capacity: u32,
 
     /// Largest capacity a join may ask for.
     #[arg(long, env = "SIGNALPOST_MAX_CAPACITY", value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(2..))]
+    #[arg(help_heading = "Rooms and inboxes")]
     pub max_capacity: u32,
 
     /// Largest `POST /signals` body, in bytes.
@@ -62,11 +111,13 @@ pub struct Config {
         value_name = "BYTES",
         default_value_t = 65536
     )]
+    #[arg(help_heading = "Rooms and inboxes")]
     pub payload_limit: usize,
 
     /// Undelivered events one inbox may hold.
     #[arg(long, env = "SIGNALPOST_INBOX_LIMIT", value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Rooms and inboxes")]
     pub inbox_limit: u32,
 
     /// Undelivered bytes of event data one inbox may hold.
@@ -76,14 +127,17 @@ pub struct Config {
         value_name = "BYTES",
         default_value_t = 1_048_576
     )]
+    #[arg(help_heading = "Rooms and inboxes")]
     pub inbox_bytes: usize,
 
     /// Joins per minute one client address may make (bursts of as many).
     #[arg(long, env = "SIGNALPOST_JOIN_RATE", value_name = "N", default_value_t = NonZeroU32::new(120).expect("120 > 0"))]
+    #[arg(help_heading = "Abuse limits")]
     pub join_rate: NonZeroU32,
 
     /// Signals per second one member may send (bursts of as many).
     #[arg(long, env = "SIGNALPOST_SIGNAL_RATE", value_name = "N", default_value_t = NonZeroU32::new(100).expect("100 > 0"))]
+    #[arg(help_heading = "Abuse limits")]
     pub signal_rate: NonZeroU32,
 
     /// Members the whole server may hold; a join past it answers 503 `server_busy`.
@@ -93,6 +147,7 @@ pub struct Config {
         value_name = "N",
         default_value_t = 100_000
     )]
+    #[arg(help_heading = "Abuse limits")]
     pub max_members: usize,
 
     /// Open SSE streams and waiting polls the whole server may hold; one more answers 503 `server_busy`.
@@ -102,31 +157,37 @@ pub struct Config {
         value_name = "N",
         default_value_t = 100_000
     )]
+    #[arg(help_heading = "Abuse limits")]
     pub max_streams: usize,
 
     /// Seconds a client gets to send a request's headers (slow-loris guard).
     #[arg(long, env = "SIGNALPOST_HEADER_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(help_heading = "Abuse limits")]
     pub header_timeout: Duration,
 
     /// Largest request head (request line and headers), in bytes; at least 8192.
     #[arg(long, env = "SIGNALPOST_MAX_HEADER_BYTES", value_name = "BYTES", default_value_t = 16384,
           value_parser = clap::value_parser!(u32).range(8192..))]
+    #[arg(help_heading = "Abuse limits")]
     pub max_header_bytes: u32,
 
     /// Seconds a write to a client may stay blocked (the client reads nothing)
     /// before the connection is dropped. The inbox keeps the events for a resume.
     #[arg(long, env = "SIGNALPOST_WRITE_TIMEOUT", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    #[arg(help_heading = "Abuse limits")]
     pub write_timeout: Duration,
 
     /// Serve the web pages from this folder instead of the copy built into the
     /// binary (for working on them without rebuilding).
     #[arg(long, env = "SIGNALPOST_WEB_DIR", value_name = "DIR")]
+    #[arg(help_heading = "Browsers")]
     pub web_dir: Option<std::path::PathBuf>,
 
     /// Let pages of this origin (`https://app.example.com`) call the API and
     /// open streams from the browser; repeat the flag for more. Without it,
     /// only pages served by signalpost itself can.
     #[arg(long, env = "SIGNALPOST_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    #[arg(help_heading = "Browsers")]
     pub cors_origin: Vec<axum::http::HeaderValue>,
 
     /// A STUN server for `GET /ice-servers` (`stun:stun.example.com:3478`);
@@ -138,6 +199,7 @@ pub struct Config {
         value_name = "URL",
         value_delimiter = ','
     )]
+    #[arg(help_heading = "ICE servers")]
     pub stun_url: Vec<String>,
 
     /// A TURN server for `GET /ice-servers`
@@ -149,6 +211,7 @@ pub struct Config {
         value_name = "URI",
         value_delimiter = ','
     )]
+    #[arg(help_heading = "ICE servers")]
     pub turn_uri: Vec<String>,
 
     /// The secret shared with the TURN server (coturn's `static-auth-secret`
@@ -159,10 +222,12 @@ pub struct Config {
         value_name = "SECRET",
         hide_env_values = true
     )]
+    #[arg(help_heading = "ICE servers")]
     pub turn_secret: Option<String>,
 
     /// Seconds a member's TURN credentials stay valid.
     #[arg(long, env = "SIGNALPOST_TURN_TTL", value_name = "SECS", default_value = "86400", value_parser = parse_seconds)]
+    #[arg(help_heading = "ICE servers")]
     pub turn_ttl: Duration,
 
     /// Share the state with every node pointed at this Redis
@@ -175,6 +240,7 @@ pub struct Config {
         value_name = "URL",
         hide_env_values = true
     )]
+    #[arg(help_heading = "Several nodes")]
     pub redis_url: Option<String>,
 
     /// Prefix of every key and channel in Redis, so that several services
@@ -185,10 +251,12 @@ pub struct Config {
         value_name = "PREFIX",
         default_value = "signalpost"
     )]
+    #[arg(help_heading = "Several nodes")]
     pub redis_prefix: String,
 
     /// Seconds that open streams and polls get to finish after SIGTERM before the server exits anyway.
     #[arg(long, env = "SIGNALPOST_SHUTDOWN_GRACE", value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    #[arg(help_heading = "Stopping")]
     pub shutdown_grace: Duration,
 }
 

@@ -46,6 +46,42 @@ fn help_lists_every_contract_flag_with_its_environment_variable() {
     }
 }
 
+#[test]
+fn help_is_a_manual_page_that_knows_every_flag_the_readme_lists() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalpost"))
+        .arg("--help")
+        .output()
+        .expect("signalpost --help runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for section in [
+        "Endpoints:",
+        "Examples:",
+        "Signals:",
+        "Exit status:",
+        "Several nodes:",
+    ] {
+        assert!(
+            help.contains(section),
+            "--help has a `{section}` section:\n{help}"
+        );
+    }
+    // Every flag of the README's settings table, so neither drifts.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable");
+    let flags: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `--"))
+        .filter_map(|rest| rest.split([' ', '`']).next())
+        .collect();
+    assert!(flags.len() >= 20, "the README lists its flags: {flags:?}");
+    for flag in flags {
+        assert!(
+            help.contains(&format!("--{flag} ")),
+            "--help lists --{flag}, as the README does"
+        );
+    }
+}
+
 #[tokio::test]
 async fn environment_variables_set_the_flags() {
     let mut server = ServerProcess::start(
