@@ -19,6 +19,7 @@ mod leave;
 mod limits;
 mod openapi_file;
 mod poll;
+mod readme;
 mod reaper;
 mod resume;
 mod rooms;
