@@ -31,7 +31,7 @@ use crate::limits::Limiters;
 use crate::model::{
     GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
 };
-use crate::{api, web};
+use crate::{api, request_id, web};
 
 /// What every handler gets. Cheap to clone.
 #[derive(Clone)]
@@ -232,6 +232,8 @@ pub fn router(state: AppState) -> Router {
         // before the trace can see the response.
         .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outside the trace layer, so that the span has the id.
+        .layer(axum::middleware::from_fn(request_id::assign))
         // Outermost, so no layer or log below it can print a token.
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
@@ -258,20 +260,22 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
                 CONTENT_TYPE,
                 HeaderName::from_static("last-event-id"),
             ])
-            .expose_headers([RETRY_AFTER])
+            .expose_headers([RETRY_AFTER, request_id::HEADER])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
 
 /// The request's span names the route, never the URI: `?token=` must not
-/// reach a log.
+/// reach a log. It carries the request id, so that every line a request
+/// logs (joins, leaves, failures) names it.
 fn request_span(request: &Request) -> tracing::Span {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("<no route>", MatchedPath::as_str);
-    // Debug level: an enabled span is formatted for every request, a
-    // measurable share of a relayed signal's cost, and the lines written at
-    // info (joins, leaves, timeouts) carry their room and member anyway.
-    tracing::debug_span!("request", method = %request.method(), route)
+    let id = request
+        .extensions()
+        .get::<request_id::RequestId>()
+        .map_or("", request_id::RequestId::as_str);
+    tracing::info_span!("request", method = %request.method(), route, request_id = %id)
 }

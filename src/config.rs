@@ -7,6 +7,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// The rest of a manual page, after the options of `--help`.
 const AFTER_LONG_HELP: &str = "\
 Endpoints:
@@ -36,8 +43,9 @@ Examples:
       Any option from the environment.
 
 Logs:
-  One line per join, leave and timeout on standard output, never a token.
-  RUST_LOG filters them (RUST_LOG=signalpost=debug).
+  One line per join, leave and timeout on standard output, each with its
+  request id, never a token. RUST_LOG filters them (RUST_LOG=signalpost=debug);
+  --log-format json writes one JSON object per line.
 
 Signals:
   SIGTERM or Ctrl-C stops accepting, ends open streams and polls, lets
@@ -176,6 +184,13 @@ pub struct Config {
     #[arg(long, env = "SIGNALPOST_WRITE_TIMEOUT", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     #[arg(help_heading = "Abuse limits")]
     pub write_timeout: Duration,
+
+    /// How log lines are written: `text` for people, `json` (one object per
+    /// line, with the request's span) for log collectors. `RUST_LOG` filters
+    /// them either way.
+    #[arg(long, env = "SIGNALPOST_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(help_heading = "Logs")]
+    pub log_format: LogFormat,
 
     /// Serve the web pages from this folder instead of the copy built into the
     /// binary (for working on them without rebuilding).
@@ -321,6 +336,7 @@ impl std::fmt::Debug for Config {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("log_format", &self.log_format)
             .field("cors_origin", &self.cors_origin)
             .field("stun_url", &self.stun_url)
             .field("turn_uri", &self.turn_uri)

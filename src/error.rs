@@ -116,7 +116,8 @@ impl ApiError {
     "title": "Room full",
     "status": 409,
     "detail": "the room is full (2 members)",
-    "code": "room_full"
+    "code": "room_full",
+    "request_id": "0e6f4f8a-8d1e-4b5e-9a57-3f0c2c1d9b7e"
 }))]
 pub struct Problem {
     /// `urn:signalpost:problem:<code>`.
@@ -130,6 +131,10 @@ pub struct Problem {
     /// `inbox_full`, `rate_limited`, `server_busy`, `not_found`, `method_not_allowed`,
     /// `unsupported_media_type`.
     pub code: String,
+    /// The request's id, as in its `X-Request-Id` header and the server's
+    /// log lines: quote it when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -143,6 +148,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             code: self.code().to_owned(),
+            request_id: crate::request_id::current(),
         };
         let body = serde_json::to_vec(&problem).expect("a Problem always serializes");
         let mut response = (status, body).into_response();

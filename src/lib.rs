@@ -14,6 +14,7 @@
 //! - `sse`: the event-stream framing and body.
 //! - `stream_conn`: connections that open with a stream request, served without hyper.
 //! - `reaper`: removes members whose inbox nobody reads.
+//! - `request_id`: the id on a request's log lines, response and problems.
 //! - `web`: the pages and client library of `web/`, built in.
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod inbox;
 pub mod limits;
 pub mod model;
 pub mod reaper;
+pub mod request_id;
 pub mod serve;
 pub mod sse;
 pub mod stream_conn;

@@ -103,3 +103,46 @@ async fn a_json_content_type_with_a_charset_is_accepted_on_signals() {
 
     assert_eq!(response.status().as_u16(), 202);
 }
+
+#[tokio::test]
+async fn a_problem_names_the_request_id_of_its_response() {
+    let app = spawn_app().await;
+    let response = send(app.client.post(app.url("/signals"))).await;
+    let header = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    uuid::Uuid::parse_str(&header).expect("a generated id is a UUID");
+    let problem = assert_problem(response, 401, "unauthorized").await;
+    assert_eq!(problem["request_id"], header);
+}
+
+#[tokio::test]
+async fn a_plain_request_id_from_a_proxy_is_kept_and_any_other_replaced() {
+    let app = spawn_app().await;
+    let kept = send(
+        app.client
+            .get(app.url("/nowhere"))
+            .header("x-request-id", "edge-7:abc.1"),
+    )
+    .await;
+    assert_eq!(kept.headers()["x-request-id"], "edge-7:abc.1");
+    assert_eq!(
+        assert_problem(kept, 404, "not_found").await["request_id"],
+        "edge-7:abc.1"
+    );
+
+    for unfit in ["a b", "{\"x\":1}", &"x".repeat(65)] {
+        let replaced = send(
+            app.client
+                .get(app.url("/nowhere"))
+                .header("x-request-id", unfit),
+        )
+        .await;
+        let id = replaced.headers()["x-request-id"].to_str().expect("ASCII");
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok(),
+            "{unfit:?} is replaced by a UUID, not {id}"
+        );
+    }
+}

@@ -83,6 +83,39 @@ fn help_is_a_manual_page_that_knows_every_flag_the_readme_lists() {
 }
 
 #[tokio::test]
+async fn every_log_line_of_a_request_names_its_id_in_text_and_in_json() {
+    for format in ["text", "json"] {
+        let mut server = ServerProcess::start(&["--log-format", format], &[]).await;
+        let client = reqwest::Client::new();
+        let response = send(client.post(server.url("/rooms/lobby/join"))).await;
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        Joined::from_response(response).await;
+        server.kill("TERM");
+        server.wait_exit().await;
+        let joined = server
+            .output
+            .iter()
+            .find(|line| line.contains("member joined"))
+            .unwrap_or_else(|| panic!("a join is logged ({format}): {:?}", server.output));
+        match format {
+            "json" => {
+                for line in &server.output {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .unwrap_or_else(|_| panic!("every line is JSON: {line}"));
+                }
+                let joined: serde_json::Value = serde_json::from_str(joined).expect("JSON");
+                assert_eq!(joined["span"]["request_id"], id, "{joined}");
+                assert_eq!(joined["fields"]["message"], "member joined");
+            }
+            _ => assert!(joined.contains(&format!("request_id={id}")), "{joined}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn environment_variables_set_the_flags() {
     let mut server = ServerProcess::start(
         &[],
