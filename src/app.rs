@@ -31,7 +31,7 @@ use crate::limits::Limiters;
 use crate::model::{
     GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
 };
-use crate::{api, request_id, web};
+use crate::{api, metrics, request_id, web};
 
 /// What every handler gets. Cheap to clone.
 #[derive(Clone)]
@@ -218,6 +218,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application, ready to serve.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api();
+    let mut api = api;
+    if state.config.metrics_listen.is_none() {
+        api = api.route("/metrics", axum::routing::get(metrics::serve));
+    }
     let router = api
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(web::serve)
@@ -231,6 +235,7 @@ pub fn router(state: AppState) -> Router {
         // Inside the trace layer, so the member cookie a join sets is marked
         // before the trace can see the response.
         .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
+        .layer(axum::middleware::from_fn(metrics::time_requests))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // Outside the trace layer, so that the span has the id.
         .layer(axum::middleware::from_fn(request_id::assign))
@@ -239,6 +244,13 @@ pub fn router(state: AppState) -> Router {
             AUTHORIZATION,
             COOKIE,
         ]))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::serve))
         .with_state(state)
 }
 

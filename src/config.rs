@@ -185,11 +185,17 @@ pub struct Config {
     #[arg(help_heading = "Abuse limits")]
     pub write_timeout: Duration,
 
+    /// Serve `/metrics` (Prometheus) on this address instead of on the API's
+    /// (`127.0.0.1:9100`), to keep it off the public listener.
+    #[arg(long, env = "SIGNALPOST_METRICS_LISTEN", value_name = "ADDR")]
+    #[arg(help_heading = "Logs and metrics")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// How log lines are written: `text` for people, `json` (one object per
     /// line, with the request's span) for log collectors. `RUST_LOG` filters
     /// them either way.
     #[arg(long, env = "SIGNALPOST_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    #[arg(help_heading = "Logs")]
+    #[arg(help_heading = "Logs and metrics")]
     pub log_format: LogFormat,
 
     /// Serve the web pages from this folder instead of the copy built into the
@@ -336,6 +342,7 @@ impl std::fmt::Debug for Config {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("metrics_listen", &self.metrics_listen)
             .field("log_format", &self.log_format)
             .field("cors_origin", &self.cors_origin)
             .field("stun_url", &self.stun_url)

@@ -150,6 +150,7 @@ impl IntoResponse for ApiError {
             code: self.code().to_owned(),
             request_id: crate::request_id::current(),
         };
+        metrics::counter!(crate::metrics::REJECTIONS, "code" => self.code()).increment(1);
         let body = serde_json::to_vec(&problem).expect("a Problem always serializes");
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

@@ -166,7 +166,10 @@ impl Inbox {
                 .position(|entry| entry.body.kind != SIGNAL)
                 .map(|offset| offset + self.index_after(self.delivered));
             match oldest_membership {
-                Some(index) => self.remove(index),
+                Some(index) => {
+                    metrics::counter!(crate::metrics::EVENTS_DROPPED).increment(1);
+                    self.remove(index);
+                }
                 // Only signals left, and they are bounded by `can_accept`.
                 None => break,
             }

@@ -10,6 +10,7 @@
 //! - `hub`: rooms, members and inboxes: the state behind one seam.
 //! - `inbox`: one member's ordered events, acknowledgement, bounds, gaps.
 //! - `limits`: per-client rate limits.
+//! - `metrics`: Prometheus metrics and `/metrics`.
 //! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
 //! - `stream_conn`: connections that open with a stream request, served without hyper.
@@ -26,6 +27,7 @@ pub mod extract;
 pub mod hub;
 pub mod inbox;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod reaper;
 pub mod request_id;
@@ -56,7 +58,22 @@ pub async fn run(
         max_header_bytes: config.max_header_bytes as usize,
         grace: config.shutdown_grace,
     };
+    metrics::handle();
     let state = app::AppState::new(config, shutdown.clone()).await?;
+    if let Some(metrics_addr) = state.config.metrics_listen {
+        let listener = TcpListener::bind(metrics_addr).await?;
+        info!("metrics on {}", listener.local_addr()?);
+        let router = app::metrics_router(state.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "the metrics listener failed");
+            }
+        });
+    }
     let reaper = tokio::spawn(reaper::run(
         state.hub.clone(),
         state.limiters.clone(),

@@ -463,6 +463,13 @@ impl MemoryHub {
     }
 
     /// Every room, ordered by id.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.inner.rooms.len(),
+            self.inner.members.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn rooms(&self) -> Vec<RoomSummary> {
         let arcs: Vec<_> = self
             .inner

@@ -25,6 +25,7 @@ pub use self::redis::{RedisHub, RedisSubscription};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, Limits};
+use crate::metrics::OpenStream;
 use crate::model::{JoinResponse, RoomId, RoomSummary, RoomView, SignalType};
 
 /// The settings the state enforces.
@@ -170,6 +171,14 @@ impl Hub {
         each_backend!(self, hub => hub.set_locked(room_id, actor, locked).await)
     }
 
+    /// How many rooms and members the state holds.
+    pub async fn counts(&self) -> Result<(usize, usize), ApiError> {
+        match self {
+            Hub::Memory(hub) => Ok(hub.counts()),
+            Hub::Redis(hub) => hub.counts().await,
+        }
+    }
+
     /// Every room, ordered by id.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, ApiError> {
         match self {
@@ -186,15 +195,11 @@ impl Hub {
         member: &MemberRef,
         last_event_id: Option<u64>,
     ) -> Result<Subscription, ApiError> {
-        match self {
-            Hub::Memory(hub) => hub
-                .open_stream(member, last_event_id)
-                .map(Subscription::Memory),
-            Hub::Redis(hub) => hub
-                .open_stream(member, last_event_id)
-                .await
-                .map(Subscription::Redis),
-        }
+        let reader = match self {
+            Hub::Memory(hub) => Reader::Memory(hub.open_stream(member, last_event_id)?),
+            Hub::Redis(hub) => Reader::Redis(hub.open_stream(member, last_event_id).await?),
+        };
+        Ok(Subscription::new(reader, "sse"))
     }
 
     /// Opens a long-poll reader after `after` (default: the last
@@ -204,10 +209,11 @@ impl Hub {
         member: &MemberRef,
         after: Option<u64>,
     ) -> Result<Subscription, ApiError> {
-        match self {
-            Hub::Memory(hub) => hub.open_poll(member, after).map(Subscription::Memory),
-            Hub::Redis(hub) => hub.open_poll(member, after).await.map(Subscription::Redis),
-        }
+        let reader = match self {
+            Hub::Memory(hub) => Reader::Memory(hub.open_poll(member, after)?),
+            Hub::Redis(hub) => Reader::Redis(hub.open_poll(member, after).await?),
+        };
+        Ok(Subscription::new(reader, "poll"))
     }
 
     /// Removes every member whose inbox nobody has read for longer than the
@@ -222,27 +228,48 @@ impl Hub {
 
 /// One open reader of an inbox (a stream, or a poll while it waits). While
 /// it exists, the member is not reaped.
-pub enum Subscription {
+pub struct Subscription {
+    reader: Reader,
+    _open: OpenStream,
+}
+
+enum Reader {
     Memory(MemorySubscription),
     Redis(RedisSubscription),
 }
 
 impl Subscription {
+    fn new(reader: Reader, transport: &'static str) -> Self {
+        Self {
+            reader,
+            _open: OpenStream::new(transport),
+        }
+    }
+
     /// The id this reader reads after.
     pub fn cursor(&self) -> u64 {
-        match self {
-            Subscription::Memory(subscription) => subscription.cursor(),
-            Subscription::Redis(subscription) => subscription.cursor(),
+        match &self.reader {
+            Reader::Memory(subscription) => subscription.cursor(),
+            Reader::Redis(subscription) => subscription.cursor(),
         }
+    }
+
+    fn depth(batch: Option<Batch>) -> Option<Batch> {
+        if let Some(batch) = &batch
+            && !batch.is_empty()
+        {
+            metrics::histogram!(crate::metrics::INBOX_DEPTH).record(batch.items.len() as f64);
+        }
+        batch
     }
 
     /// Reads once without waiting: the events there are now, possibly
     /// none. `None` when the reader is done, as for `next`.
     pub async fn read_now(&mut self) -> Option<Batch> {
-        match self {
-            Subscription::Memory(subscription) => subscription.read_now(),
-            Subscription::Redis(subscription) => subscription.read_now().await,
-        }
+        Self::depth(match &mut self.reader {
+            Reader::Memory(subscription) => subscription.read_now(),
+            Reader::Redis(subscription) => subscription.read_now().await,
+        })
     }
 
     /// Waits for the next events. `None` when the reader is done: the
@@ -251,10 +278,10 @@ impl Subscription {
     ///
     /// Cancel-safe: the cursor moves only together with a returned batch.
     pub async fn next(&mut self) -> Option<Batch> {
-        match self {
-            Subscription::Memory(subscription) => subscription.next().await,
-            Subscription::Redis(subscription) => subscription.next().await,
-        }
+        Self::depth(match &mut self.reader {
+            Reader::Memory(subscription) => subscription.next().await,
+            Reader::Redis(subscription) => subscription.next().await,
+        })
     }
 }
 

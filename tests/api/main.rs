@@ -17,6 +17,7 @@ mod inbox_sse;
 mod join;
 mod leave;
 mod limits;
+mod metrics;
 mod openapi_file;
 mod poll;
 mod readme;

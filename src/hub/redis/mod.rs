@@ -609,6 +609,16 @@ impl RedisHub {
             .await
     }
 
+    pub async fn counts(&self) -> Result<(usize, usize), ApiError> {
+        let (rooms, members): (usize, Option<i64>) = ::redis::pipe()
+            .hlen(self.key("rooms"))
+            .get(self.key("members"))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(unreachable)?;
+        Ok((rooms, members.map_or(0, |count| count.max(0) as usize)))
+    }
+
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, ApiError> {
         let mut connection = self.connection();
         let ids: Vec<String> = connection

@@ -1,0 +1,117 @@
+//! Prometheus metrics: what they are called, the recorder, and `/metrics`.
+//!
+//! Counters and histograms are recorded where things happen (the handlers,
+//! the inbox, the error type); the room and member gauges are read from the
+//! state at each scrape, so every node of a cluster reports the service's.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub const ROOMS: &str = "signalpost_rooms";
+pub const MEMBERS: &str = "signalpost_members";
+/// Open readers on this node, by `transport` (`sse`, `poll`).
+pub const OPEN_STREAMS: &str = "signalpost_open_streams";
+/// Copies of signals put in inboxes.
+pub const SIGNALS_RELAYED: &str = "signalpost_signals_relayed_total";
+/// Undelivered events an inbox let go past its hard bound (readers get a `gap`).
+pub const EVENTS_DROPPED: &str = "signalpost_events_dropped_total";
+/// Events one read of an inbox handed out: how far behind its reader was.
+pub const INBOX_DEPTH: &str = "signalpost_inbox_depth";
+/// Problem answers, by `code`.
+pub const REJECTIONS: &str = "signalpost_rejections_total";
+/// Time to the response head, by `method` and `route`.
+pub const REQUEST_DURATION: &str = "signalpost_request_duration_seconds";
+
+/// The process's recorder, installed once: every server of a process (the
+/// tests start many) records into it.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(REQUEST_DURATION.into()),
+                &[
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5,
+                ],
+            )
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(INBOX_DEPTH.into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
+            })
+            .expect("the bucket lists are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may own the process already (an embedding
+        // program); then this one only renders what is recorded into it.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Counts a reader as open until dropped.
+pub struct OpenStream(&'static str);
+
+impl OpenStream {
+    pub fn new(transport: &'static str) -> Self {
+        metrics::gauge!(OPEN_STREAMS, "transport" => transport).increment(1.0);
+        Self(transport)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!(OPEN_STREAMS, "transport" => self.0).decrement(1.0);
+    }
+}
+
+/// Times every request to its response head.
+pub async fn time_requests(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // Named methods only: a label taken from whatever a client sends would
+    // grow without bound.
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "HEAD" => "HEAD",
+        "PUT" => "PUT",
+        _ => "other",
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<no route>".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The metrics in Prometheus's text format.
+pub async fn serve(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let (rooms, members) = state.hub.counts().await?;
+    metrics::gauge!(ROOMS).set(rooms as f64);
+    metrics::gauge!(MEMBERS).set(members as f64);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        handle().render(),
+    )
+        .into_response())
+}

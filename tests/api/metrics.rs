@@ -1,0 +1,88 @@
+//! `GET /metrics`: Prometheus text with the gauges, counters and histograms
+//! an operator watches; on its own address with `--metrics-listen`. Each
+//! test runs the binary, so the counts are its alone.
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+
+use crate::helpers::{ServerProcess, TestApp, send};
+
+/// The value of the sample `name` (labels included, as written) in `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+#[tokio::test]
+async fn metrics_count_rooms_members_streams_signals_rejections_and_requests() {
+    let server = ServerProcess::start(&[], &[]).await;
+    let app = TestApp::at(server.addr);
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let mut stream = app.open_events(&alice, None).await;
+    stream.expect_ready(&alice, 0).await;
+    stream.expect("member-joined").await;
+    for n in 0..3 {
+        app.signal(&bob, Some(&alice), "chat", json!(n)).await;
+        stream.expect_signal().await;
+    }
+    assert_eq!(app.get("/nowhere").await.status(), 404);
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ASCII")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.expect("a text body");
+    assert_eq!(sample(&text, "signalpost_rooms"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "signalpost_members"), Some(2.0));
+    assert_eq!(
+        sample(&text, "signalpost_open_streams{transport=\"sse\"}"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "signalpost_signals_relayed_total"), Some(3.0));
+    assert_eq!(
+        sample(&text, "signalpost_rejections_total{code=\"not_found\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "signalpost_request_duration_seconds_count{method=\"POST\",route=\"/signals\"}"
+        ),
+        Some(3.0)
+    );
+    assert!(text.contains("signalpost_request_duration_seconds_bucket{method=\"POST\",route=\"/signals\",le=\"0.001\"}"));
+    // The member-joined, then one signal per read.
+    assert_eq!(sample(&text, "signalpost_inbox_depth_count"), Some(4.0));
+}
+
+#[tokio::test]
+async fn metrics_listen_moves_metrics_off_the_api_address() {
+    let server = ServerProcess::start(&["--metrics-listen", "127.0.0.1:0"], &[]).await;
+    let metrics_addr: SocketAddr = server
+        .output
+        .iter()
+        .find_map(|line| line.split("metrics on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("the binary logs `metrics on ADDR`: {:?}", server.output));
+    let client = reqwest::Client::new();
+    let api = send(client.get(server.url("/metrics"))).await;
+    assert_eq!(api.status(), 404, "no metrics on the API's address");
+    let metrics = send(client.get(format!("http://{metrics_addr}/metrics"))).await;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("a text body");
+    assert_eq!(sample(&text, "signalpost_members"), Some(0.0), "{text}");
+}
