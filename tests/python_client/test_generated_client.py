@@ -1,0 +1,114 @@
+"""Drives the real server with the client openapi-python-client generated
+from openapi/openapi.json, as an integrator would: join, send, long-poll,
+leave, and a problem parsed as a Problem."""
+
+import os
+import subprocess
+import threading
+import unittest
+from http import HTTPStatus
+
+from signalpost_client import AuthenticatedClient, Client
+from signalpost_client.api.inbox import poll_events
+from signalpost_client.api.rooms import join_room, leave_room
+from signalpost_client.api.signals import send_signal
+from signalpost_client.models import JoinRequest, JoinResponse, PollResponse, Problem, SignalRequest
+
+DEADLINE_SECS = 5
+
+
+class Server:
+    """The signalpost binary on a free loopback port, found by its log line."""
+
+    def __init__(self):
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("RUST_LOG", None)
+        self.process = subprocess.Popen(
+            [os.environ["SIGNALPOST_BIN"], "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        found = {}
+
+        def read():
+            for line in self.process.stdout:
+                if "listening on " in line and "addr" not in found:
+                    found["addr"] = line.rsplit("listening on ", 1)[1].split()[0]
+                    ready.set()
+
+        ready = threading.Event()
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(DEADLINE_SECS):
+            self.process.kill()
+            raise RuntimeError("the server did not log `listening on ADDR`")
+        self.base_url = f"http://{found['addr']}"
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(DEADLINE_SECS)
+        self.process.stdout.close()
+
+
+class GeneratedClientTest(unittest.TestCase):
+    def setUp(self):
+        self.server = Server()
+        self.addCleanup(self.server.stop)
+
+    def closed_later(self, client):
+        self.addCleanup(client.get_httpx_client().close)
+        return client
+
+    def member(self, token):
+        return self.closed_later(
+            AuthenticatedClient(base_url=self.server.base_url, token=token, timeout=DEADLINE_SECS)
+        )
+
+    def test_join_send_poll_and_leave(self):
+        anonymous = self.closed_later(Client(base_url=self.server.base_url, timeout=DEADLINE_SECS))
+        alice = join_room.sync("py", client=anonymous, body=JoinRequest(name="alice"))
+        bob = join_room.sync("py", client=anonymous, body=JoinRequest(name="bob"))
+        self.assertIsInstance(alice, JoinResponse)
+        self.assertIsInstance(bob, JoinResponse)
+        self.assertTrue(alice.owner)
+        self.assertEqual([m.id for m in bob.members], [alice.member.id])
+
+        sent = send_signal.sync_detailed(
+            client=self.member(bob.token),
+            body=SignalRequest(to=alice.member.id, type_="offer", payload={"type": "offer", "sdp": "v=0"}),
+        )
+        self.assertEqual(sent.status_code, HTTPStatus.ACCEPTED)
+        self.assertEqual(sent.parsed.recipients, 1)
+
+        polled = poll_events.sync(
+            "py", alice.member.id, client=self.member(alice.token), after=0, timeout=0
+        )
+        self.assertIsInstance(polled, PollResponse)
+        self.assertEqual([(e.id, e.event) for e in polled.events], [(1, "member-joined"), (2, "signal")])
+        signal = polled.events[1].data.to_dict()
+        self.assertEqual(signal["from"], str(bob.member.id))
+        self.assertEqual(signal["payload"], {"type": "offer", "sdp": "v=0"})
+
+        # A long-poll that waits, answered by a signal sent meanwhile.
+        waiting = {}
+        thread = threading.Thread(
+            target=lambda: waiting.setdefault(
+                "answer",
+                poll_events.sync("py", alice.member.id, client=self.member(alice.token), after=2, timeout=4),
+            )
+        )
+        thread.start()
+        send_signal.sync(client=self.member(bob.token), body=SignalRequest(to=alice.member.id, type_="candidate", payload=1))
+        thread.join(DEADLINE_SECS)
+        self.assertEqual([(e.id, e.event) for e in waiting["answer"].events], [(3, "signal")])
+
+        left = leave_room.sync_detailed("py", bob.member.id, client=self.member(bob.token))
+        self.assertEqual(left.status_code, HTTPStatus.NO_CONTENT)
+        refused = send_signal.sync(client=self.member(bob.token), body=SignalRequest(type_="chat"))
+        self.assertIsInstance(refused, Problem)
+        self.assertEqual((refused.status, refused.code), (401, "unauthorized"))
+
+
+if __name__ == "__main__":
+    unittest.main()
