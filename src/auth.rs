@@ -69,12 +69,23 @@ pub const TOKEN_COOKIE: &str = "signalpost_token";
 
 /// The `Set-Cookie` value that hands a member its token for its own path
 /// only (so several memberships in one browser never collide), or, without
-/// a token, expires it.
-pub fn member_cookie(room: &RoomId, member: uuid::Uuid, token: Option<&str>) -> String {
+/// a token, expires it. `Secure` when the server speaks HTTPS, so the
+/// browser never sends it in clear.
+pub fn member_cookie(
+    room: &RoomId,
+    member: uuid::Uuid,
+    token: Option<&str>,
+    secure: bool,
+) -> String {
     let path = format!("/rooms/{room}/members/{member}");
+    let secure = if secure { "; Secure" } else { "" };
     match token {
-        Some(token) => format!("{TOKEN_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict"),
-        None => format!("{TOKEN_COOKIE}=; Path={path}; HttpOnly; SameSite=Strict; Max-Age=0"),
+        Some(token) => {
+            format!("{TOKEN_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict{secure}")
+        }
+        None => {
+            format!("{TOKEN_COOKIE}=; Path={path}; HttpOnly; SameSite=Strict{secure}; Max-Age=0")
+        }
     }
 }
 

@@ -204,6 +204,27 @@ pub struct Config {
     #[arg(help_heading = "Browsers")]
     pub web_dir: Option<std::path::PathBuf>,
 
+    /// Serve HTTPS with this certificate chain (PEM), HTTP/2 negotiated by
+    /// ALPN; needs `--tls-key`. Without it, plain HTTP (HTTP/1.1 and h2c).
+    #[arg(
+        long,
+        env = "SIGNALPOST_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    #[arg(help_heading = "Serving")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "SIGNALPOST_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    #[arg(help_heading = "Serving")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Let pages of this origin (`https://app.example.com`) call the API and
     /// open streams from the browser; repeat the flag for more. Without it,
     /// only pages served by signalpost itself can.
@@ -343,6 +364,8 @@ impl std::fmt::Debug for Config {
             .field("web_dir", &self.web_dir)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("metrics_listen", &self.metrics_listen)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("log_format", &self.log_format)
             .field("cors_origin", &self.cors_origin)
             .field("stun_url", &self.stun_url)

@@ -14,6 +14,7 @@
 //! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
 //! - `stream_conn`: connections that open with a stream request, served without hyper.
+//! - `tls`: the rustls configuration of `--tls-cert` and `--tls-key`.
 //! - `reaper`: removes members whose inbox nobody reads.
 //! - `request_id`: the id on a request's log lines, response and problems.
 //! - `web`: the pages and client library of `web/`, built in.
@@ -34,6 +35,7 @@ pub mod request_id;
 pub mod serve;
 pub mod sse;
 pub mod stream_conn;
+pub mod tls;
 pub mod web;
 
 use tokio::net::TcpListener;
@@ -52,7 +54,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let limits = serve::ConnectionLimits {
+        tls,
         header_timeout: config.header_timeout,
         write_timeout: config.write_timeout,
         max_header_bytes: config.max_header_bytes as usize,

@@ -5,6 +5,7 @@
 //! limits, and a graceful shutdown with a hard deadline.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +17,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,7 +26,7 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 /// How connections are served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
@@ -33,6 +35,8 @@ pub struct ConnectionLimits {
     pub write_timeout: Duration,
     /// After shutdown starts, how long open connections get to finish.
     pub grace: Duration,
+    /// With `--tls-cert`: every connection is TLS, served by hyper.
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// Serves `app` on `listener` until `shutdown`; then stops accepting, lets
@@ -81,6 +85,13 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let limits = limits.clone();
         streams.spawn(async move {
+            if let Some(acceptor) = &limits.tls {
+                Box::pin(serve_tls(
+                    socket, peer, app, &builder, watcher, &limits, acceptor,
+                ))
+                .await;
+                return;
+            }
             let mut socket = socket;
             let first = Box::pin(stream_conn::first_request(
                 &mut socket,
@@ -122,6 +133,38 @@ pub async fn serve(
     }
 }
 
+/// A TCP socket that gives up on a write blocked for `write_timeout`.
+///
+/// A client that stops reading would otherwise hold its connection, and
+/// the inbox events written into it, for as long as it likes. The stream's
+/// events stay held for a resume; the buffers between it and the client
+/// stay bounded by `max_buf_size` and the kernel.
+fn timed(socket: TcpStream, limits: &ConnectionLimits) -> Pin<Box<TimeoutStream<TcpStream>>> {
+    let mut socket = TimeoutStream::new(socket);
+    socket.set_write_timeout(Some(limits.write_timeout));
+    Box::pin(socket)
+}
+
+/// Serves a TLS connection with hyper, HTTP/2 or HTTP/1.1 as ALPN chose,
+/// once the handshake is done within the header timeout.
+async fn serve_tls(
+    socket: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    limits: &ConnectionLimits,
+    acceptor: &TlsAcceptor,
+) {
+    let handshake = acceptor.accept(timed(socket, limits));
+    let stream = match tokio::time::timeout(limits.header_timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
+        Err(_) => return debug!(%peer, "TLS handshake too slow"),
+    };
+    serve_io(stream, peer, app, builder, watcher).await;
+}
+
 /// Serves a connection with hyper: HTTP/1.1 or cleartext HTTP/2.
 async fn serve_with_hyper(
     socket: TcpStream,
@@ -131,20 +174,24 @@ async fn serve_with_hyper(
     watcher: Watcher,
     limits: &ConnectionLimits,
 ) {
-    // A client that stops reading would otherwise hold its connection,
-    // and the inbox events written into it, for as long as it likes.
-    // The stream's events stay held for a resume; the buffers between
-    // it and the client stay bounded by `max_buf_size` and the kernel.
-    let mut socket = TimeoutStream::new(socket);
-    socket.set_write_timeout(Some(limits.write_timeout));
+    serve_io(timed(socket, limits), peer, app, builder, watcher).await;
+}
+
+async fn serve_io<IO>(
+    io: IO,
+    peer: SocketAddr,
+    app: Router,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = app.map_request(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         request
     });
-    let connection = builder.serve_connection_with_upgrades(
-        TokioIo::new(Box::pin(socket)),
-        TowerToHyperService::new(service),
-    );
+    let connection =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
     if let Err(error) = watcher.watch(connection).await {
         debug!(%error, %peer, "connection ended with an error");
     }

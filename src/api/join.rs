@@ -55,7 +55,12 @@ async fn join_room(
         state.limiters.check_join(client)?;
     }
     let joined = state.hub.join(room_id, spec).await?;
-    let cookie = member_cookie(&joined.room_id, joined.member.id, Some(&joined.token));
+    let cookie = member_cookie(
+        &joined.room_id,
+        joined.member.id,
+        Some(&joined.token),
+        state.config.tls_cert.is_some(),
+    );
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],

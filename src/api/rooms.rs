@@ -124,6 +124,6 @@ async fn leave_room(
     let actor = actor(&caller, &room_id)?;
     state.hub.remove_member(&room_id, member_id, actor).await?;
     // The cookie's token is dead now; let the browser drop it.
-    let expired = member_cookie(&room_id, member_id, None);
+    let expired = member_cookie(&room_id, member_id, None, state.config.tls_cert.is_some());
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
 }

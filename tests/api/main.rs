@@ -29,4 +29,5 @@ mod shutdown;
 mod signals;
 mod soak;
 mod stream_conn;
+mod tls;
 mod web;

@@ -1,0 +1,136 @@
+//! HTTPS with `--tls-cert` and `--tls-key`: HTTP/2 by ALPN, so that one
+//! connection carries many inboxes (HTTP/1.1 browsers stop at six per
+//! origin). The certificate is made by the test, self-signed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::helpers::{DEADLINE, spawn_app_with};
+
+const INBOXES: usize = 20;
+
+/// Writes a self-signed certificate for `localhost` and its key as PEM.
+fn certificate(dir: &std::path::Path) -> (rcgen::CertifiedKey<rcgen::KeyPair>, String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("a self-signed certificate is made");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).expect("the certificate is written");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("the key is written");
+    let path = |path: std::path::PathBuf| path.to_str().expect("a UTF-8 path").to_owned();
+    (certified, path(cert), path(key))
+}
+
+async fn request(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> hyper::Response<hyper::body::Incoming> {
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost{path}"));
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    let request = builder.body(Empty::new()).expect("a valid request");
+    tokio::time::timeout(DEADLINE, sender.send_request(request))
+        .await
+        .expect("answered within the deadline")
+        .expect("the request is answered")
+}
+
+#[tokio::test]
+async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
+    let dir = std::env::temp_dir().join(format!("signalpost-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let (certified, cert, key) = certificate(&dir);
+    let app = spawn_app_with(&["--tls-cert", &cert, "--tls-key", &key]).await;
+
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(certified.cert.der().clone())
+        .expect("the test's certificate is a root");
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("the server accepts");
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("a name"), tcp)
+        .await
+        .expect("the TLS handshake succeeds with the test's root");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN chose HTTP/2"
+    );
+
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("the HTTP/2 handshake succeeds");
+    tokio::spawn(connection);
+
+    let mut streams = Vec::new();
+    for n in 0..INBOXES {
+        let joined = request(&mut sender, "POST", &format!("/rooms/tls-{n}/join"), None).await;
+        assert_eq!(joined.status(), 201);
+        let cookie = joined.headers()["set-cookie"].to_str().expect("ASCII");
+        assert!(
+            cookie.contains("; Secure"),
+            "over HTTPS the cookie is Secure: {cookie}"
+        );
+        let body = joined
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        let joined: Value = serde_json::from_slice(&body).expect("JSON");
+        let events_url = joined["events_url"]
+            .as_str()
+            .expect("events_url")
+            .to_owned();
+        let token = joined["token"].as_str().expect("a token").to_owned();
+        let stream = request(&mut sender, "GET", &events_url, Some(&token)).await;
+        assert_eq!(stream.status(), 200);
+        assert_eq!(stream.version(), hyper::Version::HTTP_2);
+        streams.push(stream.into_body());
+    }
+    // All twenty open at once on the one connection, each with its `ready`.
+    for (n, body) in streams.iter_mut().enumerate() {
+        let mut text = String::new();
+        while !text.contains("event: ready") {
+            let frame = tokio::time::timeout(DEADLINE, body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("inbox {n} says ready within the deadline"))
+                .expect("the stream stays open")
+                .expect("a frame");
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    }
+    assert_eq!(streams.len(), INBOXES);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_needs_both_a_certificate_and_a_key() {
+    assert!(signalpost::Config::from_args(["--tls-cert", "cert.pem"]).is_err());
+    assert!(signalpost::Config::from_args(["--tls-key", "key.pem"]).is_err());
+}
