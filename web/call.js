@@ -92,8 +92,10 @@ async function onJoin(event) {
 
   enterCall(room, name);
   showState(session.state, session.transport);
-  await useServerIceServers();
   for (const member of session.members.values()) connectTo(member);
+  // Not awaited: negotiation must not wait on it (the others' offers are
+  // already coming). The connections take the servers' list when it comes.
+  useServerIceServers();
   setBusy(false);
 }
 
@@ -115,15 +117,19 @@ function enterCall(room, name) {
 
 /**
  * Adds the server's STUN and TURN servers to the page's own, for the
- * connections to come and for any a `member-joined` made meanwhile. Without
- * them, host candidates still connect peers on one network.
+ * connections to come and for those already made. Without them, host
+ * candidates still connect peers on one network.
  */
 async function useServerIceServers() {
   try {
     const served = await session.iceServers();
     if (served.length === 0) return;
     iceServers = [...served, ...pageIceServers];
-    for (const { pc } of records.values()) pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+    for (const { pc } of records.values()) {
+      pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+      // Candidates gathered before the list came lack STUN and TURN ones.
+      if (pc.iceGatheringState !== 'new') pc.restartIce();
+    }
   } catch (error) {
     console.warn('no ICE servers from the server; using the page\'s own', error);
   }

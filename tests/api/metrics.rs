@@ -86,3 +86,51 @@ async fn metrics_listen_moves_metrics_off_the_api_address() {
     let text = metrics.text().await.expect("a text body");
     assert_eq!(sample(&text, "signalpost_members"), Some(0.0), "{text}");
 }
+
+/// Churns a second member in and out of alice's room of two until her
+/// unread inbox lets membership events go past its hard bound.
+pub async fn churn_past_the_hard_bound(nodes: &[TestApp], alice: &crate::helpers::Joined) {
+    // --inbox-limit 1 and --max-capacity 2: a hard bound of 1 + 2·2 + 2 = 7
+    // undelivered events; 5 joins and 5 leaves make 10.
+    for n in 0..5 {
+        let node = &nodes[n % nodes.len()];
+        let churner = node.join(&alice.room_id).await;
+        assert_eq!(node.leave(&churner).await.status(), 204);
+    }
+    let events = nodes[0].poll_events(alice, "after=0&timeout=0").await;
+    assert_eq!(
+        events[0]["event"], "gap",
+        "the oldest events are gone: {events:?}"
+    );
+}
+
+/// `signalpost_events_dropped_total` of one node.
+pub async fn events_dropped(node: &TestApp) -> f64 {
+    let text = node
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("a text body");
+    sample(&text, "signalpost_events_dropped_total").unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn events_an_inbox_lets_go_are_counted() {
+    let server = ServerProcess::start(
+        &[
+            "--inbox-limit",
+            "1",
+            "--max-capacity",
+            "2",
+            "--default-capacity",
+            "2",
+        ],
+        &[],
+    )
+    .await;
+    let app = TestApp::at(server.addr);
+    let alice = app.join("churn").await;
+    churn_past_the_hard_bound(std::slice::from_ref(&app), &alice).await;
+    assert_eq!(events_dropped(&app).await, 3.0);
+}

@@ -1,6 +1,7 @@
 //! HTTPS with `--tls-cert` and `--tls-key`: HTTP/2 by ALPN, so that one
 //! connection carries many inboxes (HTTP/1.1 browsers stop at six per
-//! origin). The certificate is made by the test, self-signed.
+//! origin). The certificate is made by the test, self-signed. And
+//! cleartext HTTP/2 (h2c) for proxies that terminate TLS.
 
 use std::sync::Arc;
 
@@ -29,15 +30,15 @@ fn certificate(dir: &std::path::Path) -> (rcgen::CertifiedKey<rcgen::KeyPair>, S
     (certified, path(cert), path(key))
 }
 
+/// One request on the HTTP/2 connection, to a full URL whose scheme is the
+/// connection's (`https` over TLS, `http` for h2c).
 async fn request(
     sender: &mut SendRequest<Empty<Bytes>>,
     method: &str,
-    path: &str,
+    url: &str,
     token: Option<&str>,
 ) -> hyper::Response<hyper::body::Incoming> {
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(format!("https://localhost{path}"));
+    let mut builder = hyper::Request::builder().method(method).uri(url);
     if let Some(token) = token {
         builder = builder.header("authorization", format!("Bearer {token}"));
     }
@@ -87,7 +88,13 @@ async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
 
     let mut streams = Vec::new();
     for n in 0..INBOXES {
-        let joined = request(&mut sender, "POST", &format!("/rooms/tls-{n}/join"), None).await;
+        let joined = request(
+            &mut sender,
+            "POST",
+            &format!("https://localhost/rooms/tls-{n}/join"),
+            None,
+        )
+        .await;
         assert_eq!(joined.status(), 201);
         let cookie = joined.headers()["set-cookie"].to_str().expect("ASCII");
         assert!(
@@ -106,7 +113,13 @@ async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
             .expect("events_url")
             .to_owned();
         let token = joined["token"].as_str().expect("a token").to_owned();
-        let stream = request(&mut sender, "GET", &events_url, Some(&token)).await;
+        let stream = request(
+            &mut sender,
+            "GET",
+            &format!("https://localhost{events_url}"),
+            Some(&token),
+        )
+        .await;
         assert_eq!(stream.status(), 200);
         assert_eq!(stream.version(), hyper::Version::HTTP_2);
         streams.push(stream.into_body());
@@ -133,4 +146,38 @@ async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
 fn tls_needs_both_a_certificate_and_a_key() {
     assert!(signalpost::Config::from_args(["--tls-cert", "cert.pem"]).is_err());
     assert!(signalpost::Config::from_args(["--tls-key", "key.pem"]).is_err());
+}
+
+#[tokio::test]
+async fn cleartext_http2_is_served_for_proxies_that_speak_it() {
+    let app = crate::helpers::spawn_app().await;
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("the server accepts");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("an h2c handshake (prior knowledge) succeeds");
+    tokio::spawn(connection);
+    let joined = request(&mut sender, "POST", "http://localhost/rooms/h2c/join", None).await;
+    assert_eq!(joined.status(), 201);
+    assert_eq!(joined.version(), hyper::Version::HTTP_2);
+    let body = joined
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    let joined: Value = serde_json::from_slice(&body).expect("JSON");
+    let events_url = joined["events_url"].as_str().expect("events_url");
+    let token = joined["token"].as_str().expect("a token");
+    let stream = request(
+        &mut sender,
+        "GET",
+        &format!("http://localhost{events_url}"),
+        Some(token),
+    )
+    .await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
 }

@@ -5,18 +5,18 @@ local member, view, joined, capacity = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local count = redis.call('ZCARD', MEMBERS)
 local creating = count == 0
 if creating then
-  if capacity == 'bad' then return {'invalid_capacity', local_wakes} end
+  if capacity == 'bad' then return {'invalid_capacity', local_wakes, dropped} end
   redis.call('DEL', ROOM)
   redis.call('HSET', ROOM, 'capacity', capacity, 'locked', '0', 'owner', member,
     'created_at', ARGV[11], 'seq', 0, 'epoch', ARGV[12])
 else
   local room = redis.call('HMGET', ROOM, 'locked', 'capacity')
-  if room[1] == '1' then return {'room_locked', local_wakes} end
-  if count >= tonumber(room[2]) then return {'room_full', local_wakes, tonumber(room[2])} end
+  if room[1] == '1' then return {'room_locked', local_wakes, dropped} end
+  if count >= tonumber(room[2]) then return {'room_full', local_wakes, dropped, tonumber(room[2])} end
 end
 local others = member_views()
 broadcast('member-joined', joined, nil)
 redis.call('ZADD', MEMBERS, redis.call('HINCRBY', ROOM, 'seq', 1), member)
 redis.call('HSET', mkey(member), 'view', view, 'sel', ARGV[13], 'seen', now_ms())
 local room = redis.call('HMGET', ROOM, 'capacity', 'epoch')
-return {'ok', local_wakes, tonumber(room[1]), creating and 1 or 0, room[2], others}
+return {'ok', local_wakes, dropped, tonumber(room[1]), creating and 1 or 0, room[2], others}

@@ -122,8 +122,8 @@ struct LocalMember {
     readers: usize,
 }
 
-/// What a script answered: its outcome, the members of this node to wake,
-/// and the rest.
+/// What a script answered: its outcome and the rest, once the members of
+/// this node it names are woken and the events it dropped counted.
 struct Reply {
     status: String,
     rest: Vec<Value>,
@@ -252,6 +252,11 @@ impl RedisHub {
             if let Ok(member) = member.parse::<Uuid>() {
                 self.wake_local(room, member);
             }
+        }
+        if let Some(dropped) = parts.next().as_ref().and_then(into_u64)
+            && dropped > 0
+        {
+            metrics::counter!(crate::metrics::EVENTS_DROPPED).increment(dropped);
         }
         Ok(Reply {
             status,

@@ -1,7 +1,7 @@
 -- Opens a reader on this node: ARGV[7] = member, ARGV[8] = `stream` or
 -- `poll`, ARGV[9] = Last-Event-ID or `after` (empty when not given).
 local m, mode, given = ARGV[7], ARGV[8], ARGV[9]
-if not is_member(m) then return {'unauthorized', local_wakes} end
+if not is_member(m) then return {'unauthorized', local_wakes, dropped} end
 local s = load(m)
 local cursor, generation = 0, 0
 if mode == 'stream' then
@@ -23,4 +23,4 @@ end
 save(s)
 redis.call('HINCRBY', nkey(m), NODE, 1)
 redis.call('HSET', mkey(m), 'seen', now_ms())
-return {'ok', local_wakes, cursor, generation}
+return {'ok', local_wakes, dropped, cursor, generation}

@@ -19,8 +19,11 @@ local NODE, WAKE, ROOM_ID = ARGV[4], ARGV[5], ARGV[6]
 local HARD_EVENTS = EVENTS + HEADROOM
 local HARD_BYTES = BYTES + HEADROOM * (4096 + 512)
 local ROOM, MEMBERS = K .. 'room', K .. 'members'
+-- Every script answers {status, local_wakes, dropped, ...}.
 -- Members whose readers live on this node: the caller wakes them itself.
 local local_wakes = {}
+-- Undelivered events let go past an inbox's hard bound, for the metrics.
+local dropped = 0
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -95,6 +98,7 @@ local function push(s, kind, data)
     local entry = oldest_undelivered_membership_event(s)
     if not entry then break end
     drop(s, entry)
+    dropped = dropped + 1
   end
   s.last = s.last + 1
   redis.call('XADD', ikey(s.m), '0-' .. s.last, 'k', kind, 'd', data)

@@ -1,9 +1,9 @@
 -- Reads after a cursor: ARGV[7] = member, ARGV[8] = cursor, ARGV[9] = the
 -- stream generation (empty for a poll). Inbox::read_after.
 local m, generation = ARGV[7], ARGV[9]
-if not is_member(m) then return {'gone', local_wakes} end
+if not is_member(m) then return {'gone', local_wakes, dropped} end
 if generation ~= '' and redis.call('HGET', mkey(m), 'gen') ~= generation then
-  return {'gone', local_wakes}
+  return {'gone', local_wakes, dropped}
 end
 local s = load(m)
 local after = math.min(tonumber(ARGV[8]), s.last)
@@ -13,4 +13,4 @@ if s.last > s.delivered then
   s.delivered, s.ulen, s.ubytes = s.last, 0, 0
   save(s)
 end
-return {'ok', local_wakes, s.last, entries}
+return {'ok', local_wakes, dropped, s.last, entries}

@@ -4,12 +4,12 @@
 local target, actor = ARGV[7], ARGV[8]
 local reason
 if actor == 'timeout' then
-  if not is_member(target) then return {'gone', local_wakes} end
+  if not is_member(target) then return {'gone', local_wakes, dropped} end
   local seen = tonumber(redis.call('HGET', mkey(target), 'seen')) or 0
-  if now_ms() - seen < tonumber(ARGV[9]) then return {'busy', local_wakes, seen} end
+  if now_ms() - seen < tonumber(ARGV[9]) then return {'busy', local_wakes, dropped, seen} end
   reason = 'timeout'
 elseif redis.call('EXISTS', ROOM) == 0 then
-  return {actor == 'admin' and 'room_not_found' or 'unauthorized', local_wakes}
+  return {actor == 'admin' and 'room_not_found' or 'unauthorized', local_wakes, dropped}
 elseif actor == 'admin' then
   reason = 'removed'
 else
@@ -17,15 +17,15 @@ else
   if caller == target then
     reason = 'left'
   elseif not is_member(caller) then
-    return {'unauthorized', local_wakes}
+    return {'unauthorized', local_wakes, dropped}
   elseif redis.call('HGET', ROOM, 'owner') ~= caller then
-    return {'forbidden', local_wakes}
+    return {'forbidden', local_wakes, dropped}
   else
     reason = 'removed'
   end
 end
 if not is_member(target) then
-  return {reason == 'left' and 'unauthorized' or 'member_not_found', local_wakes}
+  return {reason == 'left' and 'unauthorized' or 'member_not_found', local_wakes, dropped}
 end
 -- Its readers, wherever they are, find it gone and end.
 wake(target)
@@ -41,4 +41,4 @@ elseif redis.call('HGET', ROOM, 'owner') == target then
   redis.call('HSET', ROOM, 'owner', redis.call('ZRANGE', MEMBERS, 0, 0)[1])
   room_updated()
 end
-return {'ok', local_wakes, selector, epoch, reason}
+return {'ok', local_wakes, dropped, selector, epoch, reason}

@@ -2,12 +2,12 @@
 -- ARGV[8] = `view`, `lock` or `unlock`.
 local actor, op = ARGV[7], ARGV[8]
 if redis.call('ZCARD', MEMBERS) == 0 then
-  return {actor == 'admin' and 'room_not_found' or 'forbidden', local_wakes}
+  return {actor == 'admin' and 'room_not_found' or 'forbidden', local_wakes, dropped}
 end
 if actor ~= 'admin' then
-  if op == 'view' and not is_member(actor) then return {'forbidden', local_wakes} end
+  if op == 'view' and not is_member(actor) then return {'forbidden', local_wakes, dropped} end
   if op ~= 'view' and redis.call('HGET', ROOM, 'owner') ~= actor then
-    return {'forbidden', local_wakes}
+    return {'forbidden', local_wakes, dropped}
   end
 end
 if op ~= 'view' then
@@ -18,4 +18,4 @@ if op ~= 'view' then
   end
 end
 local room = redis.call('HMGET', ROOM, 'capacity', 'locked', 'owner', 'created_at')
-return {'ok', local_wakes, tonumber(room[1]), room[2], room[3], room[4], member_views()}
+return {'ok', local_wakes, dropped, tonumber(room[1]), room[2], room[3], room[4], member_views()}

@@ -1,10 +1,10 @@
 -- A signal: ARGV[7] = sender, ARGV[8] = recipient (empty: every other
 -- member), ARGV[9] = the event data. All recipients take it or none does.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
-if not is_member(from) then return {'unauthorized', local_wakes} end
+if not is_member(from) then return {'unauthorized', local_wakes, dropped} end
 local recipients = {}
 if to ~= '' then
-  if not is_member(to) then return {'member_not_found', local_wakes} end
+  if not is_member(to) then return {'member_not_found', local_wakes, dropped} end
   recipients[1] = load(to)
 else
   for _, m in ipairs(redis.call('ZRANGE', MEMBERS, 0, -1)) do
@@ -12,11 +12,11 @@ else
   end
 end
 for _, s in ipairs(recipients) do
-  if not can_accept(s, #data) then return {'inbox_full', local_wakes} end
+  if not can_accept(s, #data) then return {'inbox_full', local_wakes, dropped} end
 end
 for _, s in ipairs(recipients) do
   push(s, 'signal', data)
   save(s)
   wake(s.m)
 end
-return {'ok', local_wakes, #recipients}
+return {'ok', local_wakes, dropped, #recipients}

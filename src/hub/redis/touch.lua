@@ -2,9 +2,9 @@
 -- ARGV[7] = member, ARGV[8] = `keep` or `close`. Resets the member's idle
 -- clock.
 local m = ARGV[7]
-if not is_member(m) then return {'gone', local_wakes} end
+if not is_member(m) then return {'gone', local_wakes, dropped} end
 redis.call('HSET', mkey(m), 'seen', now_ms())
 if ARGV[8] == 'close' and redis.call('HINCRBY', nkey(m), NODE, -1) <= 0 then
   redis.call('HDEL', nkey(m), NODE)
 end
-return {'ok', local_wakes}
+return {'ok', local_wakes, dropped}
