@@ -19,24 +19,35 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server and returns once it accepts connections.
     pub async fn start() -> RedisServer {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("signalpost-redis-{}-{port}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "signalpost-redis-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).expect("a temporary folder can be made");
         let mut server = RedisServer {
-            port,
+            port: 0,
             dir,
             child: None,
         };
-        server.run().await;
-        server
+        // The free port is free when asked, not always when redis-server
+        // binds it (the tests run side by side): then another one.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.run().await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on five free ports");
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    async fn run(&mut self) {
+    /// Runs redis-server on `self.port`; false when it could not (the port
+    /// was taken meanwhile).
+    async fn run(&mut self) -> bool {
         let mut child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
@@ -64,15 +75,15 @@ impl RedisServer {
             }
             false
         };
-        let ready = tokio::time::timeout(DEADLINE, ready).await;
-        assert!(
-            matches!(ready, Ok(true)),
-            "redis-server on port {} did not become ready",
-            self.port
-        );
+        match tokio::time::timeout(DEADLINE, ready).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(_) => panic!("redis-server on port {} did not become ready", self.port),
+        }
         // Keep reading so that a full pipe never blocks the server.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
+        true
     }
 
     /// Kills the server (SIGKILL) and waits for it to be gone.
@@ -85,7 +96,11 @@ impl RedisServer {
     /// Starts the server again on the same port, with the data it had.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.run().await;
+        assert!(
+            self.run().await,
+            "redis-server restarts on port {}",
+            self.port
+        );
     }
 }
 
