@@ -165,6 +165,30 @@ pub struct JoinResponse {
     pub poll_url: String,
 }
 
+impl JoinResponse {
+    /// The answer to a join that made `member`, with the URLs of its inbox.
+    pub fn new(
+        room_id: RoomId,
+        member: MemberView,
+        token: String,
+        owner: bool,
+        capacity: u32,
+        members: Vec<MemberView>,
+    ) -> Self {
+        let base = format!("/rooms/{}/members/{}", room_id, member.id);
+        Self {
+            room_id,
+            member,
+            token,
+            owner,
+            capacity,
+            members,
+            events_url: format!("{base}/events"),
+            poll_url: format!("{base}/poll"),
+        }
+    }
+}
+
 /// Body of `POST /signals`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"to": "6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b", "type": "offer", "payload": {"type": "offer", "sdp": "v=0…"}}))]

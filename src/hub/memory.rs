@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use dashmap::DashMap;
-use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tracing::info;
 use uuid::Uuid;
@@ -22,10 +21,10 @@ use uuid::Uuid;
 use super::{Actor, JoinSpec, MemberRef, Place, Settings};
 use crate::auth::Token;
 use crate::error::ApiError;
-use crate::inbox::{Batch, EventBody, Inbox, Limits, SIGNAL};
+use crate::inbox::{Batch, EventBody, Inbox, Limits};
 use crate::model::{
     JoinResponse, LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
-    RoomUpdatedData, RoomView, SignalData, SignalType, Timestamp,
+    RoomUpdatedData, RoomView, Timestamp,
 };
 
 /// The in-memory state. Cheap to clone.
@@ -204,7 +203,6 @@ impl MemoryHub {
         entry.token.matches(token).then(|| entry.member.clone())
     }
 
-    /// Joins `room_id`, creating the room if needed.
     pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
         let memory = &*self.inner;
         let settings = &memory.settings;
@@ -247,12 +245,7 @@ impl MemoryHub {
                 });
             }
 
-            let view = MemberView {
-                id: Uuid::new_v4(),
-                name: spec.name,
-                metadata: spec.metadata,
-                joined_at: Timestamp::now(),
-            };
+            let view = spec.into_view();
             let member_ref = MemberRef {
                 room: room_id.clone(),
                 member: view.id,
@@ -279,17 +272,14 @@ impl MemoryHub {
             });
             place.keep();
             info!(room = %room_id, member = %view.id, created = creating, "member joined");
-            let base = format!("/rooms/{}/members/{}", room_id, view.id);
-            return Ok(JoinResponse {
-                room_id: room_id.clone(),
-                member: view,
-                token: token.reveal(),
-                owner: creating,
-                capacity: room.capacity,
-                members: others,
-                events_url: format!("{base}/events"),
-                poll_url: format!("{base}/poll"),
-            });
+            return Ok(JoinResponse::new(
+                room_id.clone(),
+                view,
+                token.reveal(),
+                creating,
+                room.capacity,
+                others,
+            ));
         }
     }
 
@@ -325,8 +315,6 @@ impl MemoryHub {
         self.inner.rooms.get(room_id).map(|room| Arc::clone(&room))
     }
 
-    /// Removes `target` from the room: by itself (`left`), or by the owner
-    /// or the admin (`removed`).
     pub async fn remove_member(
         &self,
         room_id: &RoomId,
@@ -369,26 +357,12 @@ impl MemoryHub {
         Ok(())
     }
 
-    /// Puts a signal in the recipient's inbox, or in every other member's;
-    /// either all of them take it or none does.
     pub async fn send_signal(
         &self,
         from: &MemberRef,
         to: Option<Uuid>,
-        signal_type: &SignalType,
-        payload: &RawValue,
+        body: Arc<EventBody>,
     ) -> Result<usize, ApiError> {
-        // Serialized once, outside the lock, for every recipient.
-        let body = EventBody::new(
-            SIGNAL,
-            &SignalData {
-                from: from.member,
-                to,
-                signal_type: signal_type.as_str(),
-                payload,
-                sent_at: Timestamp::now(),
-            },
-        );
         let size = body.size();
         let limits = self.inner.settings.limits;
         let room_arc = self.room(&from.room).ok_or(ApiError::Unauthorized)?;
@@ -430,7 +404,6 @@ impl MemoryHub {
         }
     }
 
-    /// The room, for one of its members or the admin.
     pub async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, ApiError> {
         let room_arc = self.room(room_id).ok_or(match actor {
             Actor::Admin => ApiError::RoomNotFound,
@@ -441,8 +414,6 @@ impl MemoryHub {
         Ok(room.view())
     }
 
-    /// Locks or unlocks the room, for its owner or the admin; every member
-    /// hears of a change.
     pub async fn set_locked(
         &self,
         room_id: &RoomId,
@@ -462,7 +433,6 @@ impl MemoryHub {
         Ok(room.view())
     }
 
-    /// Every room, ordered by id.
     pub fn counts(&self) -> (usize, usize) {
         (
             self.inner.rooms.len(),
@@ -494,9 +464,6 @@ impl MemoryHub {
         rooms
     }
 
-    /// Opens the member's live stream, closing any older one. With
-    /// `last_event_id`, resumes after it and acknowledges up to it;
-    /// without, starts after the last delivered event.
     pub fn open_stream(
         &self,
         member: &MemberRef,
@@ -515,8 +482,6 @@ impl MemoryHub {
         })
     }
 
-    /// Opens a long-poll reader after `after` (default: the last
-    /// acknowledged id), acknowledging up to it.
     pub fn open_poll(
         &self,
         member: &MemberRef,
@@ -559,8 +524,6 @@ impl MemoryHub {
         })
     }
 
-    /// Removes every member whose inbox nobody has read for longer than the
-    /// member timeout. Returns how many it removed.
     pub fn reap(&self, now: Instant) -> usize {
         let timeout = self.inner.settings.member_timeout;
         let limits = self.inner.settings.limits;
@@ -604,7 +567,6 @@ pub struct MemorySubscription {
 }
 
 impl MemorySubscription {
-    /// The id this reader reads after.
     pub fn cursor(&self) -> u64 {
         self.cursor
     }

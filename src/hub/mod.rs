@@ -24,9 +24,11 @@ pub use self::memory::{MemoryHub, MemorySubscription};
 pub use self::redis::{RedisHub, RedisSubscription};
 use crate::auth::Token;
 use crate::error::ApiError;
-use crate::inbox::{Batch, Limits};
+use crate::inbox::{Batch, EventBody, Limits, SIGNAL};
 use crate::metrics::OpenStream;
-use crate::model::{JoinResponse, RoomId, RoomSummary, RoomView, SignalType};
+use crate::model::{
+    JoinResponse, MemberView, RoomId, RoomSummary, RoomView, SignalData, SignalType, Timestamp,
+};
 
 /// The settings the state enforces.
 #[derive(Debug, Clone)]
@@ -65,6 +67,18 @@ pub struct JoinSpec {
     pub name: Option<String>,
     pub metadata: Box<RawValue>,
     pub capacity: Option<i64>,
+}
+
+impl JoinSpec {
+    /// The joining member as the others will see it: a fresh id, joined now.
+    fn into_view(self) -> MemberView {
+        MemberView {
+            id: Uuid::new_v4(),
+            name: self.name,
+            metadata: self.metadata,
+            joined_at: Timestamp::now(),
+        }
+    }
 }
 
 /// The member a token belongs to.
@@ -152,7 +166,18 @@ impl Hub {
         signal_type: &SignalType,
         payload: &RawValue,
     ) -> Result<usize, ApiError> {
-        each_backend!(self, hub => hub.send_signal(from, to, signal_type, payload).await)
+        // Serialized once, here, for every recipient and either backend.
+        let body = EventBody::new(
+            SIGNAL,
+            &SignalData {
+                from: from.member,
+                to,
+                signal_type: signal_type.as_str(),
+                payload,
+                sent_at: Timestamp::now(),
+            },
+        );
+        each_backend!(self, hub => hub.send_signal(from, to, body).await)
     }
 
     /// The room, for one of its members or the admin.

@@ -44,8 +44,7 @@ use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, Entry, EventBody, Item, SIGNAL};
 use crate::model::{
-    JoinResponse, MemberJoinedData, MemberView, RoomId, RoomSummary, RoomView, SignalData,
-    SignalType, Timestamp,
+    JoinResponse, MemberJoinedData, MemberView, RoomId, RoomSummary, RoomView, Timestamp,
 };
 
 const PRELUDE: &str = include_str!("prelude.lua");
@@ -317,13 +316,9 @@ impl RedisHub {
 
     pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
         let settings = &self.inner.settings;
+
         let capacity = settings.new_room_capacity(spec.capacity);
-        let view = MemberView {
-            id: Uuid::new_v4(),
-            name: spec.name,
-            metadata: spec.metadata,
-            joined_at: Timestamp::now(),
-        };
+        let view = spec.into_view();
         let token = Token::generate();
         let token_key = self.token_key(token.selector());
         let idle_entry = Self::idle_entry(&room_id, view.id);
@@ -422,17 +417,14 @@ impl RedisHub {
                 .map_err(unreachable)?;
         }
         info!(room = %room_id, member = %view.id, created = creating, "member joined");
-        let base = format!("/rooms/{}/members/{}", room_id, view.id);
-        Ok(JoinResponse {
+        Ok(JoinResponse::new(
             room_id,
-            member: view,
-            token: token.reveal(),
-            owner: creating,
+            view,
+            token.reveal(),
+            creating,
             capacity,
             members,
-            events_url: format!("{base}/events"),
-            poll_url: format!("{base}/poll"),
-        })
+        ))
     }
 
     pub async fn remove_member(
@@ -528,19 +520,8 @@ impl RedisHub {
         &self,
         from: &MemberRef,
         to: Option<Uuid>,
-        signal_type: &SignalType,
-        payload: &RawValue,
+        body: Arc<EventBody>,
     ) -> Result<usize, ApiError> {
-        let body = EventBody::new(
-            SIGNAL,
-            &SignalData {
-                from: from.member,
-                to,
-                signal_type: signal_type.as_str(),
-                payload,
-                sent_at: Timestamp::now(),
-            },
-        );
         let to = to.map(|to| to.to_string()).unwrap_or_default();
         let reply = self
             .run(
