@@ -108,6 +108,8 @@ struct Shared {
     prefix: String,
     /// This process's name among the nodes, fresh at every start.
     node: String,
+    /// `<prefix>:wake:`, which a node's id completes into its channel.
+    wake_prefix: String,
     /// Open readers on this node, by member.
     local: Arc<DashMap<(RoomId, Uuid), LocalMember>>,
     /// Open readers on this node; bounded by `max_readers`.
@@ -151,7 +153,8 @@ impl RedisHub {
 
         let local: Arc<DashMap<(RoomId, Uuid), LocalMember>> = Arc::new(DashMap::new());
         let node = Uuid::new_v4().simple().to_string();
-        let channel = format!("{prefix}:wake:{node}");
+        let wake_prefix = format!("{prefix}:wake:");
+        let channel = format!("{wake_prefix}{node}");
         let wake_local = Arc::clone(&local);
         let lost = Arc::new(AtomicBool::new(false));
         // Runs on the connection's own task, for each message: nothing
@@ -193,6 +196,7 @@ impl RedisHub {
                 prefix,
                 node,
                 local,
+                wake_prefix,
                 readers: AtomicUsize::new(0),
                 last_heartbeat: std::sync::Mutex::new(None),
             }),
@@ -230,7 +234,7 @@ impl RedisHub {
             .arg(limits.bytes)
             .arg(limits.headroom)
             .arg(&shared.node)
-            .arg(format!("{}:wake:", shared.prefix))
+            .arg(&shared.wake_prefix)
             .arg(room.as_str());
         for arg in args {
             invocation.arg(*arg);
