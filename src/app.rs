@@ -145,8 +145,16 @@ impl Modify for SecuritySchemes {
 
 #[derive(Serialize, ToSchema)]
 struct Health {
-    /// `ok`.
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
     status: &'static str,
+}
+
+/// 503 once shutdown has begun, for both health calls.
+fn not_shutting_down(state: &AppState) -> Result<(), ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::ServerBusy("the server is shutting down"));
+    }
+    Ok(())
 }
 
 /// Whether the server can serve.
@@ -162,16 +170,8 @@ struct Health {
     )
 )]
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::ServerBusy("the server is shutting down"));
-    }
+    not_shutting_down(&state)?;
     Ok(Json(Health { status: "ok" }))
-}
-
-#[derive(Serialize, ToSchema)]
-struct Readiness {
-    /// `ready`.
-    status: &'static str,
 }
 
 /// Whether this node can serve requests now.
@@ -184,16 +184,14 @@ struct Readiness {
     path = "/readyz",
     tag = "server",
     responses(
-        (status = 200, description = "Ready", body = Readiness),
+        (status = 200, description = "Ready", body = Health),
         (status = 503, description = "`server_busy`: the state cannot be reached, or shutting down", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::ServerBusy("the server is shutting down"));
-    }
+async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    not_shutting_down(&state)?;
     state.hub.ready().await?;
-    Ok(Json(Readiness { status: "ready" }))
+    Ok(Json(Health { status: "ready" }))
 }
 
 /// The API routes and the OpenAPI document generated from them.
