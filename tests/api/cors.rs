@@ -1,20 +1,29 @@
 //! CORS: off by default; `--cors-origin` opens the API and the streams to
 //! the named origins, preflight included, and to no other.
 
-use crate::helpers::{send, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, send, spawn_app, spawn_app_with};
 
 const APP: &str = "https://app.example.com";
+
+/// The preflight a page on `origin` sends before a `POST /signals`.
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+    send(
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/signals"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            ),
+    )
+    .await
+}
 
 #[tokio::test]
 async fn without_cors_origins_no_origin_is_allowed() {
     let app = spawn_app().await;
-    let preflight = send(
-        app.client
-            .request(reqwest::Method::OPTIONS, app.url("/signals"))
-            .header("origin", APP)
-            .header("access-control-request-method", "POST"),
-    )
-    .await;
+    let preflight = preflight(&app, APP).await;
     assert!(
         preflight
             .headers()
@@ -45,17 +54,7 @@ async fn a_named_origin_passes_the_preflight_and_reads_answers_and_streams() {
         "http://localhost:3000",
     ])
     .await;
-    let preflight = send(
-        app.client
-            .request(reqwest::Method::OPTIONS, app.url("/signals"))
-            .header("origin", APP)
-            .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "authorization, content-type",
-            ),
-    )
-    .await;
+    let preflight = preflight(&app, APP).await;
     assert_eq!(preflight.status(), 200);
     let header = |name: &str| {
         preflight.headers()[name]
@@ -100,13 +99,7 @@ async fn a_named_origin_passes_the_preflight_and_reads_answers_and_streams() {
 #[tokio::test]
 async fn an_origin_not_named_is_not_allowed() {
     let app = spawn_app_with(&["--cors-origin", APP]).await;
-    let preflight = send(
-        app.client
-            .request(reqwest::Method::OPTIONS, app.url("/signals"))
-            .header("origin", "https://evil.example")
-            .header("access-control-request-method", "POST"),
-    )
-    .await;
+    let preflight = preflight(&app, "https://evil.example").await;
     assert!(
         preflight
             .headers()

@@ -49,6 +49,51 @@ async fn request(
         .expect("the request is answered")
 }
 
+/// HTTP/2 with prior knowledge over `io` (ALPN or h2c), the connection
+/// driven in the background.
+async fn http2<IO>(io: IO) -> SendRequest<Empty<Bytes>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .expect("the HTTP/2 handshake succeeds");
+    tokio::spawn(connection);
+    sender
+}
+
+/// Joins `room` at `origin` (`https://localhost`, `http://localhost`) and
+/// opens the new member's stream, both over HTTP/2. Returns the join's
+/// `Set-Cookie` and the open stream.
+async fn join_and_stream(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    origin: &str,
+    room: &str,
+) -> (String, hyper::Response<hyper::body::Incoming>) {
+    let joined = request(sender, "POST", &format!("{origin}/rooms/{room}/join"), None).await;
+    assert_eq!(joined.status(), 201);
+    assert_eq!(joined.version(), hyper::Version::HTTP_2);
+    let cookie = joined.headers()["set-cookie"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let body = joined
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    let joined: Value = serde_json::from_slice(&body).expect("JSON");
+    let events_url = joined["events_url"].as_str().expect("events_url");
+    let token = joined["token"].as_str().expect("a token");
+    let stream = request(sender, "GET", &format!("{origin}{events_url}"), Some(token)).await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.version(), hyper::Version::HTTP_2);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    (cookie, stream)
+}
+
 #[tokio::test]
 async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
     let dir = std::env::temp_dir().join(format!("signalpost-tls-{}", std::process::id()));
@@ -80,48 +125,16 @@ async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
         "ALPN chose HTTP/2"
     );
 
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .expect("the HTTP/2 handshake succeeds");
-    tokio::spawn(connection);
+    let mut sender = http2(tls).await;
 
     let mut streams = Vec::new();
     for n in 0..INBOXES {
-        let joined = request(
-            &mut sender,
-            "POST",
-            &format!("https://localhost/rooms/tls-{n}/join"),
-            None,
-        )
-        .await;
-        assert_eq!(joined.status(), 201);
-        let cookie = joined.headers()["set-cookie"].to_str().expect("ASCII");
+        let (cookie, stream) =
+            join_and_stream(&mut sender, "https://localhost", &format!("tls-{n}")).await;
         assert!(
             cookie.contains("; Secure"),
             "over HTTPS the cookie is Secure: {cookie}"
         );
-        let body = joined
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        let joined: Value = serde_json::from_slice(&body).expect("JSON");
-        let events_url = joined["events_url"]
-            .as_str()
-            .expect("events_url")
-            .to_owned();
-        let token = joined["token"].as_str().expect("a token").to_owned();
-        let stream = request(
-            &mut sender,
-            "GET",
-            &format!("https://localhost{events_url}"),
-            Some(&token),
-        )
-        .await;
-        assert_eq!(stream.status(), 200);
-        assert_eq!(stream.version(), hyper::Version::HTTP_2);
         streams.push(stream.into_body());
     }
     // All twenty open at once on the one connection, each with its `ready`.
@@ -154,30 +167,10 @@ async fn cleartext_http2_is_served_for_proxies_that_speak_it() {
     let tcp = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("the server accepts");
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("an h2c handshake (prior knowledge) succeeds");
-    tokio::spawn(connection);
-    let joined = request(&mut sender, "POST", "http://localhost/rooms/h2c/join", None).await;
-    assert_eq!(joined.status(), 201);
-    assert_eq!(joined.version(), hyper::Version::HTTP_2);
-    let body = joined
-        .into_body()
-        .collect()
-        .await
-        .expect("a body")
-        .to_bytes();
-    let joined: Value = serde_json::from_slice(&body).expect("JSON");
-    let events_url = joined["events_url"].as_str().expect("events_url");
-    let token = joined["token"].as_str().expect("a token");
-    let stream = request(
-        &mut sender,
-        "GET",
-        &format!("http://localhost{events_url}"),
-        Some(token),
-    )
-    .await;
-    assert_eq!(stream.status(), 200);
-    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut sender = http2(tcp).await;
+    let (cookie, _stream) = join_and_stream(&mut sender, "http://localhost", "h2c").await;
+    assert!(
+        !cookie.contains("Secure"),
+        "no Secure cookie over plain HTTP: {cookie}"
+    );
 }
