@@ -157,10 +157,20 @@ async fn a_long_poll_on_one_node_wakes_for_a_signal_sent_through_another() {
     let already = nodes[1].poll_events(&alice, "after=0&timeout=0").await;
     assert_eq!(already.len(), 1, "the member-joined of bob: {already:?}");
     let waiting = nodes[1].poll_events(&alice, "after=1&timeout=30");
-    // Nothing shows when the poll starts waiting, so the signal may also
-    // land first; either way the poll must answer with it, and at once:
-    // its 30 s would fail the deadline of `poll_events`.
-    let sending = nodes[0].signal(&bob, Some(&alice), "offer", json!("x"));
+    // The signal goes out only once node 1 shows the poll waiting, so the
+    // answer can only come from a wake-up across nodes; the poll's 30 s
+    // would fail the deadline of `poll_events`.
+    let sending = async {
+        crate::metrics::wait_for_sample(
+            &nodes[1],
+            "signalpost_open_streams{transport=\"poll\"}",
+            1.0,
+        )
+        .await;
+        nodes[0]
+            .signal(&bob, Some(&alice), "offer", json!("x"))
+            .await
+    };
     let (events, recipients) = tokio::join!(waiting, sending);
     assert_eq!(recipients, 1);
     assert_eq!(events.len(), 1, "{events:?}");

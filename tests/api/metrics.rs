@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde_json::json;
 
-use crate::helpers::{ServerProcess, TestApp, send};
+use crate::helpers::{DEADLINE, ServerProcess, TestApp, send};
 
 /// The value of the sample `name` (labels included, as written) in `text`.
 fn sample(text: &str, name: &str) -> Option<f64> {
@@ -19,6 +19,28 @@ fn sample(text: &str, name: &str) -> Option<f64> {
                 .parse()
                 .ok()
         })
+}
+
+/// Reads `/metrics` until the sample `name` has `value`, for at most
+/// `DEADLINE`: a gauge announces nothing when it moves.
+pub async fn wait_for_sample(node: &TestApp, name: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let text = node
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("a text body");
+        if sample(&text, name) == Some(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} reaches {value} within {DEADLINE:?}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
