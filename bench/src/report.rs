@@ -285,6 +285,11 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or("-".into(), |v| format!("{v:.decimals$}"))
 }
 
+/// `p50 / p99 / max` in milliseconds, as one cell.
+fn latencies(p50: Option<f64>, p99: Option<f64>, max: Option<f64>) -> String {
+    format!("{} / {} / {}", cell(p50, 2), cell(p99, 2), cell(max, 1))
+}
+
 fn ratio(done: u64, of: u64) -> String {
     if of == 0 {
         "-".into()
@@ -322,12 +327,7 @@ pub fn table(
             sizes.relay_rooms, sizes.relay_rate
         );
         row(format!("{relay}: p50 / p99 / max ms"), &|s| {
-            format!(
-                "{} / {} / {}",
-                cell(s.relay_p50_ms, 2),
-                cell(s.relay_p99_ms, 2),
-                cell(s.relay_max_ms, 1)
-            )
+            latencies(s.relay_p50_ms, s.relay_p99_ms, s.relay_max_ms)
         });
         row("relay: delivered / sent (all repeats)".into(), &|s| {
             ratio(s.relay_delivered, s.relay_expected)
@@ -349,12 +349,7 @@ pub fn table(
             sizes.fanout_members, sizes.fanout_rate
         );
         row(format!("{fanout}: p50 / p99 / max ms"), &|s| {
-            format!(
-                "{} / {} / {}",
-                cell(s.fanout_p50_ms, 2),
-                cell(s.fanout_p99_ms, 2),
-                cell(s.fanout_max_ms, 1)
-            )
+            latencies(s.fanout_p50_ms, s.fanout_p99_ms, s.fanout_max_ms)
         });
         row(
             "fanout: delivered / sent copies (all repeats)".into(),
