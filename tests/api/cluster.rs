@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, DEADLINE, ServerProcess, TestApp, assert_problem, json_body, send,
+    ADMIN_TOKEN, DEADLINE, ServerProcess, TestApp, assert_problem, eventually, json_body, send,
 };
 use crate::redis_server::RedisServer;
 
@@ -285,21 +285,15 @@ async fn a_redis_outage_answers_503_fast_and_heals_without_a_restart() {
     assert_eq!(stream.expect_signal().await.data["payload"], "after");
 }
 
-/// Asks `/readyz` until it answers 200, for at most `DEADLINE`: readiness
-/// comes back with Redis, and nothing announces it.
+/// Asks `/readyz` until it answers 200: readiness comes back with Redis,
+/// and nothing announces it.
 async fn ready_within_deadline(node: &TestApp) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let response = send(node.client.get(node.url("/readyz"))).await;
-        if response.status() == 200 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the node is ready again within {DEADLINE:?} of Redis's return"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the node is ready again after Redis's return",
+        DEADLINE,
+        || async { send(node.client.get(node.url("/readyz"))).await.status() == 200 },
+    )
+    .await;
 }
 
 /// `INFO <section>` of the test's Redis, as `field → value`.

@@ -45,6 +45,24 @@ pub struct TestApp {
     _redis: Option<RedisServer>,
 }
 
+/// Waits, with a deadline, until `check` holds; checks again every 20 ms.
+/// Only for what has no event a client could await: the reaper, closed
+/// connections, a gauge, readiness coming back.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// True, after saying so, when the tests run against a cluster and the
 /// calling test checks a bound each node keeps for itself (rate limits,
 /// the stream cap): a balancer spreading the requests over two nodes halves

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde_json::json;
 
-use crate::helpers::{DEADLINE, ServerProcess, TestApp, send};
+use crate::helpers::{DEADLINE, ServerProcess, TestApp, eventually, send};
 
 /// The value of the sample `name` (labels included, as written) in `text`.
 fn sample(text: &str, name: &str) -> Option<f64> {
@@ -21,26 +21,19 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         })
 }
 
-/// Reads `/metrics` until the sample `name` has `value`, for at most
-/// `DEADLINE`: a gauge announces nothing when it moves.
+/// Reads `/metrics` until the sample `name` has `value`: a gauge
+/// announces nothing when it moves.
 pub async fn wait_for_sample(node: &TestApp, name: &str, value: f64) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually(&format!("{name} reaches {value}"), DEADLINE, || async {
         let text = node
             .get("/metrics")
             .await
             .text()
             .await
             .expect("a text body");
-        if sample(&text, name) == Some(value) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} reaches {value} within {DEADLINE:?}:\n{text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        sample(&text, name) == Some(value)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app_with};
+use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, spawn_app_with};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -154,21 +154,6 @@ async fn churn(app: &TestApp, workers: u64, for_how_long: Duration) -> Tally {
         total.abandoned += tally.abandoned;
     }
     total
-}
-
-/// Waits, with a deadline, until `check` holds; checks again every 20 ms
-/// since what it waits for (the reaper, connections closing) has no event a
-/// client could await.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn room_count(app: &TestApp) -> usize {
