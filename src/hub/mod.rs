@@ -303,10 +303,22 @@ impl Subscription {
     ///
     /// Cancel-safe: the cursor moves only together with a returned batch.
     pub async fn next(&mut self) -> Option<Batch> {
-        Self::depth(match &mut self.reader {
-            Reader::Memory(subscription) => subscription.next().await,
-            Reader::Redis(subscription) => subscription.next().await,
-        })
+        let wake = match &self.reader {
+            Reader::Memory(subscription) => subscription.wake(),
+            Reader::Redis(subscription) => subscription.wake(),
+        };
+        loop {
+            // Armed before the inbox is read, so an event that lands between
+            // the read and the wait still wakes us.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let batch = self.read_now().await?;
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+            notified.await;
+        }
     }
 }
 

@@ -931,20 +931,9 @@ impl RedisSubscription {
         Some(batch)
     }
 
-    pub async fn next(&mut self) -> Option<Batch> {
-        let wake = Arc::clone(&self.wake);
-        loop {
-            // Armed before the inbox is read, so an event that lands between
-            // the read and the wait still wakes us.
-            let notified = wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let batch = self.read_now().await?;
-            if !batch.is_empty() {
-                return Some(batch);
-            }
-            notified.await;
-        }
+    /// What `Subscription::next` waits on between reads.
+    pub fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
     }
 }
 
