@@ -379,18 +379,7 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_two_round_trips()
 
 #[tokio::test]
 async fn events_an_inbox_lets_go_in_redis_are_counted_by_the_nodes() {
-    let (_redis, _processes, nodes) = cluster(
-        2,
-        &[
-            "--inbox-limit",
-            "1",
-            "--max-capacity",
-            "2",
-            "--default-capacity",
-            "2",
-        ],
-    )
-    .await;
+    let (_redis, _processes, nodes) = cluster(2, &crate::metrics::CHURN_FLAGS).await;
     let alice = nodes[0].join("churn").await;
     crate::metrics::churn_past_the_hard_bound(&nodes, &alice).await;
     let dropped = crate::metrics::events_dropped(&nodes[0]).await

@@ -30,13 +30,12 @@ async fn without_cors_origins_no_origin_is_allowed() {
             .get("access-control-allow-origin")
             .is_none()
     );
-    let join = app
-        .client
-        .post(app.url("/rooms/lobby/join"))
-        .header("origin", APP)
-        .send()
-        .await
-        .expect("the join is answered");
+    let join = send(
+        app.client
+            .post(app.url("/rooms/lobby/join"))
+            .header("origin", APP),
+    )
+    .await;
     assert_eq!(
         join.status(),
         201,
@@ -67,13 +66,12 @@ async fn a_named_origin_passes_the_preflight_and_reads_answers_and_streams() {
     assert!(header("access-control-allow-headers").contains("authorization"));
     assert!(header("access-control-allow-headers").contains("content-type"));
 
-    let join = app
-        .client
-        .post(app.url("/rooms/lobby/join"))
-        .header("origin", APP)
-        .send()
-        .await
-        .expect("the join is answered");
+    let join = send(
+        app.client
+            .post(app.url("/rooms/lobby/join"))
+            .header("origin", APP),
+    )
+    .await;
     assert_eq!(join.headers()["access-control-allow-origin"], APP);
     assert!(
         join.headers()["access-control-expose-headers"]

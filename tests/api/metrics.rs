@@ -21,16 +21,20 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         })
 }
 
+/// A node's `/metrics`.
+async fn metrics_text(node: &TestApp) -> String {
+    node.get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("a text body")
+}
+
 /// Reads `/metrics` until the sample `name` has `value`: a gauge
 /// announces nothing when it moves.
 pub async fn wait_for_sample(node: &TestApp, name: &str, value: f64) {
     eventually(&format!("{name} reaches {value}"), DEADLINE, || async {
-        let text = node
-            .get("/metrics")
-            .await
-            .text()
-            .await
-            .expect("a text body");
+        let text = metrics_text(node).await;
         sample(&text, name) == Some(value)
     })
     .await;
@@ -102,11 +106,21 @@ async fn metrics_listen_moves_metrics_off_the_api_address() {
     assert_eq!(sample(&text, "signalpost_members"), Some(0.0), "{text}");
 }
 
+/// Rooms of two and inboxes of one: a hard bound of 1 + 2·2 + 2 = 7
+/// undelivered events, which `churn_past_the_hard_bound` passes.
+pub const CHURN_FLAGS: [&str; 6] = [
+    "--inbox-limit",
+    "1",
+    "--max-capacity",
+    "2",
+    "--default-capacity",
+    "2",
+];
+
 /// Churns a second member in and out of alice's room of two until her
 /// unread inbox lets membership events go past its hard bound.
 pub async fn churn_past_the_hard_bound(nodes: &[TestApp], alice: &crate::helpers::Joined) {
-    // --inbox-limit 1 and --max-capacity 2: a hard bound of 1 + 2·2 + 2 = 7
-    // undelivered events; 5 joins and 5 leaves make 10.
+    // With `CHURN_FLAGS`, 5 joins and 5 leaves make 10 events past 7.
     for n in 0..5 {
         let node = &nodes[n % nodes.len()];
         let churner = node.join(&alice.room_id).await;
@@ -121,29 +135,12 @@ pub async fn churn_past_the_hard_bound(nodes: &[TestApp], alice: &crate::helpers
 
 /// `signalpost_events_dropped_total` of one node.
 pub async fn events_dropped(node: &TestApp) -> f64 {
-    let text = node
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("a text body");
-    sample(&text, "signalpost_events_dropped_total").unwrap_or(0.0)
+    sample(&metrics_text(node).await, "signalpost_events_dropped_total").unwrap_or(0.0)
 }
 
 #[tokio::test]
 async fn events_an_inbox_lets_go_are_counted() {
-    let server = ServerProcess::start(
-        &[
-            "--inbox-limit",
-            "1",
-            "--max-capacity",
-            "2",
-            "--default-capacity",
-            "2",
-        ],
-        &[],
-    )
-    .await;
+    let server = ServerProcess::start(&CHURN_FLAGS, &[]).await;
     let app = TestApp::at(server.addr);
     let alice = app.join("churn").await;
     churn_past_the_hard_bound(std::slice::from_ref(&app), &alice).await;
