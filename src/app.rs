@@ -33,9 +33,22 @@ use crate::model::{
 };
 use crate::{api, metrics, request_id, web};
 
-/// What every handler gets. Cheap to clone.
+/// What every handler gets: one reference-counted pointer, since every
+/// extractor of every request clones it (a `CancellationToken` clone alone
+/// takes a lock).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state behind `AppState`.
+pub struct Shared {
     pub hub: Hub,
     pub limiters: Arc<Limiters>,
     pub config: Arc<Config>,
@@ -79,14 +92,14 @@ impl AppState {
             turn_secret: config.turn_secret.clone(),
             turn_ttl: config.turn_ttl,
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             hub,
             ice: Arc::new(ice),
             limiters: Arc::new(Limiters::new(config.join_rate, config.signal_rate)),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             config: Arc::new(config),
             shutdown,
-        })
+        })))
     }
 }
 

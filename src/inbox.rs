@@ -22,8 +22,9 @@ pub struct EventBody {
 
 impl EventBody {
     pub fn new(kind: &'static str, data: &impl serde::Serialize) -> Arc<Self> {
-        let text = serde_json::to_string(data).expect("event data always serializes");
-        let data = RawValue::from_string(text).expect("serde_json writes valid JSON");
+        // Not `RawValue::from_string`, which would parse again, relayed
+        // payload included, what serde_json has just written.
+        let data = serde_json::value::to_raw_value(data).expect("event data always serializes");
         Arc::new(Self { kind, data })
     }
 

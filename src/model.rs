@@ -1,6 +1,7 @@
 //! Wire types: the JSON bodies of API.md with their OpenAPI schemas, and the
 //! checked newtypes (`RoomId`, `SignalType`) that cannot hold an invalid value.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -347,10 +348,13 @@ pub struct GapData {
 
 /// Removes JSON whitespace outside strings when it holds a line break, so that
 /// relayed JSON can always be written on one SSE `data:` line.
-pub fn single_line_json(raw: &RawValue) -> Box<RawValue> {
+/// Almost every payload has none, and is then borrowed as it is.
+pub fn single_line_json(raw: &RawValue) -> Cow<'_, RawValue> {
     let text = raw.get();
-    if !text.contains(['\n', '\r']) {
-        return raw.to_owned();
+    // memchr scans a word at a time; `str::contains` with a char set, one
+    // char at a time, was a twentieth of the relay's instructions.
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+        return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
@@ -369,7 +373,9 @@ pub fn single_line_json(raw: &RawValue) -> Box<RawValue> {
             out.push(c);
         }
     }
-    RawValue::from_string(out).expect("removing whitespace between JSON tokens keeps it valid")
+    Cow::Owned(
+        RawValue::from_string(out).expect("removing whitespace between JSON tokens keeps it valid"),
+    )
 }
 
 #[cfg(test)]

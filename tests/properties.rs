@@ -422,7 +422,7 @@ fn relayed_payload(payload_text: &str) -> Box<RawValue> {
     let body = format!("{{\"type\":\"offer\",\r\n\"payload\":{payload_text}\n}}");
     let request: SignalRequest = serde_json::from_str(&body).expect("generated JSON is valid");
     match request.payload {
-        Some(raw) => single_line_json(&raw),
+        Some(raw) => single_line_json(&raw).into_owned(),
         None => RawValue::from_string("null".into()).expect("null is JSON"),
     }
 }

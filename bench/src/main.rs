@@ -64,6 +64,11 @@ enum Command {
         /// Tiny sizes: checks that the peer works, in seconds.
         #[arg(long)]
         smoke: bool,
+        /// Measure for this many seconds instead of the scenario's own window
+        /// (relay and fanout): a longer smoke run to profile the server under
+        /// valgrind, where the joins would otherwise weigh as much as the signals.
+        #[arg(long)]
+        measure_secs: Option<f64>,
         /// Exit 3 when anything offered was not delivered (smoke checks).
         #[arg(long)]
         strict: bool,
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
             scenario,
             repeat,
             smoke,
+            measure_secs,
             strict,
             max_secs,
         } => {
@@ -110,7 +116,10 @@ fn main() -> ExitCode {
                 eprintln!("signalpost-bench: the run took longer than {max_secs} s; giving up");
                 std::process::exit(124);
             });
-            let sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
+            let mut sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
+            if let Some(secs) = measure_secs {
+                sizes.measure_secs = secs;
+            }
             // One thread: the generator is pinned to one core, and a
             // multi-threaded runtime would only add hand-offs between threads.
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,5 +1,7 @@
 //! `POST /signals`.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -57,7 +59,7 @@ async fn send_signal(
     }
     let payload = match &request.payload {
         Some(raw) => single_line_json(raw),
-        None => RawValue::from_string("null".into()).expect("null is JSON"),
+        None => Cow::Borrowed(RawValue::NULL),
     };
     let recipients = state
         .hub
