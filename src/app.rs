@@ -1,21 +1,19 @@
 //! The whole HTTP application: the shared `AppState`, the API modules merged
 //! into one router, `/openapi.json`, `/docs`, `/healthz`, the problem+json
-//! fallbacks for unknown routes and methods, and the request span.
+//! fallbacks for unknown routes and methods, and the layers every request
+//! goes through.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER};
 use axum::http::{HeaderName, HeaderValue, Method};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::sensitive_headers::{
-    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
-};
-use tower_http::trace::TraceLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -31,7 +29,7 @@ use crate::limits::Limiters;
 use crate::model::{
     GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
 };
-use crate::{api, metrics, request_id, web};
+use crate::{api, metrics, observe, web};
 
 /// What every handler gets: one reference-counted pointer, since every
 /// extractor of every request clones it (a `CancellationToken` clone alone
@@ -243,14 +241,10 @@ pub fn router(state: AppState) -> Router {
         None => router,
     };
     router
-        // Inside the trace layer, so the member cookie a join sets is marked
-        // before the trace can see the response.
-        .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
-        .layer(axum::middleware::from_fn(metrics::time_requests))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        // Outside the trace layer, so that the span has the id.
-        .layer(axum::middleware::from_fn(request_id::assign))
-        // Outermost, so no layer or log below it can print a token.
+        .layer(axum::middleware::from_fn(observe::observe))
+        // Outermost, so that a token in a request's headers prints as
+        // `Sensitive` wherever the request is debug-printed. Nothing logs
+        // headers, of requests or responses (the member cookie).
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
             COOKIE,
@@ -283,22 +277,7 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
                 CONTENT_TYPE,
                 HeaderName::from_static("last-event-id"),
             ])
-            .expose_headers([RETRY_AFTER, request_id::HEADER])
+            .expose_headers([RETRY_AFTER, observe::HEADER])
             .max_age(std::time::Duration::from_secs(600)),
     )
-}
-
-/// The request's span names the route, never the URI: `?token=` must not
-/// reach a log. It carries the request id, so that every line a request
-/// logs (joins, leaves, failures) names it.
-fn request_span(request: &Request) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<no route>", MatchedPath::as_str);
-    let id = request
-        .extensions()
-        .get::<request_id::RequestId>()
-        .map_or("", request_id::RequestId::as_str);
-    tracing::info_span!("request", method = %request.method(), route, request_id = %id)
 }

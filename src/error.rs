@@ -148,7 +148,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             code: self.code().to_owned(),
-            request_id: crate::request_id::current(),
+            request_id: crate::observe::current(),
         };
         metrics::counter!(crate::metrics::REJECTIONS, "code" => self.code()).increment(1);
         let body = serde_json::to_vec(&problem).expect("a Problem always serializes");

@@ -11,12 +11,12 @@
 //! - `inbox`: one member's ordered events, acknowledgement, bounds, gaps.
 //! - `limits`: per-client rate limits.
 //! - `metrics`: Prometheus metrics and `/metrics`.
+//! - `observe`: every request's id, span, timing and error log line.
 //! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
 //! - `stream_conn`: connections that open with a stream request, served without hyper.
 //! - `tls`: the rustls configuration of `--tls-cert` and `--tls-key`.
 //! - `reaper`: removes members whose inbox nobody reads.
-//! - `request_id`: the id on a request's log lines, response and problems.
 //! - `web`: the pages and client library of `web/`, built in.
 
 pub mod api;
@@ -30,8 +30,8 @@ pub mod inbox;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod observe;
 pub mod reaper;
-pub mod request_id;
 pub mod serve;
 pub mod sse;
 pub mod stream_conn;

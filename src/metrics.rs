@@ -4,13 +4,14 @@
 //! the inbox, the error type); the room and member gauges are read from the
 //! state at each scrape, so every node of a cluster reports the service's.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
+use metrics::Histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::app::AppState;
@@ -76,12 +77,10 @@ impl Drop for OpenStream {
     }
 }
 
-/// Times every request to its response head.
-pub async fn time_requests(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Named methods only: a label taken from whatever a client sends would
-    // grow without bound.
-    let method: &'static str = match request.method().as_str() {
+/// The `method` label: named methods only, since a label taken from
+/// whatever a client sends would grow without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
         "GET" => "GET",
         "POST" => "POST",
         "PATCH" => "PATCH",
@@ -90,15 +89,36 @@ pub async fn time_requests(request: Request, next: Next) -> Response {
         "HEAD" => "HEAD",
         "PUT" => "PUT",
         _ => "other",
-    };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "<no route>".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+    }
+}
+
+/// Records a request's time to its response head under its method and
+/// route template.
+///
+/// The histogram of each pair is looked up in the recorder once and kept:
+/// the recorder's own lookup builds and hashes a labelled key, with the
+/// route copied into it, for every request. The pairs are bounded by the
+/// methods above times the routes of the router.
+pub fn record_request(method: &'static str, route: &str, elapsed: Duration) {
+    type Routes = HashMap<Box<str>, Histogram>;
+    static HISTOGRAMS: OnceLock<RwLock<HashMap<&'static str, Routes>>> = OnceLock::new();
+    let histograms = HISTOGRAMS.get_or_init(Default::default);
+    let known = histograms
+        .read()
+        .ok()
+        .and_then(|methods| methods.get(method)?.get(route).cloned());
+    let histogram = known.unwrap_or_else(|| {
+        let histogram =
+            metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route.to_owned());
+        if let Ok(mut methods) = histograms.write() {
+            methods
+                .entry(method)
+                .or_default()
+                .insert(route.into(), histogram.clone());
+        }
+        histogram
+    });
+    histogram.record(elapsed.as_secs_f64());
 }
 
 /// The metrics in Prometheus's text format.
