@@ -1,6 +1,7 @@
 //! The `signalpost` binary: reads the configuration, starts logging, binds,
 //! and serves until SIGTERM or Ctrl-C.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -25,12 +26,41 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `net.core.somaxconn` anyway.
 const LISTEN_BACKLOG: u32 = 4096;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(cause) => {
+            eprintln!("signalpost: cannot start the async runtime: {cause}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+/// One thread per core the process may use. On a single core (a small
+/// container, or `taskset -c 0`), the scheduler made for one thread: the
+/// work-stealing one would only add synchronization with no other thread
+/// to hand work to.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
+}
+
+async fn serve(config: Config) -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Colours only for a person at a terminal: escape codes in a log
+        // file or a journal are noise (and `NO_COLOR` turns them off too).
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_env_filter(filter)
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
