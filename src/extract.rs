@@ -99,8 +99,13 @@ fn is_json(content_type: &str) -> bool {
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
+    let suffix = subtype
+        .len()
+        .checked_sub(5)
+        .and_then(|at| subtype.get(at..));
     kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+        && (subtype.eq_ignore_ascii_case("json")
+            || suffix.is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json")))
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -142,5 +147,8 @@ mod tests {
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
         assert!(!is_json("json"));
+        assert!(is_json("application/vnd.api+JSON"));
+        assert!(!is_json("application/+jsoné"));
+        assert!(!is_json("application/éjson"));
     }
 }
