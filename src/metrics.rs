@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use metrics::Histogram;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::app::AppState;
@@ -58,6 +58,26 @@ pub fn handle() -> &'static PrometheusHandle {
         // program); then this one only renders what is recorded into it.
         let _ = metrics::set_global_recorder(recorder);
         handle
+    })
+}
+
+/// The counter of relayed copies, looked up in the recorder once: a
+/// lookup builds and hashes the metric's key, on every signal.
+pub fn signals_relayed() -> &'static Counter {
+    static COUNTER: OnceLock<Counter> = OnceLock::new();
+    COUNTER.get_or_init(|| {
+        // The recorder first, or the handle would record into nothing.
+        handle();
+        metrics::counter!(SIGNALS_RELAYED)
+    })
+}
+
+/// The histogram of inbox depth, looked up once, as `signals_relayed`.
+pub fn inbox_depth() -> &'static Histogram {
+    static HISTOGRAM: OnceLock<Histogram> = OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        handle();
+        metrics::histogram!(INBOX_DEPTH)
     })
 }
 

@@ -65,6 +65,6 @@ async fn send_signal(
         .hub
         .send_signal(&from, request.to, &signal_type, &payload)
         .await?;
-    metrics::counter!(crate::metrics::SIGNALS_RELAYED).increment(recipients as u64);
+    crate::metrics::signals_relayed().increment(recipients as u64);
     Ok((StatusCode::ACCEPTED, Json(SignalAccepted { recipients })))
 }

@@ -283,7 +283,7 @@ impl Subscription {
         if let Some(batch) = &batch
             && !batch.is_empty()
         {
-            metrics::histogram!(crate::metrics::INBOX_DEPTH).record(batch.items.len() as f64);
+            crate::metrics::inbox_depth().record(batch.items.len() as f64);
         }
         batch
     }
