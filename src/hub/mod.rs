@@ -293,7 +293,9 @@ impl Subscription {
     pub async fn read_now(&mut self) -> Option<Batch> {
         Self::depth(match &mut self.reader {
             Reader::Memory(subscription) => subscription.read_now(),
-            Reader::Redis(subscription) => subscription.read_now().await,
+            // Boxed: a Redis call's future is large, and inline it would
+            // size every open stream's state, in-memory ones included.
+            Reader::Redis(subscription) => Box::pin(subscription.read_now()).await,
         })
     }
 
