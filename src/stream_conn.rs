@@ -149,6 +149,10 @@ pub async fn serve(
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+    // The response's headers (a map of several hundred bytes) and the head
+    // written from them are gone before the stream starts: whatever lives
+    // across the awaits below lives as long as the member's stream.
+    drop(parts);
     if !send(&mut socket, &head[..], write_timeout).await {
         return;
     }
