@@ -6,11 +6,12 @@
 //! can break the framing. Kinds are our own constants, ids are integers.
 
 use std::convert::Infallible;
-use std::io::Write;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Subscription;
@@ -48,12 +49,13 @@ pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
             Item::Event(entry) => {
                 let data = entry.body.data.get();
                 frame.reserve(data.len() + entry.body.kind.len() + 40);
-                // Writing to a Vec cannot fail.
-                let _ = write!(
-                    frame,
-                    "id: {}\nevent: {}\ndata: ",
-                    entry.id, entry.body.kind
-                );
+                // itoa, not `write!`: the formatting machinery was most of
+                // the framing's cost.
+                frame.extend_from_slice(b"id: ");
+                frame.extend_from_slice(itoa::Buffer::new().format(entry.id).as_bytes());
+                frame.extend_from_slice(b"\nevent: ");
+                frame.extend_from_slice(entry.body.kind.as_bytes());
+                frame.extend_from_slice(b"\ndata: ");
                 frame.extend_from_slice(data.as_bytes());
                 frame.extend_from_slice(b"\n\n");
             }
@@ -76,32 +78,58 @@ pub fn event_stream(
         subscription: Subscription,
         keep_alive: Duration,
         shutdown: CancellationToken,
+        /// When the stream last sent something.
+        sent_at: Instant,
+        /// Fires at `sent_at + keep_alive` or earlier. One timer for the
+        /// stream's life, moved only when it fires: a new one per event
+        /// was a registration in the timer wheel and its removal, for every
+        /// event of every stream.
+        timer: Pin<Box<Sleep>>,
     }
     let open = Open {
         first: Some(first),
         subscription,
         keep_alive,
         shutdown,
+        sent_at: Instant::now(),
+        timer: Box::pin(tokio::time::sleep(keep_alive)),
     };
     futures_util::stream::unfold(Some(open), |state| async move {
         let mut open = state?;
         if let Some(first) = open.first.take() {
             return Some((Ok(Bytes::from(first)), Some(open)));
         }
-        let Open {
-            subscription,
-            keep_alive,
-            shutdown,
-            ..
-        } = &mut open;
-        let chunk = tokio::select! {
-            batch = subscription.next() => {
-                let mut frame = Vec::new();
-                write_batch(&mut frame, &batch?);
-                Bytes::from(frame)
+        let chunk = loop {
+            let Open {
+                subscription,
+                keep_alive,
+                shutdown,
+                sent_at,
+                timer,
+                ..
+            } = &mut open;
+            tokio::select! {
+                biased;
+                batch = subscription.next() => {
+                    let mut frame = Vec::new();
+                    write_batch(&mut frame, &batch?);
+                    *sent_at = Instant::now();
+                    break Bytes::from(frame);
+                }
+                () = timer.as_mut() => {
+                    let now = Instant::now();
+                    let due = *sent_at + *keep_alive;
+                    if now < due {
+                        // Events went out since the timer was set.
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
+                    *sent_at = now;
+                    timer.as_mut().reset(now + *keep_alive);
+                    break Bytes::from_static(KEEP_ALIVE);
+                }
+                () = shutdown.cancelled() => return None,
             }
-            () = tokio::time::sleep(*keep_alive) => Bytes::from_static(KEEP_ALIVE),
-            () = shutdown.cancelled() => return None,
         };
         Some((Ok(chunk), Some(open)))
     })
@@ -128,6 +156,79 @@ mod tests {
             text,
             "event: gap\ndata: {\"from\":1,\"to\":2}\n\nid: 3\nevent: signal\ndata: {\"sdp\":\"v=0\\r\\na=x\\n\"}\n\n"
         );
+    }
+
+    /// Alice's open stream (with `keep_alive`) and a way for Bob to signal her.
+    async fn alice_and_bob(keep_alive: Duration) -> (impl Stream<Item = Bytes>, impl AsyncFn()) {
+        use crate::hub::{Hub, JoinSpec, MemberRef, Settings};
+        use crate::inbox::Limits;
+        use crate::model::{RoomId, SignalType};
+        let hub = Hub::memory(Settings {
+            default_capacity: 2,
+            max_capacity: 2,
+            limits: Limits {
+                events: 16,
+                bytes: 1 << 16,
+                headroom: 6,
+            },
+            member_timeout: Duration::from_secs(3600),
+            max_members: 4,
+            max_readers: 4,
+        });
+        let room = RoomId::parse("lobby").unwrap();
+        let spec = || JoinSpec {
+            name: None,
+            metadata: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
+            capacity: None,
+        };
+        let alice = hub.join(room.clone(), spec()).await.unwrap().member.id;
+        let bob = hub.join(room.clone(), spec()).await.unwrap().member.id;
+        let at = |member| MemberRef {
+            room: room.clone(),
+            member,
+        };
+        let subscription = hub.open_stream(&at(alice), None).await.unwrap();
+        let stream = event_stream(
+            Vec::new(),
+            subscription,
+            keep_alive,
+            CancellationToken::new(),
+        );
+        let from = at(bob);
+        let send = async move || {
+            let payload = serde_json::value::to_raw_value(&1).unwrap();
+            let offer = SignalType::parse("offer").unwrap();
+            hub.send_signal(&from, Some(alice), &offer, &payload)
+                .await
+                .unwrap();
+        };
+        (futures_util::StreamExt::map(stream, Result::unwrap), send)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_comes_after_keep_alive_of_silence_counted_from_the_last_event() {
+        use futures_util::StreamExt;
+        let keep_alive = Duration::from_secs(10);
+        let (stream, send) = alice_and_bob(keep_alive).await;
+        let mut stream = std::pin::pin!(stream);
+        let started = Instant::now();
+        assert!(
+            stream.next().await.unwrap().is_empty(),
+            "the empty first chunk"
+        );
+        // The backlog: Bob's `member-joined`.
+        assert!(stream.next().await.unwrap().starts_with(b"id: 1\n"));
+
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        send().await;
+        let event = stream.next().await.unwrap();
+        assert!(event.starts_with(b"id: 2\nevent: signal\n"), "{event:?}");
+        // The timer set at the start fires at 10 s; the event at 6 s moves
+        // the keep-alive to 16 s.
+        assert_eq!(stream.next().await.unwrap(), KEEP_ALIVE);
+        assert_eq!(started.elapsed(), Duration::from_secs(16));
+        assert_eq!(stream.next().await.unwrap(), KEEP_ALIVE);
+        assert_eq!(started.elapsed(), Duration::from_secs(26));
     }
 
     #[test]
