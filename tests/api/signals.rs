@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    EventStream, Joined, TestApp, assert_problem, assert_rfc3339_utc, json_body, spawn_app,
+    EventStream, Joined, TestApp, assert_problem, assert_rfc3339_utc, json_body, send, spawn_app,
     spawn_app_with,
 };
 
@@ -240,6 +240,33 @@ async fn a_signal_payload_may_be_any_json_value() {
             .await;
         assert_eq!(bob_events.expect_signal().await.data["payload"], payload);
     }
+}
+
+#[tokio::test]
+async fn a_type_and_payload_written_with_json_escapes_are_read_as_json_reads_them() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    // `\u0066` is `f`: the type is `offer` once the JSON is read.
+    let body = format!(
+        r#"{{"to":"{}","type":"of\u0066er","payload":{{"sdp":"v=0\r\na=\"x\"\u00e9"}}}}"#,
+        bob.member_id
+    );
+
+    let response = send(
+        app.client
+            .post(app.url("/signals"))
+            .bearer_auth(&alice.token)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+
+    assert_eq!(json_body(response, 202).await, json!({"recipients": 1}));
+    let signal = bob_events.expect_signal().await;
+    assert_eq!(signal.data["type"], "offer");
+    assert_eq!(signal.data["payload"], json!({"sdp": "v=0\r\na=\"x\"é"}));
 }
 
 #[tokio::test]
