@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -58,6 +59,10 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    // Shared, not cloned into every connection's task: the task of an open
+    // stream lives as long as the stream, and a builder is 240 bytes.
+    let builder = Arc::new(builder);
+    let limits = Arc::new(limits);
     let graceful = GracefulShutdown::new();
     // Every connection's task, so that shutdown waits for those hyper does
     // not know of: the streams served by `stream_conn`.
@@ -81,9 +86,9 @@ pub async fn serve(
             debug!(%error, "could not set TCP_NODELAY");
         }
         let app = app.clone();
-        let builder = builder.clone();
+        let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
-        let limits = limits.clone();
+        let limits = Arc::clone(&limits);
         streams.spawn(async move {
             if let Some(acceptor) = &limits.tls {
                 Box::pin(serve_tls(
