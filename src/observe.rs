@@ -1,6 +1,6 @@
 //! What every request goes through to be seen by the people who run the
 //! server, in one middleware: its id, its span, its time in the metrics,
-//! and a log line for a server error.
+//! a log line for a server error, and its token headers marked sensitive.
 //!
 //! The id is on the request's log lines (through its span), in the
 //! `X-Request-Id` response header, and in every problem+json body, so that a
@@ -8,14 +8,17 @@
 //! (`X-Request-Id`) is kept when it is short and plain; any other is
 //! replaced, since it goes into logs.
 //!
-//! One middleware, not `tower_http`'s trace layer beside two others: every
-//! relayed signal is a request, and the layers' futures, and a span with
-//! three formatted fields, were a tenth of its instructions.
+//! One middleware, not `tower_http`'s trace and sensitive-headers layers
+//! beside others: every relayed signal is a request, and every layer on the
+//! router is one more boxed service cloned, and one more boxed future, for
+//! every request. The layers, and a span with three formatted fields, were
+//! a tenth of a signal's instructions.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::header::{AUTHORIZATION, COOKIE, Entry};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -63,10 +66,25 @@ fn fresh() -> HeaderValue {
         .expect("a UUID is a header value")
 }
 
+/// Marks the headers that carry a token as sensitive, so that they print
+/// as `Sensitive` wherever a request is debug-printed. Nothing logs
+/// headers, of requests or responses (the member cookie); this is for
+/// whatever might in the future.
+fn hide_secrets(headers: &mut HeaderMap) {
+    for name in [AUTHORIZATION, COOKIE] {
+        if let Entry::Occupied(mut values) = headers.entry(name) {
+            for value in values.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+}
+
 /// Gives the request its id and its span, runs it with the id in scope,
 /// names the id in the response, and times it.
-pub async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    hide_secrets(request.headers_mut());
     let id = request
         .headers()
         .get(&HEADER)
@@ -120,6 +138,22 @@ mod tests {
         assert!(!plain(&HeaderValue::from_static("has space")));
         assert!(!plain(&HeaderValue::from_static("quote\"")));
         assert!(!plain(&HeaderValue::from_str(&"a".repeat(65)).unwrap()));
+    }
+
+    #[test]
+    fn token_headers_print_as_sensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer secret-1"));
+        headers.append(COOKIE, HeaderValue::from_static("a=secret-2"));
+        headers.append(COOKIE, HeaderValue::from_static("b=secret-3"));
+        headers.insert(HEADER, HeaderValue::from_static("req-1"));
+        hide_secrets(&mut headers);
+        let printed = format!("{headers:?}");
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(
+            printed.contains("req-1"),
+            "other headers still print: {printed}"
+        );
     }
 
     #[test]
