@@ -1,8 +1,9 @@
 //! The `text/event-stream` wire format: frames for inbox events, `ready`,
 //! `gap` and keep-alive comments, and the body stream of one open inbox.
 //!
-//! Every `data:` line is JSON that serde_json wrote, or relayed JSON that
-//! `single_line_json` flattened, so it never holds a line break: no payload
+//! Every `data:` line is JSON that serde_json wrote, or a signal's data
+//! (`EventBody::signal`): our own text around a payload that
+//! `single_line_json` flattened. It never holds a line break, so no payload
 //! can break the framing. Kinds are our own constants, ids are integers.
 
 use std::convert::Infallible;
@@ -47,8 +48,7 @@ pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
                 frame.extend_from_slice(b"\n\n");
             }
             Item::Event(entry) => {
-                let data = entry.body.data.get();
-                frame.reserve(data.len() + entry.body.kind.len() + 40);
+                frame.reserve(entry.body.size() + entry.body.kind.len() + 40);
                 // itoa, not `write!`: the formatting machinery was most of
                 // the framing's cost.
                 frame.extend_from_slice(b"id: ");
@@ -56,7 +56,7 @@ pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
                 frame.extend_from_slice(b"\nevent: ");
                 frame.extend_from_slice(entry.body.kind.as_bytes());
                 frame.extend_from_slice(b"\ndata: ");
-                frame.extend_from_slice(data.as_bytes());
+                entry.body.write_json(frame);
                 frame.extend_from_slice(b"\n\n");
             }
         }
@@ -198,7 +198,7 @@ mod tests {
         let send = async move || {
             let payload = serde_json::value::to_raw_value(&1).unwrap();
             let offer = SignalType::parse("offer").unwrap();
-            hub.send_signal(&from, Some(alice), &offer, &payload)
+            hub.send_signal(&from, Some(alice), &offer, payload)
                 .await
                 .unwrap();
         };

@@ -227,7 +227,7 @@ async fn poll_events(
                 Item::Event(entry) => PolledEvent {
                     id: entry.id,
                     event: entry.body.kind,
-                    data: entry.body.data.clone(),
+                    data: entry.body.raw().into_owned(),
                 },
             })
             .collect()

@@ -1,7 +1,5 @@
 //! `POST /signals`.
 
-use std::borrow::Cow;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::model::{SignalAccepted, SignalRequest, SignalType, single_line_json};
+use crate::model::{SignalAccepted, SignalRequest, SignalType, into_single_line_json};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(send_signal))
@@ -57,13 +55,13 @@ async fn send_signal(
     if request.to == Some(from.member) {
         return Err(ApiError::InvalidRequest("`to` is the sender itself".into()));
     }
-    let payload = match &request.payload {
-        Some(raw) => single_line_json(raw),
-        None => Cow::Borrowed(RawValue::NULL),
+    let payload = match request.payload {
+        Some(raw) => into_single_line_json(raw),
+        None => RawValue::NULL.to_owned(),
     };
     let recipients = state
         .hub
-        .send_signal(&from, request.to, &signal_type, &payload)
+        .send_signal(&from, request.to, &signal_type, payload)
         .await?;
     crate::metrics::signals_relayed().increment(recipients as u64);
     Ok((StatusCode::ACCEPTED, Json(SignalAccepted { recipients })))

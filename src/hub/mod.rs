@@ -24,10 +24,10 @@ pub use self::memory::{MemoryHub, MemorySubscription};
 pub use self::redis::{RedisHub, RedisSubscription};
 use crate::auth::Token;
 use crate::error::ApiError;
-use crate::inbox::{Batch, EventBody, Limits, SIGNAL};
+use crate::inbox::{Batch, EventBody, Limits};
 use crate::metrics::OpenStream;
 use crate::model::{
-    JoinResponse, MemberView, RoomId, RoomSummary, RoomView, SignalData, SignalType, Timestamp,
+    JoinResponse, MemberView, RoomId, RoomSummary, RoomView, SignalType, Timestamp,
 };
 
 /// The settings the state enforces.
@@ -164,19 +164,10 @@ impl Hub {
         from: &MemberRef,
         to: Option<Uuid>,
         signal_type: &SignalType,
-        payload: &RawValue,
+        payload: Box<RawValue>,
     ) -> Result<usize, ApiError> {
-        // Serialized once, here, for every recipient and either backend.
-        let body = EventBody::new(
-            SIGNAL,
-            &SignalData {
-                from: from.member,
-                to,
-                signal_type: signal_type.as_str(),
-                payload,
-                sent_at: Timestamp::now(),
-            },
-        );
+        // Made once, here, for every recipient and either backend.
+        let body = EventBody::signal(from.member, to, signal_type, payload, Timestamp::now());
         each_backend!(self, hub => hub.send_signal(from, to, body).await)
     }
 

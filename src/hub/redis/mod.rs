@@ -382,7 +382,7 @@ impl RedisHub {
                 &[
                     &member_id,
                     &view_json,
-                    joined.data.get(),
+                    &joined.json(),
                     &capacity_arg,
                     &created_at,
                     &epoch,
@@ -531,7 +531,7 @@ impl RedisHub {
             .run(
                 &self.inner.scripts.signal,
                 &from.room,
-                &[&from.member.to_string(), &to, body.data.get()],
+                &[&from.member.to_string(), &to, &body.json()],
             )
             .await?;
         match reply.status.as_str() {
@@ -974,7 +974,7 @@ fn batch_after(after: u64, last: u64, entries: Vec<Value>) -> Batch {
         }
         items.push(Item::Event(Entry {
             id,
-            body: Arc::new(EventBody { kind, data }),
+            body: EventBody::from_json(kind, data),
         }));
         next = id + 1;
     }
