@@ -8,12 +8,13 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use hyper::body::{Body as HttpBody, Frame};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::hub::Subscription;
 use crate::inbox::{Batch, Item};
@@ -67,72 +68,100 @@ pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
 /// backlog), then live events as they arrive, a keep-alive comment whenever
 /// the stream idles for `keep_alive`, and the end when the member is gone,
 /// a newer stream replaces this one, or the server shuts down.
-pub fn event_stream(
-    first: Vec<u8>,
+///
+/// Polled by hand, as the subscription is: it lives as long as the stream,
+/// and an async block's state, re-made for every event with a `select!` in
+/// it, was three times its size and a fifth of every written event's
+/// instructions.
+pub struct EventStream {
+    first: Option<Bytes>,
     subscription: Subscription,
     keep_alive: Duration,
-    shutdown: CancellationToken,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    struct Open {
-        first: Option<Vec<u8>>,
+    /// When the stream last sent something.
+    sent_at: Instant,
+    /// Fires at `sent_at + keep_alive` or earlier. One timer for the
+    /// stream's life, moved only when it fires: a new one per event was a
+    /// registration in the timer wheel and its removal, for every event of
+    /// every stream.
+    timer: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    done: bool,
+}
+
+impl EventStream {
+    pub fn new(
+        first: Vec<u8>,
         subscription: Subscription,
         keep_alive: Duration,
         shutdown: CancellationToken,
-        /// When the stream last sent something.
-        sent_at: Instant,
-        /// Fires at `sent_at + keep_alive` or earlier. One timer for the
-        /// stream's life, moved only when it fires: a new one per event
-        /// was a registration in the timer wheel and its removal, for every
-        /// event of every stream.
-        timer: Pin<Box<Sleep>>,
-    }
-    let open = Open {
-        first: Some(first),
-        subscription,
-        keep_alive,
-        shutdown,
-        sent_at: Instant::now(),
-        timer: Box::pin(tokio::time::sleep(keep_alive)),
-    };
-    futures_util::stream::unfold(Some(open), |state| async move {
-        let mut open = state?;
-        if let Some(first) = open.first.take() {
-            return Some((Ok(Bytes::from(first)), Some(open)));
+    ) -> Self {
+        Self {
+            first: Some(Bytes::from(first)),
+            subscription,
+            keep_alive,
+            sent_at: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(keep_alive)),
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+            done: false,
         }
-        let chunk = loop {
-            let Open {
-                subscription,
-                keep_alive,
-                shutdown,
-                sent_at,
-                timer,
-                ..
-            } = &mut open;
-            tokio::select! {
-                biased;
-                batch = subscription.next() => {
-                    let mut frame = Vec::new();
-                    write_batch(&mut frame, &batch?);
-                    *sent_at = Instant::now();
-                    break Bytes::from(frame);
-                }
-                () = timer.as_mut() => {
-                    let now = Instant::now();
-                    let due = *sent_at + *keep_alive;
-                    if now < due {
-                        // Events went out since the timer was set.
-                        timer.as_mut().reset(due);
-                        continue;
-                    }
-                    *sent_at = now;
-                    timer.as_mut().reset(now + *keep_alive);
-                    break Bytes::from_static(KEEP_ALIVE);
-                }
-                () = shutdown.cancelled() => return None,
+    }
+
+    /// A keep-alive comment if the stream has been silent for `keep_alive`.
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let now = Instant::now();
+            let due = self.sent_at + self.keep_alive;
+            if now < due {
+                // Events went out since the timer was set.
+                self.timer.as_mut().reset(due);
+                continue;
             }
+            self.sent_at = now;
+            self.timer.as_mut().reset(now + self.keep_alive);
+            return Poll::Ready(Bytes::from_static(KEEP_ALIVE));
+        }
+    }
+}
+
+impl HttpBody for EventStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        // Events first, then the keep-alive, then shutdown: a stream ends
+        // only once what was there to read has been written.
+        let chunk = match this.subscription.poll_next(cx) {
+            Poll::Ready(Some(batch)) => {
+                let mut frame = Vec::new();
+                write_batch(&mut frame, &batch);
+                this.sent_at = Instant::now();
+                Some(Bytes::from(frame))
+            }
+            Poll::Ready(None) => None,
+            Poll::Pending => match this.poll_keep_alive(cx) {
+                Poll::Ready(comment) => Some(comment),
+                Poll::Pending if this.shutdown.as_mut().poll(cx).is_ready() => None,
+                Poll::Pending => return Poll::Pending,
+            },
         };
-        Some((Ok(chunk), Some(open)))
-    })
+        this.done = chunk.is_none();
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
 }
 
 #[cfg(test)]
@@ -159,7 +188,9 @@ mod tests {
     }
 
     /// Alice's open stream (with `keep_alive`) and a way for Bob to signal her.
-    async fn alice_and_bob(keep_alive: Duration) -> (impl Stream<Item = Bytes>, impl AsyncFn()) {
+    async fn alice_and_bob(
+        keep_alive: Duration,
+    ) -> (impl futures_util::Stream<Item = Bytes>, impl AsyncFn()) {
         use crate::hub::{Hub, JoinSpec, MemberRef, Settings};
         use crate::inbox::Limits;
         use crate::model::{RoomId, SignalType};
@@ -188,12 +219,13 @@ mod tests {
             member,
         };
         let subscription = hub.open_stream(&at(alice), None).await.unwrap();
-        let stream = event_stream(
+        let stream = EventStream::new(
             Vec::new(),
             subscription,
             keep_alive,
             CancellationToken::new(),
         );
+        let stream = axum::body::Body::new(stream).into_data_stream();
         let from = at(bob);
         let send = async move || {
             let payload = serde_json::value::to_raw_value(&1).unwrap();

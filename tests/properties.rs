@@ -26,7 +26,7 @@ use signalpost::model::{
     LeaveReason, MemberJoinedData, MemberLeftData, MemberView, ReadyData, RoomId, RoomUpdatedData,
     SignalData, SignalRequest, SignalType, Timestamp, single_line_json,
 };
-use signalpost::sse::{KEEP_ALIVE, event_stream, ready_frame, write_batch};
+use signalpost::sse::{EventStream, KEEP_ALIVE, ready_frame, write_batch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -843,13 +843,13 @@ async fn alice_stream(
         last_event_id: subscription.cursor(),
     });
     let shutdown = CancellationToken::new();
-    let body = event_stream(
+    let body = EventStream::new(
         first,
         subscription,
         Duration::from_secs(3600),
         shutdown.clone(),
     );
-    let mut body = std::pin::pin!(body);
+    let mut body = axum::body::Body::new(body).into_data_stream();
     let mut bytes = Vec::new();
     // `ready`, then one batch with everything the inbox held.
     for _ in 0..2 {

@@ -110,7 +110,7 @@ async fn stream_events(
         member_id,
         last_event_id: subscription.cursor(),
     });
-    let body = sse::event_stream(
+    let body = sse::EventStream::new(
         first,
         subscription,
         state.config.keep_alive,
@@ -128,7 +128,7 @@ async fn stream_events(
                 HeaderValue::from_static("no"),
             ),
         ],
-        Body::from_stream(body),
+        Body::new(body),
     )
         .into_response())
 }

@@ -14,10 +14,16 @@
 mod memory;
 mod redis;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use uuid::Uuid;
 
 pub use self::memory::{MemoryHub, MemorySubscription};
@@ -244,10 +250,27 @@ impl Hub {
 
 /// One open reader of an inbox (a stream, or a poll while it waits). While
 /// it exists, the member is not reaped.
+///
+/// Polled by hand (`poll_next`), not an async fn: an open stream waits here
+/// for all of its life, and an async fn's state, and the futures around it,
+/// were most of the memory and of the instructions of every event a stream
+/// writes.
 pub struct Subscription {
     reader: Reader,
+    wake: Arc<Notify>,
+    /// Armed before every read, so that an event landing between the read
+    /// and the wait still wakes the reader. Replaced, in place, once it has
+    /// fired or a batch was returned (`rearm`).
+    armed: Pin<Box<OwnedNotified>>,
+    rearm: bool,
+    /// A Redis read under way: a round trip, polled to its end before the
+    /// next; it moves the cursor only as its batch is returned.
+    reading: Option<Pin<Box<RedisRead>>>,
     _open: OpenStream,
 }
+
+/// A Redis read: the batch after the cursor and the cursor it moves to.
+type RedisRead = dyn Future<Output = Option<(u64, Batch)>> + Send;
 
 enum Reader {
     Memory(MemorySubscription),
@@ -256,8 +279,16 @@ enum Reader {
 
 impl Subscription {
     fn new(reader: Reader, transport: &'static str) -> Self {
+        let wake = match &reader {
+            Reader::Memory(subscription) => subscription.wake(),
+            Reader::Redis(subscription) => subscription.wake(),
+        };
         Self {
             reader,
+            armed: Box::pin(Arc::clone(&wake).notified_owned()),
+            wake,
+            rearm: false,
+            reading: None,
             _open: OpenStream::new(transport),
         }
     }
@@ -282,36 +313,54 @@ impl Subscription {
     /// Reads once without waiting: the events there are now, possibly
     /// none. `None` when the reader is done, as for `next`.
     pub async fn read_now(&mut self) -> Option<Batch> {
-        Self::depth(match &mut self.reader {
-            Reader::Memory(subscription) => subscription.read_now(),
-            // Boxed: a Redis call's future is large, and inline it would
-            // size every open stream's state, in-memory ones included.
-            Reader::Redis(subscription) => Box::pin(subscription.read_now()).await,
-        })
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
     }
 
-    /// Waits for the next events. `None` when the reader is done: the
-    /// member is gone, a newer stream replaced this one, or (Redis) the
-    /// state cannot be reached.
-    ///
-    /// Cancel-safe: the cursor moves only together with a returned batch.
-    pub async fn next(&mut self) -> Option<Batch> {
-        let wake = match &self.reader {
-            Reader::Memory(subscription) => subscription.wake(),
-            Reader::Redis(subscription) => subscription.wake(),
-        };
-        loop {
-            // Armed before the inbox is read, so an event that lands between
-            // the read and the wait still wakes us.
-            let notified = wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let batch = self.read_now().await?;
-            if !batch.is_empty() {
-                return Some(batch);
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
+        let batch = match &mut self.reader {
+            Reader::Memory(subscription) => subscription.read_now(),
+            Reader::Redis(subscription) => {
+                let reading = self
+                    .reading
+                    .get_or_insert_with(|| Box::pin(subscription.read()));
+                let read = ready!(reading.as_mut().poll(cx));
+                self.reading = None;
+                read.map(|(cursor, batch)| {
+                    subscription.set_cursor(cursor);
+                    batch
+                })
             }
-            notified.await;
+        };
+        Poll::Ready(Self::depth(batch))
+    }
+
+    /// The next events, once there are any. `None` when the reader is done:
+    /// the member is gone, a newer stream replaced this one, or (Redis) the
+    /// state cannot be reached. Returns `Pending` with `cx` woken by the next
+    /// event, as a `Stream` does.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
+        loop {
+            if self.rearm {
+                self.armed.set(Arc::clone(&self.wake).notified_owned());
+                self.rearm = false;
+            }
+            self.armed.as_mut().enable();
+            let Some(batch) = ready!(self.poll_read(cx)) else {
+                return Poll::Ready(None);
+            };
+            if !batch.is_empty() {
+                self.rearm = true;
+                return Poll::Ready(Some(batch));
+            }
+            ready!(self.armed.as_mut().poll(cx));
+            self.rearm = true;
         }
+    }
+
+    /// `poll_next` as a future. Cancel-safe: the cursor moves only together
+    /// with a returned batch.
+    pub async fn next(&mut self) -> Option<Batch> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }
 

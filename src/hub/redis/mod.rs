@@ -899,36 +899,42 @@ impl RedisSubscription {
         self.cursor
     }
 
-    /// Reads once without waiting: the events there are now, possibly
-    /// none; `None` when the reader is done.
-    pub async fn read_now(&mut self) -> Option<Batch> {
+    /// Reads once without waiting: the events after the cursor there are
+    /// now, possibly none, and the cursor that reading them moves to;
+    /// `None` when the reader is done. Owns what it needs, so that a
+    /// subscription can hold it while the round trip lasts.
+    pub fn read(&self) -> impl Future<Output = Option<(u64, Batch)>> + Send + 'static {
+        let hub = self.hub.clone();
+        let room = self.member.room.clone();
         let member = self.member.member.to_string();
         let generation = self
             .generation
             .map(|generation| generation.to_string())
             .unwrap_or_default();
-        let cursor = self.cursor.to_string();
-        let reply = self
-            .hub
-            .run(
-                &self.hub.inner.scripts.read,
-                &self.member.room,
-                &[&member, &cursor, &generation],
-            )
-            .await
-            .ok()?;
-        if reply.status != "ok" {
-            return None;
+        let after = self.cursor;
+        async move {
+            let cursor = after.to_string();
+            let reply = hub
+                .run(
+                    &hub.inner.scripts.read,
+                    &room,
+                    &[&member, &cursor, &generation],
+                )
+                .await
+                .ok()?;
+            if reply.status != "ok" {
+                return None;
+            }
+            let mut rest = reply.rest.into_iter();
+            let last = rest.next().as_ref().and_then(into_u64).unwrap_or(0);
+            let batch = batch_after(after, last, rest.next().map(into_array).unwrap_or_default());
+            Some((last, batch))
         }
-        let mut rest = reply.rest.into_iter();
-        let last = rest.next().as_ref().and_then(into_u64).unwrap_or(0);
-        let batch = batch_after(
-            self.cursor,
-            last,
-            rest.next().map(into_array).unwrap_or_default(),
-        );
-        self.cursor = last;
-        Some(batch)
+    }
+
+    /// Where the next read starts: after what `read` last returned.
+    pub fn set_cursor(&mut self, cursor: u64) {
+        self.cursor = cursor;
     }
 
     /// What `Subscription::next` waits on between reads.
