@@ -95,6 +95,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 pub struct JsonBody<T>(pub T);
 
 fn is_json(content_type: &str) -> bool {
+    // What nearly every client sends, without taking it apart.
+    if content_type.eq_ignore_ascii_case("application/json") {
+        return true;
+    }
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
