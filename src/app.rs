@@ -239,9 +239,7 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router
-        .layer(axum::middleware::from_fn(observe::observe))
-        .with_state(state)
+    router.layer(observe::ObserveLayer).with_state(state)
 }
 
 /// `/metrics` alone, for `--metrics-listen`.

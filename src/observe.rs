@@ -14,14 +14,20 @@
 //! every request. The layers, and a span with three formatted fields, were
 //! a tenth of a signal's instructions.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::{AUTHORIZATION, COOKIE, Entry};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
+use tracing::Span;
+use tracing::instrument::{Instrument, Instrumented};
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -80,48 +86,139 @@ fn hide_secrets(headers: &mut HeaderMap) {
     }
 }
 
-/// Gives the request its id and its span, runs it with the id in scope,
-/// names the id in the response, and times it.
-pub async fn observe(mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    hide_secrets(request.headers_mut());
-    let id = request
-        .headers()
-        .get(&HEADER)
-        .filter(|value| plain(value))
-        .cloned()
-        .unwrap_or_else(fresh);
-    let id = RequestId(id);
-    let method = crate::metrics::method_label(request.method());
-    // Cloned before the request moves on: an `Arc<str>`, no copy.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("<no route>", MatchedPath::as_str);
-    // The route and method are on the debug line below, not in the span:
-    // each field of a span is formatted when the span opens, for every
-    // request, whether anything logs in it or not.
-    let span = tracing::info_span!("request", request_id = %id.as_str());
-    let mut response = CURRENT
-        .scope(id.clone(), next.run(request))
-        .instrument(span.clone())
-        .await;
-    let elapsed = started.elapsed();
-    crate::metrics::record_request(method, route, elapsed);
-    let status = response.status();
-    span.in_scope(|| {
-        if status.is_server_error() {
-            tracing::error!(
-                method,
-                route,
-                status = status.as_u16(),
-                ?elapsed,
-                "request failed"
-            );
-        } else {
-            tracing::debug!(method, route, status = status.as_u16(), ?elapsed, "request");
+/// What `Observe` keeps of a request while it runs.
+struct Started {
+    at: Instant,
+    id: RequestId,
+    method: &'static str,
+    route: Option<MatchedPath>,
+    span: Span,
+}
+
+impl Started {
+    /// Gives the request its id and its span.
+    fn new(request: &mut Request) -> Self {
+        let at = Instant::now();
+        hide_secrets(request.headers_mut());
+        let id = request
+            .headers()
+            .get(&HEADER)
+            .filter(|value| plain(value))
+            .cloned()
+            .unwrap_or_else(fresh);
+        let id = RequestId(id);
+        // The route and method are on the debug line below, not in the span:
+        // each field of a span is formatted when the span opens, for every
+        // request, whether anything logs in it or not.
+        let span = tracing::info_span!("request", request_id = %id.as_str());
+        Self {
+            at,
+            method: crate::metrics::method_label(request.method()),
+            // Cloned before the request moves on: an `Arc<str>`, no copy.
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            id,
+            span,
         }
-    });
-    response.headers_mut().insert(HEADER, id.0);
-    response
+    }
+
+    /// Times the request, logs a server error, and names the id in the
+    /// response.
+    fn finish(self, response: &mut Response) {
+        let elapsed = self.at.elapsed();
+        let route = self
+            .route
+            .as_ref()
+            .map_or("<no route>", MatchedPath::as_str);
+        let method = self.method;
+        crate::metrics::record_request(method, route, elapsed);
+        let status = response.status();
+        self.span.in_scope(|| {
+            if status.is_server_error() {
+                tracing::error!(
+                    method,
+                    route,
+                    status = status.as_u16(),
+                    ?elapsed,
+                    "request failed"
+                );
+            } else {
+                tracing::debug!(method, route, status = status.as_u16(), ?elapsed, "request");
+            }
+        });
+        response.headers_mut().insert(HEADER, self.id.0);
+    }
+}
+
+/// The layer that observes every request of the router it is on.
+///
+/// A `Service` of its own, not `axum::middleware::from_fn`: that boxes the
+/// rest of the router and the middleware's future again for every request,
+/// and every relayed signal is a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
+    }
+}
+
+/// Runs the request with its id in scope and inside its span; see
+/// `ObserveLayer`.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Started::new(&mut request);
+        let inner = CURRENT
+            .scope(started.id.clone(), self.inner.call(request))
+            .instrument(started.span.clone());
+        ObserveFuture {
+            inner,
+            started: Some(started),
+        }
+    }
+}
+
+pin_project! {
+    /// A request's answer, observed once it is ready.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        inner: Instrumented<TaskLocalFuture<RequestId, F>>,
+        started: Option<Started>,
+    }
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = ready!(this.inner.poll(cx));
+        if let Some(started) = this.started.take() {
+            started.finish(&mut response);
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 #[cfg(test)]
