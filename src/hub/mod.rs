@@ -252,9 +252,8 @@ impl Hub {
 /// it exists, the member is not reaped.
 ///
 /// Polled by hand (`poll_next`), not an async fn: an open stream waits here
-/// for all of its life, and an async fn's state, and the futures around it,
-/// were most of the memory and of the instructions of every event a stream
-/// writes.
+/// for all of its life, and the async fn made its futures again for every
+/// event.
 pub struct Subscription {
     reader: Reader,
     wake: Arc<Notify>,
