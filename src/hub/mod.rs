@@ -14,7 +14,6 @@
 mod memory;
 mod redis;
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -256,7 +255,6 @@ impl Hub {
 /// event.
 pub struct Subscription {
     reader: Reader,
-    wake: Arc<Notify>,
     /// Armed before every read, so that an event landing between the read
     /// and the wait still wakes the reader. Replaced, in place, once it has
     /// fired or a batch was returned (`rearm`).
@@ -276,16 +274,22 @@ enum Reader {
     Redis(RedisSubscription),
 }
 
-impl Subscription {
-    fn new(reader: Reader, transport: &'static str) -> Self {
-        let wake = match &reader {
+impl Reader {
+    /// What the reader waits on between reads.
+    fn wake(&self) -> Arc<Notify> {
+        match self {
             Reader::Memory(subscription) => subscription.wake(),
             Reader::Redis(subscription) => subscription.wake(),
-        };
+        }
+    }
+}
+
+impl Subscription {
+    fn new(reader: Reader, transport: &'static str) -> Self {
+        let armed = Box::pin(reader.wake().notified_owned());
         Self {
             reader,
-            armed: Box::pin(Arc::clone(&wake).notified_owned()),
-            wake,
+            armed,
             rearm: false,
             reading: None,
             _open: OpenStream::new(transport),
@@ -340,7 +344,7 @@ impl Subscription {
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
         loop {
             if self.rearm {
-                self.armed.set(Arc::clone(&self.wake).notified_owned());
+                self.armed.set(self.reader.wake().notified_owned());
                 self.rearm = false;
             }
             self.armed.as_mut().enable();
