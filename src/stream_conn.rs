@@ -14,7 +14,6 @@
 //! every stream that arrives on a connection that already served a request,
 //! is hyper's.
 
-use std::future::Future;
 use std::io::{Cursor, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
