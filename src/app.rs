@@ -12,6 +12,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderName, HeaderValue, Method};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -224,14 +225,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole application, ready to serve.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> App {
     let (api, doc) = api();
     let mut api = api;
+    // Every route the router has, for the metrics' route labels; anything
+    // else (the web pages, a 404) is counted as `<no route>`.
+    let mut templates: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+    templates.extend([OPENAPI_PATH, DOCS_PATH, "/docs/", "/docs/{*rest}"]);
     if state.config.metrics_listen.is_none() {
         api = api.route("/metrics", axum::routing::get(metrics::serve));
+        templates.push("/metrics");
     }
+    let observe = observe::ObserveLayer::new(templates);
     let router = api
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
         .fallback(web::serve)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     // Off unless origins are named: a browser then calls only its own origin.
@@ -239,8 +246,16 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router.layer(observe::ObserveLayer).with_state(state)
+    observe.layer(router.with_state(state))
 }
+
+/// The application as it is served: the router inside `observe`, which
+/// wraps it whole rather than each route (see `observe::ObserveLayer`).
+pub type App = observe::Observe<Router>;
+
+/// Where Swagger UI is, and the OpenAPI document it reads.
+const DOCS_PATH: &str = "/docs";
+const OPENAPI_PATH: &str = "/openapi.json";
 
 /// `/metrics` alone, for `--metrics-listen`.
 pub fn metrics_router(state: AppState) -> Router {

@@ -8,18 +8,19 @@
 //! (`X-Request-Id`) is kept when it is short and plain; any other is
 //! replaced, since it goes into logs.
 //!
-//! One middleware, not `tower_http`'s trace and sensitive-headers layers
-//! beside others: every relayed signal is a request, and every layer on the
-//! router is one more boxed service cloned, and one more boxed future, for
-//! every request. The layers, and a span with three formatted fields, were
-//! a tenth of a signal's instructions.
+//! One middleware around the whole router, not `tower_http`'s trace and
+//! sensitive-headers layers on it: every relayed signal is a request, and
+//! every layer on axum's router is one more boxed service cloned, and one
+//! more boxed future, for every request. The layers, and a span with three
+//! formatted fields, were a tenth of a signal's instructions.
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::header::{AUTHORIZATION, COOKIE, Entry};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
@@ -91,13 +92,13 @@ struct Started {
     at: Instant,
     id: RequestId,
     method: &'static str,
-    route: Option<MatchedPath>,
+    route: Option<Arc<str>>,
     span: Span,
 }
 
 impl Started {
     /// Gives the request its id and its span.
-    fn new(request: &mut Request) -> Self {
+    fn new(request: &mut Request, routes: &Routes) -> Self {
         let at = Instant::now();
         hide_secrets(request.headers_mut());
         let id = request
@@ -114,8 +115,11 @@ impl Started {
         Self {
             at,
             method: crate::metrics::method_label(request.method()),
-            // Cloned before the request moves on: an `Arc<str>`, no copy.
-            route: request.extensions().get::<MatchedPath>().cloned(),
+            route: routes
+                .0
+                .at(request.uri().path())
+                .ok()
+                .map(|matched| Arc::clone(matched.value)),
             id,
             span,
         }
@@ -125,10 +129,7 @@ impl Started {
     /// response.
     fn finish(self, response: &mut Response) {
         let elapsed = self.at.elapsed();
-        let route = self
-            .route
-            .as_ref()
-            .map_or("<no route>", MatchedPath::as_str);
+        let route = self.route.as_deref().unwrap_or("<no route>");
         let method = self.method;
         crate::metrics::record_request(method, route, elapsed);
         let status = response.status();
@@ -149,19 +150,45 @@ impl Started {
     }
 }
 
-/// The layer that observes every request of the router it is on.
+/// The route templates (`/rooms/{room_id}/join`) that requests are timed
+/// under in the metrics: a bounded set of labels, whatever the paths.
 ///
-/// A `Service` of its own, not `axum::middleware::from_fn`: that boxes the
-/// rest of the router and the middleware's future again for every request,
-/// and every relayed signal is a request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ObserveLayer;
+/// Matched here, not read from axum's `MatchedPath`: that is known only
+/// inside the router, so `observe` would have to be a layer on every route,
+/// and axum boxes and clones such a layer's service once more for every
+/// request.
+#[derive(Debug)]
+struct Routes(matchit::Router<Arc<str>>);
+
+/// The layer that observes every request of the service it wraps, the
+/// whole router; `templates` are the routes it serves, in axum's syntax.
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    routes: Arc<Routes>,
+}
+
+impl ObserveLayer {
+    pub fn new<'a>(templates: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut routes = matchit::Router::new();
+        for template in templates {
+            routes
+                .insert(template, Arc::from(template))
+                .expect("the router took the same templates, and both match with matchit");
+        }
+        Self {
+            routes: Arc::new(Routes(routes)),
+        }
+    }
+}
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
+        Observe {
+            inner,
+            routes: Arc::clone(&self.routes),
+        }
     }
 }
 
@@ -170,6 +197,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Debug, Clone)]
 pub struct Observe<S> {
     inner: S,
+    routes: Arc<Routes>,
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -185,7 +213,7 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let started = Started::new(&mut request);
+        let started = Started::new(&mut request, &self.routes);
         let inner = CURRENT
             .scope(started.id.clone(), self.inner.call(request))
             .instrument(started.span.clone());

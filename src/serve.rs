@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::App;
 use crate::stream_conn::{self, FirstRequest};
 use tower::ServiceExt;
 use tracing::{debug, warn};
@@ -45,7 +45,7 @@ pub struct ConnectionLimits {
 /// after at most `limits.grace`.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
@@ -155,7 +155,7 @@ fn timed(socket: TcpStream, limits: &ConnectionLimits) -> Pin<Box<TimeoutStream<
 async fn serve_tls(
     socket: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: App,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
     limits: &ConnectionLimits,
@@ -174,7 +174,7 @@ async fn serve_tls(
 async fn serve_with_hyper(
     socket: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: App,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
     limits: &ConnectionLimits,
@@ -185,7 +185,7 @@ async fn serve_with_hyper(
 async fn serve_io<IO>(
     io: IO,
     peer: SocketAddr,
-    app: Router,
+    app: App,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
 ) where
@@ -193,7 +193,7 @@ async fn serve_io<IO>(
 {
     let service = app.map_request(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        request
+        request.map(axum::body::Body::new)
     });
     let connection =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));

@@ -20,7 +20,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, BodyDataStream};
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method, Request, Version, header};
@@ -32,6 +31,8 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::io::poll_write_buf;
 use tower::ServiceExt;
+
+use crate::app::App;
 
 /// The most header lines a stream request may have to be served here;
 /// browsers send about a dozen.
@@ -120,7 +121,7 @@ fn parse_stream_request(bytes: &[u8], peer: SocketAddr) -> Option<(Request<Body>
 pub async fn serve(
     mut socket: TcpStream,
     request: Box<Request<Body>>,
-    app: Router,
+    app: App,
     write_timeout: Duration,
 ) {
     // The head in a future of its own, boxed and gone before the stream
@@ -145,7 +146,7 @@ pub async fn serve(
 async fn answer_head(
     socket: &mut TcpStream,
     request: Box<Request<Body>>,
-    app: Router,
+    app: App,
     write_timeout: Duration,
 ) -> Option<Body> {
     // Boxed so that the router's future does not size this one.

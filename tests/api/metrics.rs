@@ -83,6 +83,23 @@ async fn metrics_count_rooms_members_streams_signals_rejections_and_requests() {
         Some(3.0)
     );
     assert!(text.contains("signalpost_request_duration_seconds_bucket{method=\"POST\",route=\"/signals\",le=\"0.001\"}"));
+    // Paths are counted under their route, so the labels stay few.
+    assert_eq!(
+        sample(
+            &text,
+            "signalpost_request_duration_seconds_count{method=\"POST\",route=\"/rooms/{room_id}/join\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "signalpost_request_duration_seconds_count{method=\"GET\",route=\"<no route>\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
     // The member-joined, then one signal per read.
     assert_eq!(sample(&text, "signalpost_inbox_depth_count"), Some(4.0));
 }
