@@ -345,6 +345,46 @@ async fn a_signal_body_over_the_payload_limit_answers_413() {
     assert_problem(big, 413, "payload_too_large").await;
 }
 
+/// `POST /signals` with a body sent in `pieces`, chunked: the client says
+/// no length up front.
+async fn send_in_pieces(app: &TestApp, token: &str, pieces: Vec<String>) -> reqwest::Response {
+    let chunks = pieces
+        .into_iter()
+        .map(|piece| Ok::<_, std::io::Error>(piece.into_bytes()));
+    send(
+        app.client
+            .post(app.url("/signals"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            ))),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_body_in_pieces_is_read_whole_and_bounded_all_the_same() {
+    let app = spawn_app_with(&["--payload-limit", "1024"]).await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let pieces = |text: &str| {
+        let body = json!({"to": bob.member_id, "type": "chat", "payload": text}).to_string();
+        let (head, tail) = body.split_at(body.len() / 2);
+        let (middle, tail) = tail.split_at(tail.len() / 2);
+        vec![head.to_owned(), middle.to_owned(), tail.to_owned()]
+    };
+
+    let small = send_in_pieces(&app, &alice.token, pieces(&"a".repeat(900))).await;
+    assert_eq!(json_body(small, 202).await, json!({"recipients": 1}));
+    let signal = bob_events.expect_signal().await;
+    assert_eq!(signal.data["payload"], json!("a".repeat(900)));
+
+    let big = send_in_pieces(&app, &alice.token, pieces(&"a".repeat(1100))).await;
+    assert_problem(big, 413, "payload_too_large").await;
+}
+
 #[tokio::test]
 async fn the_default_payload_limit_is_64_kib() {
     let app = spawn_app().await;
