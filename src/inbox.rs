@@ -69,7 +69,15 @@ impl EventBody {
         sent_at: Timestamp,
     ) -> Arc<Self> {
         let mut uuid = [0; uuid::fmt::Hyphenated::LENGTH];
-        let mut around = String::with_capacity(160);
+        // The exact length, so that the box below takes the buffer as it is.
+        const FIXED: usize = r#"{"from":"","to":,"type":"","payload":,"sent_at":""}"#.len();
+        const UUID: usize = uuid::fmt::Hyphenated::LENGTH;
+        const QUOTED_UUID: usize = UUID + 2;
+        const RFC3339_MILLIS: usize = "2000-01-01T00:00:00.000Z".len();
+        let to_len = if to.is_some() { QUOTED_UUID } else { "null".len() };
+        let mut around = String::with_capacity(
+            FIXED + UUID + to_len + signal_type.as_str().len() + RFC3339_MILLIS,
+        );
         around.push_str("{\"from\":\"");
         around.push_str(from.hyphenated().encode_lower(&mut uuid));
         around.push_str("\",\"to\":");
@@ -89,6 +97,7 @@ impl EventBody {
         around.push_str(",\"sent_at\":\"");
         write!(around, "{sent_at}").expect("writing to a String does not fail");
         around.push_str("\"}");
+        debug_assert_eq!(around.len(), around.capacity(), "{around}");
         Arc::new(Self {
             kind: SIGNAL,
             data: Data::Signal {
