@@ -4,8 +4,7 @@
 //! the inbox, the error type); the room and member gauges are read from the
 //! state at each scrape, so every node of a cluster reports the service's.
 
-use std::collections::HashMap;
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -97,48 +96,64 @@ impl Drop for OpenStream {
     }
 }
 
-/// The `method` label: named methods only, since a label taken from
+/// The `method` labels: named methods only, since a label taken from
 /// whatever a client sends would grow without bound.
-pub fn method_label(method: &Method) -> &'static str {
-    match method.as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "OPTIONS" => "OPTIONS",
-        "HEAD" => "HEAD",
-        "PUT" => "PUT",
-        _ => "other",
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PATCH", "DELETE", "OPTIONS", "HEAD", "PUT", "other",
+];
+
+/// A request method, as one of `METHODS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodLabel(usize);
+
+impl MethodLabel {
+    pub fn of(method: &Method) -> Self {
+        let named = METHODS[..METHODS.len() - 1]
+            .iter()
+            .position(|name| *name == method.as_str());
+        Self(named.unwrap_or(METHODS.len() - 1))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        METHODS[self.0]
     }
 }
 
-/// Records a request's time to its response head under its method and
-/// route template.
-///
-/// The histogram of each pair is looked up in the recorder once and kept:
-/// the recorder's own lookup builds and hashes a labelled key, with the
-/// route copied into it, for every request. The pairs are bounded by the
-/// methods above times the routes of the router.
-pub fn record_request(method: &'static str, route: &str, elapsed: Duration) {
-    type Routes = HashMap<Box<str>, Histogram>;
-    static HISTOGRAMS: OnceLock<RwLock<HashMap<&'static str, Routes>>> = OnceLock::new();
-    let histograms = HISTOGRAMS.get_or_init(Default::default);
-    let known = histograms
-        .read()
-        .ok()
-        .and_then(|methods| methods.get(method)?.get(route).cloned());
-    let histogram = known.unwrap_or_else(|| {
-        let histogram =
-            metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route.to_owned());
-        if let Ok(mut methods) = histograms.write() {
-            methods
-                .entry(method)
-                .or_default()
-                .insert(route.into(), histogram.clone());
+/// The request times of one route template, a histogram per method, each
+/// looked up in the recorder the first time and kept: the recorder's own
+/// lookup builds and hashes a labelled key, with the route copied into it,
+/// for every request. The routes are those of the router, so the pairs are
+/// bounded.
+#[derive(Debug)]
+pub struct RouteTimes {
+    route: Box<str>,
+    by_method: [OnceLock<Histogram>; METHODS.len()],
+}
+
+impl RouteTimes {
+    pub fn new(route: &str) -> Self {
+        Self {
+            route: route.into(),
+            by_method: Default::default(),
         }
-        histogram
-    });
-    histogram.record(elapsed.as_secs_f64());
+    }
+
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Records a request's time to its response head.
+    pub fn record(&self, method: MethodLabel, elapsed: Duration) {
+        self.by_method[method.0]
+            .get_or_init(|| {
+                metrics::histogram!(
+                    REQUEST_DURATION,
+                    "method" => method.as_str(),
+                    "route" => self.route.to_string()
+                )
+            })
+            .record(elapsed.as_secs_f64());
+    }
 }
 
 /// The metrics in Prometheus's text format.
@@ -154,4 +169,21 @@ pub async fn serve(State(state): State<AppState>) -> Result<Response, ApiError> 
         handle().render(),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_methods_are_their_own_label_and_the_rest_are_other() {
+        for name in ["GET", "POST", "PATCH", "DELETE", "OPTIONS", "HEAD", "PUT"] {
+            let method = Method::from_bytes(name.as_bytes()).expect("a method");
+            assert_eq!(MethodLabel::of(&method).as_str(), name);
+        }
+        for name in ["TRACE", "CONNECT", "PROPFIND", "get"] {
+            let method = Method::from_bytes(name.as_bytes()).expect("a method");
+            assert_eq!(MethodLabel::of(&method).as_str(), "other", "{name}");
+        }
+    }
 }

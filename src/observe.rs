@@ -30,6 +30,8 @@ use tower::{Layer, Service};
 use tracing::Span;
 use tracing::instrument::{Instrument, Instrumented};
 
+use crate::metrics::{MethodLabel, RouteTimes};
+
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The longest id kept from a client.
@@ -91,8 +93,8 @@ fn hide_secrets(headers: &mut HeaderMap) {
 struct Started {
     at: Instant,
     id: RequestId,
-    method: &'static str,
-    route: Option<Arc<str>>,
+    method: MethodLabel,
+    route: Arc<RouteTimes>,
     span: Span,
 }
 
@@ -114,12 +116,8 @@ impl Started {
         let span = tracing::info_span!("request", request_id = %id.as_str());
         Self {
             at,
-            method: crate::metrics::method_label(request.method()),
-            route: routes
-                .0
-                .at(request.uri().path())
-                .ok()
-                .map(|matched| Arc::clone(matched.value)),
+            method: MethodLabel::of(request.method()),
+            route: routes.of(request.uri().path()),
             id,
             span,
         }
@@ -129,9 +127,8 @@ impl Started {
     /// response.
     fn finish(self, response: &mut Response) {
         let elapsed = self.at.elapsed();
-        let route = self.route.as_deref().unwrap_or("<no route>");
-        let method = self.method;
-        crate::metrics::record_request(method, route, elapsed);
+        self.route.record(self.method, elapsed);
+        let (method, route) = (self.method.as_str(), self.route.route());
         let status = response.status();
         self.span.in_scope(|| {
             if status.is_server_error() {
@@ -158,7 +155,18 @@ impl Started {
 /// and axum boxes and clones such a layer's service once more for every
 /// request.
 #[derive(Debug)]
-struct Routes(matchit::Router<Arc<str>>);
+struct Routes {
+    templates: matchit::Router<Arc<RouteTimes>>,
+    /// Whatever no template matches: the web pages, a 404.
+    other: Arc<RouteTimes>,
+}
+
+impl Routes {
+    fn of(&self, path: &str) -> Arc<RouteTimes> {
+        let matched = self.templates.at(path).map(|matched| matched.value);
+        Arc::clone(matched.unwrap_or(&self.other))
+    }
+}
 
 /// The layer that observes every request of the service it wraps, the
 /// whole router; `templates` are the routes it serves, in axum's syntax.
@@ -172,11 +180,14 @@ impl ObserveLayer {
         let mut routes = matchit::Router::new();
         for template in templates {
             routes
-                .insert(template, Arc::from(template))
+                .insert(template, Arc::new(RouteTimes::new(template)))
                 .expect("the router took the same templates, and both match with matchit");
         }
         Self {
-            routes: Arc::new(Routes(routes)),
+            routes: Arc::new(Routes {
+                templates: routes,
+                other: Arc::new(RouteTimes::new("<no route>")),
+            }),
         }
     }
 }
