@@ -255,11 +255,13 @@ impl Hub {
 /// event.
 pub struct Subscription {
     reader: Reader,
-    /// Armed before every read, so that an event landing between the read
-    /// and the wait still wakes the reader. Replaced, in place, once it has
-    /// fired or a batch was returned (`rearm`).
+    /// Armed before every read, so that an event landing after the read
+    /// wakes the reader. Replaced, in place, once it has fired.
     armed: Pin<Box<OwnedNotified>>,
-    rearm: bool,
+    /// Whether `armed` was armed before the last read: until it fires,
+    /// nothing has come since, and there is no need to read again. A
+    /// stream polls once more after every batch, and would read twice.
+    read_since_armed: bool,
     /// A Redis read under way: a round trip, polled to its end before the
     /// next; it moves the cursor only as its batch is returned.
     reading: Option<Pin<Box<RedisRead>>>,
@@ -290,7 +292,7 @@ impl Subscription {
         Self {
             reader,
             armed,
-            rearm: false,
+            read_since_armed: false,
             reading: None,
             _open: OpenStream::new(transport),
         }
@@ -343,20 +345,19 @@ impl Subscription {
     /// event, as a `Stream` does.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
         loop {
-            if self.rearm {
+            if self.read_since_armed {
+                ready!(self.armed.as_mut().poll(cx));
                 self.armed.set(self.reader.wake().notified_owned());
-                self.rearm = false;
+                self.read_since_armed = false;
             }
             self.armed.as_mut().enable();
             let Some(batch) = ready!(self.poll_read(cx)) else {
                 return Poll::Ready(None);
             };
+            self.read_since_armed = true;
             if !batch.is_empty() {
-                self.rearm = true;
                 return Poll::Ready(Some(batch));
             }
-            ready!(self.armed.as_mut().poll(cx));
-            self.rearm = true;
         }
     }
 
