@@ -1,5 +1,6 @@
 //! `POST /signals`.
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
@@ -81,12 +82,14 @@ impl IntoResponse for Accepted {
         body.extend_from_slice(b"{\"recipients\":");
         body.extend_from_slice(recipients.as_bytes());
         body.push(b'}');
-        (
-            StatusCode::ACCEPTED,
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body,
-        )
-            .into_response()
+        // Made whole, not through the tuple's `IntoResponse`, which sets
+        // `application/octet-stream` for the bytes and then replaces it.
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
     }
 }
 
