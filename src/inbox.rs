@@ -74,7 +74,11 @@ impl EventBody {
         const UUID: usize = uuid::fmt::Hyphenated::LENGTH;
         const QUOTED_UUID: usize = UUID + 2;
         const RFC3339_MILLIS: usize = "2000-01-01T00:00:00.000Z".len();
-        let to_len = if to.is_some() { QUOTED_UUID } else { "null".len() };
+        let to_len = if to.is_some() {
+            QUOTED_UUID
+        } else {
+            "null".len()
+        };
         let mut around = String::with_capacity(
             FIXED + UUID + to_len + signal_type.as_str().len() + RFC3339_MILLIS,
         );
