@@ -226,15 +226,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application, ready to serve.
 pub fn router(state: AppState) -> App {
-    let (api, doc) = api();
-    let mut api = api;
+    let (mut api, doc) = api();
     // Every route the router has, for the metrics' route labels; anything
-    // else (the web pages, a 404) is counted as `<no route>`.
-    let mut templates: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-    templates.extend([OPENAPI_PATH, DOCS_PATH, "/docs/", "/docs/{*rest}"]);
+    // else (the web pages, a 404) is counted as `<no route>`. Swagger UI's
+    // are the ones `SwaggerUi` makes of its path.
+    let mut templates: Vec<String> = doc.paths.paths.keys().cloned().collect();
+    templates.extend([
+        OPENAPI_PATH.to_owned(),
+        DOCS_PATH.to_owned(),
+        format!("{DOCS_PATH}/"),
+        format!("{DOCS_PATH}/{{*rest}}"),
+    ]);
     if state.config.metrics_listen.is_none() {
         api = api.route("/metrics", axum::routing::get(metrics::serve));
-        templates.push("/metrics");
+        templates.push("/metrics".to_owned());
     }
     let observe = observe::ObserveLayer::new(templates);
     let router = api

@@ -176,9 +176,10 @@ pub struct ObserveLayer {
 }
 
 impl ObserveLayer {
-    pub fn new<'a>(templates: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new(templates: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         let mut routes = matchit::Router::new();
         for template in templates {
+            let template = template.as_ref();
             routes
                 .insert(template, Arc::new(RouteTimes::new(template)))
                 .expect("the router took the same templates, and both match with matchit");

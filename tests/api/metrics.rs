@@ -54,6 +54,7 @@ async fn metrics_count_rooms_members_streams_signals_rejections_and_requests() {
         stream.expect_signal().await;
     }
     assert_eq!(app.get("/nowhere").await.status(), 404);
+    assert_eq!(app.get("/docs/").await.status(), 200);
 
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
@@ -90,6 +91,14 @@ async fn metrics_count_rooms_members_streams_signals_rejections_and_requests() {
             "signalpost_request_duration_seconds_count{method=\"POST\",route=\"/rooms/{room_id}/join\"}"
         ),
         Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "signalpost_request_duration_seconds_count{method=\"GET\",route=\"/docs/\"}"
+        ),
+        Some(1.0),
         "{text}"
     );
     assert_eq!(
