@@ -151,17 +151,6 @@ impl EventBody {
             }
         }
     }
-
-    /// The data as a JSON value of its own, for a response that embeds it.
-    pub fn raw(&self) -> Cow<'_, RawValue> {
-        match &self.data {
-            Data::Json(data) => Cow::Borrowed(data),
-            Data::Signal { .. } => Cow::Owned(
-                RawValue::from_string(self.json().into_owned())
-                    .expect("a signal's parts make one JSON object"),
-            ),
-        }
-    }
 }
 
 /// The kind of relayed messages; every other kind is never refused.
@@ -455,7 +444,6 @@ mod tests {
                 let (event, expected) = signal_event(to, payload);
                 assert_eq!(event.kind, SIGNAL);
                 assert_eq!(event.json(), expected);
-                assert_eq!(event.raw().get(), expected);
                 assert_eq!(event.size(), expected.len());
                 let mut written = b"data: ".to_vec();
                 event.write_json(&mut written);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, assert_same_member, spawn_app};
+use crate::helpers::{assert_problem, assert_same_member, spawn_app, spawn_app_with};
 
 fn ids(events: &[Value]) -> Vec<Value> {
     events.iter().map(|event| event["id"].clone()).collect()
@@ -214,4 +214,49 @@ async fn poll_past_the_newest_event_waits_for_the_next_one() {
         events.is_empty(),
         "nothing after the newest event: {events:?}"
     );
+}
+
+#[tokio::test]
+async fn poll_after_events_no_longer_held_starts_with_a_gap() {
+    // Acknowledged events wait for a resume in a window as large as the
+    // hard bound: the limit plus a full room's joins and leaves (2 + 6).
+    let app = spawn_app_with(&[
+        "--inbox-limit",
+        "2",
+        "--max-capacity",
+        "2",
+        "--default-capacity",
+        "2",
+    ])
+    .await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let mut last = json!(0);
+    for n in 0..20 {
+        app.signal(&bob, Some(&alice), "chat", json!(n)).await;
+        let events = app
+            .poll_events(&alice, &format!("after={last}&timeout=0"))
+            .await;
+        last = events.last().expect("the signal just sent")["id"].clone();
+    }
+    assert_eq!(last, json!(21));
+
+    let events = app.poll_events(&alice, "after=0&timeout=0").await;
+
+    let gap = &events[0];
+    assert_eq!(gap["event"], json!("gap"), "{events:?}");
+    assert_eq!(gap["data"]["from"], json!(1), "the loss starts after 0");
+    let to = gap["data"]["to"].as_u64().expect("gap.to is an id");
+    assert!((1..21).contains(&to), "some events are still held: {gap}");
+    assert_eq!(gap["id"], json!(to), "a gap's id is its `to`");
+    let held: Vec<u64> = (to + 1..=21).collect();
+    assert_eq!(
+        ids(&events[1..]),
+        held.iter().map(|id| json!(id)).collect::<Vec<_>>()
+    );
+    for (event, id) in events[1..].iter().zip(held) {
+        assert_eq!(event["event"], json!("signal"));
+        // Event 2 is the first signal (0); event 1 was bob's join.
+        assert_eq!(event["data"]["payload"], json!(id - 2));
+    }
 }
