@@ -10,7 +10,6 @@ use crate::scenario::Sizes;
 
 const WIDTH: f64 = 920.0;
 const PANEL_W: f64 = 440.0;
-const PANEL_H: f64 = 150.0;
 const TOP: f64 = 56.0;
 const LABEL_W: f64 = 150.0;
 const BAR_H: f64 = 20.0;
@@ -19,6 +18,7 @@ const BAR_GAP: f64 = 8.0;
 fn color(peer: &str) -> &'static str {
     match peer {
         "signalpost" => "#1f6fb4",
+        "signalpost-poll" => "#7fb2e0",
         "floor" => "#7a7a7a",
         "sio-ws" => "#d0432b",
         _ => "#f0a070",
@@ -77,7 +77,9 @@ pub fn svg(peers: &[(&str, &str)], summaries: &BTreeMap<&str, Summary>, sizes: &
         },
     ];
     let rows = panels.len().div_ceil(2);
-    let height = TOP + rows as f64 * PANEL_H + 40.0;
+    // A title line, a bar per peer, and a gap to the next row of panels.
+    let panel_h = 26.0 + peers.len() as f64 * (BAR_H + BAR_GAP) + 12.0;
+    let height = TOP + rows as f64 * panel_h + 40.0;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -93,7 +95,7 @@ pub fn svg(peers: &[(&str, &str)], summaries: &BTreeMap<&str, Summary>, sizes: &
     );
     for (index, panel) in panels.iter().enumerate() {
         let x = 20.0 + (index % 2) as f64 * (PANEL_W + 20.0);
-        let y = TOP + (index / 2) as f64 * PANEL_H;
+        let y = TOP + (index / 2) as f64 * panel_h;
         draw_panel(&mut svg, x, y, panel, peers, summaries);
     }
     let _ = writeln!(

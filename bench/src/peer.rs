@@ -1,7 +1,7 @@
 //! The servers under test as the generator drives them: how a member joins,
 //! how its inbox is read, how it sends a signal. signalpost and the floor
-//! speak HTTP (a POST per signal, an SSE response as the inbox); socket.io
-//! is in `socketio`.
+//! speak HTTP (a POST per signal, an SSE response or, for signalpost, a
+//! long-poll as the inbox); socket.io is in `socketio`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,11 +28,18 @@ const MAX_POSTS_IN_FLIGHT: usize = 1024;
 /// Copies sent and not received past which a scheduled send is shed.
 const MAX_COPIES_IN_FLIGHT: u64 = 100_000;
 
+/// How long one of signalpost's long-polls waits for an event: the API's
+/// default, as a client that sets nothing gets.
+const POLL_WAIT_SECS: u64 = 25;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PeerKind {
     /// signalpost: REST commands, SSE inbox.
     Signalpost,
+    /// signalpost with its inbox read by long-poll, as a client behind a
+    /// proxy that buffers streams reads it.
+    SignalpostPoll,
     /// The minimal axum relay of `src/bin/floor.rs`.
     Floor,
     /// socket.io v4 over its websocket transport.
@@ -45,6 +52,7 @@ impl PeerKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Signalpost => "signalpost",
+            Self::SignalpostPoll => "signalpost-poll",
             Self::Floor => "floor",
             Self::SioWs => "sio-ws",
             Self::SioPolling => "sio-polling",
@@ -134,7 +142,9 @@ impl Ctx {
         };
         let joining = async {
             match self.kind {
-                PeerKind::Signalpost => self.join_signalpost(http, room, capacity).await,
+                PeerKind::Signalpost | PeerKind::SignalpostPoll => {
+                    self.join_signalpost(http, room, capacity).await
+                }
                 PeerKind::Floor => self.join_floor(http, room).await,
                 PeerKind::SioWs => {
                     socketio::join_websocket(self, room, capacity)
@@ -193,8 +203,13 @@ impl Ctx {
         }
         let joined: Joined = serde_json::from_slice(&answer.body).context("join answer")?;
         let auth = format!("Bearer {}", joined.token);
-        let path = format!("/rooms/{room}/members/{}/events", joined.member.id);
-        self.open_sse(&path, Some(&auth)).await?;
+        let member = format!("/rooms/{room}/members/{}", joined.member.id);
+        if self.kind == PeerKind::SignalpostPoll {
+            self.open_polls(&format!("{member}/poll"), &auth).await?;
+        } else {
+            self.open_sse(&format!("{member}/events"), Some(&auth))
+                .await?;
+        }
         Ok(Member {
             id: joined.member.id,
             http,
@@ -274,6 +289,23 @@ impl Ctx {
         ready_rx
             .await
             .context("the inbox reader stopped")?
+            .map_err(|reason| anyhow::anyhow!(reason))
+    }
+
+    /// Starts a member's long-poll loop, and waits for its first answer.
+    async fn open_polls(&self, path: &str, auth: &str) -> Result<()> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(read_polls(
+            self.http.clone(),
+            path.to_owned(),
+            auth.to_owned(),
+            self.recorder.clone(),
+            ready_tx,
+            self.open_inboxes.clone(),
+        ));
+        ready_rx
+            .await
+            .context("the poll loop stopped")?
             .map_err(|reason| anyhow::anyhow!(reason))
     }
 
@@ -390,6 +422,69 @@ async fn read_sse(
             Err(error) => format!("{error:#}"),
         };
         let _ = ready.send(Err(reason));
+    }
+    drop(open_guard);
+}
+
+/// Reads one signalpost inbox by long-poll until a poll fails: the first
+/// poll, which answers at once (`timeout=0`), releases the join (and counts
+/// the inbox as open); then each poll asks for what came after the last id
+/// seen, as the API's clients do, and every event's data goes to the
+/// recorder.
+async fn read_polls(
+    http: Arc<http1::Client>,
+    path: String,
+    auth: String,
+    recorder: Arc<Recorder>,
+    ready: oneshot::Sender<Result<(), String>>,
+    open: Arc<AtomicUsize>,
+) {
+    #[derive(Deserialize)]
+    struct Polled {
+        events: Vec<PolledEvent>,
+    }
+    #[derive(Deserialize)]
+    struct PolledEvent {
+        id: u64,
+        data: Box<serde_json::value::RawValue>,
+    }
+    let headers = [("authorization", auth.as_str())];
+    let mut ready = Some(ready);
+    let mut open_guard = None;
+    let mut after: Option<u64> = None;
+    let failure = loop {
+        let query = match (ready.is_some(), after) {
+            (true, _) => "timeout=0".to_owned(),
+            (false, None) => format!("timeout={POLL_WAIT_SECS}"),
+            (false, Some(id)) => format!("after={id}&timeout={POLL_WAIT_SECS}"),
+        };
+        let request = http1::request(
+            "GET",
+            &format!("{path}?{query}"),
+            http.addr(),
+            &headers,
+            b"",
+        );
+        let answer = match http.send(&request).await {
+            Ok(answer) if answer.status == 200 => answer,
+            Ok(answer) => break format!("a poll answered {}", answer.status),
+            Err(error) => break format!("{error:#}"),
+        };
+        let polled: Polled = match serde_json::from_slice(&answer.body) {
+            Ok(polled) => polled,
+            Err(error) => break format!("a poll's answer: {error}"),
+        };
+        for event in &polled.events {
+            recorder.on_message(event.data.get().as_bytes());
+            after = Some(event.id);
+        }
+        if let Some(ready) = ready.take() {
+            open_guard = Some(OpenGuard::new(open.clone()));
+            let _ = ready.send(Ok(()));
+        }
+    };
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(Err(failure));
     }
     drop(open_guard);
 }

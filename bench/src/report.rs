@@ -13,10 +13,11 @@ use crate::chart;
 use crate::scenario::{Run, Sizes, Window};
 
 /// The peers in the order of the table's columns.
-pub const PEERS: [(&str, &str); 4] = [
+pub const PEERS: [(&str, &str); 5] = [
     ("signalpost", "signalpost (SSE)"),
     ("floor", "floor (axum relay)"),
     ("sio-ws", "socket.io websocket"),
+    ("signalpost-poll", "signalpost long-poll"),
     ("sio-polling", "socket.io polling"),
 ];
 
