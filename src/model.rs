@@ -271,6 +271,9 @@ pub struct PolledEvent {
 }
 
 /// Answer of a long-poll.
+// The handler writes it by hand (`api::inbox::write_poll_answer`): this
+// type is its schema in the OpenAPI document, and what a test holds the
+// written bytes to.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PollResponse {
     pub events: Vec<PolledEvent>,
