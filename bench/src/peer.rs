@@ -278,35 +278,31 @@ impl Ctx {
     /// Opens an SSE inbox, starts its reader, and waits for `ready`.
     async fn open_sse(&self, path: &str, auth: Option<&str>) -> Result<()> {
         let request = self.request_bytes("GET", path, auth, None);
-        let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(read_sse(
-            self.http.clone(),
-            request,
-            self.recorder.clone(),
-            ready_tx,
-            self.open_inboxes.clone(),
-        ));
-        ready_rx
-            .await
-            .context("the inbox reader stopped")?
-            .map_err(|reason| anyhow::anyhow!(reason))
+        start_reader(|ready| {
+            read_sse(
+                self.http.clone(),
+                request,
+                self.recorder.clone(),
+                ready,
+                self.open_inboxes.clone(),
+            )
+        })
+        .await
     }
 
     /// Starts a member's long-poll loop, and waits for its first answer.
     async fn open_polls(&self, path: &str, auth: &str) -> Result<()> {
-        let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(read_polls(
-            self.http.clone(),
-            path.to_owned(),
-            auth.to_owned(),
-            self.recorder.clone(),
-            ready_tx,
-            self.open_inboxes.clone(),
-        ));
-        ready_rx
-            .await
-            .context("the poll loop stopped")?
-            .map_err(|reason| anyhow::anyhow!(reason))
+        start_reader(|ready| {
+            read_polls(
+                self.http.clone(),
+                path.to_owned(),
+                auth.to_owned(),
+                self.recorder.clone(),
+                ready,
+                self.open_inboxes.clone(),
+            )
+        })
+        .await
     }
 
     /// Sends signal `seq` from `from` to `to`, or to the rest of the room,
@@ -382,6 +378,19 @@ impl Ctx {
         self.recorder.failed(copies);
         *self.last_error.lock().expect("no panic holds the lock") = Some(reason);
     }
+}
+
+/// Runs an inbox reader of its own, and waits until it says the inbox
+/// flows (or why it does not).
+async fn start_reader<R: Future<Output = ()> + Send + 'static>(
+    reader: impl FnOnce(oneshot::Sender<Result<(), String>>) -> R,
+) -> Result<()> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    tokio::spawn(reader(ready_tx));
+    ready_rx
+        .await
+        .context("the inbox reader stopped")?
+        .map_err(|reason| anyhow::anyhow!(reason))
 }
 
 /// Reads one SSE inbox until it ends: `ready` releases the join (and

@@ -91,6 +91,22 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
+/// A server whose inboxes hold 2 undelivered events, in rooms of 2. Events
+/// already delivered wait for a resume in a window as large as the hard
+/// bound: the limit plus a full room's joins and leaves (2 + 6), so twenty
+/// signals push the first ones out.
+pub async fn spawn_app_with_a_small_inbox() -> TestApp {
+    spawn_app_with(&[
+        "--inbox-limit",
+        "2",
+        "--max-capacity",
+        "2",
+        "--default-capacity",
+        "2",
+    ])
+    .await
+}
+
 /// A server with the given flags, as the command line would give them.
 pub async fn spawn_app_with(args: &[&str]) -> TestApp {
     if cluster_backend() {

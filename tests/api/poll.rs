@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, assert_same_member, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, assert_same_member, spawn_app, spawn_app_with_a_small_inbox};
 
 fn ids(events: &[Value]) -> Vec<Value> {
     events.iter().map(|event| event["id"].clone()).collect()
@@ -218,17 +218,7 @@ async fn poll_past_the_newest_event_waits_for_the_next_one() {
 
 #[tokio::test]
 async fn poll_after_events_no_longer_held_starts_with_a_gap() {
-    // Acknowledged events wait for a resume in a window as large as the
-    // hard bound: the limit plus a full room's joins and leaves (2 + 6).
-    let app = spawn_app_with(&[
-        "--inbox-limit",
-        "2",
-        "--max-capacity",
-        "2",
-        "--default-capacity",
-        "2",
-    ])
-    .await;
+    let app = spawn_app_with_a_small_inbox().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let mut last = json!(0);

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    EventStream, Joined, SseEvent, TestApp, assert_problem, send, spawn_app, spawn_app_with,
+    EventStream, Joined, SseEvent, TestApp, assert_problem, send, spawn_app,
+    spawn_app_with_a_small_inbox,
 };
 
 /// Alice's inbox holds six events, all delivered on a stream that is then
@@ -125,17 +126,7 @@ async fn resuming_beyond_the_newest_id_reports_no_gap_and_replays_nothing() {
 
 #[tokio::test]
 async fn resuming_after_events_no_longer_held_starts_with_a_gap() {
-    // Delivered events wait for a resume in a window as large as the hard
-    // bound: the limit plus a full room's joins and leaves (here 2 + 6).
-    let app = spawn_app_with(&[
-        "--inbox-limit",
-        "2",
-        "--max-capacity",
-        "2",
-        "--default-capacity",
-        "2",
-    ])
-    .await;
+    let app = spawn_app_with_a_small_inbox().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let mut events = app.open_events(&alice, None).await;
