@@ -1,15 +1,13 @@
 //! `POST /signals`.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::TAG_SIGNALS;
+use crate::api::{TAG_SIGNALS, written_json};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
@@ -82,19 +80,14 @@ impl IntoResponse for Accepted {
         body.extend_from_slice(b"{\"recipients\":");
         body.extend_from_slice(recipients.as_bytes());
         body.push(b'}');
-        // Made whole, not through the tuple's `IntoResponse`, which sets
-        // `application/octet-stream` for the bytes and then replaces it.
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = StatusCode::ACCEPTED;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
+        written_json(StatusCode::ACCEPTED, body)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header::CONTENT_TYPE;
+
     use super::*;
 
     #[test]
