@@ -14,7 +14,7 @@
 //! - `observe`: every request's id, span, timing and error log line.
 //! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
-//! - `stream_conn`: connections that open with a stream request, served without hyper.
+//! - `http1`: cleartext HTTP/1.1 connections, served without hyper while they can be.
 //! - `tls`: the rustls configuration of `--tls-cert` and `--tls-key`.
 //! - `reaper`: removes members whose inbox nobody reads.
 //! - `web`: the pages and client library of `web/`, built in.
@@ -25,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod http1;
 pub mod hub;
 pub mod inbox;
 pub mod limits;
@@ -34,7 +35,6 @@ pub mod observe;
 pub mod reaper;
 pub mod serve;
 pub mod sse;
-pub mod stream_conn;
 pub mod tls;
 pub mod web;
 
@@ -63,6 +63,7 @@ pub async fn run(
         header_timeout: config.header_timeout,
         write_timeout: config.write_timeout,
         max_header_bytes: config.max_header_bytes as usize,
+        max_body: config.payload_limit,
         grace: config.shutdown_grace,
     };
     metrics::handle();

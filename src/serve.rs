@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
-use crate::stream_conn::{self, FirstRequest};
+use crate::http1::{self, Ended, Rewind};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -31,6 +31,9 @@ use tracing::{debug, warn};
 pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
+    /// The largest request body served outside hyper (`--payload-limit`):
+    /// a larger one goes to hyper, through which the router refuses it.
+    pub max_body: usize,
     /// How long a write to a client may stay blocked before the connection
     /// is dropped.
     pub write_timeout: Duration,
@@ -65,7 +68,7 @@ pub async fn serve(
     let limits = Arc::new(limits);
     let graceful = GracefulShutdown::new();
     // Every connection's task, so that shutdown waits for those hyper does
-    // not know of: the streams served by `stream_conn`.
+    // not know of: the ones served by `http1`.
     let streams = TaskTracker::new();
 
     loop {
@@ -89,6 +92,7 @@ pub async fn serve(
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let limits = Arc::clone(&limits);
+        let shutdown = shutdown.clone();
         streams.spawn(async move {
             if let Some(acceptor) = &limits.tls {
                 Box::pin(serve_tls(
@@ -97,31 +101,11 @@ pub async fn serve(
                 .await;
                 return;
             }
-            let mut socket = socket;
-            let first = Box::pin(stream_conn::first_request(
-                &mut socket,
-                peer,
-                limits.max_header_bytes,
-                limits.header_timeout,
-            ))
-            .await;
-            match first {
-                FirstRequest::Gone => {}
-                FirstRequest::Stream(request) => {
-                    Box::pin(stream_conn::serve(
-                        socket,
-                        request,
-                        app,
-                        limits.write_timeout,
-                    ))
-                    .await;
-                }
-                FirstRequest::Other => {
-                    Box::pin(serve_with_hyper(
-                        socket, peer, app, &builder, watcher, &limits,
-                    ))
-                    .await;
-                }
+            let mut app = app;
+            let ended = Box::pin(http1::serve(socket, peer, &mut app, &limits, &shutdown)).await;
+            if let Ended::Hyper(read, socket) = ended {
+                let io = Rewind::new(read, timed(socket, &limits));
+                Box::pin(serve_io(io, peer, app, &builder, watcher)).await;
             }
         });
     }
@@ -168,18 +152,6 @@ async fn serve_tls(
         Err(_) => return debug!(%peer, "TLS handshake too slow"),
     };
     serve_io(stream, peer, app, builder, watcher).await;
-}
-
-/// Serves a connection with hyper: HTTP/1.1 or cleartext HTTP/2.
-async fn serve_with_hyper(
-    socket: TcpStream,
-    peer: SocketAddr,
-    app: App,
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    limits: &ConnectionLimits,
-) {
-    serve_io(timed(socket, limits), peer, app, builder, watcher).await;
 }
 
 async fn serve_io<IO>(

@@ -214,20 +214,38 @@ impl Client {
         }))
     }
 
-    /// Opens a streamed response (an SSE inbox) on a connection of its own
-    /// and hands its body to `on_data`, piece by piece, until it ends or
-    /// `on_data` returns false. A status other than 200 is an error.
+    /// Opens a streamed response (an SSE inbox) and hands its body to
+    /// `on_data`, piece by piece, until it ends or `on_data` returns false.
+    /// A status other than 200 is an error. Like a browser's `EventSource`,
+    /// it takes an idle connection of the pool when there is one: mostly
+    /// the one that carried the member's join.
     pub async fn stream(
         &self,
         request: &[u8],
         mut on_data: impl FnMut(&[u8]) -> bool,
     ) -> Result<()> {
-        let mut stream = self.connect().await?;
-        stream.write_all(request).await?;
+        let reused = self.idle.lock().expect("no panic holds the lock").pop();
         let mut buf = Vec::with_capacity(READ_CHUNK);
-        let (head, head_len) = read_head(&mut stream, &mut buf)
-            .await?
-            .context("the server closed the stream without answering")?;
+        let mut opened = None;
+        if let Some(mut stream) = reused
+            && stream.write_all(request).await.is_ok()
+            && let Some(head) = read_head(&mut stream, &mut buf).await?
+        {
+            opened = Some((stream, head));
+        }
+        let (mut stream, (head, head_len)) = match opened {
+            Some(opened) => opened,
+            None => {
+                // No idle connection, or one the server had closed.
+                buf.clear();
+                let mut stream = self.connect().await?;
+                stream.write_all(request).await?;
+                let head = read_head(&mut stream, &mut buf)
+                    .await?
+                    .context("the server closed the stream without answering")?;
+                (stream, head)
+            }
+        };
         if head.status != 200 {
             bail!("the stream answered {}", head.status);
         }

@@ -33,9 +33,6 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// One client for every call of the test.
     pub client: reqwest::Client,
-    /// The client of `events_request`: each stream on a new connection, the
-    /// way the server's own stream path (`stream_conn`) serves them.
-    pub stream_client: reqwest::Client,
     /// Cancelling it shuts the server down; dropping the `TestApp` cancels it.
     pub shutdown: CancellationToken,
     /// The task running `signalpost::run` (every node's, for a cluster).
@@ -211,14 +208,9 @@ fn test_app(
         client = client.pool_max_idle_per_host(0);
     }
     let client = client.build().expect("a plain HTTP client builds");
-    let stream_client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("a plain HTTP client builds");
     TestApp {
         addr,
         client,
-        stream_client,
         shutdown,
         handle,
         _redis: redis,
@@ -246,7 +238,11 @@ pub struct Joined {
 impl Joined {
     /// Reads a join answer, which must be a 201.
     pub async fn from_response(response: Response) -> Joined {
-        let body = json_body(response, 201).await;
+        Joined::from_body(json_body(response, 201).await)
+    }
+
+    /// The member a join's answer body describes.
+    pub fn from_body(body: Value) -> Joined {
         let text = |field: &str| -> String {
             body[field]
                 .as_str()
@@ -546,7 +542,7 @@ impl TestApp {
     /// given, a `Last-Event-ID` header.
     pub fn events_request(&self, member: &Joined, last_event_id: Option<u64>) -> RequestBuilder {
         let mut request = self
-            .stream_client
+            .client
             .get(self.url(&member.events_url))
             .bearer_auth(&member.token);
         if let Some(id) = last_event_id {

@@ -1,0 +1,508 @@
+//! HTTP/1.1 on a raw connection, byte for byte where the protocol fixes it:
+//! keep-alive, pipelining, `Expect: 100-continue`, `Connection: close`,
+//! streams and polls on connections that carried other requests, and what
+//! the server's own path hands to hyper (chunked bodies, HTTP/1.0, `HEAD`,
+//! HTTP/2) answered the same.
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{DEADLINE, Joined, TestApp, spawn_app, spawn_app_with};
+
+/// An HTTP/1.1 response read off a raw connection: status, headers, and the
+/// body with the chunked framing undone, as far as it has arrived.
+struct RawStream {
+    socket: TcpStream,
+    buffer: Vec<u8>,
+    /// Event-stream text taken out of chunks, not yet read as events.
+    events: String,
+}
+
+impl RawStream {
+    async fn connect(app: &TestApp) -> RawStream {
+        let socket = TcpStream::connect(app.addr)
+            .await
+            .expect("the server accepts connections");
+        RawStream {
+            socket,
+            buffer: Vec::new(),
+            events: String::new(),
+        }
+    }
+
+    async fn send(&mut self, request: &str) {
+        self.socket
+            .write_all(request.as_bytes())
+            .await
+            .expect("the request is written");
+    }
+
+    /// The body of a response whose head gave its `Content-Length`.
+    async fn body(&mut self, headers: &[(String, String)]) -> Vec<u8> {
+        let length: usize = header(headers, "content-length")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("the answer has a length: {headers:?}"));
+        assert!(
+            self.read_until(|bytes| bytes.len() >= length).await,
+            "the whole body arrives"
+        );
+        self.buffer.drain(..length).collect()
+    }
+
+    /// A whole answer with a `Content-Length`: status, headers, JSON body.
+    async fn json_answer(&mut self) -> (u16, Vec<(String, String)>, Value) {
+        let (status, headers) = self.head().await;
+        let body = self.body(&headers).await;
+        let body = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&body)));
+        (status, headers, body)
+    }
+
+    /// Reads until `done` holds for what has arrived, or the connection ends.
+    async fn read_until(&mut self, done: impl Fn(&[u8]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut chunk = [0; 4096];
+        while !done(&self.buffer) {
+            let read = tokio::time::timeout_at(deadline, self.socket.read(&mut chunk))
+                .await
+                .expect("the server answered within the deadline")
+                .expect("the connection reads");
+            if read == 0 {
+                return false;
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+        true
+    }
+
+    /// The status and headers (names lowercased) of the response; HTTP/1.0
+    /// and HTTP/1.1 status lines alike.
+    async fn head(&mut self) -> (u16, Vec<(String, String)>) {
+        assert!(
+            self.read_until(|bytes| find(bytes, b"\r\n\r\n").is_some())
+                .await,
+            "the response head arrives"
+        );
+        let end = find(&self.buffer, b"\r\n\r\n").expect("a complete head");
+        let head = String::from_utf8(self.buffer[..end].to_vec()).expect("the head is text");
+        self.buffer.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|line| {
+                line.strip_prefix("HTTP/1.1 ")
+                    .or_else(|| line.strip_prefix("HTTP/1.0 "))
+            })
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("an HTTP/1.1 status line: {head}"));
+        let headers = lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').expect("a header line");
+                (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+            })
+            .collect();
+        (status, headers)
+    }
+
+    /// The next chunk's data; `None` for the last, empty chunk.
+    async fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        assert!(
+            self.read_until(|bytes| chunk_len(bytes).is_some()).await,
+            "a chunk arrives before the connection ends"
+        );
+        let (size, header_len) = chunk_len(&self.buffer).expect("a chunk size line");
+        let total = header_len + size + 2;
+        assert!(
+            self.read_until(|bytes| bytes.len() >= total).await,
+            "the whole chunk arrives"
+        );
+        assert_eq!(
+            &self.buffer[total - 2..total],
+            b"\r\n",
+            "a chunk ends in CRLF"
+        );
+        let data = self.buffer[header_len..header_len + size].to_vec();
+        self.buffer.drain(..total);
+        (size > 0).then_some(data)
+    }
+
+    /// Reads SSE events out of chunks until one named `name` is complete.
+    async fn expect_event(&mut self, name: &str) -> Value {
+        loop {
+            while let Some(end) = self.events.find("\n\n") {
+                let block: String = self.events.drain(..end + 2).collect();
+                let mut event = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        event = value;
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data.push_str(value);
+                    }
+                }
+                if event == name {
+                    return serde_json::from_str(&data).expect("event data is JSON");
+                }
+            }
+            let chunk = self
+                .next_chunk()
+                .await
+                .unwrap_or_else(|| panic!("the stream ended before `{name}`"));
+            self.events
+                .push_str(std::str::from_utf8(&chunk).expect("event-stream text"));
+        }
+    }
+
+    /// The head of an open event stream, then its `ready` for `member`.
+    async fn expect_stream_of(&mut self, member: &Joined) {
+        let (status, headers) = self.head().await;
+        assert_eq!(status, 200, "{headers:?}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("text/event-stream"),
+            "{headers:?}"
+        );
+        assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+        assert_eq!(header(&headers, "x-accel-buffering"), Some("no"));
+        assert_eq!(header(&headers, "transfer-encoding"), Some("chunked"));
+        let ready = self.expect_event("ready").await;
+        assert_eq!(ready["member_id"], json!(member.member_id));
+    }
+
+    /// Whether the server closes the connection with nothing more to say.
+    async fn ends(&mut self) -> bool {
+        !self.read_until(|bytes| !bytes.is_empty()).await && self.buffer.is_empty()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The size of the chunk at the front of `bytes` and the length of its
+/// size line, once the line has arrived.
+fn chunk_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    let end = find(bytes, b"\r\n")?;
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    let size = usize::from_str_radix(text.split(';').next()?.trim(), 16).ok()?;
+    Some((size, end + 2))
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn stream_request(member: &Joined, token: &str) -> String {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: signalpost.test\r\nAccept: text/event-stream\r\nAuthorization: Bearer {token}\r\n\r\n",
+        member.events_url
+    )
+}
+
+fn join_request(room: &str, body: &str) -> String {
+    format!(
+        "POST /rooms/{room}/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn poll_request(member: &Joined, query: &str) -> String {
+    format!(
+        "GET {}?{query} HTTP/1.1\r\nHost: signalpost.test\r\nAuthorization: Bearer {}\r\n\r\n",
+        member.poll_url, member.token
+    )
+}
+
+#[tokio::test]
+async fn a_stream_that_opens_a_connection_is_a_chunked_event_stream_that_ends_cleanly() {
+    let app = spawn_app().await;
+    let alice = app.join("lean").await;
+    let bob = app.join("lean").await;
+    let mut stream = RawStream::connect(&app).await;
+    stream.send(&stream_request(&alice, &alice.token)).await;
+    stream.expect_stream_of(&alice).await;
+    app.signal(&bob, Some(&alice), "offer", json!({"sdp": "v=0\r\n"}))
+        .await;
+    let signal = stream.expect_event("signal").await;
+    assert_eq!(signal["payload"], json!({"sdp": "v=0\r\n"}));
+
+    // Leaving ends the stream: the last chunk, then the connection closes.
+    app.leave(&alice).await;
+    while stream.next_chunk().await.is_some() {}
+    assert!(
+        stream.ends().await,
+        "the connection closes after the last chunk"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_a_problem_json_answer_and_the_connection_stays_open() {
+    let app = spawn_app().await;
+    let alice = app.join("lean").await;
+    let mut stream = RawStream::connect(&app).await;
+    stream.send(&stream_request(&alice, "not-a-token")).await;
+    let (status, headers, problem) = stream.json_answer().await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(problem["code"], json!("unauthorized"));
+    assert_eq!(header(&headers, "connection"), None, "{headers:?}");
+
+    stream.send(&stream_request(&alice, &alice.token)).await;
+    stream.expect_stream_of(&alice).await;
+}
+
+#[tokio::test]
+async fn a_join_then_a_stream_on_one_connection_as_a_browser_sends_them() {
+    let app = spawn_app().await;
+    let bob = app.join("kept").await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send(&join_request("kept", r#"{"name": "alice"}"#))
+        .await;
+    let (status, headers, body) = stream.json_answer().await;
+    assert_eq!(status, 201, "{body}");
+    assert!(header(&headers, "date").is_some(), "{headers:?}");
+    assert!(header(&headers, "x-request-id").is_some(), "{headers:?}");
+    let alice = Joined::from_body(body);
+
+    stream.send(&stream_request(&alice, &alice.token)).await;
+    stream.expect_stream_of(&alice).await;
+    app.signal(&bob, Some(&alice), "offer", json!({"sdp": "v=0"}))
+        .await;
+    assert_eq!(
+        stream.expect_event("signal").await["payload"],
+        json!({"sdp": "v=0"})
+    );
+}
+
+#[tokio::test]
+async fn polls_after_a_join_on_one_connection_carry_each_signal() {
+    let app = spawn_app().await;
+    let bob = app.join("polled").await;
+    let mut stream = RawStream::connect(&app).await;
+    stream.send(&join_request("polled", "{}")).await;
+    let (status, _, body) = stream.json_answer().await;
+    assert_eq!(status, 201, "{body}");
+    let alice = Joined::from_body(body);
+
+    let mut after = 0;
+    for sdp in ["one", "two"] {
+        stream
+            .send(&poll_request(&alice, &format!("after={after}&timeout=30")))
+            .await;
+        // The poll waits on the connection until the signal comes.
+        app.signal(&bob, Some(&alice), "offer", json!({ "sdp": sdp }))
+            .await;
+        let (status, headers, polled) = stream.json_answer().await;
+        assert_eq!(status, 200, "{polled}");
+        assert_eq!(header(&headers, "connection"), None, "{headers:?}");
+        let signal = polled["events"]
+            .as_array()
+            .and_then(|events| events.iter().find(|event| event["event"] == "signal"))
+            .unwrap_or_else(|| panic!("a signal in {polled}"));
+        assert_eq!(signal["data"]["payload"], json!({ "sdp": sdp }));
+        after = signal["id"].as_u64().expect("an event id");
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send(&format!(
+            "{}GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n{}",
+            join_request("piped", r#"{"name": "first"}"#),
+            join_request("piped", r#"{"name": "second"}"#),
+        ))
+        .await;
+    let (status, _, first) = stream.json_answer().await;
+    assert_eq!((status, &first["member"]["name"]), (201, &json!("first")));
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200);
+    stream.body(&headers).await;
+    let (status, _, second) = stream.json_answer().await;
+    assert_eq!((status, &second["member"]["name"]), (201, &json!("second")));
+    assert_eq!(second["members"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_client_that_expects_100_continue_is_told_to_send_its_body() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    let body = r#"{"name": "patient"}"#;
+    stream
+        .send(&format!(
+            "POST /rooms/continued/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ))
+        .await;
+    let (status, _) = stream.head().await;
+    assert_eq!(status, 100);
+    stream.send(body).await;
+    let (status, _, joined) = stream.json_answer().await;
+    assert_eq!(status, 201, "{joined}");
+    assert_eq!(joined["member"]["name"], json!("patient"));
+}
+
+#[tokio::test]
+async fn a_body_that_arrives_in_pieces_is_read_whole() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    let request = join_request("pieces", r#"{"name": "slow", "metadata": {"a": 1}}"#);
+    let (first, rest) = request.split_at(request.len() - 10);
+    stream.send(first).await;
+    tokio::task::yield_now().await;
+    stream.send(rest).await;
+    let (status, _, joined) = stream.json_answer().await;
+    assert_eq!(status, 201, "{joined}");
+    assert_eq!(joined["member"]["metadata"], json!({"a": 1}));
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_served_and_the_connection_kept() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    let body = r#"{"name": "chunky"}"#;
+    stream
+        .send(&format!(
+            "POST /rooms/chunked/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        ))
+        .await;
+    let (status, _, joined) = stream.json_answer().await;
+    assert_eq!(status, 201, "{joined}");
+    assert_eq!(joined["member"]["name"], json!("chunky"));
+
+    stream
+        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
+        .await;
+    assert_eq!(stream.head().await.0, 200);
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\nConnection: close\r\n\r\n")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    stream.body(&headers).await;
+    assert!(stream.ends().await, "the server closes the connection");
+}
+
+#[tokio::test]
+async fn http_1_0_and_head_requests_are_answered() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send("HEAD /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200, "{headers:?}");
+    // No body follows a HEAD answer: the next answer is next on the wire.
+    stream
+        .send("GET /healthz HTTP/1.0\r\nHost: signalpost.test\r\n\r\n")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200, "{headers:?}");
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_header_timeout() {
+    let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200);
+    stream.body(&headers).await;
+    assert!(stream.ends().await, "the idle connection is closed");
+}
+
+#[tokio::test]
+async fn a_shutdown_closes_idle_connections_and_run_returns() {
+    let mut app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200);
+    stream.body(&headers).await;
+
+    app.shutdown.cancel();
+    assert!(stream.ends().await, "the idle connection is closed");
+    let result = tokio::time::timeout(DEADLINE, &mut app.handle)
+        .await
+        .expect("run returns within the deadline")
+        .expect("the run task does not panic");
+    assert!(result.is_ok(), "run returns Ok: {result:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_closes_its_stream_connection_gives_its_place_back() {
+    let app = spawn_app_with(&["--max-streams", "1"]).await;
+    let alice = app.join("lean").await;
+    let bob = app.join("lean").await;
+    let mut stream = RawStream::connect(&app).await;
+    stream.send(&stream_request(&alice, &alice.token)).await;
+    stream.expect_stream_of(&alice).await;
+
+    drop(stream);
+    let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_a_waiting_poll_gives_its_place_back() {
+    let app = spawn_app_with(&["--max-streams", "1"]).await;
+    let alice = app.join("lean").await;
+    let bob = app.join("lean").await;
+    let mut stream = RawStream::connect(&app).await;
+    // A poll that answers at once proves the connection is served; the
+    // second one waits, holding the only place.
+    stream.send(&poll_request(&alice, "timeout=0")).await;
+    let (status, _, polled) = stream.json_answer().await;
+    assert_eq!(status, 200, "{polled}");
+    let last = polled["events"]
+        .as_array()
+        .and_then(|events| events.last())
+        .map_or(0, |event| event["id"].as_u64().expect("an event id"));
+    stream
+        .send(&poll_request(&alice, &format!("after={last}&timeout=60")))
+        .await;
+    tokio::task::yield_now().await;
+
+    drop(stream);
+    let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+}
+
+#[tokio::test]
+async fn a_head_that_arrives_in_pieces_is_still_served() {
+    let app = spawn_app().await;
+    let alice = app.join("lean").await;
+    let request = stream_request(&alice, &alice.token);
+    let (first, rest) = request.split_at(20);
+    let mut stream = RawStream::connect(&app).await;
+    stream.send(first).await;
+    // The yield gives the server a chance to read the first piece alone.
+    tokio::task::yield_now().await;
+    stream.send(rest).await;
+    stream.expect_stream_of(&alice).await;
+}
