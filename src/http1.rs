@@ -216,6 +216,10 @@ async fn read_request(
         // A blank line may straddle two reads.
         searched = read.len().saturating_sub(3);
         if !fill(socket, read, deadline, Some(shutdown)).await {
+            // A connection idle between requests just closes.
+            if !read.is_empty() {
+                too_slow(socket, deadline, limits.write_timeout).await;
+            }
             return Err(NotRead::Gone);
         }
     }
@@ -251,11 +255,23 @@ async fn read_request(
     let deadline = Instant::now() + limits.header_timeout;
     while read.len() < body_len {
         if !fill(socket, read, deadline, None).await {
+            too_slow(socket, deadline, limits.write_timeout).await;
             return Err(NotRead::Gone);
         }
     }
     *request.body_mut() = Body::from(read.split_to(body_len).freeze());
     Ok((request, head.close))
+}
+
+/// Says 408, as hyper does, when a request begun was not finished by
+/// `deadline` (rather than cut off by the client); the connection closes
+/// after it either way.
+async fn too_slow(socket: &mut TcpStream, deadline: Instant, write_timeout: Duration) {
+    if Instant::now() >= deadline {
+        let timeout =
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        send(socket, &timeout[..], write_timeout).await;
+    }
 }
 
 /// Reads what the client has sent into `read`; false when it sent nothing

@@ -435,6 +435,24 @@ async fn an_idle_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_body_that_never_finishes_is_answered_408_and_changes_nothing() {
+    let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send("POST /rooms/unfinished/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"name\": ")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 408);
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    assert!(stream.ends().await, "the connection closes");
+    let first = app.join("unfinished").await;
+    assert!(
+        first.owner && first.members.is_empty(),
+        "no one joined before"
+    );
+}
+
+#[tokio::test]
 async fn a_shutdown_closes_idle_connections_and_run_returns() {
     let mut app = spawn_app().await;
     let mut stream = RawStream::connect(&app).await;
