@@ -126,8 +126,8 @@ enum Next {
     KeepAlive,
     /// Closing: the answer said so, or the server is shutting down.
     Close,
-    /// The client went away, or broke the protocol in a way not worth an
-    /// answer (a head cut off, or too slow).
+    /// The client went away, or did not send its request in time (and
+    /// was told so).
     Gone,
     /// hyper, for what this module does not do.
     Hyper,
@@ -209,7 +209,10 @@ async fn read_request(
     // closes its own.
     let deadline = Instant::now() + limits.header_timeout;
     let mut searched = 0;
-    while BLANK_LINE.find(&read[searched..]).is_none() {
+    let head_len = loop {
+        if let Some(at) = BLANK_LINE.find(&read[searched..]) {
+            break searched + at + 4;
+        }
         if read.len() >= limits.max_header_bytes {
             return Err(NotRead::Hyper);
         }
@@ -222,6 +225,10 @@ async fn read_request(
             }
             return Err(NotRead::Gone);
         }
+    };
+    // One read may bring more than the limit: hyper answers 431.
+    if head_len > limits.max_header_bytes {
+        return Err(NotRead::Hyper);
     }
     // Everything read so far, as bytes the request's parts can share.
     let bytes = read.split().freeze();

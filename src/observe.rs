@@ -107,7 +107,10 @@ impl Started {
             .headers()
             .get(&HEADER)
             .filter(|value| plain(value))
-            .cloned()
+            // A copy, not a clone: a clone shares the buffer the request's
+            // head was read into (`http1`), which a waiting poll would keep
+            // for as long as it waits.
+            .and_then(|value| HeaderValue::from_bytes(value.as_bytes()).ok())
             .unwrap_or_else(fresh);
         let id = RequestId(id);
         // The route and method are on the debug line below, not in the span:
