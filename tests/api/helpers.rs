@@ -235,6 +235,18 @@ pub struct Joined {
     pub body: Value,
 }
 
+impl TestApp {
+    /// Waits, within the deadline, for `run` to return after a shutdown,
+    /// and checks that it returned `Ok`.
+    pub async fn expect_run_to_return_ok(&mut self) {
+        let result = tokio::time::timeout(DEADLINE, &mut self.handle)
+            .await
+            .expect("run returns within the deadline")
+            .expect("the run task does not panic");
+        assert!(result.is_ok(), "run returns Ok: {result:?}");
+    }
+}
+
 impl Joined {
     /// Reads a join answer, which must be a 201.
     pub async fn from_response(response: Response) -> Joined {

@@ -38,6 +38,19 @@ impl RawStream {
             .expect("the request is written");
     }
 
+    /// `GET /healthz` with `extra` header lines, answered 200; the answer's
+    /// headers, once the whole answer has arrived.
+    async fn healthz(&mut self, extra: &str) -> Vec<(String, String)> {
+        self.send(&format!(
+            "GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n{extra}\r\n"
+        ))
+        .await;
+        let (status, headers) = self.head().await;
+        assert_eq!(status, 200, "{headers:?}");
+        self.body(&headers).await;
+        headers
+    }
+
     /// The body of a response whose head gave its `Content-Length`.
     async fn body(&mut self, headers: &[(String, String)]) -> Vec<u8> {
         let length: usize = header(headers, "content-length")
@@ -206,11 +219,15 @@ fn stream_request(member: &Joined, token: &str) -> String {
     )
 }
 
-fn join_request(room: &str, body: &str) -> String {
+/// The head of a join to `room`, its body framed by the header lines `framing`.
+fn join_head(room: &str, framing: &str) -> String {
     format!(
-        "POST /rooms/{room}/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+        "POST /rooms/{room}/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\n{framing}\r\n"
     )
+}
+
+fn join_request(room: &str, body: &str) -> String {
+    join_head(room, &format!("Content-Length: {}\r\n", body.len())) + body
 }
 
 fn poll_request(member: &Joined, query: &str) -> String {
@@ -341,12 +358,8 @@ async fn a_client_that_expects_100_continue_is_told_to_send_its_body() {
     let app = spawn_app().await;
     let mut stream = RawStream::connect(&app).await;
     let body = r#"{"name": "patient"}"#;
-    stream
-        .send(&format!(
-            "POST /rooms/continued/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        ))
-        .await;
+    let framing = format!("Expect: 100-continue\r\nContent-Length: {}\r\n", body.len());
+    stream.send(&join_head("continued", &framing)).await;
     let (status, _) = stream.head().await;
     assert_eq!(status, 100);
     stream.send(body).await;
@@ -374,33 +387,23 @@ async fn a_chunked_body_is_served_and_the_connection_kept() {
     let app = spawn_app().await;
     let mut stream = RawStream::connect(&app).await;
     let body = r#"{"name": "chunky"}"#;
+    let chunks = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
     stream
-        .send(&format!(
-            "POST /rooms/chunked/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-            body.len()
-        ))
+        .send(&(join_head("chunked", "Transfer-Encoding: chunked\r\n") + &chunks))
         .await;
     let (status, _, joined) = stream.json_answer().await;
     assert_eq!(status, 201, "{joined}");
     assert_eq!(joined["member"]["name"], json!("chunky"));
 
-    stream
-        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
-        .await;
-    assert_eq!(stream.head().await.0, 200);
+    stream.healthz("").await;
 }
 
 #[tokio::test]
 async fn connection_close_is_honoured() {
     let app = spawn_app().await;
     let mut stream = RawStream::connect(&app).await;
-    stream
-        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\nConnection: close\r\n\r\n")
-        .await;
-    let (status, headers) = stream.head().await;
-    assert_eq!(status, 200);
+    let headers = stream.healthz("Connection: close\r\n").await;
     assert_eq!(header(&headers, "connection"), Some("close"));
-    stream.body(&headers).await;
     assert!(stream.ends().await, "the server closes the connection");
 }
 
@@ -425,12 +428,7 @@ async fn http_1_0_and_head_requests_are_answered() {
 async fn an_idle_connection_is_closed_after_the_header_timeout() {
     let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
     let mut stream = RawStream::connect(&app).await;
-    stream
-        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
-        .await;
-    let (status, headers) = stream.head().await;
-    assert_eq!(status, 200);
-    stream.body(&headers).await;
+    stream.healthz("").await;
     assert!(stream.ends().await, "the idle connection is closed");
 }
 
@@ -439,7 +437,7 @@ async fn a_body_that_never_finishes_is_answered_408_and_changes_nothing() {
     let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
     let mut stream = RawStream::connect(&app).await;
     stream
-        .send("POST /rooms/unfinished/join HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"name\": ")
+        .send(&(join_head("unfinished", "Content-Length: 20\r\n") + r#"{"name": "#))
         .await;
     let (status, headers) = stream.head().await;
     assert_eq!(status, 408);
@@ -456,20 +454,11 @@ async fn a_body_that_never_finishes_is_answered_408_and_changes_nothing() {
 async fn a_shutdown_closes_idle_connections_and_run_returns() {
     let mut app = spawn_app().await;
     let mut stream = RawStream::connect(&app).await;
-    stream
-        .send("GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
-        .await;
-    let (status, headers) = stream.head().await;
-    assert_eq!(status, 200);
-    stream.body(&headers).await;
+    stream.healthz("").await;
 
     app.shutdown.cancel();
     assert!(stream.ends().await, "the idle connection is closed");
-    let result = tokio::time::timeout(DEADLINE, &mut app.handle)
-        .await
-        .expect("run returns within the deadline")
-        .expect("the run task does not panic");
-    assert!(result.is_ok(), "run returns Ok: {result:?}");
+    app.expect_run_to_return_ok().await;
 }
 
 #[tokio::test]
