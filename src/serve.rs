@@ -1,8 +1,9 @@
-//! The accept loop: one hyper connection per accepted socket, HTTP/1.1 and
-//! cleartext HTTP/2 alike, with what `axum::serve` does not offer: a bound on
-//! the request head and on the time to send it (slow-loris), a cutoff for
-//! clients that stop reading, `TCP_NODELAY`, the peer address for per-client
-//! limits, and a graceful shutdown with a hard deadline.
+//! The accept loop: one task per accepted socket, served by `http1` while
+//! it speaks plain HTTP/1.1 and by hyper otherwise (TLS, HTTP/2, the rest
+//! of HTTP/1.1), with what `axum::serve` does not offer: a bound on the
+//! request head and on the time to send it (slow-loris), a cutoff for
+//! clients that stop reading, `TCP_NODELAY`, the peer address for
+//! per-client limits, and a graceful shutdown with a hard deadline.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
