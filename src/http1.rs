@@ -675,18 +675,23 @@ impl Future for StreamBody {
     }
 }
 
-/// Writes all of `bytes`; false when the client is gone or has read
-/// nothing for `write_timeout`. Either way the stream ends, and its events
-/// stay held for a resume.
+/// Writes all of `bytes`, vectored; false when the client is gone or has
+/// read nothing for `write_timeout`. The timeout is for each write, not
+/// the whole: a slow client that keeps reading gets a large answer whole.
 async fn send(
     writer: &mut (impl tokio::io::AsyncWrite + Unpin),
     mut bytes: impl Buf,
     write_timeout: Duration,
 ) -> bool {
-    matches!(
-        tokio::time::timeout(write_timeout, writer.write_all_buf(&mut bytes)).await,
-        Ok(Ok(()))
-    )
+    while bytes.has_remaining() {
+        let write =
+            std::future::poll_fn(|cx| poll_write_buf(Pin::new(&mut *writer), cx, &mut bytes));
+        match tokio::time::timeout(write_timeout, write).await {
+            Ok(Ok(written)) if written > 0 => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// A connection handed to hyper: the bytes already read from it come
@@ -906,6 +911,49 @@ mod tests {
     #[test]
     fn the_empty_chunk_is_the_last_chunk() {
         assert_eq!(framed(b""), b"0\r\n\r\n");
+    }
+
+    /// A client reading 4 KiB every half second: never stalled for the
+    /// write timeout, though the whole answer takes far longer.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_that_keeps_reading_gets_the_whole_answer() {
+        use tokio::io::AsyncReadExt;
+        let (mut server, mut client) = tokio::io::duplex(4096);
+        let answer = vec![b'x'; 64 * 1024];
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut piece = [0; 4096];
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                match client.read(&mut piece).await {
+                    Ok(0) | Err(_) => break got,
+                    Ok(n) => got.extend_from_slice(&piece[..n]),
+                }
+            }
+        });
+        let started = Instant::now();
+        let sent = send(
+            &mut server,
+            Bytes::from(answer.clone()),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!(sent, "the answer is written");
+        assert!(started.elapsed() > Duration::from_secs(5));
+        drop(server);
+        assert_eq!(reader.await.expect("the reader ends"), answer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_is_cut_off_after_the_write_timeout() {
+        let (mut server, _client) = tokio::io::duplex(4096);
+        let sent = send(
+            &mut server,
+            Bytes::from(vec![b'x'; 64 * 1024]),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!(!sent);
     }
 
     #[tokio::test]
