@@ -83,30 +83,28 @@ pub async fn serve(
     shutdown: &CancellationToken,
 ) -> Ended {
     let mut read = BytesMut::new();
-    let body = loop {
-        // Boxed, and gone before a stream starts: what this future holds
-        // lives as long as the member's stream, so it is only the socket
-        // and what the stream's loop needs.
-        let next = Box::pin(exchange(
-            &mut socket,
-            &mut read,
-            peer,
-            app,
-            limits,
-            shutdown,
-        ))
-        .await;
-        match next {
-            Next::KeepAlive => {}
-            Next::Close => {
-                // A shutdown of a TCP socket does not wait.
-                let _ = socket.shutdown().await;
-                return Ended::Closed;
+    // Boxed, once for all the connection's requests, and gone before a
+    // stream starts: what this future holds lives as long as the member's
+    // stream, so it is only the socket and what the stream's loop needs.
+    let last = Box::pin(async {
+        loop {
+            match exchange(&mut socket, &mut read, peer, app, limits, shutdown).await {
+                Next::KeepAlive => {}
+                last => return last,
             }
-            Next::Gone => return Ended::Closed,
-            Next::Hyper => return Ended::Hyper(read.freeze(), socket),
-            Next::Stream(body) => break body,
         }
+    })
+    .await;
+    let body = match last {
+        // The loop above ends on anything but `KeepAlive`.
+        Next::KeepAlive | Next::Gone => return Ended::Closed,
+        Next::Close => {
+            // A shutdown of a TCP socket does not wait.
+            let _ = socket.shutdown().await;
+            return Ended::Closed;
+        }
+        Next::Hyper => return Ended::Hyper(read.freeze(), socket),
+        Next::Stream(body) => body,
     };
     StreamBody {
         socket,
@@ -409,49 +407,36 @@ async fn answer(
     write_timeout: Duration,
 ) -> Next {
     let (parts, body) = response.into_parts();
-    let length = if parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED
-    {
-        Length::None
-    } else if let Some(length) = body.size_hint().exact() {
-        Length::Known(length)
-    } else {
-        Length::Chunked
-    };
     let close = close
-        || length == Length::Chunked
         || parts
             .headers
             .get(header::CONNECTION)
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
-    let sent = match length {
-        Length::Chunked => {
-            let head = write_head(&parts, length, close);
-            return if send(socket, &head[..], write_timeout).await {
-                Next::Stream(body)
-            } else {
-                Next::Gone
-            };
-        }
-        Length::None => {
-            send(
-                socket,
-                &write_head(&parts, length, close)[..],
-                write_timeout,
-            )
-            .await
-        }
-        Length::Known(_) => match whole(body).await {
+    let (length, data) = if parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED
+    {
+        (Length::None, Bytes::new())
+    } else if body.size_hint().exact().is_none() {
+        // A stream: chunked, and the connection's last answer.
+        let head = write_head(&parts, Length::Chunked, true);
+        return if send(socket, &head[..], write_timeout).await {
+            Next::Stream(body)
+        } else {
+            Next::Gone
+        };
+    } else {
+        match whole(body).await {
             // The length said is the length written, whatever the hint was.
-            Some(body) => {
-                let head = write_head(&parts, Length::Known(body.len() as u64), close);
-                send(socket, Buf::chain(&head[..], body), write_timeout).await
-            }
-            None => false,
-        },
+            Some(data) => (Length::Known(data.len() as u64), data),
+            None => return Next::Gone,
+        }
     };
-    match (sent, close) {
+    let head = write_head(&parts, length, close);
+    match (
+        send(socket, Buf::chain(&head[..], data), write_timeout).await,
+        close,
+    ) {
         (false, _) => Next::Gone,
         (true, true) => Next::Close,
         (true, false) => Next::KeepAlive,
