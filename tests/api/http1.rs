@@ -63,6 +63,13 @@ impl RawStream {
         self.buffer.drain(..length).collect()
     }
 
+    /// A join's answer, which must be a 201: the joined member.
+    async fn expect_joined(&mut self) -> Joined {
+        let (status, _, body) = self.json_answer().await;
+        assert_eq!(status, 201, "{body}");
+        Joined::from_body(body)
+    }
+
     /// A whole answer with a `Content-Length`: status, headers, JSON body.
     async fn json_answer(&mut self) -> (u16, Vec<(String, String)>, Value) {
         let (status, headers) = self.head().await;
@@ -308,9 +315,7 @@ async fn polls_after_a_join_on_one_connection_carry_each_signal() {
     let bob = app.join("polled").await;
     let mut stream = RawStream::connect(&app).await;
     stream.send(&join_request("polled", "{}")).await;
-    let (status, _, body) = stream.json_answer().await;
-    assert_eq!(status, 201, "{body}");
-    let alice = Joined::from_body(body);
+    let alice = stream.expect_joined().await;
 
     let mut after = 0;
     for sdp in ["one", "two"] {
@@ -343,14 +348,14 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
             join_request("piped", r#"{"name": "second"}"#),
         ))
         .await;
-    let (status, _, first) = stream.json_answer().await;
-    assert_eq!((status, &first["member"]["name"]), (201, &json!("first")));
+    let first = stream.expect_joined().await;
+    assert_eq!(first.member["name"], json!("first"));
     let (status, headers) = stream.head().await;
     assert_eq!(status, 200);
     stream.body(&headers).await;
-    let (status, _, second) = stream.json_answer().await;
-    assert_eq!((status, &second["member"]["name"]), (201, &json!("second")));
-    assert_eq!(second["members"].as_array().map(Vec::len), Some(1));
+    let second = stream.expect_joined().await;
+    assert_eq!(second.member["name"], json!("second"));
+    assert_eq!(second.members.len(), 1);
 }
 
 #[tokio::test]
@@ -363,9 +368,8 @@ async fn a_client_that_expects_100_continue_is_told_to_send_its_body() {
     let (status, _) = stream.head().await;
     assert_eq!(status, 100);
     stream.send(body).await;
-    let (status, _, joined) = stream.json_answer().await;
-    assert_eq!(status, 201, "{joined}");
-    assert_eq!(joined["member"]["name"], json!("patient"));
+    let joined = stream.expect_joined().await;
+    assert_eq!(joined.member["name"], json!("patient"));
 }
 
 #[tokio::test]
@@ -377,9 +381,8 @@ async fn a_body_that_arrives_in_pieces_is_read_whole() {
     stream.send(first).await;
     tokio::task::yield_now().await;
     stream.send(rest).await;
-    let (status, _, joined) = stream.json_answer().await;
-    assert_eq!(status, 201, "{joined}");
-    assert_eq!(joined["member"]["metadata"], json!({"a": 1}));
+    let joined = stream.expect_joined().await;
+    assert_eq!(joined.member["metadata"], json!({"a": 1}));
 }
 
 #[tokio::test]
@@ -391,9 +394,8 @@ async fn a_chunked_body_is_served_and_the_connection_kept() {
     stream
         .send(&(join_head("chunked", "Transfer-Encoding: chunked\r\n") + &chunks))
         .await;
-    let (status, _, joined) = stream.json_answer().await;
-    assert_eq!(status, 201, "{joined}");
-    assert_eq!(joined["member"]["name"], json!("chunky"));
+    let joined = stream.expect_joined().await;
+    assert_eq!(joined.member["name"], json!("chunky"));
 
     stream.healthz("").await;
 }
