@@ -283,7 +283,7 @@ async fn too_slow(socket: &mut TcpStream, deadline: Instant, write_timeout: Dura
 /// more before `deadline`, has gone, or (with `shutdown`, while no request
 /// has begun) the server is shutting down.
 async fn fill(
-    socket: &TcpStream,
+    socket: &mut TcpStream,
     read: &mut BytesMut,
     deadline: Instant,
     shutdown: Option<&CancellationToken>,
@@ -293,7 +293,7 @@ async fn fill(
         let ready = tokio::time::timeout_at(deadline, async {
             tokio::select! {
                 biased;
-                ready = socket.readable() => ready.is_ok(),
+                ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)) => ready.is_ok(),
                 () = async {
                     match shutdown {
                         Some(shutdown) => shutdown.cancelled().await,
@@ -309,11 +309,27 @@ async fn fill(
         // Room only once there is something to read: a connection waiting
         // for its next request holds no buffer.
         read.reserve(READ_SIZE);
-        match socket.try_read_buf(read) {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
+        // Through `poll_read`, not `try_read`: after a read that did not
+        // fill the room, it forgets the socket's readiness, so the wait for
+        // the next request goes to epoll rather than to one more read that
+        // finds nothing, a system call per request.
+        let once = std::future::poll_fn(|cx| {
+            Poll::Ready(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *socket),
+                cx,
+                read,
+            ))
+        });
+        match once.await {
+            Poll::Ready(Ok(0)) => return false,
+            Poll::Ready(Ok(_)) => return true,
+            // Nothing after all: wait again, without the room.
+            Poll::Pending => {
+                if read.is_empty() {
+                    *read = BytesMut::new();
+                }
+            }
+            Poll::Ready(Err(_)) => return false,
         }
     }
 }
