@@ -11,7 +11,8 @@
 //! - `inbox`: one member's ordered events, acknowledgement, bounds, gaps.
 //! - `limits`: per-client rate limits.
 //! - `metrics`: Prometheus metrics and `/metrics`.
-//! - `observe`: every request's id, span, timing and error log line.
+//! - `observe`: every request's id, timing and error log line.
+//! - `logging`: text or JSON log lines, each in its request's span.
 //! - `serve`: the accept loop: connection limits, graceful shutdown.
 //! - `sse`: the event-stream framing and body.
 //! - `http1`: cleartext HTTP/1.1 connections, served without hyper while they can be.
@@ -29,6 +30,7 @@ pub mod http1;
 pub mod hub;
 pub mod inbox;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod observe;

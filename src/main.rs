@@ -1,17 +1,14 @@
 //! The `signalpost` binary: reads the configuration, starts logging, binds,
 //! and serves until SIGTERM or Ctrl-C.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
 use signalpost::Config;
-use signalpost::config::LogFormat;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of the system allocator: the server allocates and frees
 /// small buffers for every request and event, and glibc's arenas spent a
@@ -53,21 +50,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match config.log_format {
-        // Colours only for a person at a terminal: escape codes in a log
-        // file or a journal are noise (and `NO_COLOR` turns them off too).
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_env_filter(filter)
-            .init(),
-    }
+    signalpost::logging::init(config.log_format);
     if let Err(problem) = config.check() {
         error!("{problem}");
         return ExitCode::from(2);

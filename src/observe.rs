@@ -1,8 +1,9 @@
 //! What every request goes through to be seen by the people who run the
-//! server, in one middleware: its id, its span, its time in the metrics,
-//! a log line for a server error, and its token headers marked sensitive.
+//! server, in one middleware: its id, its time in the metrics, a log line
+//! for a server error, and its token headers marked sensitive.
 //!
-//! The id is on the request's log lines (through its span), in the
+//! The id is on the request's log lines (`logging` puts them in a span that
+//! names it, for as long as the id is in scope here), in the
 //! `X-Request-Id` response header, and in every problem+json body, so that a
 //! client's report and the server's log meet. An id a proxy already gave
 //! (`X-Request-Id`) is kept when it is short and plain; any other is
@@ -12,7 +13,9 @@
 //! sensitive-headers layers on it: every relayed signal is a request, and
 //! every layer on axum's router is one more boxed service cloned, and one
 //! more boxed future, for every request. The layers, and a span with three
-//! formatted fields, were a tenth of a signal's instructions.
+//! formatted fields, were a tenth of a signal's instructions; a span with
+//! one field, another tenth, which is why `logging` opens it only for a
+//! line.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -27,8 +30,6 @@ use axum::response::Response;
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
-use tracing::Span;
-use tracing::instrument::{Instrument, Instrumented};
 
 use crate::metrics::{MethodLabel, RouteTimes};
 
@@ -54,7 +55,12 @@ impl RequestId {
 
 /// The id of the request being handled, if any.
 pub fn current() -> Option<String> {
-    CURRENT.try_with(|id| id.as_str().to_owned()).ok()
+    with_current_id(str::to_owned)
+}
+
+/// `f` of the id of the request being handled, if any.
+pub fn with_current_id<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
+    CURRENT.try_with(|id| f(id.as_str())).ok()
 }
 
 fn plain(value: &HeaderValue) -> bool {
@@ -95,11 +101,10 @@ struct Started {
     id: RequestId,
     method: MethodLabel,
     route: Arc<RouteTimes>,
-    span: Span,
 }
 
 impl Started {
-    /// Gives the request its id and its span.
+    /// Gives the request its id.
     fn new(request: &mut Request, routes: &Routes) -> Self {
         let at = Instant::now();
         hide_secrets(request.headers_mut());
@@ -112,17 +117,11 @@ impl Started {
             // for as long as it waits.
             .and_then(|value| HeaderValue::from_bytes(value.as_bytes()).ok())
             .unwrap_or_else(fresh);
-        let id = RequestId(id);
-        // The route and method are on the debug line below, not in the span:
-        // each field of a span is formatted when the span opens, for every
-        // request, whether anything logs in it or not.
-        let span = tracing::info_span!("request", request_id = %id.as_str());
         Self {
             at,
             method: MethodLabel::of(request.method()),
             route: routes.of(request.uri().path()),
-            id,
-            span,
+            id: RequestId(id),
         }
     }
 
@@ -133,7 +132,7 @@ impl Started {
         self.route.record(self.method, elapsed);
         let (method, route) = (self.method.as_str(), self.route.route());
         let status = response.status();
-        self.span.in_scope(|| {
+        let log = || {
             if status.is_server_error() {
                 tracing::error!(
                     method,
@@ -145,7 +144,12 @@ impl Started {
             } else {
                 tracing::debug!(method, route, status = status.as_u16(), ?elapsed, "request");
             }
-        });
+        };
+        // The answer is ready, out of the id's scope; back in it for the
+        // line, when there is one to write.
+        if status.is_server_error() || tracing::enabled!(tracing::Level::DEBUG) {
+            CURRENT.sync_scope(self.id.clone(), log);
+        }
         response.headers_mut().insert(HEADER, self.id.0);
     }
 }
@@ -207,8 +211,7 @@ impl<S> Layer<S> for ObserveLayer {
     }
 }
 
-/// Runs the request with its id in scope and inside its span; see
-/// `ObserveLayer`.
+/// Runs the request with its id in scope; see `ObserveLayer`.
 #[derive(Debug, Clone)]
 pub struct Observe<S> {
     inner: S,
@@ -229,9 +232,7 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let started = Started::new(&mut request, &self.routes);
-        let inner = CURRENT
-            .scope(started.id.clone(), self.inner.call(request))
-            .instrument(started.span.clone());
+        let inner = CURRENT.scope(started.id.clone(), self.inner.call(request));
         ObserveFuture {
             inner,
             started: Some(started),
@@ -243,7 +244,7 @@ pin_project! {
     /// A request's answer, observed once it is ready.
     pub struct ObserveFuture<F> {
         #[pin]
-        inner: Instrumented<TaskLocalFuture<RequestId, F>>,
+        inner: TaskLocalFuture<RequestId, F>,
         started: Option<Started>,
     }
 }

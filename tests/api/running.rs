@@ -115,6 +115,50 @@ async fn every_log_line_of_a_request_names_its_id_in_text_and_in_json() {
     }
 }
 
+/// The span is opened for a line, not for a request (`logging`): a line
+/// from the handler and the one `observe` writes after the answer both get
+/// it, and a line outside any request does not.
+#[tokio::test]
+async fn a_request_s_lines_at_debug_name_its_id_and_other_lines_none() {
+    let mut server = ServerProcess::start(&[], &[("RUST_LOG", "signalpost=debug")]).await;
+    let client = reqwest::Client::new();
+    let response = send(
+        client
+            .post(server.url("/rooms/lobby/join"))
+            .header("x-request-id", "join-7"),
+    )
+    .await;
+    Joined::from_response(response).await;
+    server.kill("TERM");
+    server.wait_exit().await;
+    let of_request: Vec<&String> = server
+        .output
+        .iter()
+        .filter(|line| line.contains("request_id="))
+        .collect();
+    assert!(
+        of_request.iter().any(|line| line.contains("member joined"))
+            && of_request
+                .iter()
+                .any(|line| line.contains("route=\"/rooms/{room_id}/join\" status=201")),
+        "the join's line and observe's line are in the request's span: {:?}",
+        server.output
+    );
+    for line in of_request {
+        assert!(line.contains("request{request_id=join-7}: "), "{line}");
+    }
+    let outside = |text: &str| {
+        server
+            .output
+            .iter()
+            .find(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("`{text}` is logged: {:?}", server.output))
+    };
+    for text in ["listening on", "stopped"] {
+        assert!(!outside(text).contains("request{"), "{}", outside(text));
+    }
+}
+
 #[tokio::test]
 async fn environment_variables_set_the_flags() {
     let mut server = ServerProcess::start(
