@@ -87,8 +87,10 @@ pub async fn serve(
     // stream starts: what this future holds lives as long as the member's
     // stream, so it is only the socket and what the stream's loop needs.
     let last = Box::pin(async {
+        let mut timer = std::pin::pin!(tokio::time::sleep(limits.header_timeout));
         loop {
-            match exchange(&mut socket, &mut read, peer, app, limits, shutdown).await {
+            let timer = timer.as_mut();
+            match exchange(&mut socket, &mut read, peer, app, limits, shutdown, timer).await {
                 Next::KeepAlive => {}
                 last => return last,
             }
@@ -141,8 +143,9 @@ async fn exchange(
     app: &mut App,
     limits: &ConnectionLimits,
     shutdown: &CancellationToken,
+    timer: Pin<&mut Sleep>,
 ) -> Next {
-    let (request, close) = match read_request(socket, read, peer, limits, shutdown).await {
+    let (request, close) = match read_request(socket, read, peer, limits, shutdown, timer).await {
         Ok(read) => read,
         Err(NotRead::Gone) => return Next::Gone,
         Err(NotRead::Hyper) => return Next::Hyper,
@@ -201,6 +204,7 @@ async fn read_request(
     peer: SocketAddr,
     limits: &ConnectionLimits,
     shutdown: &CancellationToken,
+    mut timer: Pin<&mut Sleep>,
 ) -> Result<(Request<Body>, bool), NotRead> {
     // The whole head within the header timeout, counted from the end of
     // the last answer: an idle connection is closed after it, as hyper
@@ -216,7 +220,7 @@ async fn read_request(
         }
         // A blank line may straddle two reads.
         searched = read.len().saturating_sub(3);
-        if !fill(socket, read, deadline, Some(shutdown)).await {
+        if !fill(socket, read, deadline, timer.as_mut(), Some(shutdown)).await {
             // A connection idle between requests just closes.
             if !read.is_empty() {
                 too_slow(socket, deadline, limits.write_timeout).await;
@@ -259,7 +263,7 @@ async fn read_request(
     // The body gets a header timeout of its own.
     let deadline = Instant::now() + limits.header_timeout;
     while read.len() < body_len {
-        if !fill(socket, read, deadline, None).await {
+        if !fill(socket, read, deadline, timer.as_mut(), None).await {
             too_slow(socket, deadline, limits.write_timeout).await;
             return Err(NotRead::Gone);
         }
@@ -286,24 +290,23 @@ async fn fill(
     socket: &mut TcpStream,
     read: &mut BytesMut,
     deadline: Instant,
+    mut timer: Pin<&mut Sleep>,
     shutdown: Option<&CancellationToken>,
 ) -> bool {
     loop {
         let shutdown = shutdown.filter(|_| read.is_empty());
-        let ready = tokio::time::timeout_at(deadline, async {
-            tokio::select! {
-                biased;
-                ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)) => ready.is_ok(),
-                () = async {
-                    match shutdown {
-                        Some(shutdown) => shutdown.cancelled().await,
-                        None => std::future::pending().await,
-                    }
-                } => false,
-            }
-        })
-        .await;
-        if ready != Ok(true) {
+        let ready = tokio::select! {
+            biased;
+            ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)) => ready.is_ok(),
+            () = async {
+                match shutdown {
+                    Some(shutdown) => shutdown.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            } => false,
+            () = passed(timer.as_mut(), deadline) => false,
+        };
+        if !ready {
             return false;
         }
         // Room only once there is something to read: a connection waiting
@@ -331,6 +334,21 @@ async fn fill(
             }
             Poll::Ready(Err(_)) => return false,
         }
+    }
+}
+
+/// Ready once `deadline` has passed. `timer` is the connection's one timer
+/// for it, for all its requests: it is moved only when it fires before the
+/// deadline of the request being read. A timer of its own for every
+/// request was an insertion into tokio's timer wheel, and a removal, for
+/// every request.
+async fn passed(mut timer: Pin<&mut Sleep>, deadline: Instant) {
+    loop {
+        timer.as_mut().await;
+        if timer.deadline() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
     }
 }
 

@@ -434,6 +434,35 @@ async fn an_idle_connection_is_closed_after_the_header_timeout() {
     assert!(stream.ends().await, "the idle connection is closed");
 }
 
+/// The header timeout counts from the end of the last answer, not from the
+/// connection's start: the connection's one timer fires during the poll
+/// and is moved on, not obeyed.
+#[tokio::test]
+async fn a_connection_busy_past_its_header_timeout_is_kept_until_it_idles() {
+    let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
+    let mut stream = RawStream::connect(&app).await;
+    stream.send(&join_request("slow", "{}")).await;
+    let alice = stream.expect_joined().await;
+    stream.send(&poll_request(&alice, "timeout=0")).await;
+    let (_, _, polled) = stream.json_answer().await;
+    let last = polled["events"]
+        .as_array()
+        .and_then(|events| events.last())
+        .map_or(0, |event| event["id"].as_u64().expect("an event id"));
+    // Nothing comes: the poll answers after its second, three header
+    // timeouts after the connection opened.
+    stream
+        .send(&poll_request(&alice, &format!("after={last}&timeout=1")))
+        .await;
+    let (status, _, polled) = stream.json_answer().await;
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["events"], json!([]), "{polled}");
+
+    let headers = stream.healthz("").await;
+    assert_eq!(header(&headers, "connection"), None, "{headers:?}");
+    assert!(stream.ends().await, "then the idle connection is closed");
+}
+
 #[tokio::test]
 async fn a_body_that_never_finishes_is_answered_408_and_changes_nothing() {
     let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
