@@ -70,6 +70,18 @@ impl RawStream {
         Joined::from_body(body)
     }
 
+    /// Polls `member`'s inbox without waiting, which proves the connection
+    /// is served: the id of the last event in it, or 0.
+    async fn last_event_id(&mut self, member: &Joined) -> u64 {
+        self.send(&poll_request(member, "timeout=0")).await;
+        let (status, _, polled) = self.json_answer().await;
+        assert_eq!(status, 200, "{polled}");
+        polled["events"]
+            .as_array()
+            .and_then(|events| events.last())
+            .map_or(0, |event| event["id"].as_u64().expect("an event id"))
+    }
+
     /// A whole answer with a `Content-Length`: status, headers, JSON body.
     async fn json_answer(&mut self) -> (u16, Vec<(String, String)>, Value) {
         let (status, headers) = self.head().await;
@@ -443,12 +455,7 @@ async fn a_connection_busy_past_its_header_timeout_is_kept_until_it_idles() {
     let mut stream = RawStream::connect(&app).await;
     stream.send(&join_request("slow", "{}")).await;
     let alice = stream.expect_joined().await;
-    stream.send(&poll_request(&alice, "timeout=0")).await;
-    let (_, _, polled) = stream.json_answer().await;
-    let last = polled["events"]
-        .as_array()
-        .and_then(|events| events.last())
-        .map_or(0, |event| event["id"].as_u64().expect("an event id"));
+    let last = stream.last_event_id(&alice).await;
     // Nothing comes: the poll answers after its second, three header
     // timeouts after the connection opened.
     stream
@@ -514,13 +521,7 @@ async fn a_client_that_leaves_a_waiting_poll_gives_its_place_back() {
     let mut stream = RawStream::connect(&app).await;
     // A poll that answers at once proves the connection is served; the
     // second one waits, holding the only place.
-    stream.send(&poll_request(&alice, "timeout=0")).await;
-    let (status, _, polled) = stream.json_answer().await;
-    assert_eq!(status, 200, "{polled}");
-    let last = polled["events"]
-        .as_array()
-        .and_then(|events| events.last())
-        .map_or(0, |event| event["id"].as_u64().expect("an event id"));
+    let last = stream.last_event_id(&alice).await;
     stream
         .send(&poll_request(&alice, &format!("after={last}&timeout=60")))
         .await;
