@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{DEADLINE, Joined, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{DEADLINE, Joined, ServerProcess, TestApp, spawn_app, spawn_app_with};
+use crate::metrics::wait_for_sample;
 
 /// An HTTP/1.1 response read off a raw connection: status, headers, and the
 /// body with the chunked framing undone, as far as it has arrived.
@@ -36,6 +37,17 @@ impl RawStream {
             .write_all(request.as_bytes())
             .await
             .expect("the request is written");
+    }
+
+    /// Sends `request` in two writes, split at `at`. The yield between
+    /// them gives the server a chance to read the first alone; it cannot
+    /// make it, so a test of this is one that the request is served
+    /// whichever way the reads fall.
+    async fn send_in_two(&mut self, request: &str, at: usize) {
+        let (first, rest) = request.split_at(at);
+        self.send(first).await;
+        tokio::task::yield_now().await;
+        self.send(rest).await;
     }
 
     /// `GET /healthz` with `extra` header lines, answered 200; the answer's
@@ -389,10 +401,7 @@ async fn a_body_that_arrives_in_pieces_is_read_whole() {
     let app = spawn_app().await;
     let mut stream = RawStream::connect(&app).await;
     let request = join_request("pieces", r#"{"name": "slow", "metadata": {"a": 1}}"#);
-    let (first, rest) = request.split_at(request.len() - 10);
-    stream.send(first).await;
-    tokio::task::yield_now().await;
-    stream.send(rest).await;
+    stream.send_in_two(&request, request.len() - 10).await;
     let joined = stream.expect_joined().await;
     assert_eq!(joined.member["metadata"], json!({"a": 1}));
 }
@@ -515,7 +524,9 @@ async fn a_client_that_closes_its_stream_connection_gives_its_place_back() {
 
 #[tokio::test]
 async fn a_client_that_leaves_a_waiting_poll_gives_its_place_back() {
-    let app = spawn_app_with(&["--max-streams", "1"]).await;
+    // A process of its own: its poll gauge moves for this test alone.
+    let server = ServerProcess::start(&["--max-streams", "1"], &[]).await;
+    let app = TestApp::at(server.addr);
     let alice = app.join("lean").await;
     let bob = app.join("lean").await;
     let mut stream = RawStream::connect(&app).await;
@@ -525,7 +536,7 @@ async fn a_client_that_leaves_a_waiting_poll_gives_its_place_back() {
     stream
         .send(&poll_request(&alice, &format!("after={last}&timeout=60")))
         .await;
-    tokio::task::yield_now().await;
+    wait_for_sample(&app, "signalpost_open_streams{transport=\"poll\"}", 1.0).await;
 
     drop(stream);
     let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
@@ -536,12 +547,9 @@ async fn a_client_that_leaves_a_waiting_poll_gives_its_place_back() {
 async fn a_head_that_arrives_in_pieces_is_still_served() {
     let app = spawn_app().await;
     let alice = app.join("lean").await;
-    let request = stream_request(&alice, &alice.token);
-    let (first, rest) = request.split_at(20);
     let mut stream = RawStream::connect(&app).await;
-    stream.send(first).await;
-    // The yield gives the server a chance to read the first piece alone.
-    tokio::task::yield_now().await;
-    stream.send(rest).await;
+    stream
+        .send_in_two(&stream_request(&alice, &alice.token), 20)
+        .await;
     stream.expect_stream_of(&alice).await;
 }
