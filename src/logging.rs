@@ -27,7 +27,8 @@ use crate::observe;
 /// (default `info`). Once per process; a second call does nothing.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // `try_init`: tests may start more than one server in one process.
+    // `try_init`: a second call leaves the first subscriber in place
+    // instead of panicking.
     let _ = match format {
         // Colours only for a person at a terminal: escape codes in a log
         // file or a journal are noise (and `NO_COLOR` turns them off too).

@@ -70,7 +70,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     // Every connection's task, so that shutdown waits for those hyper does
     // not know of: the ones served by `http1`.
-    let streams = TaskTracker::new();
+    let connections = TaskTracker::new();
 
     loop {
         let (socket, peer) = tokio::select! {
@@ -94,7 +94,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let limits = Arc::clone(&limits);
         let shutdown = shutdown.clone();
-        streams.spawn(async move {
+        connections.spawn(async move {
             if let Some(acceptor) = &limits.tls {
                 Box::pin(serve_tls(
                     socket, peer, app, &builder, watcher, &limits, acceptor,
@@ -112,10 +112,10 @@ pub async fn serve(
     }
 
     drop(listener);
-    streams.close();
+    connections.close();
     let everything = async {
         graceful.shutdown().await;
-        streams.wait().await;
+        connections.wait().await;
     };
     tokio::select! {
         () = everything => {}
