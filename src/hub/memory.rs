@@ -15,11 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use dashmap::DashMap;
-use tokio::sync::Notify;
 use tracing::info;
 use uuid::Uuid;
 
-use super::{Actor, JoinSpec, MemberRef, Place, Settings};
+use super::{Actor, JoinSpec, MemberRef, Place, Readers, Settings};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, EventBody, Inbox, Limits};
@@ -96,7 +95,7 @@ struct Member {
     inbox: Inbox,
     /// Woken whenever the inbox gains an event, a newer stream opens, or the
     /// member is removed.
-    wake: Arc<Notify>,
+    wake: Arc<Readers>,
     /// Open streams and polls. The member timeout runs only while it is 0.
     readers: u32,
     idle_since: Instant,
@@ -167,7 +166,7 @@ impl Room {
             .filter(|member| Some(member.view.id) != except)
         {
             member.inbox.push(Arc::clone(body), limits);
-            member.wake.notify_waiters();
+            member.wake.wake();
         }
     }
 
@@ -188,7 +187,7 @@ impl Room {
     /// if the room is now closed, the map entry.
     fn remove(&mut self, index: usize, reason: LeaveReason, limits: Limits) -> Member {
         let gone = self.members.remove(index);
-        gone.wake.notify_waiters();
+        gone.wake.wake();
         let body = EventBody::new(
             "member-left",
             &MemberLeftData {
@@ -292,7 +291,7 @@ impl MemoryHub {
                 view: view.clone(),
                 token_selector: token.selector(),
                 inbox: Inbox::default(),
-                wake: Arc::new(Notify::new()),
+                wake: Arc::default(),
                 readers: 0,
                 idle_since: Instant::now(),
                 stream: 0,
@@ -404,7 +403,7 @@ impl MemoryHub {
                     .inbox
                     .push_signal(body, limits)
                     .map_err(|_| ApiError::InboxFull)?;
-                recipient.wake.notify_waiters();
+                recipient.wake.wake();
                 Ok(1)
             }
             None => {
@@ -423,7 +422,7 @@ impl MemoryHub {
                     .filter(|member| member.view.id != from.member)
                 {
                     member.inbox.push(Arc::clone(&body), limits);
-                    member.wake.notify_waiters();
+                    member.wake.wake();
                     count += 1;
                 }
                 Ok(count)
@@ -539,7 +538,7 @@ impl MemoryHub {
         place.keep();
         let wake = Arc::clone(&member.wake);
         // Ends the stream this one replaces.
-        wake.notify_waiters();
+        wake.wake();
         drop(room);
         Ok(MemorySubscription {
             readers: Arc::clone(&self.inner.readers),
@@ -590,7 +589,7 @@ pub struct MemorySubscription {
     /// The stream generation, for streams; polls never supersede anything.
     stream: Option<u64>,
     cursor: u64,
-    wake: Arc<Notify>,
+    wake: Arc<Readers>,
 }
 
 impl MemorySubscription {
@@ -598,10 +597,6 @@ impl MemorySubscription {
         self.cursor
     }
 
-    /// Waits for the next events. `None` when the reader is done: the
-    /// member is gone, or a newer stream replaced this one.
-    ///
-    /// Cancel-safe: the cursor moves only together with a returned batch.
     /// Reads once without waiting: the events there are now, possibly
     /// none; `None` when the reader is done.
     pub fn read_now(&mut self) -> Option<Batch> {
@@ -615,8 +610,8 @@ impl MemorySubscription {
         Some(batch)
     }
 
-    /// What `Subscription::next` waits on between reads.
-    pub fn wake(&self) -> Arc<Notify> {
+    /// The readers of this member's inbox, for `Subscription`.
+    pub fn readers(&self) -> Arc<Readers> {
         Arc::clone(&self.wake)
     }
 }

@@ -13,6 +13,7 @@
 
 mod memory;
 mod redis;
+mod wake;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,12 +22,11 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::sync::Notify;
-use tokio::sync::futures::OwnedNotified;
 use uuid::Uuid;
 
 pub use self::memory::{MemoryHub, MemorySubscription};
 pub use self::redis::{RedisHub, RedisSubscription};
+use self::wake::{ReaderWake, Readers};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, EventBody, Limits};
@@ -255,13 +255,13 @@ impl Hub {
 /// event.
 pub struct Subscription {
     reader: Reader,
-    /// Armed before every read, so that an event landing after the read
-    /// wakes the reader. Replaced, in place, once it has fired.
-    armed: Pin<Box<OwnedNotified>>,
-    /// Whether `armed` was armed before the last read: until it fires,
-    /// nothing has come since, and there is no need to read again. A
-    /// stream polls once more after every batch, and would read twice.
-    read_since_armed: bool,
+    /// Says whether the inbox changed since the last read, and wakes the
+    /// task when it does.
+    wake: ReaderWake,
+    /// Whether a read has been made: after one, there is no need to read
+    /// again until `wake` says the inbox changed. A stream polls once more
+    /// after every batch, and would read twice.
+    read_once: bool,
     /// A Redis read under way: a round trip, polled to its end before the
     /// next; it moves the cursor only as its batch is returned.
     reading: Option<Pin<Box<RedisRead>>>,
@@ -277,22 +277,22 @@ enum Reader {
 }
 
 impl Reader {
-    /// What the reader waits on between reads.
-    fn wake(&self) -> Arc<Notify> {
+    /// The inbox's readers, this one among them from `Subscription::new`.
+    fn readers(&self) -> Arc<Readers> {
         match self {
-            Reader::Memory(subscription) => subscription.wake(),
-            Reader::Redis(subscription) => subscription.wake(),
+            Reader::Memory(subscription) => subscription.readers(),
+            Reader::Redis(subscription) => subscription.readers(),
         }
     }
 }
 
 impl Subscription {
     fn new(reader: Reader, transport: &'static str) -> Self {
-        let armed = Box::pin(reader.wake().notified_owned());
+        let wake = ReaderWake::join(reader.readers());
         Self {
             reader,
-            armed,
-            read_since_armed: false,
+            wake,
+            read_once: false,
             reading: None,
             _open: OpenStream::new(transport),
         }
@@ -345,16 +345,15 @@ impl Subscription {
     /// event, as a `Stream` does.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
         loop {
-            if self.read_since_armed {
-                ready!(self.armed.as_mut().poll(cx));
-                self.armed.set(self.reader.wake().notified_owned());
-                self.read_since_armed = false;
+            // A Redis read under way is finished first: it may have begun
+            // before the change, so the change is looked at only after it.
+            if self.reading.is_none() && !self.wake.changed(cx) && self.read_once {
+                return Poll::Pending;
             }
-            self.armed.as_mut().enable();
             let Some(batch) = ready!(self.poll_read(cx)) else {
                 return Poll::Ready(None);
             };
-            self.read_since_armed = true;
+            self.read_once = true;
             if !batch.is_empty() {
                 return Poll::Ready(Some(batch));
             }

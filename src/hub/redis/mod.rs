@@ -11,7 +11,7 @@
 //! - outside any room: the token index, the room index (for `GET /rooms`),
 //!   the idle index the reaper scans, and the member count;
 //! - on each node, only what cannot be shared: its open readers and the
-//!   `Notify` that wakes them.
+//!   `Readers` that wakes them.
 //!
 //! Every change to a room is one Lua script (`*.lua` beside this file), so
 //! it is atomic however many nodes race: capacity, lock, inbox bounds. A
@@ -35,11 +35,10 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{Actor, JoinSpec, MemberRef, Place, Settings};
+use super::{Actor, JoinSpec, MemberRef, Place, Readers, Settings};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, Entry, EventBody, Item, SIGNAL};
@@ -119,7 +118,7 @@ struct Shared {
 }
 
 struct LocalMember {
-    wake: Arc<Notify>,
+    wake: Arc<Readers>,
     readers: usize,
 }
 
@@ -171,7 +170,7 @@ impl RedisHub {
                 // meanwhile is lost, so every reader here looks again.
                 PushKind::Subscribe if lost.swap(false, Ordering::Relaxed) => {
                     for member in wake_local.iter() {
-                        member.wake.notify_waiters();
+                        member.wake.wake();
                     }
                 }
                 _ => {}
@@ -269,7 +268,7 @@ impl RedisHub {
 
     fn wake_local(&self, room: &RoomId, member: Uuid) {
         if let Some(local) = self.inner.local.get(&(room.clone(), member)) {
-            local.wake.notify_waiters();
+            local.wake.wake();
         }
     }
 
@@ -691,7 +690,7 @@ impl RedisHub {
                 .local
                 .entry((member_ref.room.clone(), member_ref.member))
                 .or_insert_with(|| LocalMember {
-                    wake: Arc::new(Notify::new()),
+                    wake: Arc::default(),
                     readers: 0,
                 });
             local.readers += 1;
@@ -822,7 +821,7 @@ fn wake_from_message(local: &DashMap<(RoomId, Uuid), LocalMember>, text: &[u8]) 
         return;
     };
     if let Some(local) = local.get(&(room, member)) {
-        local.wake.notify_waiters();
+        local.wake.wake();
     }
 }
 
@@ -891,7 +890,7 @@ pub struct RedisSubscription {
     /// The stream generation, for streams; polls never supersede anything.
     generation: Option<u64>,
     cursor: u64,
-    wake: Arc<Notify>,
+    wake: Arc<Readers>,
 }
 
 impl RedisSubscription {
@@ -937,8 +936,8 @@ impl RedisSubscription {
         self.cursor = cursor;
     }
 
-    /// What `Subscription::next` waits on between reads.
-    pub fn wake(&self) -> Arc<Notify> {
+    /// The readers of this member's inbox on this node, for `Subscription`.
+    pub fn readers(&self) -> Arc<Readers> {
         Arc::clone(&self.wake)
     }
 }
