@@ -60,6 +60,19 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// How often `upkeep` runs.
+pub const UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds the values the histograms recorded since the last time into their
+/// buckets. Until then the recorder holds every value in a list of its
+/// own (16 bytes each, two for a relayed signal), and only a scrape of
+/// `/metrics` emptied it: a server nobody scraped grew by about 80 KB a
+/// second at 2 000 signals a second, without bound. `reaper` calls it
+/// every `UPKEEP`, as the exporter's own upkeep task would.
+pub fn upkeep() {
+    handle().run_upkeep();
+}
+
 /// The counter of relayed copies, looked up in the recorder once: a
 /// lookup builds and hashes the metric's key, on every signal.
 pub fn signals_relayed() -> &'static Counter {

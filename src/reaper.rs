@@ -1,5 +1,6 @@
-//! The background task that removes members whose inbox nobody reads, and
-//! now and then forgets the rate-limit buckets of clients gone quiet.
+//! The background task that removes members whose inbox nobody reads,
+//! now and then forgets the rate-limit buckets of clients gone quiet, and
+//! keeps the metrics' histograms up to date.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub async fn run(
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut forget = tokio::time::interval(Duration::from_secs(60));
+    let mut upkeep = tokio::time::interval(crate::metrics::UPKEEP);
+    upkeep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {
@@ -31,6 +34,7 @@ pub async fn run(
                 }
             }
             _ = forget.tick() => limiters.forget_idle(),
+            _ = upkeep.tick() => crate::metrics::upkeep(),
             () = shutdown.cancelled() => return,
         }
     }
