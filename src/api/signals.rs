@@ -64,33 +64,7 @@ async fn send_signal(
         .send_signal(&from, request.to, &signal_type, payload)
         .await?;
     crate::metrics::signals_relayed().increment(recipients as u64);
-    if recipients > 0 {
-        after_woken_tasks().await;
-    }
     Ok(Accepted(SignalAccepted { recipients }))
-}
-
-/// Returns once the tasks already woken have had their turn, so that the
-/// inboxes this signal woke write it before the sender's 202 is written:
-/// the recipient is waiting for the signal, the sender only for its
-/// receipt. In an A/B run of `bench/` it took about 5 µs off the median
-/// latency, for some 1 000 instructions per signal. With Redis the inboxes
-/// mostly wake later, on Redis's message, and this is a turn given away.
-///
-/// The task wakes itself, which on tokio puts it behind every task already
-/// queued; `tokio::task::yield_now` would instead wait for the next poll of
-/// the IO driver, one `epoll_wait` more per signal.
-async fn after_woken_tasks() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await;
 }
 
 /// The 202 and its `SignalAccepted`, written by hand: it answers every
