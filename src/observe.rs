@@ -87,7 +87,7 @@ fn fresh() -> HeaderValue {
 /// whatever might in the future.
 ///
 /// One pass over the few headers a request has: a lookup for each of the
-/// two names hashed both, 150 instructions more per request.
+/// two names hashed both, 300 instructions more per request.
 fn hide_secrets(headers: &mut HeaderMap) {
     for (name, value) in headers.iter_mut() {
         if name == AUTHORIZATION || name == COOKIE {
