@@ -255,13 +255,10 @@ impl Hub {
 /// event.
 pub struct Subscription {
     reader: Reader,
-    /// Says whether the inbox changed since the last read, and wakes the
-    /// task when it does.
+    /// Says whether the inbox changed since the last read (a new reader's
+    /// has), and wakes the task when it does: a stream polls once more
+    /// after every batch, and reads again only if something came.
     wake: ReaderWake,
-    /// Whether a read has been made: after one, there is no need to read
-    /// again until `wake` says the inbox changed. A stream polls once more
-    /// after every batch, and would read twice.
-    read_once: bool,
     /// A Redis read under way: a round trip, polled to its end before the
     /// next; it moves the cursor only as its batch is returned.
     reading: Option<Pin<Box<RedisRead>>>,
@@ -292,7 +289,6 @@ impl Subscription {
         Self {
             reader,
             wake,
-            read_once: false,
             reading: None,
             _open: OpenStream::new(transport),
         }
@@ -347,13 +343,12 @@ impl Subscription {
         loop {
             // A Redis read under way is finished first: it may have begun
             // before the change, so the change is looked at only after it.
-            if self.reading.is_none() && !self.wake.changed(cx) && self.read_once {
+            if self.reading.is_none() && !self.wake.changed(cx) {
                 return Poll::Pending;
             }
             let Some(batch) = ready!(self.poll_read(cx)) else {
                 return Poll::Ready(None);
             };
-            self.read_once = true;
             if !batch.is_empty() {
                 return Poll::Ready(Some(batch));
             }

@@ -27,7 +27,6 @@ pub struct Readers {
     slots: Mutex<Vec<Arc<Slot>>>,
 }
 
-#[derive(Default)]
 struct Slot {
     changed: AtomicBool,
     waker: AtomicWaker,
@@ -56,10 +55,13 @@ pub struct ReaderWake {
 }
 
 impl ReaderWake {
-    /// A place for a new reader. Changes from before it are not flagged:
-    /// a new reader reads once whatever the flag says.
+    /// A place for a new reader. It starts flagged: what came before it is
+    /// unread, so its first look reads.
     pub fn join(readers: Arc<Readers>) -> Self {
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot {
+            changed: AtomicBool::new(true),
+            waker: AtomicWaker::new(),
+        });
         readers.slots().push(Arc::clone(&slot));
         Self { readers, slot }
     }
@@ -108,7 +110,8 @@ mod tests {
         let reader = ReaderWake::join(Arc::clone(&readers));
         let (count, waker) = counted();
         let cx = Context::from_waker(&waker);
-        assert!(!reader.changed(&cx), "nothing changed since it joined");
+        assert!(reader.changed(&cx), "a new reader reads once");
+        assert!(!reader.changed(&cx), "nothing changed since its first look");
         readers.wake();
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         assert!(reader.changed(&cx));
@@ -122,6 +125,7 @@ mod tests {
         let second = ReaderWake::join(Arc::clone(&readers));
         let (count, waker) = counted();
         let cx = Context::from_waker(&waker);
+        assert!(first.changed(&cx) && second.changed(&cx));
         assert!(!first.changed(&cx) && !second.changed(&cx));
         readers.wake();
         assert_eq!(count.0.load(Ordering::Relaxed), 2);
@@ -133,12 +137,17 @@ mod tests {
     }
 
     #[test]
-    fn a_change_before_any_waker_is_registered_is_still_flagged() {
+    fn a_change_while_no_waker_is_registered_is_still_flagged() {
         let readers = Arc::new(Readers::default());
         let reader = ReaderWake::join(Arc::clone(&readers));
-        readers.wake();
         let (count, waker) = counted();
-        assert!(reader.changed(&Context::from_waker(&waker)));
-        assert_eq!(count.0.load(Ordering::Relaxed), 0);
+        let cx = Context::from_waker(&waker);
+        assert!(reader.changed(&cx));
+        // The first wake takes the registered waker; the second finds none.
+        readers.wake();
+        readers.wake();
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert!(reader.changed(&cx), "the flag is there for the next look");
+        assert!(!reader.changed(&cx));
     }
 }
