@@ -53,6 +53,9 @@ pub struct Summary {
     pub storm_cpu_us: Option<f64>,
     pub setup_joins_per_sec: Option<f64>,
     pub failures: Vec<String>,
+    /// Latency runs where the generator fell behind its schedule: their
+    /// latencies include the wait, whatever the server did.
+    pub disturbed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +211,19 @@ pub fn summarize(runs: &[Run], peer: &str) -> Summary {
                 run.repeat,
                 run.failure.as_deref().unwrap_or("?")
             )
+        })
+        .collect();
+    summary.disturbed = ["relay", "fanout"]
+        .into_iter()
+        .flat_map(|scenario| mine(scenario))
+        .filter_map(|run| {
+            let window = run.latency.as_ref()?;
+            (window.late > 0).then(|| {
+                format!(
+                    "{} #{}: {} sends late, up to {:.1} ms behind their time",
+                    run.scenario, run.repeat, window.late, window.max_lag_ms
+                )
+            })
         })
         .collect();
     summary
@@ -529,6 +545,12 @@ pub fn table(
         for failure in &summary.failures {
             let _ = writeln!(md, "- {label}, **failed run**: {failure}");
         }
+        for run in &summary.disturbed {
+            let _ = writeln!(
+                md,
+                "- {label}, generator behind in {run}; that run's latencies include the wait"
+            );
+        }
     }
     for note in notes {
         let _ = writeln!(md, "- {note}");
@@ -667,6 +689,34 @@ mod tests {
         assert_eq!(p99.measured, "0.41 ms vs 0.42 ms; by repeat: met in 1 of 3");
         assert_eq!(p99.met, Some(true));
         assert_eq!(targets[3].measured, "-");
+        assert!(summaries["signalpost"].disturbed.is_empty());
         assert_eq!(targets[3].met, None);
+    }
+
+    #[test]
+    fn a_run_whose_generator_fell_behind_is_named_under_the_table() {
+        let mut late = relay("floor", 2, 48.0, 7.8);
+        if let Some(window) = late.latency.as_mut() {
+            window.late = 181;
+            window.max_lag_ms = 37.85;
+        }
+        let runs = vec![relay("floor", 1, 42.0, 0.4), late];
+        let summary = summarize(&runs, "floor");
+        assert_eq!(
+            summary.disturbed,
+            ["relay #2: 181 sends late, up to 37.9 ms behind their time"]
+        );
+        let summaries = BTreeMap::from([("floor", summary)]);
+        let md = table(
+            &[("floor", "floor (axum relay)")],
+            &summaries,
+            &[],
+            &Sizes::full(),
+            &|scenario| scenario == "relay",
+            &[],
+        );
+        assert!(md.contains(
+            "- floor (axum relay), generator behind in relay #2: 181 sends late, up to 37.9 ms behind their time; that run's latencies include the wait"
+        ));
     }
 }
