@@ -290,55 +290,40 @@ pub fn targets(
     let both = |a: Option<f64>, b: Option<f64>| a.zip(b);
     let cpu = |w: &Window| w.cpu_us_per_msg;
 
-    let half = |a: f64, b: f64| a <= b / 2.0;
-    let against_ws = both(
-        sp.and_then(|s| s.relay_cpu_us),
-        ws.and_then(|s| s.relay_cpu_us),
-    );
+    let relay_cpu = |summary: Option<&Summary>| summary.and_then(|s| s.relay_cpu_us);
     // The floor does no more than relay, so its own ratio says how far any
     // server of this shape can go below socket.io on this machine.
-    let floor_against_ws = both(
-        floor.and_then(|s| s.relay_cpu_us),
-        ws.and_then(|s| s.relay_cpu_us),
-    )
-    .map_or(String::new(), |(f, w)| {
+    let floor_against_ws = both(relay_cpu(floor), relay_cpu(ws)).map_or(String::new(), |(f, w)| {
         format!("; the floor: {:.2}×", f / w)
     });
-    targets.push(Target {
-        target: "server CPU per relayed signal ≤ ½ of socket.io websocket".into(),
-        measured: against_ws.map_or("-".into(), |(a, b)| {
-            format!(
-                "{a:.1} µs vs {b:.1} µs ({:.2}×){}{floor_against_ws}",
-                a / b,
-                by_repeat(
-                    &pairs(runs, "relay", "signalpost", "sio-ws", cpu),
-                    half,
-                    true
+    let cpu_target = |target: &str, other: &str, holds: fn(f64, f64) -> bool, extra: &str| {
+        let medians = both(relay_cpu(sp), relay_cpu(get(other)));
+        let repeats = pairs(runs, "relay", "signalpost", other, cpu);
+        Target {
+            target: target.into(),
+            measured: medians.map_or("-".into(), |(a, b)| {
+                format!(
+                    "{a:.1} µs vs {b:.1} µs ({:.2}×){}{extra}",
+                    a / b,
+                    by_repeat(&repeats, holds, true)
                 )
-            )
-        }),
-        met: against_ws.map(|(a, b)| half(a, b)),
-    });
+            }),
+            met: medians.map(|(a, b)| holds(a, b)),
+        }
+    };
+    targets.push(cpu_target(
+        "server CPU per relayed signal ≤ ½ of socket.io websocket",
+        "sio-ws",
+        |a, b| a <= b / 2.0,
+        &floor_against_ws,
+    ));
     let no_more = |a: f64, b: f64| a <= b;
-    let against_floor = both(
-        sp.and_then(|s| s.relay_cpu_us),
-        floor.and_then(|s| s.relay_cpu_us),
-    );
-    targets.push(Target {
-        target: "server CPU per relayed signal ≤ the floor's".into(),
-        measured: against_floor.map_or("-".into(), |(a, b)| {
-            format!(
-                "{a:.1} µs vs {b:.1} µs ({:.2}×){}",
-                a / b,
-                by_repeat(
-                    &pairs(runs, "relay", "signalpost", "floor", cpu),
-                    no_more,
-                    true
-                )
-            )
-        }),
-        met: against_floor.map(|(a, b)| no_more(a, b)),
-    });
+    targets.push(cpu_target(
+        "server CPU per relayed signal ≤ the floor's",
+        "floor",
+        no_more,
+        "",
+    ));
     for (scenario, label, pick) in [
         (
             "relay",
