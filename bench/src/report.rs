@@ -268,7 +268,12 @@ fn by_repeat(pairs: &[(f64, f64)], holds: impl Fn(f64, f64) -> bool, ratio: bool
         let ratios = pairs.iter().map(|(a, b)| a / b);
         let low = ratios.clone().fold(f64::INFINITY, f64::min);
         let high = ratios.fold(f64::NEG_INFINITY, f64::max);
-        format!("{low:.2}× to {high:.2}×, ")
+        let (low, high) = (format!("{low:.2}×"), format!("{high:.2}×"));
+        if low == high {
+            format!("{low}, ")
+        } else {
+            format!("{low} to {high}, ")
+        }
     } else {
         String::new()
     };
@@ -703,5 +708,12 @@ mod tests {
         assert!(md.contains(
             "- floor (axum relay), generator behind in relay #2: 181 sends late, up to 37.9 ms behind their time; that run's latencies include the wait"
         ));
+    }
+
+    #[test]
+    fn one_pair_gives_one_ratio_not_a_range() {
+        let text = by_repeat(&[(43.0, 86.0)], |a, b| a <= b / 2.0, true);
+        assert_eq!(text, "; by repeat: 0.50×, met in 1 of 1");
+        assert_eq!(by_repeat(&[], |a, b| a <= b, true), "");
     }
 }
