@@ -585,8 +585,8 @@ impl CachedDate {
 /// member's stream, and an async fn kept room for the state of each of its
 /// awaits, a write timer's among them (a stream's whole state was 768
 /// bytes with it, 304 with this).
-struct StreamBody {
-    socket: TcpStream,
+struct StreamBody<S = TcpStream> {
+    socket: S,
     body: BodyDataStream,
     write_timeout: Duration,
     /// The chunk being written: its size line, its data, its CRLF, in one
@@ -621,7 +621,7 @@ fn size_line(len: usize) -> Take<Cursor<[u8; SIZE_LINE]>> {
     Buf::take(Cursor::new(line), digits + 2)
 }
 
-impl StreamBody {
+impl<S: AsyncRead + AsyncWrite + Unpin> StreamBody<S> {
     /// Ready when the client has gone: a streamed answer is its
     /// connection's last, so whatever else arrives is read and dropped.
     fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -641,7 +641,7 @@ impl StreamBody {
     }
 }
 
-impl Future for StreamBody {
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for StreamBody<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -653,7 +653,13 @@ impl Future for StreamBody {
             if let Some(chunk) = &mut this.chunk {
                 match poll_write_buf(Pin::new(&mut this.socket), cx, chunk) {
                     Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
-                    Poll::Ready(Ok(_)) if chunk.has_remaining() => continue,
+                    Poll::Ready(Ok(_)) if chunk.has_remaining() => {
+                        // The timeout is for each write, as in `send`: a
+                        // client that keeps reading a large chunk slowly
+                        // keeps its stream.
+                        this.stalled = None;
+                        continue;
+                    }
                     Poll::Ready(Ok(_)) => {
                         this.chunk = None;
                         this.stalled = None;
@@ -961,6 +967,41 @@ mod tests {
         assert!(started.elapsed() > Duration::from_secs(5));
         drop(server);
         assert_eq!(reader.await.expect("the reader ends"), answer);
+    }
+
+    /// A stream's chunk, written the same way: a client that reads a
+    /// large backlog slowly but on and on keeps its stream.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_that_keeps_reading_gets_the_whole_chunk() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = tokio::io::duplex(4096);
+        let data = vec![b'x'; 64 * 1024];
+        let stream = StreamBody {
+            socket: server,
+            body: Body::from(data.clone()).into_data_stream(),
+            write_timeout: Duration::from_secs(1),
+            chunk: None,
+            stalled: None,
+            last: false,
+        };
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut piece = [0; 4096];
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                match client.read(&mut piece).await {
+                    Ok(0) | Err(_) => break got,
+                    Ok(n) => got.extend_from_slice(&piece[..n]),
+                }
+            }
+        });
+        let started = Instant::now();
+        stream.await;
+        assert!(started.elapsed() > Duration::from_secs(5));
+        let mut expected = b"10000\r\n".to_vec();
+        expected.extend_from_slice(&data);
+        expected.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(reader.await.expect("the reader ends"), expected);
     }
 
     #[tokio::test(start_paused = true)]
