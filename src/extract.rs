@@ -165,6 +165,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if content_type != Some(true) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // serde's derived structs also take an array of their fields in
+        // order; every body of this API is an object.
+        if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::InvalidRequest(
+                "the body must be a JSON object".into(),
+            ));
+        }
         serde_json::from_slice(&bytes).map(Self).map_err(|error| {
             ApiError::InvalidRequest(format!("the body is not valid here: {error}"))
         })

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{assert_problem, send, spawn_app};
+use crate::helpers::{assert_problem, json_body, send, spawn_app};
 
 #[tokio::test]
 async fn malformed_json_on_join_answers_400_invalid_request() {
@@ -145,4 +145,38 @@ async fn a_plain_request_id_from_a_proxy_is_kept_and_any_other_replaced() {
             "{unfit:?} is replaced by a UUID, not {id}"
         );
     }
+}
+
+/// serde would read an array as the fields in order; the API's bodies are
+/// objects, and such a body changes nothing.
+#[tokio::test]
+async fn a_body_that_is_an_array_of_the_fields_answers_400_and_changes_nothing() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+
+    let response = app
+        .send_body(
+            &alice.token,
+            json!([bob.member_id, "offer", {"sdp": "v=0"}]),
+        )
+        .await;
+    assert_problem(response, 400, "invalid_request").await;
+    assert!(app.poll_events(&bob, "after=1&timeout=0").await.is_empty());
+
+    let request = app
+        .client
+        .patch(app.url("/rooms/lobby"))
+        .bearer_auth(&alice.token)
+        .json(&json!([true]));
+    assert_problem(send(request).await, 400, "invalid_request").await;
+    let room = json_body(app.get_room("lobby", Some(&alice.token)).await, 200).await;
+    assert_eq!(room["locked"], json!(false));
+
+    let response = app
+        .post_join("elsewhere", Some(json!(["carol", {}, 3])))
+        .await;
+    assert_problem(response, 400, "invalid_request").await;
+    let carol = app.join("elsewhere").await;
+    assert!(carol.owner && carol.members.is_empty(), "no room was made");
 }
