@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::ice::IceConfig;
+use crate::auth::AdminToken;
 use crate::config::Config;
 use crate::error::{ApiError, Problem};
 use crate::hub::{Hub, RedisHub, Settings};
@@ -53,7 +54,7 @@ pub struct Shared {
     /// STUN and TURN servers for `GET /ice-servers`.
     pub ice: Arc<IceConfig>,
     /// Kept apart from `config` so that it is compared, never printed.
-    pub admin_token: Option<Arc<str>>,
+    pub admin_token: Option<AdminToken>,
     /// Cancelled when the server starts shutting down: streams, polls and
     /// the reaper end on it.
     pub shutdown: CancellationToken,
@@ -94,7 +95,7 @@ impl AppState {
             hub,
             ice: Arc::new(ice),
             limiters: Arc::new(Limiters::new(config.join_rate, config.signal_rate)),
-            admin_token: config.admin_token.as_deref().map(Arc::from),
+            admin_token: config.admin_token.as_deref().map(AdminToken::new),
             config: Arc::new(config),
             shutdown,
         })))

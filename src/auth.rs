@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
@@ -157,6 +158,30 @@ impl Caller {
     }
 }
 
+/// The admin token, kept as its SHA-256 digest: digests have one length,
+/// so comparing them in constant time tells a guesser nothing, not even
+/// how long the token is, where comparing the texts would stop at the
+/// first difference in length.
+#[derive(Clone)]
+pub struct AdminToken([u8; 32]);
+
+impl AdminToken {
+    pub fn new(text: &str) -> Self {
+        Self(Sha256::digest(text.as_bytes()).into())
+    }
+
+    /// Whether `text` is the admin token.
+    pub fn is(&self, text: &str) -> bool {
+        bool::from(Self::new(text).0.ct_eq(&self.0))
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken([redacted])")
+    }
+}
+
 /// Runs after the path and query extractors and before the body's, so
 /// malformed parameters answer 400 before any token is looked at, and a
 /// stranger learns nothing from how its body would have been judged.
@@ -174,7 +199,7 @@ impl AppState {
     pub async fn caller(&self, credentials: &Credentials) -> Result<Caller, ApiError> {
         let text = credentials.0.as_deref().ok_or(ApiError::Unauthorized)?;
         if let Some(admin) = &self.admin_token
-            && bool::from(admin.as_bytes().ct_eq(text.as_bytes()))
+            && admin.is(text)
         {
             return Ok(Caller::Admin);
         }
@@ -228,5 +253,20 @@ mod tests {
     fn a_token_never_shows_in_debug_output() {
         let token = Token::generate();
         assert!(!format!("{token:?}").contains(&token.reveal()));
+    }
+
+    #[test]
+    fn the_admin_token_is_only_itself_and_never_shows() {
+        let admin = AdminToken::new("correct horse battery");
+        assert!(admin.is("correct horse battery"));
+        for other in [
+            "",
+            "correct horse",
+            "correct horse battery ",
+            "Correct horse battery",
+        ] {
+            assert!(!admin.is(other), "{other:?}");
+        }
+        assert!(!format!("{admin:?}").contains("horse"));
     }
 }
