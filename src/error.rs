@@ -29,6 +29,12 @@ pub enum ApiError {
     RoomLocked,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A signal that would not fit even an empty inbox: `inbox_full` would
+    /// tell the sender to retry, and no retry could deliver it.
+    #[error(
+        "the signal's event is {size} bytes, more than an inbox holds ({limit}); no retry can deliver it"
+    )]
+    SignalOverInbox { size: usize, limit: usize },
     #[error("a recipient's inbox is full; nothing was sent, retry once it has read its events")]
     InboxFull,
     #[error("too many requests from this client; retry after the time in Retry-After")]
@@ -56,7 +62,9 @@ impl ApiError {
             Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::RoomFull { .. } => StatusCode::CONFLICT,
             Self::RoomLocked => StatusCode::LOCKED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::InboxFull | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -76,7 +84,7 @@ impl ApiError {
             Self::MemberNotFound => "member_not_found",
             Self::RoomFull { .. } => "room_full",
             Self::RoomLocked => "room_locked",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => "payload_too_large",
             Self::InboxFull => "inbox_full",
             Self::RateLimited { .. } => "rate_limited",
             Self::ServerBusy(_) => "server_busy",
@@ -97,7 +105,7 @@ impl ApiError {
             Self::MemberNotFound => "Member not found",
             Self::RoomFull { .. } => "Room full",
             Self::RoomLocked => "Room locked",
-            Self::PayloadTooLarge { .. } => "Payload too large",
+            Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => "Payload too large",
             Self::InboxFull => "Inbox full",
             Self::RateLimited { .. } => "Rate limited",
             Self::ServerBusy(_) => "Server busy",

@@ -36,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the admin token is no member", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`member_not_found`: `to` is not a member of the sender's room", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: the body is over the payload limit, or the signal is more than an empty inbox holds", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`inbox_full`: nothing was sent; or `rate_limited` (with `Retry-After`): this member sends too fast", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "With `rate_limited`: seconds to wait"))),

@@ -173,6 +173,13 @@ impl Hub {
     ) -> Result<usize, ApiError> {
         // Made once, here, for every recipient and either backend.
         let body = EventBody::signal(from.member, to, signal_type, payload, Timestamp::now());
+        let limit = self.settings().limits.bytes;
+        if body.size() > limit {
+            return Err(ApiError::SignalOverInbox {
+                size: body.size(),
+                limit,
+            });
+        }
         each_backend!(self, hub => hub.send_signal(from, to, body).await)
     }
 

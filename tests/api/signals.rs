@@ -505,6 +505,30 @@ async fn a_signal_that_would_pass_the_inbox_bytes_limit_answers_429() {
     expect_marker_next(&app, &alice, &bob, &mut bob_events).await;
 }
 
+/// `inbox_full` says "retry later"; a signal that no inbox could hold,
+/// even an empty one, is refused as too large instead.
+#[tokio::test]
+async fn a_signal_larger_than_an_empty_inbox_holds_answers_413_and_changes_nothing() {
+    let app = spawn_app_with(&["--inbox-bytes", "1000"]).await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+
+    for to in [Some(bob.member_id.as_str()), None] {
+        let response = app
+            .send(&alice.token, to, "chat", json!("a".repeat(1000)))
+            .await;
+        let problem = assert_problem(response, 413, "payload_too_large").await;
+        let detail = problem["detail"].as_str().expect("a detail");
+        assert!(
+            detail.contains("1000") && detail.contains("no retry"),
+            "{detail}"
+        );
+    }
+
+    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    expect_marker_next(&app, &alice, &bob, &mut bob_events).await;
+}
+
 #[tokio::test]
 async fn member_events_are_never_refused_by_a_full_inbox() {
     let app = spawn_app_with(&["--inbox-limit", "2"]).await;
