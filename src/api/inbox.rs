@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -85,6 +85,7 @@ async fn stream_events(
     State(state): State<AppState>,
     MemberPath(room_id, member_id): MemberPath,
     QueryParams(query): QueryParams<StreamQuery>,
+    method: Method,
     headers: HeaderMap,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -101,6 +102,11 @@ async fn stream_events(
         ),
     };
     let me = caller.into_member(&room_id, member_id)?;
+    // HEAD asks what a GET would answer without its body; the GET opens a
+    // stream, which would end the member's live one.
+    if method == Method::HEAD {
+        return Ok((stream_headers(), Body::empty()).into_response());
+    }
     let subscription = state
         .hub
         .open_stream(&me, header_id.or(query.last_event_id))
@@ -115,21 +121,21 @@ async fn stream_events(
         state.config.keep_alive,
         state.shutdown.clone(),
     );
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                header::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-        ],
-        Body::new(body),
-    )
-        .into_response())
+    Ok((stream_headers(), Body::new(body)).into_response())
+}
+
+fn stream_headers() -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            header::HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        ),
+    ]
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -187,6 +193,8 @@ impl<'de> Deserialize<'de> for PollTimeout {
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: another member's inbox", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (with `Retry-After`): this member already has 4 polls waiting", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -194,12 +202,17 @@ async fn poll_events(
     State(state): State<AppState>,
     MemberPath(room_id, member_id): MemberPath,
     QueryParams(query): QueryParams<PollQuery>,
+    method: Method,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let timeout = query
         .timeout
         .map_or(POLL_TIMEOUT_DEFAULT, |PollTimeout(secs)| secs);
     let me = caller.into_member(&room_id, member_id)?;
+    // A GET acknowledges events up to `after`; HEAD changes nothing.
+    if method == Method::HEAD {
+        return Ok(written_json(StatusCode::OK, Vec::new()));
+    }
     let mut subscription = state.hub.open_poll(&me, query.after).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     // Events already there are answered whatever the timeout, 0 included,

@@ -250,3 +250,31 @@ async fn events_are_framed_with_id_event_and_data_lines_and_ready_has_no_id_line
         serde_json::from_str(&data[0]["data: ".len()..]).expect("the data line is JSON");
     assert_eq!(data["payload"], json!({"n": 1}));
 }
+
+/// HEAD answers what a GET would, headers only, and opens nothing: the
+/// member's live stream goes on.
+#[tokio::test]
+async fn head_on_the_stream_answers_its_headers_and_leaves_the_live_stream_open() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let mut events = app.open_events(&alice, None).await;
+    events.expect_ready(&alice, 0).await;
+    events.expect("member-joined").await;
+
+    let head = app
+        .client
+        .head(app.url(&alice.events_url))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .expect("HEAD is answered");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-type"], "text/event-stream");
+    assert_eq!(head.headers()["cache-control"], "no-cache");
+
+    app.signal(&bob, Some(&alice), "chat", json!("still here"))
+        .await;
+    let signal = events.expect_signal().await;
+    assert_eq!(signal.data["payload"], json!("still here"));
+}

@@ -250,3 +250,26 @@ async fn poll_after_events_no_longer_held_starts_with_a_gap() {
         assert_eq!(event["data"]["payload"], json!(id - 2));
     }
 }
+
+/// A GET with `after` acknowledges; HEAD asks the same and changes nothing.
+#[tokio::test]
+async fn head_on_the_poll_acknowledges_nothing() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    app.signal(&bob, Some(&alice), "chat", json!("one")).await;
+
+    let url = app.url(&format!("{}/poll?after=2&timeout=0", alice.path()));
+    let head = app
+        .client
+        .head(url)
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .expect("HEAD is answered");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-type"], "application/json");
+
+    let events = app.poll_events(&alice, "timeout=0").await;
+    assert_eq!(ids(&events), vec![json!(1), json!(2)]);
+}
