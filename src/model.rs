@@ -145,6 +145,8 @@ pub struct JoinRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {
     pub id: Uuid,
+    /// `null` when the join named none.
+    #[schema(required = true)]
     pub name: Option<String>,
     /// The metadata given at join, `{}` when none was.
     #[schema(value_type = Object)]
@@ -321,6 +323,7 @@ pub struct MemberLeftData {
 pub struct SignalData<'a> {
     pub from: Uuid,
     /// The recipient, `null` for a signal sent to the whole room.
+    #[schema(required = true)]
     pub to: Option<Uuid>,
     #[serde(rename = "type")]
     #[schema(value_type = String)]

@@ -62,7 +62,7 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
     path = "/rooms/{room_id}/members/{member_id}/events",
     tag = TAG_INBOX,
     params(
-        ("room_id" = String, Path, description = "The room id", pattern = r"^[A-Za-z0-9._~-]{1,64}$"),
+        ("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$"),
         ("member_id" = uuid::Uuid, Path, description = "The member whose inbox this is"),
         ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event id"),
         StreamQuery,
@@ -183,7 +183,7 @@ impl<'de> Deserialize<'de> for PollTimeout {
     path = "/rooms/{room_id}/members/{member_id}/poll",
     tag = TAG_INBOX,
     params(
-        ("room_id" = String, Path, description = "The room id", pattern = r"^[A-Za-z0-9._~-]{1,64}$"),
+        ("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$"),
         ("member_id" = uuid::Uuid, Path, description = "The member whose inbox this is"),
         PollQuery,
     ),

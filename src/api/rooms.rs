@@ -39,7 +39,7 @@ fn actor(caller: &Caller, room: &RoomId) -> Result<Actor, ApiError> {
     get,
     path = "/rooms/{room_id}",
     tag = TAG_ROOMS,
-    params(("room_id" = String, Path, description = "The room id", pattern = r"^[A-Za-z0-9._~-]{1,64}$")),
+    params(("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$")),
     security(("bearer" = []), ("token" = [])),
     responses(
         (status = 200, description = "The room", body = RoomView),
@@ -67,7 +67,7 @@ async fn get_room(
     patch,
     path = "/rooms/{room_id}",
     tag = TAG_ROOMS,
-    params(("room_id" = String, Path, description = "The room id", pattern = r"^[A-Za-z0-9._~-]{1,64}$")),
+    params(("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$")),
     request_body = RoomPatch,
     security(("bearer" = []), ("token" = [])),
     responses(
@@ -103,7 +103,7 @@ async fn patch_room(
     path = "/rooms/{room_id}/members/{member_id}",
     tag = TAG_ROOMS,
     params(
-        ("room_id" = String, Path, description = "The room id", pattern = r"^[A-Za-z0-9._~-]{1,64}$"),
+        ("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$"),
         ("member_id" = uuid::Uuid, Path, description = "The member to remove"),
     ),
     security(("bearer" = []), ("token" = []), ("cookie" = [])),
