@@ -42,6 +42,14 @@ pub enum ApiError {
     /// The server cannot take this now; the text says why.
     #[error("{0}")]
     ServerBusy(&'static str),
+    /// HTTP-level mistakes that end the connection: the request is not
+    /// read, so there is no route, and the code is the generic one.
+    #[error("the request head is not valid HTTP/1.1")]
+    MalformedHead,
+    #[error("the request head is larger than {limit} bytes")]
+    HeadTooLarge { limit: usize },
+    #[error("the request was not sent within the header timeout")]
+    RequestTimeout,
     #[error("no route answers this path")]
     NotFound,
     #[error("this path does not answer this method")]
@@ -56,7 +64,11 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRoomId(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidRoomId(_) | Self::InvalidRequest(_) | Self::MalformedHead => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
@@ -77,7 +89,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRoomId(_) => "invalid_room_id",
-            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidRequest(_)
+            | Self::MalformedHead
+            | Self::HeadTooLarge { .. }
+            | Self::RequestTimeout => "invalid_request",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::RoomNotFound => "room_not_found",
@@ -98,7 +113,9 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::InvalidRoomId(_) => "Invalid room id",
-            Self::InvalidRequest(_) => "Invalid request",
+            Self::InvalidRequest(_) | Self::MalformedHead => "Invalid request",
+            Self::HeadTooLarge { .. } => "Request header fields too large",
+            Self::RequestTimeout => "Request timeout",
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden => "Forbidden",
             Self::RoomNotFound => "Room not found",

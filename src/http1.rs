@@ -18,8 +18,10 @@
 //! connection and the bytes already read: HTTP/2 and HTTP/1.0, `HEAD`,
 //! `CONNECT`, upgrades, chunked request bodies, an `Expect` other than
 //! `100-continue`, a body over the payload limit (the router's 413 then
-//! comes through hyper), a head over `--max-header-bytes` or one that does
-//! not parse (hyper answers it). Once there, the connection stays hyper's.
+//! comes through hyper). Once there, the connection stays hyper's. A head
+//! over `--max-header-bytes`, one that no server could parse, or one not
+//! sent in time is answered here, as problem+json like every error, and
+//! the connection closed.
 
 use std::cell::RefCell;
 use std::io::{self, Cursor};
@@ -35,6 +37,7 @@ use axum::extract::ConnectInfo;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::response::Parts;
 use axum::http::{Method, Request, Response, StatusCode, Uri};
+use axum::response::IntoResponse;
 use bytes::buf::{Chain, Take};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -47,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use crate::app::App;
+use crate::error::ApiError;
 use crate::serve::ConnectionLimits;
 
 /// The most header lines a request may have, as in hyper.
@@ -216,29 +220,38 @@ async fn read_request(
             break searched + at + 4;
         }
         if read.len() >= limits.max_header_bytes {
-            return Err(NotRead::Hyper);
+            return Err(refuse(socket, head_too_large(limits), limits).await);
         }
         // A blank line may straddle two reads.
         searched = read.len().saturating_sub(3);
         if !fill(socket, read, deadline, timer.as_mut(), Some(shutdown)).await {
             // A connection idle between requests just closes.
             if !read.is_empty() {
-                too_slow(socket, deadline, limits.write_timeout).await;
+                too_slow(socket, deadline, limits).await;
             }
             return Err(NotRead::Gone);
         }
     };
-    // One read may bring more than the limit: hyper answers 431.
+    // One read may bring more than the limit.
     if head_len > limits.max_header_bytes {
-        return Err(NotRead::Hyper);
+        return Err(refuse(socket, head_too_large(limits), limits).await);
     }
     // Everything read so far, as bytes the request's parts can share.
     let bytes = read.split().freeze();
-    let Some(head) = take_head(&bytes, peer, limits.max_body) else {
-        let mut all = BytesMut::from(&bytes[..]);
-        all.extend_from_slice(read);
-        *read = all;
-        return Err(NotRead::Hyper);
+    let head = match take_head(&bytes, peer, limits.max_body) {
+        Ok(head) => head,
+        Err(NotHead::Hyper) => {
+            let mut all = BytesMut::from(&bytes[..]);
+            all.extend_from_slice(read);
+            *read = all;
+            return Err(NotRead::Hyper);
+        }
+        Err(NotHead::Malformed(httparse::Error::TooManyHeaders)) => {
+            return Err(refuse(socket, head_too_large(limits), limits).await);
+        }
+        Err(NotHead::Malformed(_)) => {
+            return Err(refuse(socket, ApiError::MalformedHead, limits).await);
+        }
     };
     let (mut request, body_len) = (head.request, head.body_len);
     let after = bytes.slice(head.len..);
@@ -264,7 +277,7 @@ async fn read_request(
     let deadline = Instant::now() + limits.header_timeout;
     while read.len() < body_len {
         if !fill(socket, read, deadline, timer.as_mut(), None).await {
-            too_slow(socket, deadline, limits.write_timeout).await;
+            too_slow(socket, deadline, limits).await;
             return Err(NotRead::Gone);
         }
     }
@@ -275,13 +288,52 @@ async fn read_request(
 /// Says 408, as hyper does, when a request begun was not finished by
 /// `deadline` (rather than cut off by the client); the connection closes
 /// after it either way.
-async fn too_slow(socket: &mut TcpStream, deadline: Instant, write_timeout: Duration) {
+async fn too_slow(socket: &mut TcpStream, deadline: Instant, limits: &ConnectionLimits) {
     if Instant::now() >= deadline {
-        let timeout =
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-        send(socket, &timeout[..], write_timeout).await;
+        refuse(socket, ApiError::RequestTimeout, limits).await;
     }
 }
+
+fn head_too_large(limits: &ConnectionLimits) -> ApiError {
+    ApiError::HeadTooLarge {
+        limit: limits.max_header_bytes,
+    }
+}
+
+/// Answers a request that cannot be read, as problem+json like every
+/// error, and closes the connection: what follows the bad bytes cannot be
+/// told apart from them.
+async fn refuse(socket: &mut TcpStream, error: ApiError, limits: &ConnectionLimits) -> NotRead {
+    if matches!(
+        answer(socket, error.into_response(), true, limits.write_timeout).await,
+        Next::Gone
+    ) {
+        return NotRead::Gone;
+    }
+    // A socket closed with bytes unread is reset, and the reset can reach
+    // the client before it has read the answer: say that nothing more
+    // comes, then take in what the client still sends, for a moment.
+    let _ = socket.shutdown().await;
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0; 4096];
+    for _ in 0..LINGER_READS {
+        match tokio::time::timeout_at(
+            deadline,
+            tokio::io::AsyncReadExt::read(socket, &mut scratch),
+        )
+        .await
+        {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => break,
+        }
+    }
+    NotRead::Gone
+}
+
+/// How long, and for how many reads, a refused client's remaining bytes
+/// are taken in before its connection closes.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_READS: usize = 64;
 
 /// Reads what the client has sent into `read`; false when it sent nothing
 /// more before `deadline`, has gone, or (with `shutdown`, while no request
@@ -366,15 +418,41 @@ struct Head {
 
 /// The request whose head starts `bytes`, with its path and header values
 /// sharing them; `None` for anything this module leaves to hyper.
-fn take_head(bytes: &Bytes, peer: SocketAddr, max_body: usize) -> Option<Head> {
+fn take_head(bytes: &Bytes, peer: SocketAddr, max_body: usize) -> Result<Head, NotHead> {
     let mut lines = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
-    let Ok(httparse::Status::Complete(len)) = parsed.parse_with_uninit_headers(bytes, &mut lines)
-    else {
+    let len = match parsed.parse_with_uninit_headers(bytes, &mut lines) {
+        Ok(httparse::Status::Complete(len)) => len,
+        // HTTP/2 with prior knowledge is hyper's.
+        Err(httparse::Error::Version) if bytes.starts_with(b"PRI * HTTP/2.0\r\n") => {
+            return Err(NotHead::Hyper);
+        }
+        // hyper's parser, as hyper configures it: what it refuses, hyper
+        // would refuse too, with no body to say why.
+        Err(error) => return Err(NotHead::Malformed(error)),
         // A blank line came before a whole head only if the head starts
         // with empty lines, which browsers do not send.
-        return None;
+        Ok(httparse::Status::Partial) => return Err(NotHead::Hyper),
     };
+    head(parsed, len, bytes, peer, max_body).ok_or(NotHead::Hyper)
+}
+
+/// Why `take_head` made no request of a head.
+enum NotHead {
+    /// It is something for hyper.
+    Hyper,
+    /// No server could read it.
+    Malformed(httparse::Error),
+}
+
+/// The request of a parsed head, or `None` when hyper is to serve it.
+fn head(
+    parsed: httparse::Request<'_, '_>,
+    len: usize,
+    bytes: &Bytes,
+    peer: SocketAddr,
+    max_body: usize,
+) -> Option<Head> {
     let (Some(method), Some(path), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
         return None;
     };
@@ -787,7 +865,14 @@ mod tests {
         SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
 
     fn take(bytes: &str) -> Option<Head> {
-        take_head(&Bytes::copy_from_slice(bytes.as_bytes()), PEER, 100)
+        take_head(&Bytes::copy_from_slice(bytes.as_bytes()), PEER, 100).ok()
+    }
+
+    fn malformed(bytes: &str) -> Option<httparse::Error> {
+        match take_head(&Bytes::copy_from_slice(bytes.as_bytes()), PEER, 100) {
+            Err(NotHead::Malformed(error)) => Some(error),
+            Ok(_) | Err(NotHead::Hyper) => None,
+        }
     }
 
     #[test]
@@ -827,14 +912,29 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "POST / HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 2\r\n\r\n",
-            "not http at all\r\n\r\n",
         ] {
             assert!(take(head).is_none(), "{head:?}");
+            assert!(malformed(head).is_none(), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn what_no_server_could_read_is_malformed() {
+        for head in [
+            "not http at all\r\n\r\n",
+            "GET / HTTP/1.1\r\nX Space: v\r\n\r\n",
+            "GET / HTTP/1.1\r\nx-folded: a\r\n b\r\n\r\n",
+            "G(T / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(malformed(head).is_some(), "{head:?}");
         }
         let many: String = (0..=MAX_HEADERS)
             .map(|at| format!("x-{at}: v\r\n"))
             .collect();
-        assert!(take(&format!("GET / HTTP/1.1\r\n{many}\r\n")).is_none());
+        assert_eq!(
+            malformed(&format!("GET / HTTP/1.1\r\n{many}\r\n")),
+            Some(httparse::Error::TooManyHeaders)
+        );
     }
 
     #[test]

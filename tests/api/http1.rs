@@ -486,9 +486,14 @@ async fn a_body_that_never_finishes_is_answered_408_and_changes_nothing() {
     stream
         .send(&(join_head("unfinished", "Content-Length: 20\r\n") + r#"{"name": "#))
         .await;
-    let (status, headers) = stream.head().await;
+    let (status, headers, problem) = stream.json_answer().await;
     assert_eq!(status, 408);
     assert_eq!(header(&headers, "connection"), Some("close"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(problem["code"], json!("invalid_request"), "{problem}");
     assert!(stream.ends().await, "the connection closes");
     let first = app.join("unfinished").await;
     assert!(

@@ -42,6 +42,37 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         answer.starts_with("HTTP/1.1 408"),
         "unexpected answer: {answer}"
     );
+    assert_problem_text(&answer, 408);
+}
+
+/// The problem+json of an answer read off the wire, whole.
+fn assert_problem_text(answer: &str, status: u16) {
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("a head and a body: {answer:.200}"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let problem: serde_json::Value = serde_json::from_str(body).expect("the body is JSON");
+    assert_eq!(problem["status"], json!(status), "{problem}");
+    assert_eq!(problem["code"], json!("invalid_request"), "{problem}");
+    assert!(problem["detail"].is_string(), "{problem}");
+}
+
+#[tokio::test]
+async fn a_request_head_no_server_could_read_answers_400_problem_json() {
+    let app = spawn_app().await;
+
+    for head in [
+        "GET /healthz HTTP/1.1\r\nBad Name: v\r\n\r\n",
+        "not http at all\r\n\r\n",
+    ] {
+        let answer = exchange(app.addr, head.into()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer:.80}");
+        assert_problem_text(&answer, 400);
+    }
 }
 
 #[tokio::test]
@@ -59,6 +90,7 @@ async fn a_request_head_over_the_limit_is_refused() {
         answer.starts_with("HTTP/1.1 431"),
         "unexpected answer: {answer:.80}"
     );
+    assert_problem_text(&answer, 431);
 }
 
 #[tokio::test]
