@@ -154,9 +154,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .headers()
             .get(CONTENT_TYPE)
             .map(|value| value.to_str().map(is_json).unwrap_or(false));
-        let bytes = read_body(request.into_body(), limit)
-            .await
-            .ok_or(ApiError::PayloadTooLarge { limit })?;
+        // A body that hyper reads (chunked, or on TLS or HTTP/2) comes as
+        // slowly as the client likes: it gets a header timeout of its own,
+        // as one the server reads itself does.
+        let bytes = tokio::time::timeout(
+            state.config.header_timeout,
+            read_body(request.into_body(), limit),
+        )
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+        .ok_or(ApiError::PayloadTooLarge { limit })?;
         if bytes.is_empty() {
             return serde_json::from_str("null")
                 .map(Self)

@@ -479,6 +479,28 @@ async fn a_connection_busy_past_its_header_timeout_is_kept_until_it_idles() {
     assert!(stream.ends().await, "then the idle connection is closed");
 }
 
+/// A chunked body is hyper's to read, and it gets the same deadline.
+#[tokio::test]
+async fn a_chunked_body_that_never_finishes_is_answered_408_and_changes_nothing() {
+    let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send(&(join_head("unfinished", "Transfer-Encoding: chunked\r\n") + "9\r\n{\"name\": \r\n"))
+        .await;
+    let (status, headers, problem) = stream.json_answer().await;
+    assert_eq!(status, 408);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(problem["code"], json!("invalid_request"), "{problem}");
+    let first = app.join("unfinished").await;
+    assert!(
+        first.owner && first.members.is_empty(),
+        "no one joined before"
+    );
+}
+
 #[tokio::test]
 async fn a_body_that_never_finishes_is_answered_408_and_changes_nothing() {
     let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
