@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -106,7 +107,15 @@ pub async fn serve(
             let ended = Box::pin(http1::serve(socket, peer, &mut app, &limits, &shutdown)).await;
             if let Ended::Hyper(read, socket) = ended {
                 let io = Rewind::new(read, timed(socket, &limits));
-                Box::pin(serve_io(io, peer, app, &builder, watcher)).await;
+                Box::pin(serve_io(
+                    io,
+                    peer,
+                    app,
+                    &builder,
+                    watcher,
+                    limits.header_timeout,
+                ))
+                .await;
             }
         });
     }
@@ -152,7 +161,7 @@ async fn serve_tls(
         Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
         Err(_) => return debug!(%peer, "TLS handshake too slow"),
     };
-    serve_io(stream, peer, app, builder, watcher).await;
+    serve_io(stream, peer, app, builder, watcher, limits.header_timeout).await;
 }
 
 async fn serve_io<IO>(
@@ -161,17 +170,37 @@ async fn serve_io<IO>(
     app: App,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
+    header_timeout: Duration,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = app.map_request(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request.map(axum::body::Body::new)
+    let asked = Arc::new(AtomicBool::new(false));
+    let service = app.map_request({
+        let asked = Arc::clone(&asked);
+        move |mut request: hyper::Request<Incoming>| {
+            asked.store(true, Ordering::Relaxed);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.map(axum::body::Body::new)
+        }
     });
     let connection =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-    if let Err(error) = watcher.watch(connection).await {
-        debug!(%error, %peer, "connection ended with an error");
+    // hyper gives an HTTP/2 connection no deadline for its preface or its
+    // first request: a client that connects and sends nothing more would
+    // hold the connection for good. HTTP/1 has `header_read_timeout`.
+    let silent = async {
+        tokio::time::sleep(header_timeout).await;
+        if asked.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = watcher.watch(connection) => {
+            if let Err(error) = result {
+                debug!(%error, %peer, "connection ended with an error");
+            }
+        }
+        () = silent => debug!(%peer, "no request within the header timeout; closing"),
     }
 }
 

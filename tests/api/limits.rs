@@ -75,6 +75,18 @@ async fn a_request_head_no_server_could_read_answers_400_problem_json() {
     }
 }
 
+/// HTTP/2 with prior knowledge is hyper's, which has no deadline of its
+/// own for a connection's first request.
+#[tokio::test]
+async fn an_http2_client_that_sends_no_request_is_disconnected() {
+    let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
+
+    for opening in ["PRI * HTTP/2.0\r\n\r\n", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+        // `exchange` reads until the server closes, or fails at the deadline.
+        exchange(app.addr, opening.into()).await;
+    }
+}
+
 #[tokio::test]
 async fn a_request_head_over_the_limit_is_refused() {
     let app = spawn_app_with(&["--max-header-bytes", "8192"]).await;
