@@ -6,6 +6,7 @@ mod redis_server;
 
 mod admin;
 mod auth;
+mod cancelled;
 mod cluster;
 mod concurrency;
 mod cors;

@@ -19,6 +19,12 @@
 //! A script that puts an event in an inbox wakes that member's readers: on
 //! this node directly, on the others by publishing to their own channel.
 //!
+//! A call that takes more than one round trip and must make all of them
+//! (a join, a removal, opening a reader) runs on a task of its own: a
+//! request is dropped when its client hangs up, and Redis would be left
+//! half-changed (a member counted and never removed, a room gone but still
+//! indexed, a reader counted that nobody closes).
+//!
 //! A node keeps two Redis connections whatever it serves: one multiplexed
 //! connection for commands and one for its subscription. Both reconnect by
 //! themselves; while Redis is unreachable, calls answer 503 at once.
@@ -35,7 +41,7 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::{Actor, JoinSpec, MemberRef, Place, Readers, Settings};
@@ -266,6 +272,23 @@ impl RedisHub {
         })
     }
 
+    /// Runs `call` on a clone of this hub, on a task of its own, and waits
+    /// for it. The caller's future may be dropped (its client hung up); the
+    /// task is not, so a call of several dependent round trips makes all of
+    /// them, or undoes what it made, whatever happens to the request.
+    async fn detached<T, F>(&self, call: impl FnOnce(RedisHub) -> F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        tokio::spawn(call(self.clone()))
+            .await
+            .unwrap_or_else(|cause| {
+                error!(%cause, "a redis call's task failed");
+                Err(ApiError::Internal)
+            })
+    }
+
     fn wake_local(&self, room: &RoomId, member: Uuid) {
         if let Some(local) = self.inner.local.get(&(room.clone(), member)) {
             local.wake.wake();
@@ -318,6 +341,13 @@ impl RedisHub {
     }
 
     pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
+        self.detached(|hub| async move { hub.add_member(room_id, spec).await })
+            .await
+    }
+
+    /// Counts the member, indexes its token and idle clock, runs the join
+    /// script, and indexes a room it creates; or undoes the first step.
+    async fn add_member(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
         let settings = &self.inner.settings;
 
         let capacity = settings.new_room_capacity(spec.capacity);
@@ -453,6 +483,18 @@ impl RedisHub {
     /// Runs the remove script and, when it removed, lets go of what the
     /// member held outside its room. Returns the script's status.
     async fn remove(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: &str,
+    ) -> Result<String, ApiError> {
+        let (room_id, actor) = (room_id.clone(), actor.to_owned());
+        self.detached(|hub| async move { hub.remove_now(&room_id, target, &actor).await })
+            .await
+    }
+
+    /// `remove`, on the caller's task.
+    async fn remove_now(
         &self,
         room_id: &RoomId,
         target: Uuid,
@@ -674,6 +716,20 @@ impl RedisHub {
     }
 
     async fn open(
+        &self,
+        member_ref: &MemberRef,
+        mode: &'static str,
+        given: Option<u64>,
+    ) -> Result<RedisSubscription, ApiError> {
+        // A subscription the task made after its caller left is dropped
+        // with the task's output, and closes what the script opened.
+        let member_ref = member_ref.clone();
+        self.detached(move |hub| async move { hub.open_now(&member_ref, mode, given).await })
+            .await
+    }
+
+    /// `open`, on the caller's task.
+    async fn open_now(
         &self,
         member_ref: &MemberRef,
         mode: &str,
