@@ -18,7 +18,10 @@ use dashmap::DashMap;
 use tracing::info;
 use uuid::Uuid;
 
-use super::{Actor, JoinSpec, MemberRef, Place, Readers, Settings};
+use super::{
+    Actor, JoinSpec, MemberRef, POLLS_PER_MEMBER, Place, Readers, Settings, StreamPlaces,
+    too_many_polls,
+};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, EventBody, Inbox, Limits};
@@ -98,6 +101,10 @@ struct Member {
     wake: Arc<Readers>,
     /// Open streams and polls. The member timeout runs only while it is 0.
     readers: u32,
+    /// Open streams, the live one and any still ending: the rest of
+    /// `readers` are polls.
+    streams: u32,
+    places: Arc<StreamPlaces>,
     idle_since: Instant,
     /// Generation of the live stream; a stream whose generation is older
     /// ends at its next wake-up.
@@ -293,6 +300,8 @@ impl MemoryHub {
                 inbox: Inbox::default(),
                 wake: Arc::default(),
                 readers: 0,
+                streams: 0,
+                places: Arc::default(),
                 idle_since: Instant::now(),
                 stream: 0,
             });
@@ -495,7 +504,7 @@ impl MemoryHub {
         member: &MemberRef,
         last_event_id: Option<u64>,
     ) -> Result<MemorySubscription, ApiError> {
-        self.subscribe(member, |inbox, stream| {
+        self.subscribe(member, true, |inbox, stream| {
             *stream += 1;
             let cursor = match last_event_id {
                 Some(id) => {
@@ -513,7 +522,7 @@ impl MemoryHub {
         member: &MemberRef,
         after: Option<u64>,
     ) -> Result<MemorySubscription, ApiError> {
-        self.subscribe(member, |inbox, _| {
+        self.subscribe(member, false, |inbox, _| {
             let after = after.unwrap_or(inbox.acked());
             inbox.acknowledge(after);
             (after.min(inbox.last_id()), None)
@@ -523,19 +532,28 @@ impl MemoryHub {
     fn subscribe(
         &self,
         member_ref: &MemberRef,
+        streaming: bool,
         start: impl FnOnce(&mut Inbox, &mut u64) -> (u64, Option<u64>),
     ) -> Result<MemorySubscription, ApiError> {
         let room_arc = self.room(&member_ref.room).ok_or(ApiError::Unauthorized)?;
-        let place = Place::take(&self.inner.readers, self.inner.settings.max_readers).ok_or(
-            ApiError::ServerBusy("the server holds as many open streams as it may; retry later"),
-        )?;
         let mut room = lock(&room_arc);
         let member = room
             .member_mut(member_ref.member)
             .ok_or(ApiError::Unauthorized)?;
+        if !(streaming && member.places.take_over(member.streams)) {
+            if !streaming && member.readers - member.streams >= POLLS_PER_MEMBER {
+                return Err(too_many_polls());
+            }
+            Place::take(&self.inner.readers, self.inner.settings.max_readers)
+                .ok_or(ApiError::ServerBusy(
+                    "the server holds as many open streams as it may; retry later",
+                ))?
+                .keep();
+        }
         let (cursor, stream) = start(&mut member.inbox, &mut member.stream);
         member.readers += 1;
-        place.keep();
+        member.streams += u32::from(streaming);
+        let places = streaming.then(|| Arc::clone(&member.places));
         let wake = Arc::clone(&member.wake);
         // Ends the stream this one replaces.
         wake.wake();
@@ -545,6 +563,7 @@ impl MemoryHub {
             room: room_arc,
             member: member_ref.member,
             stream,
+            places,
             cursor,
             wake,
         })
@@ -588,6 +607,8 @@ pub struct MemorySubscription {
     member: Uuid,
     /// The stream generation, for streams; polls never supersede anything.
     stream: Option<u64>,
+    /// The member's stream places, for streams.
+    places: Option<Arc<StreamPlaces>>,
     cursor: u64,
     wake: Arc<Readers>,
 }
@@ -618,13 +639,22 @@ impl MemorySubscription {
 
 impl Drop for MemorySubscription {
     fn drop(&mut self) {
-        self.readers.fetch_sub(1, Ordering::Relaxed);
         let mut room = lock(&self.room);
+        // Under the lock under which a newer stream takes a place over.
+        let handed_over = self
+            .places
+            .as_ref()
+            .is_some_and(|places| places.hand_over());
         if let Some(member) = room.member_mut(self.member) {
             member.readers -= 1;
+            member.streams -= u32::from(self.places.is_some());
             if member.readers == 0 {
                 member.idle_since = Instant::now();
             }
+        }
+        drop(room);
+        if !handed_over {
+            self.readers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -17,7 +17,7 @@ mod wake;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -366,6 +366,55 @@ impl Subscription {
     /// with a returned batch.
     pub async fn next(&mut self) -> Option<Batch> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+/// Waiting polls one member may hold at once. A client has one in flight;
+/// a few more cover polls whose client went away unseen behind a proxy.
+/// Past it a poll answers 429: without it one member could hold every
+/// place of `max_readers`, and each event to it would wake them all.
+pub const POLLS_PER_MEMBER: u32 = 4;
+
+/// The answer to a poll past `POLLS_PER_MEMBER`.
+fn too_many_polls() -> ApiError {
+    ApiError::RateLimited {
+        retry_after: Duration::from_secs(1),
+    }
+}
+
+/// The reader places of one member's streams.
+///
+/// A newer stream replaces the older at once, but the older ends only when
+/// its task next runs: until then both are open. The newer takes the
+/// older's place over instead of a new one, so a member can always replace
+/// its own stream, even while the server holds `max_readers`, and the
+/// older gives its place to the newer when it ends instead of back to the
+/// server. Shared by the member's streams, so it outlives the member.
+#[derive(Default)]
+pub struct StreamPlaces {
+    /// Places of ending streams that newer streams have taken over.
+    handed_over: AtomicU32,
+}
+
+impl StreamPlaces {
+    /// Takes over a place of the member's `open` streams, if one of them
+    /// still holds its own. Called under the lock that counts `open`.
+    fn take_over(&self, open: u32) -> bool {
+        self.handed_over
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |handed| {
+                (open > handed).then_some(handed + 1)
+            })
+            .is_ok()
+    }
+
+    /// At a stream's end: true when its place goes on to a newer stream,
+    /// false when it goes back to the server.
+    fn hand_over(&self) -> bool {
+        self.handed_over
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |handed| {
+                handed.checked_sub(1)
+            })
+            .is_ok()
     }
 }
 

@@ -114,6 +114,23 @@ pub async fn spawn_app_with(args: &[&str]) -> TestApp {
     test_app(addr, handle, shutdown, None, true)
 }
 
+/// One node with the given flags: on its own in memory, or on a fresh
+/// redis-server when the tests run against Redis. For bounds each node
+/// keeps for itself (the stream cap), which a cluster behind a balancer
+/// would spread over two nodes.
+pub async fn spawn_one_node_with(args: &[&str]) -> TestApp {
+    if !cluster_backend() {
+        return spawn_app_with(args).await;
+    }
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let mut node_args = args.to_vec();
+    node_args.extend(["--redis-url", &url]);
+    let shutdown = CancellationToken::new();
+    let (addr, handle) = spawn_node(&node_args, shutdown.clone()).await;
+    test_app(addr, handle, shutdown, Some(redis), true)
+}
+
 /// One `signalpost::run` on a random loopback port.
 async fn spawn_node(
     args: &[&str],

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::helpers::{
     DEADLINE, Joined, assert_problem, per_node_bound_skipped_on_cluster, spawn_app, spawn_app_with,
+    spawn_one_node_with,
 };
 
 /// Writes `head` and reads until the server closes the connection.
@@ -213,6 +214,81 @@ async fn a_stream_past_the_server_stream_cap_answers_503_and_a_closed_one_frees_
     alice_events.expect_end().await;
     let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
     bob_events.expect_ready(&bob, 0).await;
+}
+
+/// A newer stream replaces the older at once, and the older ends a moment
+/// later: the newer takes its place over, so even with every place taken a
+/// member can always reopen its own stream.
+#[tokio::test]
+async fn a_member_reopens_its_own_stream_while_the_server_holds_every_place() {
+    let app = spawn_one_node_with(&["--max-streams", "1"]).await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let mut first = app.open_events(&alice, None).await;
+    first.expect_ready(&alice, 0).await;
+    first.expect("member-joined").await;
+
+    for _ in 0..3 {
+        let mut newer = app.open_events(&alice, Some(1)).await;
+        newer.expect_ready(&alice, 1).await;
+        first.expect_end().await;
+        first = newer;
+    }
+
+    // Still one place, Alice's: Bob waits for it.
+    let refused = app
+        .events_request(&bob, None)
+        .send()
+        .await
+        .expect("ask for a stream");
+    assert_problem(refused, 503, "server_busy").await;
+    app.leave(&alice).await;
+    first.expect_end().await;
+    let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+}
+
+/// Polls do not replace each other, so one member could otherwise hold
+/// every place the server has.
+#[tokio::test]
+async fn a_member_past_its_waiting_polls_answers_429_and_others_are_served() {
+    let app = spawn_one_node_with(&["--max-streams", "5"]).await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let url = app.url(&format!("{}/poll?after=1&timeout=30", alice.path()));
+    let mut polls: Vec<_> = (0..5)
+        .map(|_| {
+            let request = app.client.get(&url).bearer_auth(&alice.token);
+            tokio::spawn(async move { request.send().await })
+        })
+        .collect();
+
+    // Nothing answers a waiting poll before the signal below: the first of
+    // the five to end is the one past the four.
+    let (first, at, _) =
+        tokio::time::timeout(DEADLINE, futures_util::future::select_all(polls.iter_mut()))
+            .await
+            .expect("the poll past the four is answered at once");
+    let refused = first.expect("the task ends").expect("the poll is answered");
+    let problem = assert_problem(refused, 429, "rate_limited").await;
+    assert!(problem["detail"].is_string());
+    let waiting: Vec<_> = polls
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, poll)| (index != at).then_some(poll))
+        .collect();
+    // Bob has the fifth place.
+    assert!(app.poll_events(&bob, "after=0&timeout=0").await.is_empty());
+
+    app.signal(&bob, Some(&alice), "chat", json!("wake")).await;
+    for poll in waiting {
+        let response = tokio::time::timeout(DEADLINE, poll)
+            .await
+            .expect("each waiting poll answers the signal")
+            .expect("the task ends")
+            .expect("the poll is answered");
+        assert_eq!(response.status().as_u16(), 200);
+    }
 }
 
 #[tokio::test]

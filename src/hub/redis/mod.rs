@@ -44,7 +44,10 @@ use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use super::{Actor, JoinSpec, MemberRef, Place, Readers, Settings};
+use super::{
+    Actor, JoinSpec, MemberRef, POLLS_PER_MEMBER, Place, Readers, Settings, StreamPlaces,
+    too_many_polls,
+};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, Entry, EventBody, Item, SIGNAL};
@@ -123,9 +126,13 @@ struct Shared {
     last_heartbeat: std::sync::Mutex<Option<Instant>>,
 }
 
+#[derive(Default)]
 struct LocalMember {
     wake: Arc<Readers>,
     readers: usize,
+    /// Of `readers`, the streams, the live one and any still ending.
+    streams: u32,
+    places: Arc<StreamPlaces>,
 }
 
 /// What a script answered: its outcome and the rest, once the members of
@@ -736,28 +743,44 @@ impl RedisHub {
         given: Option<u64>,
     ) -> Result<RedisSubscription, ApiError> {
         let shared = &*self.inner;
-        let place = Place::take(&shared.readers, shared.settings.max_readers).ok_or(
-            ApiError::ServerBusy("the server holds as many open streams as it may; retry later"),
-        )?;
+        let streaming = mode == "stream";
+        let key = (member_ref.room.clone(), member_ref.member);
         // Registered before the script runs, so a wake-up published between
         // the script and the first read is not missed.
-        let wake = {
-            let mut local = shared
-                .local
-                .entry((member_ref.room.clone(), member_ref.member))
-                .or_insert_with(|| LocalMember {
-                    wake: Arc::default(),
-                    readers: 0,
-                });
+        let (wake, places) = {
+            let mut local = shared.local.entry(key.clone()).or_default();
+            let refused = if streaming && local.places.take_over(local.streams) {
+                None
+            } else if !streaming
+                && local.readers - local.streams as usize >= POLLS_PER_MEMBER as usize
+            {
+                Some(too_many_polls())
+            } else if let Some(place) = Place::take(&shared.readers, shared.settings.max_readers) {
+                place.keep();
+                None
+            } else {
+                Some(ApiError::ServerBusy(
+                    "the server holds as many open streams as it may; retry later",
+                ))
+            };
+            if let Some(refusal) = refused {
+                drop(local);
+                shared.local.remove_if(&key, |_, local| local.readers == 0);
+                return Err(refusal);
+            }
             local.readers += 1;
-            Arc::clone(&local.wake)
+            local.streams += u32::from(streaming);
+            (
+                Arc::clone(&local.wake),
+                streaming.then(|| Arc::clone(&local.places)),
+            )
         };
-        place.keep();
         let mut subscription = RedisSubscription {
             hub: self.clone(),
             opened: false,
             member: member_ref.clone(),
             generation: None,
+            places,
             cursor: 0,
             wake,
         };
@@ -945,6 +968,8 @@ pub struct RedisSubscription {
     member: MemberRef,
     /// The stream generation, for streams; polls never supersede anything.
     generation: Option<u64>,
+    /// The member's stream places on this node, for streams.
+    places: Option<Arc<StreamPlaces>>,
     cursor: u64,
     wake: Arc<Readers>,
 }
@@ -1051,12 +1076,23 @@ fn batch_after(after: u64, last: u64, entries: Vec<Value>) -> Batch {
 impl Drop for RedisSubscription {
     fn drop(&mut self) {
         let shared = &self.hub.inner;
-        shared.readers.fetch_sub(1, Ordering::Relaxed);
         let key = (self.member.room.clone(), self.member.member);
+        let hand_over = || {
+            self.places
+                .as_ref()
+                .is_some_and(|places| places.hand_over())
+        };
+        // Under the entry's lock, as a newer stream takes a place over.
+        let mut handed_over = None;
         shared.local.remove_if_mut(&key, |_, local| {
+            handed_over = Some(hand_over());
             local.readers -= 1;
+            local.streams -= u32::from(self.places.is_some());
             local.readers == 0
         });
+        if !handed_over.unwrap_or_else(hand_over) {
+            shared.readers.fetch_sub(1, Ordering::Relaxed);
+        }
         // The idle clock starts again now, and Redis counts one reader less
         // here; neither can wait for an await.
         if self.opened
