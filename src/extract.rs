@@ -3,6 +3,8 @@
 //! else: path parameters (`RoomPath`, `MemberPath`), the query (`QueryParams`)
 //! and the JSON body (`JsonBody`).
 
+use std::task::Poll;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::header::CONTENT_TYPE;
@@ -154,16 +156,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .headers()
             .get(CONTENT_TYPE)
             .map(|value| value.to_str().map(is_json).unwrap_or(false));
-        // A body that hyper reads (chunked, or on TLS or HTTP/2) comes as
-        // slowly as the client likes: it gets a header timeout of its own,
-        // as one the server reads itself does.
-        let bytes = tokio::time::timeout(
-            state.config.header_timeout,
-            read_body(request.into_body(), limit),
-        )
-        .await
-        .map_err(|_| ApiError::RequestTimeout)?
-        .ok_or(ApiError::PayloadTooLarge { limit })?;
+        let mut reading = std::pin::pin!(read_body(request.into_body(), limit));
+        let read = match futures_util::poll!(reading.as_mut()) {
+            // A body the server read itself is all there: no timer (and
+            // no clock read) for it, on every signal.
+            Poll::Ready(read) => read,
+            // A body that hyper reads (chunked, or on TLS or HTTP/2) comes
+            // as slowly as the client likes: it gets a header timeout of
+            // its own, as one the server reads itself does.
+            Poll::Pending => tokio::time::timeout(state.config.header_timeout, reading)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)?,
+        };
+        let bytes = read.ok_or(ApiError::PayloadTooLarge { limit })?;
         if bytes.is_empty() {
             return serde_json::from_str("null")
                 .map(Self)
