@@ -156,7 +156,8 @@ pub struct MemberView {
 }
 
 /// Answer of a successful join.
-#[derive(Debug, Serialize, ToSchema)]
+// No `Debug`, so that the token cannot reach a log line through it.
+#[derive(Serialize, ToSchema)]
 pub struct JoinResponse {
     #[schema(value_type = String, example = "lobby")]
     pub room_id: RoomId,
