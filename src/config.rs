@@ -138,7 +138,7 @@ pub struct Config {
     #[arg(help_heading = "Rooms and inboxes")]
     pub inbox_bytes: usize,
 
-    /// Joins per minute one client address may make (bursts of as many).
+    /// Joins per minute one client address may make (bursts of as many); an IPv6 /64 is one address.
     #[arg(long, env = "SIGNALPOST_JOIN_RATE", value_name = "N", default_value_t = NonZeroU32::new(120).expect("120 > 0"))]
     #[arg(help_heading = "Abuse limits")]
     pub join_rate: NonZeroU32,

@@ -30,7 +30,7 @@ impl Limiters {
 
     pub fn check_join(&self, client: IpAddr) -> Result<(), ApiError> {
         self.joins
-            .check_key(&client)
+            .check_key(&client_key(client))
             .map_err(|not_until| self.refusal(&not_until))
     }
 
@@ -53,6 +53,19 @@ impl Limiters {
         self.signals.retain_recent();
         self.joins.shrink_to_fit();
         self.signals.shrink_to_fit();
+    }
+}
+
+/// The key a client's joins count under. One IPv6 host is given a /64
+/// (64 bits of addresses to choose from), so keyed by its address alone
+/// it could join without limit, and grow the limiter's map with it.
+fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -81,5 +94,21 @@ mod tests {
         assert!(limiters.check_signal(a).is_ok());
         assert!(limiters.check_signal(a).is_err());
         assert!(limiters.check_signal(b).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_its_joins_per_64_and_a_mapped_ipv4_as_itself() {
+        let limiters = Limiters::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(1).unwrap());
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiters.check_join(one).is_ok());
+        assert!(limiters.check_join(same_64).is_err());
+        assert!(limiters.check_join(next_64).is_ok());
+
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert!(limiters.check_join(v4).is_ok());
+        assert!(limiters.check_join(mapped).is_err());
     }
 }
