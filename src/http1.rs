@@ -68,6 +68,11 @@ const SIZE_LINE: usize = 20;
 static BLANK_LINE: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
 
+/// The same with bare line feeds, as a request typed by hand (`nc`) ends;
+/// httparse reads such a head, as hyper does.
+static BARE_BLANK_LINE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+
 /// How a connection served here ended.
 pub enum Ended {
     /// It is closed, or the client went away.
@@ -218,6 +223,9 @@ async fn read_request(
     let head_len = loop {
         if let Some(at) = BLANK_LINE.find(&read[searched..]) {
             break searched + at + 4;
+        }
+        if let Some(at) = BARE_BLANK_LINE.find(&read[searched..]) {
+            break searched + at + 2;
         }
         if read.len() >= limits.max_header_bytes {
             return Err(refuse(socket, head_too_large(limits), limits).await);

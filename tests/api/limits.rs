@@ -106,6 +106,20 @@ async fn a_request_head_over_the_limit_is_refused() {
     assert_problem_text(&answer, 431);
 }
 
+/// As a request typed by hand into `nc` ends its lines.
+#[tokio::test]
+async fn a_request_with_bare_line_feeds_is_served() {
+    let app = spawn_app().await;
+
+    let answer = exchange(
+        app.addr,
+        "GET /healthz HTTP/1.1\nHost: x\nConnection: close\n\n".into(),
+    )
+    .await;
+
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
+}
+
 #[tokio::test]
 async fn a_request_head_under_the_limit_is_served() {
     let app = spawn_app_with(&["--max-header-bytes", "8192"]).await;
