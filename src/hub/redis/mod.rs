@@ -142,6 +142,11 @@ struct Reply {
     rest: Vec<Value>,
 }
 
+/// Members the reaper looks at in one round trip, and the most round
+/// trips it makes in one tick.
+const REAP_BATCH: usize = 256;
+const REAP_BATCHES: usize = 16;
+
 impl RedisHub {
     /// Connects to Redis at `url` and subscribes to this node's channel.
     pub async fn connect(
@@ -818,27 +823,39 @@ impl RedisHub {
             .map_err(unreachable)?;
         let now = secs * 1000 + micros / 1000;
         let timeout = self.inner.settings.member_timeout.as_millis() as u64;
-        let candidates: Vec<String> = connection
-            .zrangebyscore_limit(
-                self.key("idle"),
-                "-inf",
-                now.saturating_sub(timeout),
-                0,
-                256,
-            )
-            .await
-            .map_err(unreachable)?;
         let mut reaped = 0;
-        for candidate in candidates {
-            let Some((room, member)) = candidate.split_once(' ') else {
-                continue;
-            };
-            let (Ok(room), Ok(member)) = (RoomId::parse(room), member.parse()) else {
-                let _: Result<(), _> = connection.zrem(self.key("idle"), &candidate).await;
-                continue;
-            };
-            if self.remove(&room, member, "timeout").await? == "ok" {
-                reaped += 1;
+        // Batch after batch while they come full and are reaped: members
+        // whose inbox nobody reads may time out faster than one batch a
+        // tick, and would pile up to `--max-members`. Bounded, so that a
+        // tick ends.
+        for _ in 0..REAP_BATCHES {
+            let candidates: Vec<String> = connection
+                .zrangebyscore_limit(
+                    self.key("idle"),
+                    "-inf",
+                    now.saturating_sub(timeout),
+                    0,
+                    REAP_BATCH as isize,
+                )
+                .await
+                .map_err(unreachable)?;
+            let full = candidates.len() == REAP_BATCH;
+            let before = reaped;
+            for candidate in candidates {
+                let Some((room, member)) = candidate.split_once(' ') else {
+                    continue;
+                };
+                let (Ok(room), Ok(member)) = (RoomId::parse(room), member.parse()) else {
+                    let _: Result<(), _> = connection.zrem(self.key("idle"), &candidate).await;
+                    continue;
+                };
+                if self.remove(&room, member, "timeout").await? == "ok" {
+                    reaped += 1;
+                }
+            }
+            // A batch that reaped nothing would come back the same.
+            if !full || reaped == before {
+                break;
             }
         }
         // A quarter of the timeout apart: a reader's member is renewed three
