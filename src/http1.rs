@@ -711,7 +711,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamBody<S> {
     /// Ready when the client has gone: a streamed answer is its
     /// connection's last, so whatever else arrives is read and dropped.
     fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut scratch = [0; 64];
+        // Large enough that a client sending on costs a read per KiB, not
+        // per handful of bytes.
+        let mut scratch = [0; 1024];
         for _ in 0..READS_PER_POLL {
             let mut read = ReadBuf::new(&mut scratch);
             match Pin::new(&mut self.socket).poll_read(cx, &mut read) {
