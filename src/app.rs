@@ -178,7 +178,8 @@ fn not_shutting_down(state: &AppState) -> Result<(), ApiError> {
     tag = "server",
     responses(
         (status = 200, description = "Serving", body = Health),
-        (status = 503, description = "`server_busy`: shutting down", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: shutting down", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
@@ -197,7 +198,8 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError
     tag = "server",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "`server_busy`: the state cannot be reached, or shutting down", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: the state cannot be reached, or shutting down", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {

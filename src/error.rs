@@ -183,6 +183,11 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if matches!(self, Self::ServerBusy(_)) {
+            // What it waits for (a place, Redis, the restart after a
+            // shutdown) takes about that long, not longer.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Self::RateLimited { retry_after } = self {
             // Whole seconds, rounded up, so a client that waits this long passes.
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
@@ -204,6 +209,13 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn server_busy_says_when_to_retry() {
+        let response = ApiError::ServerBusy("full").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

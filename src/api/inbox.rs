@@ -78,7 +78,8 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: another member's inbox", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn stream_events(
@@ -195,7 +196,8 @@ impl<'de> Deserialize<'de> for PollTimeout {
         (status = 403, description = "`forbidden`: another member's inbox", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited` (with `Retry-After`): this member already has 4 polls waiting", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn poll_events(

@@ -41,7 +41,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 423, description = "`room_locked`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many joins from this client address", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "`server_busy`: the server holds as many members as it may", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: the server holds as many members as it may", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn join_room(

@@ -221,6 +221,7 @@ async fn a_stream_past_the_server_stream_cap_answers_503_and_a_closed_one_frees_
         .send()
         .await
         .expect("ask for a stream");
+    assert_eq!(refused.headers()["retry-after"], "1");
     assert_problem(refused, 503, "server_busy").await;
 
     // Alice leaving ends her stream, which gives its place back.
