@@ -5,19 +5,24 @@
 //! clients that stop reading, `TCP_NODELAY`, the peer address for
 //! per-client limits, and a graceful shutdown with a hard deadline.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -68,9 +73,7 @@ pub async fn serve(
     // stream lives as long as the stream, and a builder is 240 bytes.
     let builder = Arc::new(builder);
     let limits = Arc::new(limits);
-    let graceful = GracefulShutdown::new();
-    // Every connection's task, so that shutdown waits for those hyper does
-    // not know of: the ones served by `http1`.
+    // Every connection's task, so that shutdown waits for them all.
     let connections = TaskTracker::new();
 
     loop {
@@ -92,13 +95,12 @@ pub async fn serve(
         }
         let app = app.clone();
         let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
         let limits = Arc::clone(&limits);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             if let Some(acceptor) = &limits.tls {
                 Box::pin(serve_tls(
-                    socket, peer, app, &builder, watcher, &limits, acceptor,
+                    socket, peer, app, &builder, &shutdown, &limits, acceptor,
                 ))
                 .await;
                 return;
@@ -112,7 +114,7 @@ pub async fn serve(
                     peer,
                     app,
                     &builder,
-                    watcher,
+                    &shutdown,
                     limits.header_timeout,
                 ))
                 .await;
@@ -122,12 +124,8 @@ pub async fn serve(
 
     drop(listener);
     connections.close();
-    let everything = async {
-        graceful.shutdown().await;
-        connections.wait().await;
-    };
     tokio::select! {
-        () = everything => {}
+        () = connections.wait() => {}
         () = tokio::time::sleep(limits.grace) => warn!("connections still open after the shutdown grace; closing them"),
     }
 }
@@ -151,7 +149,7 @@ async fn serve_tls(
     peer: SocketAddr,
     app: App,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    shutdown: &CancellationToken,
     limits: &ConnectionLimits,
     acceptor: &TlsAcceptor,
 ) {
@@ -161,7 +159,7 @@ async fn serve_tls(
         Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
         Err(_) => return debug!(%peer, "TLS handshake too slow"),
     };
-    serve_io(stream, peer, app, builder, watcher, limits.header_timeout).await;
+    serve_io(stream, peer, app, builder, shutdown, limits.header_timeout).await;
 }
 
 async fn serve_io<IO>(
@@ -169,38 +167,162 @@ async fn serve_io<IO>(
     peer: SocketAddr,
     app: App,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    shutdown: &CancellationToken,
     header_timeout: Duration,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let asked = Arc::new(AtomicBool::new(false));
-    let service = app.map_request({
-        let asked = Arc::clone(&asked);
-        move |mut request: hyper::Request<Incoming>| {
-            asked.store(true, Ordering::Relaxed);
+    let activity = Arc::new(Activity::new());
+    let service = app
+        .map_request(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            request.map(axum::body::Body::new)
-        }
-    });
+            request.map(Body::new)
+        })
+        .map_future({
+            let activity = Arc::clone(&activity);
+            move |answering| {
+                let busy = Busy::new(&activity);
+                async move {
+                    let response = answering.await?;
+                    // Busy until the answer's body is written or dropped:
+                    // an open stream or a waiting poll keeps its
+                    // connection.
+                    Ok::<_, Infallible>(
+                        response.map(|body| Body::new(Tracked { body, _busy: busy })),
+                    )
+                }
+            }
+        });
     let connection =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-    // hyper gives an HTTP/2 connection no deadline for its preface or its
-    // first request: a client that connects and sends nothing more would
-    // hold the connection for good. HTTP/1 has `header_read_timeout`.
-    let silent = async {
-        tokio::time::sleep(header_timeout).await;
-        if asked.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
+    let mut connection = std::pin::pin!(connection);
+    let idle = activity.idle_for(header_timeout);
+    let stopping = shutdown.cancelled();
+    // Either asks the connection to finish what is under way and close
+    // (HTTP/2 says GOAWAY and waits for the client's answer).
+    let close = tokio::select! {
+        result = connection.as_mut() => return ended(result, peer),
+        () = idle => {
+            debug!(%peer, "nothing under way for the header timeout; closing");
+            // Nothing is under way: a client that does not answer the
+            // GOAWAY (or never spoke HTTP/2) gets no more than this.
+            Some(header_timeout)
         }
+        // Streams and polls end on the same token; the server's grace
+        // bounds the rest.
+        () = stopping => None,
     };
-    tokio::select! {
-        result = watcher.watch(connection) => {
-            if let Err(error) = result {
-                debug!(%error, %peer, "connection ended with an error");
+    connection.as_mut().graceful_shutdown();
+    match close {
+        Some(cutoff) => {
+            if let Ok(result) = tokio::time::timeout(cutoff, connection).await {
+                ended(result, peer);
             }
         }
-        () = silent => debug!(%peer, "no request within the header timeout; closing"),
+        None => ended(connection.await, peer),
+    }
+}
+
+fn ended<E: std::fmt::Display>(result: Result<(), E>, peer: SocketAddr) {
+    if let Err(error) = result {
+        debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// The requests under way on one connection that hyper serves, and since
+/// when it has had none.
+///
+/// hyper gives an HTTP/2 connection no deadline for its preface, its first
+/// request or the next one: a client that connects and sends nothing more
+/// would hold the connection for good. So a connection idle for the header
+/// timeout is closed, as `http1` closes its own.
+struct Activity {
+    busy: AtomicUsize,
+    /// When a request last ended (so, when `busy` is 0, since when it has
+    /// been), as time since `start`.
+    idle_since: AtomicU64,
+    start: Instant,
+    /// Told when `busy` falls to 0.
+    ended: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            start: Instant::now(),
+            ended: Notify::new(),
+        }
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.start + Duration::from_micros(self.idle_since.load(Ordering::Relaxed))
+    }
+
+    /// Ready once nothing has been under way for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            if self.busy.load(Ordering::Acquire) > 0 {
+                // A permit is kept if the last one ends before this waits.
+                self.ended.notified().await;
+                continue;
+            }
+            let due = self.idle_since() + timeout;
+            if Instant::now() >= due {
+                return;
+            }
+            // A request that comes and ends meanwhile moves `idle_since`.
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// One request under way, from its call until its answer's body is done.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        // The time first, so that whoever sees `busy` at 0 sees it too.
+        let now = u64::try_from(activity.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        activity.idle_since.store(now, Ordering::Relaxed);
+        if activity.busy.fetch_sub(1, Ordering::Release) == 1 {
+            activity.ended.notify_one();
+        }
+    }
+}
+
+/// An answer's body, and its request's place among the busy ones.
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

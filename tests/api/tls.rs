@@ -174,3 +174,59 @@ async fn cleartext_http2_is_served_for_proxies_that_speak_it() {
         "no Secure cookie over plain HTTP: {cookie}"
     );
 }
+
+/// hyper keeps an HTTP/2 connection open as long as the client likes; the
+/// server closes one that has had nothing under way for the header
+/// timeout, as it closes an idle HTTP/1.1 connection. An open stream is
+/// something under way.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_one_with_a_stream_is_kept() {
+    let app = crate::helpers::spawn_app_with(&["--header-timeout", "0.3"]).await;
+
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("the server accepts");
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("the HTTP/2 handshake succeeds")
+    };
+
+    // One request, then nothing: the connection ends, from the server.
+    let (mut sender, connection) = connect().await;
+    let connection = tokio::spawn(connection);
+    let health = request(&mut sender, "GET", "http://localhost/healthz", None).await;
+    assert_eq!(health.status(), 200);
+    drop(health);
+    tokio::time::timeout(DEADLINE, connection)
+        .await
+        .expect("the server closes the idle connection")
+        .expect("the connection task ends")
+        .expect("the connection ends cleanly");
+
+    // A stream held open for longer than the timeout keeps its connection:
+    // a signal sent after it still arrives.
+    let (mut sender, connection) = connect().await;
+    let connection = tokio::spawn(connection);
+    let (_, stream) = join_and_stream(&mut sender, "http://localhost", "idle").await;
+    let mut body = stream.into_body();
+    let mut seen = String::new();
+    while !seen.contains("event: ready") {
+        let frame = tokio::time::timeout(DEADLINE, body.frame())
+            .await
+            .expect("the stream sends ready")
+            .expect("the stream is open")
+            .expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    // Three header timeouts with nothing but the stream under way.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert!(
+        !connection.is_finished(),
+        "the connection with a stream is kept"
+    );
+    let health = request(&mut sender, "GET", "http://localhost/healthz", None).await;
+    assert_eq!(health.status(), 200);
+}
