@@ -1048,24 +1048,27 @@ mod tests {
         assert_eq!(framed(b""), b"0\r\n\r\n");
     }
 
-    /// A client reading 4 KiB every half second: never stalled for the
-    /// write timeout, though the whole answer takes far longer.
+    /// A client reading 4 KiB every half second, until the end: all it got.
+    async fn read_slowly(mut client: tokio::io::DuplexStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut piece = [0; 4096];
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match client.read(&mut piece).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&piece[..n]),
+            }
+        }
+    }
+
+    /// A slow reader is never stalled for the write timeout, though the
+    /// whole answer takes far longer.
     #[tokio::test(start_paused = true)]
     async fn a_slow_reader_that_keeps_reading_gets_the_whole_answer() {
-        use tokio::io::AsyncReadExt;
-        let (mut server, mut client) = tokio::io::duplex(4096);
+        let (mut server, client) = tokio::io::duplex(4096);
         let answer = vec![b'x'; 64 * 1024];
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let mut piece = [0; 4096];
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match client.read(&mut piece).await {
-                    Ok(0) | Err(_) => break got,
-                    Ok(n) => got.extend_from_slice(&piece[..n]),
-                }
-            }
-        });
+        let reader = tokio::spawn(read_slowly(client));
         let started = Instant::now();
         let sent = send(
             &mut server,
@@ -1083,8 +1086,7 @@ mod tests {
     /// large backlog slowly but on and on keeps its stream.
     #[tokio::test(start_paused = true)]
     async fn a_slow_reader_that_keeps_reading_gets_the_whole_chunk() {
-        use tokio::io::AsyncReadExt;
-        let (server, mut client) = tokio::io::duplex(4096);
+        let (server, client) = tokio::io::duplex(4096);
         let data = vec![b'x'; 64 * 1024];
         let stream = StreamBody {
             socket: server,
@@ -1094,17 +1096,7 @@ mod tests {
             stalled: None,
             last: false,
         };
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let mut piece = [0; 4096];
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match client.read(&mut piece).await {
-                    Ok(0) | Err(_) => break got,
-                    Ok(n) => got.extend_from_slice(&piece[..n]),
-                }
-            }
-        });
+        let reader = tokio::spawn(read_slowly(client));
         let started = Instant::now();
         stream.await;
         assert!(started.elapsed() > Duration::from_secs(5));
