@@ -22,6 +22,8 @@ const pageIceServers = (params.get('stun') ?? '')
 const WEBRTC_SIGNALS = new Set(['offer', 'answer', 'candidate']);
 /** How long the polite side waits for the other's first offer before making its own. */
 const POLITE_OFFER_DELAY_MS = 4000;
+/** The most signals held for one sender not yet known, should its join never be announced. */
+const HELD_SIGNALS_MAX = 200;
 
 const form = $('join-form');
 const tiles = $('tiles');
@@ -32,6 +34,12 @@ const lockButton = $('lock');
 const records = new Map();
 /** The same connections, by member id, for tests and the console. */
 const peers = new Map();
+/**
+ * WebRTC signals of senders not known yet, by sender. A gap can hide a
+ * newcomer's join while the signals after it arrive; the session's refresh
+ * of the room then announces the join, and these are handled in order.
+ */
+const heldSignals = new Map();
 let session = null;
 let localStream = null;
 let iceServers = pageIceServers;
@@ -197,6 +205,9 @@ function connectTo(member) {
   };
 
   for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+  const held = heldSignals.get(member.id) ?? [];
+  heldSignals.delete(member.id);
+  for (const signal of held) onSignal(signal);
   return peer;
 }
 
@@ -222,9 +233,13 @@ function send(peer, type, payload) {
 function onSignal(signal) {
   if (!WEBRTC_SIGNALS.has(signal.type)) return;
   // A sender's member-joined comes before its signals, so it has a
-  // connection by now; unless it is a chat page, which has no business here.
+  // connection by now; unless it is a chat page, which has no business here,
+  // or a gap hid its join.
   const peer = records.get(signal.from);
-  if (!peer) return;
+  if (!peer) {
+    if (session && !session.members.has(signal.from)) holdSignal(signal);
+    return;
+  }
   peer.inbound = peer.inbound
     .then(() => handleSignal(peer, signal))
     .catch((error) => reportPeerError(peer, error));
@@ -263,7 +278,14 @@ async function handleSignal(peer, { type, payload }) {
   }
 }
 
+function holdSignal(signal) {
+  const held = heldSignals.get(signal.from) ?? [];
+  if (held.length < HELD_SIGNALS_MAX) held.push(signal);
+  heldSignals.set(signal.from, held);
+}
+
 function disconnectFrom(memberId) {
+  heldSignals.delete(memberId);
   const peer = records.get(memberId);
   if (!peer) return;
   records.delete(memberId);
@@ -324,6 +346,7 @@ async function leave() {
 /** Closes every connection and stops the camera; the session is left to the caller. */
 function tearDown() {
   for (const memberId of [...records.keys()]) disconnectFrom(memberId);
+  heldSignals.clear();
   stopLocalMedia();
   session = null;
   $('call').hidden = true;

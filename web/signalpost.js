@@ -14,6 +14,9 @@
  * buffers or breaks the stream. Either way every event is delivered once and
  * in inbox order, and a reconnect resumes after the last event processed.
  *
+ * A session ends only when the server itself says the member is gone (a
+ * problem+json 401 or 403); any other failure of a read is retried.
+ *
  * The token stays in a private field. It travels as `Authorization: Bearer`.
  * `EventSource` cannot set headers: on the page's own origin the stream is
  * opened by the `HttpOnly` cookie the join set, elsewhere by `?token=`.
@@ -27,6 +30,8 @@ const EVENT_KINDS = ['member-joined', 'member-left', 'signal', 'room-updated', '
 const STREAM_ERRORS_BEFORE_POLL = 3;
 /** Seconds one long-poll may wait on the server (API.md's default). */
 const POLL_WAIT = 25;
+/** Seconds a poll may take beyond its wait before the connection counts as dead. */
+const POLL_GRACE = 10;
 /** Retry delays double from the first up to the cap; the cap stays well under
  * the server's default member timeout (30 s) so a retrying member is not reaped. */
 const RETRY_FIRST_MS = 500;
@@ -53,13 +58,18 @@ export class SignalpostError extends Error {
     this.detail = detail;
   }
 
-  /** Builds the error from a non-2xx answer, problem+json or not. */
+  /**
+   * Builds the error from a non-2xx answer. Only a problem+json body is the
+   * server's word: a proxy's or a balancer's page has no `code` to trust.
+   */
   static async fromResponse(response) {
     let problem = {};
-    try {
-      problem = await response.json();
-    } catch {
-      // A bare 5xx from a proxy or an internal failure has no problem body.
+    if (/^application\/problem\+json\b/i.test(response.headers?.get?.('content-type') ?? '')) {
+      try {
+        problem = await response.json();
+      } catch {
+        // A body cut short says no more than a bare status.
+      }
     }
     const retryAfter = Number.parseInt(response.headers?.get?.('retry-after') ?? '', 10);
     return new SignalpostError({
@@ -69,6 +79,32 @@ export class SignalpostError extends Error {
       title: problem?.title ?? response.statusText ?? '',
       retryAfter: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null,
     });
+  }
+
+  /** The error of a call that got no usable answer: none, one cut short, or one that is not JSON. */
+  static network(cause) {
+    return new SignalpostError({ status: 0, code: 'network', detail: String(cause?.message ?? cause) });
+  }
+}
+
+/**
+ * Whether the server itself refused the member for good: it has left or been
+ * removed (401), or the token is not this room's (403). A proxy's 401 has no
+ * problem+json `code`, so it is retried like any other failure.
+ */
+function isRefusedForGood(error) {
+  return (error.status === 401 && error.code === 'unauthorized')
+    || (error.status === 403 && error.code === 'forbidden');
+}
+
+/** Whether `baseUrl` names the page's own origin, where the join's cookie goes along. */
+function isPageOrigin(baseUrl) {
+  if (baseUrl === '') return true;
+  const page = globalThis.location?.origin;
+  try {
+    return page !== undefined && new URL(baseUrl, page).origin === page;
+  } catch {
+    return false;
   }
 }
 
@@ -100,12 +136,15 @@ async function call(env, method, url, { token, body, signal, keepalive } = {}) {
       signal,
       ...(keepalive ? { keepalive } : {}),
     });
+    // Read here, inside the try: a body cut off mid-way, or a captive
+    // portal's HTML page answered 200, is no answer from the server either.
+    if (response.ok) return response.status === 204 ? null : await response.json();
   } catch (cause) {
-    if (signal?.aborted) throw cause;
-    throw new SignalpostError({ status: 0, code: 'network', detail: String(cause?.message ?? cause) });
+    // Whoever aborted says why (a poll's own deadline gives a network error).
+    if (signal?.aborted) throw signal.reason ?? cause;
+    throw SignalpostError.network(cause);
   }
-  if (!response.ok) throw await SignalpostError.fromResponse(response);
-  return response.status === 204 ? null : response.json();
+  throw await SignalpostError.fromResponse(response);
 }
 
 /**
@@ -139,7 +178,9 @@ export async function join(roomId, options = {}) {
  * One member's presence in one room, made by {@link join}. Dispatches
  * `member-joined`, `member-left`, `signal`, `room-updated` and `gap` with the
  * event's data as `detail`; `statechange` ({state, transport}) and `error`
- * ({error}, fatal only when the state has become 'closed').
+ * ({error}, fatal only when the state has become 'closed'). After a `gap` it
+ * asks the room how it is, and dispatches the joins, leaves (`reason` null)
+ * and `room-updated` the lost events held.
  */
 export class Session extends EventTarget {
   #token;
@@ -161,8 +202,13 @@ export class Session extends EventTarget {
   #failures = 0;
   /** Grows on every stop, so an answer to a read that was stopped is ignored. */
   #generation = 0;
-  /** Whether the stream URL must carry the token (another origin, or no cookie). */
-  #streamNeedsToken = false;
+  /** Whether the stream URL must carry the token: another origin, or a cookie seen refused. */
+  #streamNeedsToken;
+  /**
+   * While the room is asked for after a gap: what inbox events have set
+   * since, `{members: Set of ids joined or left, room: whether it was updated}`.
+   */
+  #resync = null;
 
   /** @hideconstructor */
   constructor(answer, options, env) {
@@ -171,6 +217,7 @@ export class Session extends EventTarget {
     this.#env = env;
     this.#baseUrl = options.baseUrl;
     this.#urls = { events: answer.events_url, poll: answer.poll_url };
+    this.#streamNeedsToken = !isPageOrigin(options.baseUrl);
     this.#readyTimeout = options.readyTimeout ?? 4000;
     const wanted = options.transport ?? 'auto';
     this.#mayFallBack = wanted === 'auto';
@@ -192,14 +239,22 @@ export class Session extends EventTarget {
     this.lastEventId = 0;
   }
 
-  /** Sends a signal to one member; resolves to `{recipients}`. */
-  send(to, type, payload) {
+  /**
+   * Sends a signal to one member; resolves to `{recipients}`. Rejects with a
+   * TypeError, sending nothing, when `to` is not a member id: the server
+   * reads a missing `to` as "everyone", and a stale `peer?.id` must not
+   * turn a private offer into a broadcast.
+   */
+  async send(to, type, payload) {
+    if (typeof to !== 'string') {
+      throw new TypeError(`send() needs the member id to send to, not ${to}; broadcast() sends to everyone`);
+    }
     return this.#call('POST', '/signals', { to, type, payload });
   }
 
   /** Sends a signal to every other member; resolves to `{recipients}`. */
   broadcast(type, payload) {
-    return this.send(null, type, payload);
+    return this.#call('POST', '/signals', { to: null, type, payload });
   }
 
   /**
@@ -243,15 +298,18 @@ export class Session extends EventTarget {
   reconnect() {
     if (this.state === 'closed') return;
     this.#stop();
+    const generation = this.#generation;
     this.#failures = 0;
     if (this.transport === 'poll') {
       // A failing poll stays 'reconnecting' until one succeeds.
       if (this.state === 'connecting') this.#setState('polling');
-      this.#pollLoop();
-    } else {
-      if (this.state !== 'connecting') this.#setState('reconnecting');
-      this.#openStream();
+    } else if (this.state !== 'connecting') {
+      this.#setState('reconnecting');
     }
+    // The statechange listener may have closed or reconnected the session itself.
+    if (generation !== this.#generation) return;
+    if (this.transport === 'poll') this.#pollLoop();
+    else this.#openStream();
   }
 
   #call(method, path, body) {
@@ -261,10 +319,12 @@ export class Session extends EventTarget {
   }
 
   #openStream() {
+    // Only the newest stream may live: the server keeps one per member anyway.
+    this.#source?.close();
     const query = new URLSearchParams();
     // On the page's own origin the join's HttpOnly cookie opens the stream,
-    // which keeps the token out of URLs; a refused stream retries with it.
-    if (this.#baseUrl !== '' || this.#streamNeedsToken) query.set('token', this.#token);
+    // which keeps the token out of URLs.
+    if (this.#streamNeedsToken) query.set('token', this.#token);
     // Always sent, 0 included: without it the server starts after the events
     // it already wrote, and those a replaced or cut stream wrote but this page
     // never processed would be skipped. The browser's own reconnects reuse
@@ -300,48 +360,91 @@ export class Session extends EventTarget {
     if (source !== this.#source) return;
     this.#failures += 1;
     this.#setState('reconnecting');
+    // The statechange listener may have closed or reconnected the session.
+    if (source !== this.#source) return;
     if (this.#mayFallBack && this.#failures >= STREAM_ERRORS_BEFORE_POLL) {
       this.#fallBack();
     } else if (source.readyState === CLOSED) {
-      // The browser gives up after a non-200 answer without saying which;
-      // ask over fetch whether the member still exists before reopening.
       source.close();
       this.#source = null;
-      // Cookies may be blocked; the retry does not count on one.
-      this.#streamNeedsToken = true;
-      const generation = this.#generation;
-      const reopen = () => this.#openStream();
-      this.#call('GET', `/rooms/${encodeURIComponent(this.roomId)}`).then(
-        () => generation === this.#generation && this.#retry(reopen),
-        (error) => generation === this.#generation && this.#onReadFailure(error, reopen),
-      );
+      this.#recheckStream();
     }
     // Otherwise the browser reconnects by itself, sending `Last-Event-ID`.
   }
 
+  /**
+   * Reopens a stream the browser gave up on. The browser does not say which
+   * answer refused it, so ask over fetch: whether the member still exists,
+   * and, if so, whether its cookie is refused (then the token goes in the URL).
+   */
+  async #recheckStream() {
+    const generation = this.#generation;
+    const reopen = () => this.#openStream();
+    try {
+      await this.#call('GET', `/rooms/${encodeURIComponent(this.roomId)}`);
+    } catch (error) {
+      if (generation === this.#generation) this.#onReadFailure(error, reopen);
+      return;
+    }
+    if (!this.#streamNeedsToken && (await this.#isCookieRefused())) this.#streamNeedsToken = true;
+    if (generation === this.#generation) this.#retry(reopen);
+  }
+
+  /**
+   * Whether the member's own path refuses a request that has only the
+   * cookie to show: the cookie is blocked, or was never set. Any other
+   * outcome (a proxy's 502 included) is no evidence against it.
+   */
+  async #isCookieRefused() {
+    // A poll that answers at once is the cheapest request of that path;
+    // the events it may bring are read again by the stream.
+    const url = `${this.#baseUrl}${this.#urls.poll}?after=${this.lastEventId}&timeout=0`;
+    try {
+      await call(this.#env, 'GET', url);
+      return false;
+    } catch (error) {
+      return error.status === 401 && error.code === 'unauthorized';
+    }
+  }
+
   #fallBack() {
     this.#stop();
+    const generation = this.#generation;
     this.#mayFallBack = false;
     this.transport = 'poll';
     this.#failures = 0;
     this.#setState('polling');
-    this.#pollLoop();
+    if (generation === this.#generation) this.#pollLoop();
   }
 
   async #pollLoop() {
+    // Only the newest poll may run: two loops would each dispatch the inbox.
+    this.#poll?.abort();
     const controller = new AbortController();
     this.#poll = controller;
-    const url = `${this.#baseUrl}${this.#urls.poll}?after=${this.lastEventId}&timeout=${POLL_WAIT}`;
-    let answer;
+    // After a failure, ask for an answer at once: the state shows the inbox
+    // reachable again now, not when the next event or the wait comes.
+    const wait = this.state === 'reconnecting' ? 0 : POLL_WAIT;
+    const url = `${this.#baseUrl}${this.#urls.poll}?after=${this.lastEventId}&timeout=${wait}`;
+    // A connection that died without a word would leave the poll pending for good.
+    const deadline = this.#env.setTimeout(
+      () => controller.abort(SignalpostError.network(`no answer to a poll within ${wait + POLL_GRACE} s`)),
+      (wait + POLL_GRACE) * 1000,
+    );
+    let events;
     try {
-      answer = await call(this.#env, 'GET', url, { token: this.#token, signal: controller.signal });
+      const answer = await call(this.#env, 'GET', url, { token: this.#token, signal: controller.signal });
+      events = answer?.events;
+      if (!Array.isArray(events)) throw SignalpostError.network('a poll answer without an events list');
     } catch (error) {
       if (controller === this.#poll) this.#onReadFailure(error, () => this.#pollLoop());
       return;
+    } finally {
+      this.#env.clearTimeout(deadline);
     }
     this.#failures = 0;
     this.#setState('polling');
-    for (const { id, event, data } of answer.events) {
+    for (const { id, event, data } of events) {
       // A listener may have closed or reconnected the session meanwhile.
       if (controller !== this.#poll) return;
       this.#receive(event, id, data);
@@ -349,19 +452,23 @@ export class Session extends EventTarget {
     if (controller === this.#poll) this.#pollLoop();
   }
 
-  /** Ends the session on an answer that no retry can change, else retries later. */
+  /** Ends the session when the member is gone, else retries later. */
   #onReadFailure(error, again) {
     if (this.state === 'closed') return;
-    const transient = error.status === 0 || error.status === 429 || error.status >= 500;
-    if (!transient) {
+    if (isRefusedForGood(error)) {
       this.#stop();
       this.#setState('closed');
       this.#emit('error', { error });
       return;
     }
+    const generation = this.#generation;
     this.#failures += 1;
     this.#setState('reconnecting');
+    // Either listener may have closed or reconnected the session, which
+    // then reads anew: this failed read must not retry beside it.
+    if (generation !== this.#generation) return;
     this.#emit('error', { error });
+    if (generation !== this.#generation) return;
     this.#retry(again, error.retryAfter);
   }
 
@@ -369,6 +476,7 @@ export class Session extends EventTarget {
   #retry(again, retryAfter = null) {
     const backoff = Math.min(RETRY_CAP_MS, RETRY_FIRST_MS * 2 ** Math.max(0, this.#failures - 1));
     const delay = Math.max(backoff, (retryAfter ?? 0) * 1000);
+    this.#env.clearTimeout(this.#retryTimer);
     this.#retryTimer = this.#env.setTimeout(() => {
       this.#retryTimer = null;
       if (this.state !== 'closed') again();
@@ -381,14 +489,87 @@ export class Session extends EventTarget {
     const place = kind === 'gap' ? data.to : id;
     if (!(place > this.lastEventId)) return;
     this.lastEventId = place;
-    if (kind === 'member-joined') this.members.set(data.member.id, data.member);
-    if (kind === 'member-left') this.members.delete(data.member_id);
-    if (kind === 'room-updated') {
-      this.owner = data.owner === this.memberId;
-      this.capacity = data.capacity;
-      this.locked = data.locked;
+    if (this.#resync) {
+      if (kind === 'member-joined') this.#resync.members.add(data.member.id);
+      if (kind === 'member-left') this.#resync.members.add(data.member_id);
+      if (kind === 'room-updated') this.#resync.room = true;
     }
-    this.#emit(kind, data);
+    if (this.#apply(kind, data)) this.#emit(kind, data);
+    if (kind === 'gap' && this.state !== 'closed') this.#refreshRoom();
+  }
+
+  /**
+   * Applies an event to the session's view. False when it tells nothing new:
+   * a join or leave that the refresh after a gap has announced already.
+   */
+  #apply(kind, data) {
+    switch (kind) {
+      case 'member-joined': {
+        const known = this.members.has(data.member.id);
+        this.members.set(data.member.id, data.member);
+        return !known;
+      }
+      case 'member-left':
+        return this.members.delete(data.member_id);
+      case 'room-updated':
+        this.owner = data.owner === this.memberId;
+        this.capacity = data.capacity;
+        this.locked = data.locked;
+        return true;
+      default:
+        return true;
+    }
+  }
+
+  /**
+   * After a gap: the lost events may have been joins, leaves or room
+   * changes, so ask the room how it is, and dispatch the difference as the
+   * events the app missed. A leave learnt this way has `reason` null.
+   */
+  async #refreshRoom() {
+    // Inbox events that land while the answer is on its way may be newer
+    // than it: what they touch is left as they set it.
+    const resync = { members: new Set(), room: false };
+    this.#resync = resync;
+    let room = null;
+    let failure = null;
+    try {
+      room = await this.#call('GET', `/rooms/${encodeURIComponent(this.roomId)}`);
+      if (!Array.isArray(room?.members)) throw SignalpostError.network('a room answer without members');
+    } catch (error) {
+      failure = error;
+    }
+    // A later gap asks again, and its answer is the one to use.
+    if (resync !== this.#resync) return;
+    this.#resync = null;
+    if (this.state === 'closed') return;
+    if (failure) {
+      this.#emit('error', { error: failure });
+      return;
+    }
+    for (const [kind, data] of this.#missedEvents(room, resync)) {
+      if (this.state === 'closed') return;
+      this.#apply(kind, data);
+      this.#emit(kind, data);
+    }
+  }
+
+  /** The events that take the session's view to `room`, but for what `touched` says the inbox has set since. */
+  #missedEvents(room, touched) {
+    const listed = new Map(room.members.filter((m) => m.id !== this.memberId).map((m) => [m.id, m]));
+    const missed = [];
+    for (const id of this.members.keys()) {
+      if (!listed.has(id) && !touched.members.has(id)) missed.push(['member-left', { member_id: id, reason: null }]);
+    }
+    for (const [id, member] of listed) {
+      if (!this.members.has(id) && !touched.members.has(id)) missed.push(['member-joined', { member }]);
+    }
+    if (!touched.room) {
+      // Always told: the session does not know who owned the room before.
+      const { locked, capacity, owner } = room;
+      missed.push(['room-updated', { room_id: this.roomId, locked, capacity, owner }]);
+    }
+    return missed;
   }
 
   /** Stops every read and timer; a late answer of the old read is then ignored. */

@@ -13,6 +13,8 @@ const OTHER = '33333333-3333-4333-8333-333333333333';
 const TOKEN = 'tok3n-that-must-stay-secret';
 const DEADLINE_MS = 1000;
 const NETWORK = Symbol('network failure');
+/** An answer whose headers came but whose body was cut off. */
+const CUT = Symbol('body cut short');
 
 const peer = { id: PEER, name: 'bob', metadata: {}, joined_at: '2026-01-01T00:00:00Z' };
 const other = { id: OTHER, name: 'eve', metadata: { role: 'x' }, joined_at: '2026-01-01T00:00:05Z' };
@@ -81,10 +83,13 @@ class FakeServer {
           for (const wake of this.#wakers.splice(0)) wake();
         });
     if (answer === NETWORK) throw new TypeError('fetch failed');
-    const { status = 200, body, problem: isProblem, headers = {} } = answer;
+    if (answer === CUT) return cutResponse();
+    // `raw` is a body that is not JSON, as a proxy or a captive portal sends.
+    const { status = 200, body, raw, problem: isProblem, headers = {} } = answer;
     if (status === 204) return new Response(null, { status });
-    const type = isProblem ? 'application/problem+json' : 'application/json';
-    return new Response(JSON.stringify(body), { status, headers: { 'content-type': type, ...headers } });
+    const type = raw !== undefined ? 'text/html' : isProblem ? 'application/problem+json' : 'application/json';
+    const text = raw ?? JSON.stringify(body);
+    return new Response(text, { status, headers: { 'content-type': type, ...headers } });
   };
 
   /** The next held request matching, waiting for it if need be. */
@@ -107,6 +112,17 @@ class FakeServer {
   settle() {
     return new Promise((resolve) => setImmediate(resolve));
   }
+}
+
+/** A 200 whose body breaks off mid-way, as a dropped connection leaves it. */
+function cutResponse() {
+  const body = new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"events": [{"id": 1, "ev'));
+      controller.error(new TypeError('Failed to fetch'));
+    },
+  });
+  return new Response(body, { status: 200, headers: { 'content-type': 'application/json' } });
 }
 
 /** setTimeout and clearTimeout whose time moves only by `tick`. */
@@ -291,11 +307,17 @@ test("on the page's own origin the stream URL carries no token: the join's cooki
 test('a same-origin stream refused for want of a cookie is reopened with the token', async () => {
   const { server, clock, EventSource, session } = await setUp();
   server.route('GET', /\/rooms\/standup$/, () => ({ body: { id: 'standup' } }));
+  // The member exists, yet its own path refuses the cookie alone.
+  server.route('GET', /\/poll\?/, () => problem(401, 'unauthorized'));
   EventSource.last.fail({ closed: true });
   await server.settle();
+  const probe = server.requests.at(-1);
+  assert.match(probe.url, /\/poll\?after=0&timeout=0$/);
+  assert.equal(probe.headers.Authorization, undefined);
   clock.tick(500);
   assert.equal(EventSource.instances.length, 2);
   assert.equal(new URL(EventSource.last.url, 'http://x').searchParams.get('token'), TOKEN);
+  assert.equal(session.state, 'reconnecting');
   session.close();
 });
 
@@ -432,14 +454,14 @@ test("transport 'sse' never falls back", async () => {
 test('a stream the browser gave up on is reopened after a check, resuming after the last id', async () => {
   const { server, clock, EventSource, session } = await setUp({ transport: 'sse' });
   server.route('GET', /\/rooms\/standup$/, () => ({ body: { id: 'standup' } }));
+  server.route('GET', /\/poll\?/, () => ({ body: { events: [] } }));
   const first = EventSource.last;
   first.ready();
   first.emit('signal', signal(4), 4);
   first.fail({ closed: true });
   assert.equal(session.state, 'reconnecting');
   await server.settle();
-  const check = server.requests.at(-1);
-  assert.equal(check.url, '/rooms/standup');
+  const check = server.requests.find((r) => r.url === '/rooms/standup');
   assert.equal(check.headers.Authorization, `Bearer ${TOKEN}`);
   assert.equal(EventSource.instances.length, 1, 'the retry waits for its delay');
   clock.tick(500);
@@ -699,4 +721,231 @@ test('leave() that gets no answer rejects, and the session is closed anyway', as
   assert.ok(error instanceof SignalpostError);
   assert.equal(error.code, 'network');
   assert.equal(session.state, 'closed');
+});
+
+// Only the server's own word that the member is gone ends a session; any
+// other failure of a read is retried.
+
+const answersNotFromTheServer = [
+  ['cut off mid-body', CUT],
+  ['answered 200 with an HTML page', { raw: '<html>Sign in to the Wi-Fi</html>' }],
+  ["answered a proxy's bare 408", { status: 408, raw: 'Request Timeout' }],
+  ["answered a balancer's bare 404", { status: 404, raw: 'Not Found' }],
+  ['answered 401 by a proxy, not in problem+json', { status: 401, raw: 'Authorization Required' }],
+  ['answered 200 without an events list', { body: {} }],
+];
+
+for (const [what, answer] of answersNotFromTheServer) {
+  test(`a poll ${what} is retried, and the session stays`, async () => {
+    const { server, clock, session } = await setUp({ transport: 'poll' });
+    (await server.next('GET', /\/poll\?/)).respond(answer);
+    const { error } = await nextEvent(session, 'error');
+    assert.ok(error instanceof SignalpostError);
+    assert.equal(error.code, answer.status ? 'http_error' : 'network');
+    assert.equal(session.state, 'reconnecting');
+    clock.tick(500);
+    (await server.next('GET', /\/poll\?/)).respond({ body: { events: [] } });
+    await server.next('GET', /\/poll\?/);
+    assert.equal(session.state, 'polling');
+    session.close();
+  });
+}
+
+test('a poll answered 403 problem+json closes the session', async () => {
+  const { server, session } = await setUp({ transport: 'poll' });
+  (await server.next('GET', /\/poll\?/)).respond(problem(403, 'forbidden'));
+  const { error } = await nextEvent(session, 'error');
+  assert.equal(error.code, 'forbidden');
+  assert.equal(session.state, 'closed');
+});
+
+test("a stream check answered by a balancer's bare 404 retries instead of closing", async () => {
+  const { server, clock, EventSource, session } = await setUp({ transport: 'sse' });
+  server.route('GET', /\/rooms\/standup$/, () => ({ status: 404, raw: 'no backend' }));
+  EventSource.last.ready();
+  EventSource.last.fail({ closed: true });
+  const { error } = await nextEvent(session, 'error');
+  assert.equal(error.status, 404);
+  assert.equal(session.state, 'reconnecting');
+  clock.tick(1000);
+  assert.equal(EventSource.instances.length, 2);
+  session.close();
+});
+
+test('send() whose answer is cut off rejects with a SignalpostError network', async () => {
+  const { server, session } = await setUp();
+  server.route('POST', /\/signals$/, () => CUT);
+  const error = await session.send(PEER, 'offer', {}).catch((e) => e);
+  assert.ok(error instanceof SignalpostError);
+  assert.equal(error.code, 'network');
+  assert.equal(error.status, 0);
+  session.close();
+});
+
+test('a poll that never answers is given up after the wait plus 10 s, then retried', async () => {
+  const { server, clock, session } = await setUp({ transport: 'poll' });
+  const hung = await server.next('GET', /\/poll\?/);
+  clock.tick(34_999);
+  assert.equal(hung.aborted, undefined);
+  clock.tick(1);
+  assert.equal(hung.aborted, true);
+  const { error } = await nextEvent(session, 'error');
+  assert.equal(error.code, 'network');
+  assert.equal(session.state, 'reconnecting');
+  clock.tick(500);
+  await server.next('GET', /\/poll\?/);
+  session.close();
+});
+
+test('the first poll after a failure asks for an answer at once, so polling shows again at once', async () => {
+  const { server, clock, session } = await setUp({ transport: 'poll' });
+  (await server.next('GET', /\/poll\?/)).respond(NETWORK);
+  await nextEvent(session, 'error');
+  clock.tick(500);
+  const retry = await server.next('GET', /\/poll\?/);
+  assert.match(retry.url, /&timeout=0$/);
+  retry.respond({ body: { events: [] } });
+  assert.match((await server.next('GET', /\/poll\?/)).url, /&timeout=25$/);
+  assert.equal(session.state, 'polling');
+  session.close();
+});
+
+test('send() without a member id rejects and sends nothing: it never broadcasts', async () => {
+  const { server, session } = await setUp();
+  server.route('POST', /\/signals$/, () => ({ status: 202, body: { recipients: 2 } }));
+  for (const to of [undefined, null, 42]) {
+    const error = await session.send(to, 'offer', { sdp: 'v=0' }).catch((e) => e);
+    assert.ok(error instanceof TypeError, String(to));
+  }
+  assert.equal(server.requests.filter((r) => r.url === '/signals').length, 0);
+  session.close();
+});
+
+// A listener may reconnect or close the session while the library is
+// still handling the failure it was told about.
+
+test('reconnect() from a statechange listener leaves no stream open but the newest', async () => {
+  const { server, clock, EventSource, session } = await setUp({ transport: 'sse' });
+  server.route('GET', /\/rooms\/standup$/, () => ({ body: { id: 'standup' } }));
+  server.route('GET', /\/poll\?/, () => ({ body: { events: [] } }));
+  EventSource.last.ready();
+  session.addEventListener('statechange', (e) => e.detail.state === 'reconnecting' && session.reconnect(), { once: true });
+  EventSource.last.fail({ closed: true });
+  await server.settle();
+  clock.tick(10_000);
+  assert.ok(EventSource.instances.length >= 2);
+  assert.deepEqual(EventSource.instances.filter((source) => !source.closed), [EventSource.last]);
+  session.close();
+});
+
+test('reconnect() from an error listener leaves one poll running', async () => {
+  const { server, clock, session } = await setUp({ transport: 'poll' });
+  session.addEventListener('error', () => session.reconnect(), { once: true });
+  (await server.next('GET', /\/poll\?/)).respond(NETWORK);
+  await server.next('GET', /\/poll\?/);
+  clock.tick(10_000);
+  await server.settle();
+  assert.equal(server.held.filter((r) => !r.aborted).length, 0, 'the failed poll does not also retry beside the new one');
+  session.close();
+});
+
+test('close() from a statechange listener during reconnect() opens no stream', async () => {
+  const { EventSource, session } = await setUp();
+  EventSource.last.ready();
+  session.addEventListener('statechange', (e) => e.detail.state === 'reconnecting' && session.close());
+  session.reconnect();
+  assert.equal(session.state, 'closed');
+  assert.ok(EventSource.instances.every((s) => s.closed));
+});
+
+test('close() from a statechange listener when auto gives up on the stream starts no poll', async () => {
+  const { server, EventSource, session } = await setUp();
+  session.addEventListener('statechange', (e) => e.detail.state === 'polling' && session.close());
+  EventSource.last.fail();
+  EventSource.last.fail();
+  EventSource.last.fail();
+  await server.settle();
+  assert.equal(session.state, 'closed');
+  assert.equal(server.requests.filter((r) => r.url.includes('/poll')).length, 0);
+});
+
+// The token goes into a stream URL only where the cookie cannot open it.
+
+test("a baseUrl naming the page's own origin keeps the token out of the stream URL", async () => {
+  globalThis.location = { origin: 'http://h:1', href: 'http://h:1/chat.html' };
+  try {
+    const { EventSource, session } = await setUp({ baseUrl: 'http://h:1/' });
+    assert.equal(new URL(EventSource.last.url).searchParams.has('token'), false);
+    session.close();
+  } finally {
+    delete globalThis.location;
+  }
+});
+
+test('a same-origin stream refused while the cookie works, as by a proxy, is reopened without the token', async () => {
+  const { server, clock, EventSource, session } = await setUp({ transport: 'sse' });
+  server.route('GET', /\/rooms\/standup$/, () => ({ body: { id: 'standup' } }));
+  server.route('GET', /\/poll\?/, () => ({ body: { events: [] } }));
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    EventSource.last.fail({ closed: true });
+    await server.settle();
+    clock.tick(10_000);
+    assert.equal(EventSource.instances.length, attempt + 1);
+    assert.equal(new URL(EventSource.last.url, 'http://x').searchParams.has('token'), false);
+  }
+  session.close();
+});
+
+// A gap may have swallowed joins, leaves and room changes: the room is
+// asked for, and what the app missed is announced after the gap.
+
+const roomView = (members, { owner = ME, locked = false } = {}) => ({
+  id: 'standup',
+  capacity: 10,
+  locked,
+  owner,
+  members: [{ id: ME, name: 'ada', metadata: {}, joined_at: '2026-01-01T00:00:01Z' }, ...members],
+  created_at: '2026-01-01T00:00:00Z',
+});
+
+test('a gap refreshes members, owner and lock from the room and announces what was missed', async () => {
+  const { server, EventSource, session, events } = await setUp();
+  server.route('GET', /\/rooms\/standup$/, () => ({ body: roomView([other], { owner: ME, locked: true }) }));
+  const source = EventSource.last;
+  source.ready();
+  source.emit('gap', { from: 1, to: 3 });
+  await server.settle();
+  const refresh = server.requests.at(-1);
+  assert.equal(refresh.url, '/rooms/standup');
+  assert.equal(refresh.headers.Authorization, `Bearer ${TOKEN}`);
+  assert.deepEqual(events.filter((e) => e.type !== 'statechange'), [
+    { type: 'gap', detail: { from: 1, to: 3 } },
+    { type: 'member-left', detail: { member_id: PEER, reason: null } },
+    { type: 'member-joined', detail: { member: other } },
+    { type: 'room-updated', detail: { room_id: 'standup', locked: true, capacity: 10, owner: ME } },
+  ]);
+  assert.deepEqual([...session.members.keys()], [OTHER]);
+  assert.equal(session.owner, true);
+  assert.equal(session.locked, true);
+  // The inbox may still carry the join the room already showed: said once.
+  source.emit('member-joined', { member: other }, 4);
+  assert.equal(events.filter((e) => e.type === 'member-joined').length, 1);
+  assert.equal(session.lastEventId, 4);
+  session.close();
+});
+
+test('an inbox event that lands while the room is asked for wins over the older answer', async () => {
+  const { server, EventSource, session, events } = await setUp();
+  const source = EventSource.last;
+  source.ready();
+  source.emit('gap', { from: 1, to: 3 });
+  const refresh = await server.next('GET', /\/rooms\/standup$/);
+  source.emit('member-joined', { member: other }, 4);
+  source.emit('room-updated', { room_id: 'standup', locked: true, capacity: 10, owner: PEER }, 5);
+  refresh.respond({ body: roomView([peer], { owner: PEER, locked: false }) });
+  await server.settle();
+  assert.deepEqual([...session.members.keys()], [PEER, OTHER]);
+  assert.equal(session.locked, true);
+  assert.deepEqual(types(events), ['gap', 'member-joined', 'room-updated']);
+  session.close();
 });
