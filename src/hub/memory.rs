@@ -18,10 +18,7 @@ use dashmap::DashMap;
 use tracing::info;
 use uuid::Uuid;
 
-use super::{
-    Actor, JoinSpec, MemberRef, POLLS_PER_MEMBER, Place, Readers, Settings, StreamPlaces,
-    too_many_polls,
-};
+use super::{Actor, JoinSpec, MemberPlaces, MemberRef, Place, Readers, Settings};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, EventBody, Inbox, Limits};
@@ -99,12 +96,9 @@ struct Member {
     /// Woken whenever the inbox gains an event, a newer stream opens, or the
     /// member is removed.
     wake: Arc<Readers>,
-    /// Open streams and polls. The member timeout runs only while it is 0.
-    readers: u32,
-    /// Open streams, the live one and any still ending: the rest of
-    /// `readers` are polls.
-    streams: u32,
-    places: Arc<StreamPlaces>,
+    /// Its open streams and polls. The member timeout runs only while it
+    /// has none.
+    places: Arc<MemberPlaces>,
     idle_since: Instant,
     /// Generation of the live stream; a stream whose generation is older
     /// ends at its next wake-up.
@@ -299,8 +293,6 @@ impl MemoryHub {
                 token_selector: token.selector(),
                 inbox: Inbox::default(),
                 wake: Arc::default(),
-                readers: 0,
-                streams: 0,
                 places: Arc::default(),
                 idle_since: Instant::now(),
                 stream: 0,
@@ -540,20 +532,13 @@ impl MemoryHub {
         let member = room
             .member_mut(member_ref.member)
             .ok_or(ApiError::Unauthorized)?;
-        if !(streaming && member.places.take_over(member.streams)) {
-            if !streaming && member.readers - member.streams >= POLLS_PER_MEMBER {
-                return Err(too_many_polls());
-            }
-            Place::take(&self.inner.readers, self.inner.settings.max_readers)
-                .ok_or(ApiError::ServerBusy(
-                    "the server holds as many open streams as it may; retry later",
-                ))?
-                .keep();
-        }
+        member.places.enter(
+            streaming,
+            &self.inner.readers,
+            self.inner.settings.max_readers,
+        )?;
         let (cursor, stream) = start(&mut member.inbox, &mut member.stream);
-        member.readers += 1;
-        member.streams += u32::from(streaming);
-        let places = streaming.then(|| Arc::clone(&member.places));
+        let places = Arc::clone(&member.places);
         let wake = Arc::clone(&member.wake);
         // Ends the stream this one replaces.
         wake.wake();
@@ -582,7 +567,8 @@ impl MemoryHub {
         for (room_id, room_arc) in arcs {
             let mut room = lock(&room_arc);
             while let Some(index) = room.members.iter().position(|member| {
-                member.readers == 0 && now.saturating_duration_since(member.idle_since) >= timeout
+                member.places.open() == 0
+                    && now.saturating_duration_since(member.idle_since) >= timeout
             }) {
                 let gone = room.remove(index, LeaveReason::Timeout, limits);
                 self.forget_member(&gone);
@@ -607,8 +593,8 @@ pub struct MemorySubscription {
     member: Uuid,
     /// The stream generation, for streams; polls never supersede anything.
     stream: Option<u64>,
-    /// The member's stream places, for streams.
-    places: Option<Arc<StreamPlaces>>,
+    /// The member's reader places, this one's among them.
+    places: Arc<MemberPlaces>,
     cursor: u64,
     wake: Arc<Readers>,
 }
@@ -640,21 +626,12 @@ impl MemorySubscription {
 impl Drop for MemorySubscription {
     fn drop(&mut self) {
         let mut room = lock(&self.room);
-        // Under the lock under which a newer stream takes a place over.
-        let handed_over = self
-            .places
-            .as_ref()
-            .is_some_and(|places| places.hand_over());
-        if let Some(member) = room.member_mut(self.member) {
-            member.readers -= 1;
-            member.streams -= u32::from(self.places.is_some());
-            if member.readers == 0 {
-                member.idle_since = Instant::now();
-            }
-        }
-        drop(room);
-        if !handed_over {
-            self.readers.fetch_sub(1, Ordering::Relaxed);
+        // Under the lock under which readers take their places.
+        self.places.leave(self.stream.is_some(), &self.readers);
+        if let Some(member) = room.member_mut(self.member)
+            && member.places.open() == 0
+        {
+            member.idle_since = Instant::now();
         }
     }
 }

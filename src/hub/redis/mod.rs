@@ -44,10 +44,7 @@ use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use super::{
-    Actor, JoinSpec, MemberRef, POLLS_PER_MEMBER, Place, Readers, Settings, StreamPlaces,
-    too_many_polls,
-};
+use super::{Actor, JoinSpec, MemberPlaces, MemberRef, Readers, Settings};
 use crate::auth::Token;
 use crate::error::ApiError;
 use crate::inbox::{Batch, Entry, EventBody, Item, SIGNAL};
@@ -129,10 +126,8 @@ struct Shared {
 #[derive(Default)]
 struct LocalMember {
     wake: Arc<Readers>,
-    readers: usize,
-    /// Of `readers`, the streams, the live one and any still ending.
-    streams: u32,
-    places: Arc<StreamPlaces>,
+    /// Its readers on this node; the entry goes with the last.
+    places: Arc<MemberPlaces>,
 }
 
 /// What a script answered: its outcome and the rest, once the members of
@@ -753,38 +748,26 @@ impl RedisHub {
         // Registered before the script runs, so a wake-up published between
         // the script and the first read is not missed.
         let (wake, places) = {
-            let mut local = shared.local.entry(key.clone()).or_default();
-            let refused = if streaming && local.places.take_over(local.streams) {
-                None
-            } else if !streaming
-                && local.readers - local.streams as usize >= POLLS_PER_MEMBER as usize
-            {
-                Some(too_many_polls())
-            } else if let Some(place) = Place::take(&shared.readers, shared.settings.max_readers) {
-                place.keep();
-                None
-            } else {
-                Some(ApiError::ServerBusy(
-                    "the server holds as many open streams as it may; retry later",
-                ))
-            };
-            if let Some(refusal) = refused {
+            let local = shared.local.entry(key.clone()).or_default();
+            let entered =
+                local
+                    .places
+                    .enter(streaming, &shared.readers, shared.settings.max_readers);
+            if let Err(refusal) = entered {
                 drop(local);
-                shared.local.remove_if(&key, |_, local| local.readers == 0);
+                shared
+                    .local
+                    .remove_if(&key, |_, local| local.places.open() == 0);
                 return Err(refusal);
             }
-            local.readers += 1;
-            local.streams += u32::from(streaming);
-            (
-                Arc::clone(&local.wake),
-                streaming.then(|| Arc::clone(&local.places)),
-            )
+            (Arc::clone(&local.wake), Arc::clone(&local.places))
         };
         let mut subscription = RedisSubscription {
             hub: self.clone(),
             opened: false,
             member: member_ref.clone(),
             generation: None,
+            streaming,
             places,
             cursor: 0,
             wake,
@@ -985,8 +968,10 @@ pub struct RedisSubscription {
     member: MemberRef,
     /// The stream generation, for streams; polls never supersede anything.
     generation: Option<u64>,
-    /// The member's stream places on this node, for streams.
-    places: Option<Arc<StreamPlaces>>,
+    /// Whether it is a stream (the generation comes once it is open).
+    streaming: bool,
+    /// The member's reader places on this node, this one's among them.
+    places: Arc<MemberPlaces>,
     cursor: u64,
     wake: Arc<Readers>,
 }
@@ -1094,21 +1079,16 @@ impl Drop for RedisSubscription {
     fn drop(&mut self) {
         let shared = &self.hub.inner;
         let key = (self.member.room.clone(), self.member.member);
-        let hand_over = || {
-            self.places
-                .as_ref()
-                .is_some_and(|places| places.hand_over())
-        };
-        // Under the entry's lock, as a newer stream takes a place over.
-        let mut handed_over = None;
+        let leave = || self.places.leave(self.streaming, &shared.readers);
+        // Under the entry's lock, under which readers take their places.
+        let mut left = false;
         shared.local.remove_if_mut(&key, |_, local| {
-            handed_over = Some(hand_over());
-            local.readers -= 1;
-            local.streams -= u32::from(self.places.is_some());
-            local.readers == 0
+            leave();
+            left = true;
+            local.places.open() == 0
         });
-        if !handed_over.unwrap_or_else(hand_over) {
-            shared.readers.fetch_sub(1, Ordering::Relaxed);
+        if !left {
+            leave();
         }
         // The idle clock starts again now, and Redis counts one reader less
         // here; neither can wait for an await.
