@@ -8,8 +8,8 @@ use std::net::TcpStream;
 use serde_json::json;
 
 use crate::helpers::{
-    DEADLINE, Joined, assert_problem, per_node_bound_skipped_on_cluster, spawn_app, spawn_app_with,
-    spawn_one_node_with,
+    DEADLINE, EventStream, Joined, TestApp, assert_problem, per_node_bound_skipped_on_cluster,
+    spawn_app, spawn_app_with, spawn_one_node_with,
 };
 
 /// Writes `head` and reads until the server closes the connection.
@@ -216,19 +216,29 @@ async fn a_stream_past_the_server_stream_cap_answers_503_and_a_closed_one_frees_
     alice_events.expect_ready(&alice, 0).await;
     alice_events.expect("member-joined").await;
 
+    bob_waits_for_alices_place(&app, &alice, alice_events, &bob).await;
+}
+
+/// With the server's one stream place Alice's: Bob's stream is refused
+/// until she leaves, which ends her stream and gives its place back.
+async fn bob_waits_for_alices_place(
+    app: &TestApp,
+    alice: &Joined,
+    mut alice_events: EventStream,
+    bob: &Joined,
+) {
     let refused = app
-        .events_request(&bob, None)
+        .events_request(bob, None)
         .send()
         .await
         .expect("ask for a stream");
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_problem(refused, 503, "server_busy").await;
 
-    // Alice leaving ends her stream, which gives its place back.
-    app.leave(&alice).await;
+    app.leave(alice).await;
     alice_events.expect_end().await;
-    let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
-    bob_events.expect_ready(&bob, 0).await;
+    let mut bob_events = app.open_events_when_a_place_is_free(bob, None).await;
+    bob_events.expect_ready(bob, 0).await;
 }
 
 /// A newer stream replaces the older at once, and the older ends a moment
@@ -250,17 +260,8 @@ async fn a_member_reopens_its_own_stream_while_the_server_holds_every_place() {
         first = newer;
     }
 
-    // Still one place, Alice's: Bob waits for it.
-    let refused = app
-        .events_request(&bob, None)
-        .send()
-        .await
-        .expect("ask for a stream");
-    assert_problem(refused, 503, "server_busy").await;
-    app.leave(&alice).await;
-    first.expect_end().await;
-    let mut bob_events = app.open_events_when_a_place_is_free(&bob, None).await;
-    bob_events.expect_ready(&bob, 0).await;
+    // Still one place, Alice's.
+    bob_waits_for_alices_place(&app, &alice, first, &bob).await;
 }
 
 /// Polls do not replace each other, so one member could otherwise hold
