@@ -1,51 +1,48 @@
 //! signalpost: WebRTC signaling over plain HTTP.
 //!
+//! The modules, in the order a request flows through them:
+//!
+//! - `server`: bytes in and out: the accept loop, TLS, HTTP/2 and the
+//!   server's own HTTP/1.1 path, the timeouts. Takes the application as
+//!   any tower `Service`; imports nothing of it.
+//! - `observe`: what operators see: each request's id, time and error
+//!   line, the log format, and the metrics every layer records through.
+//! - `http`: all that knows axum: the state and router, the handlers of
+//!   API.md (`http::api`), extractors, auth, the SSE and long-poll writers,
+//!   and the one place where errors become problem+json.
+//! - `rate`: per-client and per-member rate limits.
+//! - `hub`: the state behind one seam, the `Backend` trait, with its two
+//!   backends, memory and Redis, and the open readers of inboxes.
+//! - `domain`: the rules and data, free of I/O and HTTP: room rules,
+//!   events, one member's inbox, tokens, and `Refusal`, the domain's error.
+//! - `model`: the wire types and checked newtypes everyone shares.
 //! - `config`: the command line and its environment twins.
-//! - `app`: the router, shared state, OpenAPI document, Swagger UI, health.
-//! - `api`: the handlers of API.md, one module per resource.
-//! - `auth`: tokens and who a request is.
-//! - `extract`: path, query and body extractors that reject with problem+json.
-//! - `error`: `ApiError` and its `application/problem+json` response.
-//! - `model`: wire types and validated newtypes.
-//! - `hub`: rooms, members and inboxes: the state behind one seam.
-//! - `inbox`: one member's ordered events, acknowledgement, bounds, gaps.
-//! - `limits`: per-client rate limits.
-//! - `metrics`: Prometheus metrics and `/metrics`.
-//! - `observe`: every request's id, timing and error log line.
-//! - `logging`: text or JSON log lines, each in its request's span.
-//! - `serve`: the accept loop: connection limits, graceful shutdown.
-//! - `sse`: the event-stream framing and body.
-//! - `http1`: cleartext HTTP/1.1 connections, served without hyper while they can be.
-//! - `tls`: the rustls configuration of `--tls-cert` and `--tls-key`.
-//! - `reaper`: removes members whose inbox nobody reads.
-//! - `web`: the pages and client library of `web/`, built in.
+//! - `upkeep`: the background chores: reaping idle members, forgetting
+//!   quiet clients' rate buckets, folding the metrics.
+//!
+//! Imports go one way, so that `src/` has no import circle: `http` may use
+//! every module but `upkeep`; `upkeep` the hub, `rate` and `observe`; `hub` the
+//! domain, `model` and `observe`; `domain` only `model` and `observe`;
+//! `observe` only `config`; `server`, `rate`, `model` and `config` nothing
+//! of the crate. `lib.rs` wires them together. `tests/layers.rs` holds
+//! `src/` to this.
 
-pub mod api;
-pub mod app;
-pub mod auth;
 pub mod config;
-pub mod error;
-pub mod extract;
-pub mod http1;
+pub mod domain;
+pub mod http;
 pub mod hub;
-pub mod inbox;
-pub mod limits;
-pub mod logging;
-pub mod metrics;
 pub mod model;
 pub mod observe;
-pub mod reaper;
-pub mod serve;
-pub mod sse;
-pub mod tls;
-pub mod web;
+pub mod rate;
+pub mod server;
+pub mod upkeep;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use app::openapi;
 pub use config::Config;
+pub use http::openapi;
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then ends
 /// every stream and poll, lets requests in flight finish (for at most
@@ -57,23 +54,24 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let limits = serve::ConnectionLimits {
+    let limits = server::ConnectionLimits {
         tls,
         header_timeout: config.header_timeout,
         write_timeout: config.write_timeout,
         max_header_bytes: config.max_header_bytes as usize,
         max_body: config.payload_limit,
         grace: config.shutdown_grace,
+        unreadable: http::error::unreadable,
     };
-    metrics::handle();
-    let state = app::AppState::new(config, shutdown.clone()).await?;
+    observe::metrics::handle();
+    let state = http::AppState::new(config, shutdown.clone()).await?;
     if let Some(metrics_addr) = state.config.metrics_listen {
         let listener = TcpListener::bind(metrics_addr).await?;
         info!("metrics on {}", listener.local_addr()?);
-        let router = app::metrics_router(state.clone());
+        let router = http::metrics_router(state.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let served = axum::serve(listener, router)
@@ -84,16 +82,16 @@ pub async fn run(
             }
         });
     }
-    let reaper = tokio::spawn(reaper::run(
+    let upkeep = tokio::spawn(upkeep::run(
         state.hub.clone(),
         state.limiters.clone(),
         state.config.member_timeout,
         shutdown.clone(),
     ));
-    let app = app::router(state);
+    let app = http::router(state);
     info!("listening on {addr}");
-    serve::serve(listener, app, limits, shutdown).await;
-    reaper.abort();
+    server::serve(listener, app, limits, shutdown).await;
+    upkeep.abort();
     info!("stopped");
     Ok(())
 }

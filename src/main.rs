@@ -50,7 +50,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    signalpost::logging::init(config.log_format);
+    signalpost::observe::logging::init(config.log_format);
     if let Err(problem) = config.check() {
         error!("{problem}");
         return ExitCode::from(2);

@@ -11,8 +11,6 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-
 /// Longest room id, in characters.
 pub const ROOM_ID_MAX: usize = 64;
 /// Longest member name, in characters.
@@ -29,7 +27,7 @@ pub struct RoomId(Arc<str>);
 
 impl RoomId {
     /// 1 to 64 characters of `A-Z a-z 0-9 . _ ~ -`, and not `.` or `..`.
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
+    pub fn parse(text: &str) -> Result<Self, InvalidRoomId> {
         let valid_chars = text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'));
@@ -39,9 +37,7 @@ impl RoomId {
             || text == "."
             || text == ".."
         {
-            return Err(ApiError::InvalidRoomId(format!(
-                "a room id is 1 to {ROOM_ID_MAX} characters of A-Z a-z 0-9 . _ ~ - (and not `.` or `..`)"
-            )));
+            return Err(InvalidRoomId);
         }
         Ok(Self(text.into()))
     }
@@ -69,19 +65,27 @@ impl Serialize for RoomId {
     }
 }
 
+/// A text that is no room id; its message says what one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a room id is 1 to {ROOM_ID_MAX} characters of A-Z a-z 0-9 . _ ~ - (and not `.` or `..`)")]
+pub struct InvalidRoomId;
+
+/// A text that is no signal type; its message says what one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("`type` is 1 to {SIGNAL_TYPE_MAX} characters of a-z 0-9 -")]
+pub struct InvalidSignalType;
+
 /// A signal type: 1 to 32 characters of `a-z 0-9 -`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignalType(Box<str>);
 
 impl SignalType {
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
+    pub fn parse(text: &str) -> Result<Self, InvalidSignalType> {
         let valid_chars = text
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if text.is_empty() || text.len() > SIGNAL_TYPE_MAX || !valid_chars {
-            return Err(ApiError::InvalidRequest(format!(
-                "`type` is 1 to {SIGNAL_TYPE_MAX} characters of a-z 0-9 -"
-            )));
+            return Err(InvalidSignalType);
         }
         Ok(Self(text.into()))
     }
@@ -274,7 +278,7 @@ pub struct PolledEvent {
 }
 
 /// Answer of a long-poll.
-// The handler writes it by hand (`api::inbox::write_poll_answer`): this
+// The handler writes it by hand (`http::poll::write_answer`): this
 // type is its schema in the OpenAPI document, and what a test holds the
 // written bytes to.
 #[derive(Debug, Serialize, ToSchema)]

@@ -20,13 +20,15 @@ use proptest::sample::Index;
 use proptest::test_runner::{RngSeed, TestCaseError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use signalpost::domain::event::{EventBody, SIGNAL};
+use signalpost::domain::inbox::{Batch, Entry, Inbox, Item, Limits};
+use signalpost::http::error::ApiError;
+use signalpost::http::sse::{EventStream, KEEP_ALIVE, ready_frame, write_batch};
 use signalpost::hub::{Actor, Hub, JoinSpec, MemberRef, Settings};
-use signalpost::inbox::{Batch, Entry, EventBody, Inbox, Item, Limits, SIGNAL};
 use signalpost::model::{
     LeaveReason, MemberJoinedData, MemberLeftData, MemberView, ReadyData, RoomId, RoomUpdatedData,
     SignalData, SignalRequest, SignalType, Timestamp, single_line_json,
 };
-use signalpost::sse::{EventStream, KEEP_ALIVE, ready_frame, write_batch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -121,7 +123,7 @@ proptest! {
             }
             Err(error) => {
                 prop_assert!(!is_room_id(&text), "{text:?} was rejected");
-                prop_assert_eq!(error.code(), "invalid_room_id");
+                prop_assert_eq!(ApiError::from(error).code(), "invalid_room_id");
             }
         }
     }
@@ -173,7 +175,7 @@ proptest! {
             }
             Err(error) => {
                 prop_assert!(!is_signal_type(&text), "{text:?} was rejected");
-                prop_assert_eq!(error.code(), "invalid_request");
+                prop_assert_eq!(ApiError::from(error).code(), "invalid_request");
             }
         }
     }

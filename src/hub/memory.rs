@@ -8,6 +8,9 @@
 //! `rooms` shard is taken, which is why an emptied room is removed from the
 //! map only after its lock is released (and marked `closed` before, so a
 //! join that raced to it retries on a fresh room).
+//!
+//! What a call may do is decided by the rules of `domain::room`, under the
+//! room's lock; what is left here is keeping rooms, tokens and readers.
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,12 +21,18 @@ use dashmap::DashMap;
 use tracing::info;
 use uuid::Uuid;
 
-use super::{Actor, JoinSpec, MemberPlaces, MemberRef, Place, Readers, Settings};
-use crate::auth::Token;
-use crate::error::ApiError;
-use crate::inbox::{Batch, EventBody, Inbox, Limits};
+use std::task::{Context, Poll};
+
+use super::places::{MemberPlaces, Place};
+use super::wake::Readers;
+use super::{Backend, InboxReader, JoinSpec, Joined, MemberRef, ReaderKind, Settings};
+use crate::domain::Refusal;
+use crate::domain::event::EventBody;
+use crate::domain::inbox::{Batch, Inbox, Limits};
+use crate::domain::room::{self, Actor, Admission, Occupancy, Recipients, Roster};
+use crate::domain::token::Token;
 use crate::model::{
-    JoinResponse, LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
+    LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
     RoomUpdatedData, RoomView, Timestamp,
 };
 
@@ -124,16 +133,9 @@ impl Room {
         }
     }
 
-    /// Whether `actor` may act on this room: the admin while the room
-    /// exists, a member when `allowed` says so.
-    fn admits(&self, actor: Actor, allowed: impl FnOnce(Uuid) -> bool) -> Result<(), ApiError> {
-        match actor {
-            // An emptied room lingers in the map until its leaver removes it.
-            Actor::Admin if self.closed => Err(ApiError::RoomNotFound),
-            Actor::Admin => Ok(()),
-            Actor::Member(caller) if allowed(caller) => Ok(()),
-            Actor::Member(_) => Err(ApiError::Forbidden),
-        }
+    /// The room as the rules see it: `None` once its last member left.
+    fn roster(&self) -> Option<&Self> {
+        (!self.closed).then_some(self)
     }
 
     fn member(&self, id: Uuid) -> Option<&Member> {
@@ -197,14 +199,27 @@ impl Room {
             },
         );
         self.broadcast(&body, None, limits);
-        if self.members.is_empty() {
-            self.closed = true;
-        } else if self.owner == gone.view.id {
-            self.owner = self.members[0].view.id;
-            self.room_updated(limits);
+        let oldest = self.members.first().map(|member| member.view.id);
+        match room::owner_after_leave(self.owner, gone.view.id, oldest) {
+            None => self.closed = true,
+            Some(owner) if owner != self.owner => {
+                self.owner = owner;
+                self.room_updated(limits);
+            }
+            Some(_) => {}
         }
         info!(room = %self.id, member = %gone.view.id, reason = reason.as_str(), "member left");
         gone
+    }
+}
+
+impl Roster for Room {
+    fn owner(&self) -> Uuid {
+        self.owner
+    }
+
+    fn has(&self, member: Uuid) -> bool {
+        self.member(member).is_some()
     }
 }
 
@@ -218,95 +233,6 @@ impl MemoryHub {
                 members: AtomicUsize::new(0),
                 readers: Arc::new(AtomicUsize::new(0)),
             }),
-        }
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
-    }
-
-    pub fn authenticate(&self, token: &Token) -> Option<MemberRef> {
-        let entry = self.inner.tokens.get(&token.selector())?;
-        entry.token.matches(token).then(|| entry.member.clone())
-    }
-
-    pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<JoinResponse, ApiError> {
-        let memory = &*self.inner;
-        let settings = &memory.settings;
-        let place = Place::take(&memory.members, settings.max_members).ok_or(
-            ApiError::ServerBusy("the server holds as many members as it may; retry later"),
-        )?;
-        loop {
-            let room_arc = Arc::clone(
-                &memory
-                    .rooms
-                    .entry(room_id.clone())
-                    .or_insert_with(|| Arc::new(Mutex::new(Room::new(room_id.clone())))),
-            );
-            let mut room = lock(&room_arc);
-            if room.closed {
-                // Its last member left between our lookup and our lock.
-                drop(room);
-                self.forget_room(&room_id, &room_arc);
-                continue;
-            }
-            let creating = room.members.is_empty();
-            if creating {
-                match settings.new_room_capacity(spec.capacity) {
-                    Ok(capacity) => {
-                        room.capacity = capacity;
-                        room.created_at = Timestamp::now();
-                    }
-                    Err(error) => {
-                        room.closed = true;
-                        drop(room);
-                        self.forget_room(&room_id, &room_arc);
-                        return Err(error);
-                    }
-                }
-            } else if room.locked {
-                return Err(ApiError::RoomLocked);
-            } else if room.members.len() >= room.capacity as usize {
-                return Err(ApiError::RoomFull {
-                    capacity: room.capacity,
-                });
-            }
-
-            let view = spec.into_view();
-            let member_ref = MemberRef {
-                room: room_id.clone(),
-                member: view.id,
-            };
-            let token = self.issue_token(member_ref);
-            if creating {
-                room.owner = view.id;
-            }
-            let joined = EventBody::new("member-joined", &MemberJoinedData { member: &view });
-            room.broadcast(&joined, None, settings.limits);
-            let others = room
-                .members
-                .iter()
-                .map(|member| member.view.clone())
-                .collect();
-            room.members.push(Member {
-                view: view.clone(),
-                token_selector: token.selector(),
-                inbox: Inbox::default(),
-                wake: Arc::default(),
-                places: Arc::default(),
-                idle_since: Instant::now(),
-                stream: 0,
-            });
-            place.keep();
-            info!(room = %room_id, member = %view.id, created = creating, "member joined");
-            return Ok(JoinResponse::new(
-                room_id.clone(),
-                view,
-                token.reveal(),
-                creating,
-                room.capacity,
-                others,
-            ));
         }
     }
 
@@ -342,38 +268,115 @@ impl MemoryHub {
         self.inner.rooms.get(room_id).map(|room| Arc::clone(&room))
     }
 
-    pub async fn remove_member(
+    /// Runs `change` on the room under its lock, after `rule` allowed it
+    /// (`None` to the rule when the room is not there).
+    fn with_room<T>(
         &self,
         room_id: &RoomId,
-        target: Uuid,
-        actor: Actor,
-    ) -> Result<(), ApiError> {
+        rule: impl FnOnce(Option<&Room>) -> Result<(), Refusal>,
+        change: impl FnOnce(&mut Room) -> T,
+    ) -> Result<T, Refusal> {
         let Some(room_arc) = self.room(room_id) else {
-            return Err(match actor {
-                Actor::Admin => ApiError::RoomNotFound,
-                // The caller's own room is gone: so is the caller.
-                Actor::Member(_) => ApiError::Unauthorized,
-            });
+            // Nothing to change, whatever the rule says of no room.
+            rule(None)?;
+            return Err(Refusal::RoomNotFound);
         };
         let mut room = lock(&room_arc);
-        let reason = match actor {
-            Actor::Member(caller) if caller == target => LeaveReason::Left,
-            Actor::Member(caller) if room.member(caller).is_none() => {
-                return Err(ApiError::Unauthorized);
+        rule(room.roster())?;
+        Ok(change(&mut room))
+    }
+
+    fn join_now(&self, room_id: RoomId, spec: JoinSpec) -> Result<Joined, Refusal> {
+        let memory = &*self.inner;
+        let settings = &memory.settings;
+        let place =
+            Place::take(&memory.members, settings.max_members).ok_or(Refusal::TooManyMembers)?;
+        loop {
+            let room_arc = Arc::clone(
+                &memory
+                    .rooms
+                    .entry(room_id.clone())
+                    .or_insert_with(|| Arc::new(Mutex::new(Room::new(room_id.clone())))),
+            );
+            let mut room = lock(&room_arc);
+            if room.closed {
+                // Its last member left between our lookup and our lock.
+                drop(room);
+                self.forget_room(&room_id, &room_arc);
+                continue;
             }
-            Actor::Member(caller) if room.owner != caller => return Err(ApiError::Forbidden),
-            Actor::Member(_) | Actor::Admin => LeaveReason::Removed,
+            let occupancy = (!room.members.is_empty()).then(|| Occupancy {
+                members: room.members.len(),
+                capacity: room.capacity,
+                locked: room.locked,
+            });
+            let creating = match room::admit(occupancy, spec.capacity, settings.capacity_bounds()) {
+                Ok(Admission::Create { capacity }) => {
+                    room.capacity = capacity;
+                    room.created_at = Timestamp::now();
+                    true
+                }
+                Ok(Admission::Enter) => false,
+                Err(refusal) => {
+                    if occupancy.is_none() {
+                        // The room was made for this join only.
+                        room.closed = true;
+                        drop(room);
+                        self.forget_room(&room_id, &room_arc);
+                    }
+                    return Err(refusal);
+                }
+            };
+
+            let view = spec.into_view();
+            let member_ref = MemberRef {
+                room: room_id.clone(),
+                member: view.id,
+            };
+            let token = self.issue_token(member_ref);
+            if creating {
+                room.owner = view.id;
+            }
+            let joined = EventBody::new("member-joined", &MemberJoinedData { member: &view });
+            room.broadcast(&joined, None, settings.limits);
+            let others = room
+                .members
+                .iter()
+                .map(|member| member.view.clone())
+                .collect();
+            room.members.push(Member {
+                view: view.clone(),
+                token_selector: token.selector(),
+                inbox: Inbox::default(),
+                wake: Arc::default(),
+                places: Arc::default(),
+                idle_since: Instant::now(),
+                stream: 0,
+            });
+            place.keep();
+            info!(room = %room_id, member = %view.id, created = creating, "member joined");
+            return Ok(Joined {
+                room_id: room_id.clone(),
+                member: view,
+                token,
+                owner: creating,
+                capacity: room.capacity,
+                members: others,
+            });
+        }
+    }
+
+    fn remove_now(&self, room_id: &RoomId, target: Uuid, actor: Actor) -> Result<(), Refusal> {
+        let Some(room_arc) = self.room(room_id) else {
+            return room::removal(actor, target, None::<&Room>).map(drop);
         };
-        let Some(index) = room
+        let mut room = lock(&room_arc);
+        let reason = room::removal(actor, target, room.roster())?;
+        let index = room
             .members
             .iter()
             .position(|member| member.view.id == target)
-        else {
-            return Err(match reason {
-                LeaveReason::Left => ApiError::Unauthorized,
-                _ => ApiError::MemberNotFound,
-            });
-        };
+            .ok_or(Refusal::MemberNotFound)?;
         let gone = room.remove(index, reason, self.inner.settings.limits);
         let closed = room.closed;
         drop(room);
@@ -384,43 +387,40 @@ impl MemoryHub {
         Ok(())
     }
 
-    pub async fn send_signal(
+    fn send_now(
         &self,
         from: &MemberRef,
         to: Option<Uuid>,
         body: Arc<EventBody>,
-    ) -> Result<usize, ApiError> {
-        let size = body.size();
+    ) -> Result<usize, Refusal> {
         let limits = self.inner.settings.limits;
-        let room_arc = self.room(&from.room).ok_or(ApiError::Unauthorized)?;
+        let room_arc = self.room(&from.room).ok_or(Refusal::CallerGone)?;
         let mut room = lock(&room_arc);
-        if room.member(from.member).is_none() {
-            return Err(ApiError::Unauthorized);
-        }
-        match to {
-            Some(to) => {
-                let recipient = room.member_mut(to).ok_or(ApiError::MemberNotFound)?;
+        match room::recipients(from.member, to, room.roster())? {
+            Recipients::One(to) => {
+                let recipient = room.member_mut(to).ok_or(Refusal::MemberNotFound)?;
                 recipient
                     .inbox
                     .push_signal(body, limits)
-                    .map_err(|_| ApiError::InboxFull)?;
+                    .map_err(|_| Refusal::InboxFull)?;
                 recipient.wake.wake();
                 Ok(1)
             }
-            None => {
+            Recipients::AllBut(sender) => {
+                let size = body.size();
                 let recipients = || {
                     room.members
                         .iter()
-                        .filter(|member| member.view.id != from.member)
+                        .filter(|member| member.view.id != sender)
                 };
                 if !recipients().all(|member| member.inbox.can_accept(size, limits)) {
-                    return Err(ApiError::InboxFull);
+                    return Err(Refusal::InboxFull);
                 }
                 let mut count = 0;
                 for member in room
                     .members
                     .iter_mut()
-                    .filter(|member| member.view.id != from.member)
+                    .filter(|member| member.view.id != sender)
                 {
                     member.inbox.push(Arc::clone(&body), limits);
                     member.wake.wake();
@@ -431,43 +431,7 @@ impl MemoryHub {
         }
     }
 
-    pub async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, ApiError> {
-        let room_arc = self.room(room_id).ok_or(match actor {
-            Actor::Admin => ApiError::RoomNotFound,
-            Actor::Member(_) => ApiError::Forbidden,
-        })?;
-        let room = lock(&room_arc);
-        room.admits(actor, |caller| room.member(caller).is_some())?;
-        Ok(room.view())
-    }
-
-    pub async fn set_locked(
-        &self,
-        room_id: &RoomId,
-        actor: Actor,
-        locked: bool,
-    ) -> Result<RoomView, ApiError> {
-        let room_arc = self.room(room_id).ok_or(match actor {
-            Actor::Admin => ApiError::RoomNotFound,
-            Actor::Member(_) => ApiError::Forbidden,
-        })?;
-        let mut room = lock(&room_arc);
-        room.admits(actor, |caller| room.owner == caller)?;
-        if room.locked != locked {
-            room.locked = locked;
-            room.room_updated(self.inner.settings.limits);
-        }
-        Ok(room.view())
-    }
-
-    pub fn counts(&self) -> (usize, usize) {
-        (
-            self.inner.rooms.len(),
-            self.inner.members.load(Ordering::Relaxed),
-        )
-    }
-
-    pub fn rooms(&self) -> Vec<RoomSummary> {
+    fn rooms_now(&self) -> Vec<RoomSummary> {
         let arcs: Vec<_> = self
             .inner
             .rooms
@@ -491,59 +455,48 @@ impl MemoryHub {
         rooms
     }
 
-    pub fn open_stream(
-        &self,
-        member: &MemberRef,
-        last_event_id: Option<u64>,
-    ) -> Result<MemorySubscription, ApiError> {
-        self.subscribe(member, true, |inbox, stream| {
-            *stream += 1;
-            let cursor = match last_event_id {
-                Some(id) => {
-                    inbox.acknowledge(id);
-                    id.min(inbox.last_id())
-                }
-                None => inbox.delivered(),
-            };
-            (cursor, Some(*stream))
-        })
-    }
-
-    pub fn open_poll(
-        &self,
-        member: &MemberRef,
-        after: Option<u64>,
-    ) -> Result<MemorySubscription, ApiError> {
-        self.subscribe(member, false, |inbox, _| {
-            let after = after.unwrap_or(inbox.acked());
-            inbox.acknowledge(after);
-            (after.min(inbox.last_id()), None)
-        })
-    }
-
-    fn subscribe(
+    fn open_now(
         &self,
         member_ref: &MemberRef,
-        streaming: bool,
-        start: impl FnOnce(&mut Inbox, &mut u64) -> (u64, Option<u64>),
-    ) -> Result<MemorySubscription, ApiError> {
-        let room_arc = self.room(&member_ref.room).ok_or(ApiError::Unauthorized)?;
+        kind: ReaderKind,
+        after: Option<u64>,
+    ) -> Result<MemoryReader, Refusal> {
+        let streaming = kind == ReaderKind::Stream;
+        let room_arc = self.room(&member_ref.room).ok_or(Refusal::CallerGone)?;
         let mut room = lock(&room_arc);
         let member = room
             .member_mut(member_ref.member)
-            .ok_or(ApiError::Unauthorized)?;
+            .ok_or(Refusal::CallerGone)?;
         member.places.enter(
             streaming,
             &self.inner.readers,
             self.inner.settings.max_readers,
         )?;
-        let (cursor, stream) = start(&mut member.inbox, &mut member.stream);
+        let inbox = &mut member.inbox;
+        let (cursor, stream) = match (kind, after) {
+            (ReaderKind::Stream, resume) => {
+                member.stream += 1;
+                let cursor = match resume {
+                    Some(id) => {
+                        inbox.acknowledge(id);
+                        id.min(inbox.last_id())
+                    }
+                    None => inbox.delivered(),
+                };
+                (cursor, Some(member.stream))
+            }
+            (ReaderKind::Poll, after) => {
+                let after = after.unwrap_or(inbox.acked());
+                inbox.acknowledge(after);
+                (after.min(inbox.last_id()), None)
+            }
+        };
         let places = Arc::clone(&member.places);
         let wake = Arc::clone(&member.wake);
         // Ends the stream this one replaces.
         wake.wake();
         drop(room);
-        Ok(MemorySubscription {
+        Ok(MemoryReader {
             readers: Arc::clone(&self.inner.readers),
             room: room_arc,
             member: member_ref.member,
@@ -554,7 +507,8 @@ impl MemoryHub {
         })
     }
 
-    pub fn reap(&self, now: Instant) -> usize {
+    /// Removes the members nobody has read for the member timeout by `now`.
+    fn reap_at(&self, now: Instant) -> usize {
         let timeout = self.inner.settings.member_timeout;
         let limits = self.inner.settings.limits;
         let arcs: Vec<_> = self
@@ -584,9 +538,104 @@ impl MemoryHub {
     }
 }
 
-/// One open reader of an inbox (a stream, or a poll while it waits). While
-/// it exists, the member is not reaped.
-pub struct MemorySubscription {
+/// Every call is done under one room's lock, without waiting: each future
+/// is ready at its first poll.
+impl Backend for MemoryHub {
+    type Reader = MemoryReader;
+
+    fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    async fn ready(&self) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, Refusal> {
+        let Some(entry) = self.inner.tokens.get(&token.selector()) else {
+            return Ok(None);
+        };
+        Ok(entry.token.matches(token).then(|| entry.member.clone()))
+    }
+
+    async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<Joined, Refusal> {
+        self.join_now(room_id, spec)
+    }
+
+    async fn remove_member(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+    ) -> Result<(), Refusal> {
+        self.remove_now(room_id, target, actor)
+    }
+
+    async fn send_signal(
+        &self,
+        from: &MemberRef,
+        to: Option<Uuid>,
+        body: Arc<EventBody>,
+    ) -> Result<usize, Refusal> {
+        self.send_now(from, to, body)
+    }
+
+    async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, Refusal> {
+        self.with_room(
+            room_id,
+            |room| room::may_view(actor, room),
+            |room| room.view(),
+        )
+    }
+
+    async fn set_locked(
+        &self,
+        room_id: &RoomId,
+        actor: Actor,
+        locked: bool,
+    ) -> Result<RoomView, Refusal> {
+        let limits = self.inner.settings.limits;
+        self.with_room(
+            room_id,
+            |room| room::may_lock(actor, room),
+            |room| {
+                if room.locked != locked {
+                    room.locked = locked;
+                    room.room_updated(limits);
+                }
+                room.view()
+            },
+        )
+    }
+
+    async fn counts(&self) -> Result<(usize, usize), Refusal> {
+        Ok((
+            self.inner.rooms.len(),
+            self.inner.members.load(Ordering::Relaxed),
+        ))
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomSummary>, Refusal> {
+        Ok(self.rooms_now())
+    }
+
+    async fn open_reader(
+        &self,
+        member: &MemberRef,
+        kind: ReaderKind,
+        after: Option<u64>,
+    ) -> Result<MemoryReader, Refusal> {
+        self.open_now(member, kind, after)
+    }
+
+    async fn reap(&self) -> Result<usize, Refusal> {
+        Ok(self.reap_at(Instant::now()))
+    }
+}
+
+/// One open reader of an inbox in memory. While it exists, the member is
+/// not reaped.
+pub struct MemoryReader {
     /// The server's count of open readers, given back on drop.
     readers: Arc<AtomicUsize>,
     room: Arc<Mutex<Room>>,
@@ -599,31 +648,35 @@ pub struct MemorySubscription {
     wake: Arc<Readers>,
 }
 
-impl MemorySubscription {
-    pub fn cursor(&self) -> u64 {
+impl InboxReader for MemoryReader {
+    fn cursor(&self) -> u64 {
         self.cursor
     }
 
-    /// Reads once without waiting: the events there are now, possibly
-    /// none; `None` when the reader is done.
-    pub fn read_now(&mut self) -> Option<Batch> {
+    fn readers(&self) -> Arc<Readers> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Always ready: the inbox is behind a lock, not a round trip.
+    fn poll_read(&mut self, _: &mut Context<'_>) -> Poll<Option<Batch>> {
         let mut room = lock(&self.room);
-        let member = room.member_mut(self.member)?;
+        let Some(member) = room.member_mut(self.member) else {
+            return Poll::Ready(None);
+        };
         if self.stream.is_some_and(|stream| stream != member.stream) {
-            return None;
+            return Poll::Ready(None);
         }
         let (batch, cursor) = member.inbox.read_after(self.cursor);
         self.cursor = cursor;
-        Some(batch)
+        Poll::Ready(Some(batch))
     }
 
-    /// The readers of this member's inbox, for `Subscription`.
-    pub fn readers(&self) -> Arc<Readers> {
-        Arc::clone(&self.wake)
+    fn is_reading(&self) -> bool {
+        false
     }
 }
 
-impl Drop for MemorySubscription {
+impl Drop for MemoryReader {
     fn drop(&mut self) {
         let mut room = lock(&self.room);
         // Under the lock under which readers take their places.

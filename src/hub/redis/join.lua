@@ -1,4 +1,6 @@
--- Join: ARGV[7..13] = member id, member view JSON, member-joined data,
+-- Join, by the rule of `room::admit` (src/domain/room.rs): an empty room
+-- is created with the capacity asked, a locked or full one refuses.
+-- ARGV[7..13] = member id, member view JSON, member-joined data,
 -- capacity for a new room (`bad` when the asked one is out of range),
 -- created_at, a fresh room epoch, token selector.
 local member, view, joined, capacity = ARGV[7], ARGV[8], ARGV[9], ARGV[10]

@@ -1,5 +1,5 @@
 -- What every script shares: one room's keys, the inbox rules of
--- src/inbox.rs written again over a Redis stream, and wake-ups.
+-- src/domain/inbox.rs written again over a Redis stream, and wake-ups.
 --
 -- KEYS[1] is the room's key prefix, `<prefix>:{<room>}:`: the hash tag puts
 -- every key of one room in one cluster slot, so each script stays in one.
@@ -15,7 +15,7 @@
 local K = KEYS[1]
 local EVENTS, BYTES, HEADROOM = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local NODE, WAKE, ROOM_ID = ARGV[4], ARGV[5], ARGV[6]
--- Limits::MEMBER_EVENT_MAX in src/inbox.rs.
+-- Limits::MEMBER_EVENT_MAX in src/domain/inbox.rs.
 local HARD_EVENTS = EVENTS + HEADROOM
 local HARD_BYTES = BYTES + HEADROOM * (4096 + 512)
 local ROOM, MEMBERS = K .. 'room', K .. 'members'

@@ -1,4 +1,6 @@
--- Removes a member: ARGV[7] = the target, ARGV[8] = who asks (`admin`,
+-- Removes a member, by the rules of `room::removal` (who may remove whom,
+-- and the reason) and `room::owner_after_leave` (src/domain/room.rs).
+-- ARGV[7] = the target, ARGV[8] = who asks (`admin`,
 -- `member:<id>`, or `timeout` for the reaper), ARGV[9] = the member
 -- timeout in ms (for `timeout`).
 local target, actor = ARGV[7], ARGV[8]

@@ -1,4 +1,5 @@
--- Looks at or locks a room: ARGV[7] = `admin` or the calling member,
+-- Looks at or locks a room, by the rules of `room::may_view` and
+-- `room::may_lock` (src/domain/room.rs). ARGV[7] = `admin` or the calling member,
 -- ARGV[8] = `view`, `lock` or `unlock`.
 local actor, op = ARGV[7], ARGV[8]
 if redis.call('ZCARD', MEMBERS) == 0 then

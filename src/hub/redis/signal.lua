@@ -1,4 +1,5 @@
--- A signal: ARGV[7] = sender, ARGV[8] = recipient (empty: every other
+-- A signal, to the recipients of `room::recipients` (src/domain/room.rs).
+-- ARGV[7] = sender, ARGV[8] = recipient (empty: every other
 -- member), ARGV[9] = the event data. All recipients take it or none does.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
 if not is_member(from) then return {'unauthorized', local_wakes, dropped} end

@@ -1,0 +1,353 @@
+//! The rules of a room, as pure functions: who may join and what capacity
+//! a new room gets, who may remove whom and why it counts as a leave, who
+//! may look at and lock a room, who owns it after its owner leaves, and who
+//! a signal goes to.
+//!
+//! The memory backend calls them under the room's lock. The Redis backend
+//! cannot: a room's change there is one Lua script, atomic inside Redis, so
+//! the scripts (`hub/redis/*.lua`) follow the same rules in Lua, each
+//! naming the function here it follows. The API tests run against both.
+
+use uuid::Uuid;
+
+use super::Refusal;
+use crate::model::LeaveReason;
+
+/// Who asks for a room-level change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Admin,
+    /// A member of the room named in the call.
+    Member(Uuid),
+}
+
+/// What the rules need to know of a room's members.
+pub trait Roster {
+    fn owner(&self) -> Uuid;
+    fn has(&self, member: Uuid) -> bool;
+}
+
+/// What a join finds of a room that has members.
+#[derive(Debug, Clone, Copy)]
+pub struct Occupancy {
+    pub members: usize,
+    pub capacity: u32,
+    pub locked: bool,
+}
+
+/// How the capacity of a new room is chosen (`--default-capacity`,
+/// `--max-capacity`).
+#[derive(Debug, Clone, Copy)]
+pub struct CapacityBounds {
+    pub default: u32,
+    pub max: u32,
+}
+
+/// How a join enters its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// It creates the room, with this capacity, and owns it.
+    Create { capacity: u32 },
+    /// It joins the members already there.
+    Enter,
+}
+
+/// Whether a join is let in: a room without members is created (with the
+/// capacity asked, which must be within bounds), a locked or full one
+/// refuses. `join.lua` follows it.
+pub fn admit(
+    room: Option<Occupancy>,
+    asked: Option<i64>,
+    bounds: CapacityBounds,
+) -> Result<Admission, Refusal> {
+    match room {
+        None => new_room_capacity(asked, bounds).map(|capacity| Admission::Create { capacity }),
+        Some(room) if room.locked => Err(Refusal::RoomLocked),
+        Some(room) if room.members >= room.capacity as usize => Err(Refusal::RoomFull {
+            capacity: room.capacity,
+        }),
+        Some(_) => Ok(Admission::Enter),
+    }
+}
+
+/// The capacity a join gives the room if it creates it: the one asked,
+/// from 2 to the maximum, or the default.
+pub fn new_room_capacity(asked: Option<i64>, bounds: CapacityBounds) -> Result<u32, Refusal> {
+    asked.map_or(Ok(bounds.default), |asked| {
+        u32::try_from(asked)
+            .ok()
+            .filter(|capacity| (2..=bounds.max).contains(capacity))
+            .ok_or(Refusal::InvalidCapacity { max: bounds.max })
+    })
+}
+
+/// Why `target` leaves when `actor` removes it from `room` (`None`: the
+/// room has no members): by itself (`left`), or by the owner or the admin
+/// (`removed`). A member whose own room is gone is gone too. `remove.lua`
+/// follows it.
+pub fn removal(
+    actor: Actor,
+    target: Uuid,
+    room: Option<&impl Roster>,
+) -> Result<LeaveReason, Refusal> {
+    let Some(room) = room else {
+        return Err(match actor {
+            Actor::Admin => Refusal::RoomNotFound,
+            Actor::Member(_) => Refusal::CallerGone,
+        });
+    };
+    let reason = match actor {
+        Actor::Member(caller) if caller == target => LeaveReason::Left,
+        Actor::Member(caller) if !room.has(caller) => return Err(Refusal::CallerGone),
+        Actor::Member(caller) if room.owner() != caller => return Err(Refusal::NotAllowed),
+        Actor::Member(_) | Actor::Admin => LeaveReason::Removed,
+    };
+    if !room.has(target) {
+        return Err(match reason {
+            LeaveReason::Left => Refusal::CallerGone,
+            _ => Refusal::MemberNotFound,
+        });
+    }
+    Ok(reason)
+}
+
+/// Whether `actor` may look at `room`: the admin, or one of its members.
+/// `room.lua` follows it.
+pub fn may_view<R: Roster>(actor: Actor, room: Option<&R>) -> Result<(), Refusal> {
+    may_act(actor, room, |room, caller| room.has(caller))
+}
+
+/// Whether `actor` may lock or unlock `room`: the admin, or its owner.
+/// `room.lua` follows it.
+pub fn may_lock<R: Roster>(actor: Actor, room: Option<&R>) -> Result<(), Refusal> {
+    may_act(actor, room, |room, caller| room.owner() == caller)
+}
+
+/// The admin may act on any room there is; a member, when `allowed` says
+/// so. Nobody learns from a 404 which rooms exist but the admin.
+fn may_act<R: Roster>(
+    actor: Actor,
+    room: Option<&R>,
+    allowed: impl FnOnce(&R, Uuid) -> bool,
+) -> Result<(), Refusal> {
+    match (actor, room) {
+        (Actor::Admin, Some(_)) => Ok(()),
+        (Actor::Admin, None) => Err(Refusal::RoomNotFound),
+        (Actor::Member(caller), Some(room)) if allowed(room, caller) => Ok(()),
+        (Actor::Member(_), _) => Err(Refusal::NotAllowed),
+    }
+}
+
+/// The owner once `gone` has left: the same, or, if the owner left, the
+/// oldest member remaining; `None` when nobody remains and the room
+/// closes. `remove.lua` follows it.
+pub fn owner_after_leave(owner: Uuid, gone: Uuid, oldest_remaining: Option<Uuid>) -> Option<Uuid> {
+    let oldest = oldest_remaining?;
+    Some(if owner == gone { oldest } else { owner })
+}
+
+/// Who a signal goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients {
+    /// The one member named.
+    One(Uuid),
+    /// Every member but the sender.
+    AllBut(Uuid),
+}
+
+/// Who a signal from `from` to `to` (`None`: the whole room) reaches in
+/// `room`. The sender must still be a member; a named recipient must be
+/// one too. `signal.lua` follows it.
+pub fn recipients(
+    from: Uuid,
+    to: Option<Uuid>,
+    room: Option<&impl Roster>,
+) -> Result<Recipients, Refusal> {
+    let room = room
+        .filter(|room| room.has(from))
+        .ok_or(Refusal::CallerGone)?;
+    match to {
+        Some(to) if room.has(to) => Ok(Recipients::One(to)),
+        Some(_) => Err(Refusal::MemberNotFound),
+        None => Ok(Recipients::AllBut(from)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A room of members, the first of them the owner.
+    struct Members(Vec<Uuid>);
+
+    impl Roster for Members {
+        fn owner(&self) -> Uuid {
+            self.0[0]
+        }
+
+        fn has(&self, member: Uuid) -> bool {
+            self.0.contains(&member)
+        }
+    }
+
+    const BOUNDS: CapacityBounds = CapacityBounds { default: 2, max: 8 };
+
+    fn room(members: usize, capacity: u32, locked: bool) -> Option<Occupancy> {
+        Some(Occupancy {
+            members,
+            capacity,
+            locked,
+        })
+    }
+
+    fn three() -> (Members, [Uuid; 3]) {
+        let ids = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        (Members(ids.to_vec()), ids)
+    }
+
+    #[test]
+    fn a_join_creates_an_empty_room_with_the_capacity_asked_or_the_default() {
+        assert_eq!(
+            admit(None, None, BOUNDS),
+            Ok(Admission::Create { capacity: 2 })
+        );
+        assert_eq!(
+            admit(None, Some(8), BOUNDS),
+            Ok(Admission::Create { capacity: 8 })
+        );
+        for bad in [1, 9, -1, i64::MAX] {
+            assert_eq!(
+                admit(None, Some(bad), BOUNDS),
+                Err(Refusal::InvalidCapacity { max: 8 }),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_join_enters_a_room_with_room_and_the_capacity_asked_counts_for_nothing() {
+        assert_eq!(
+            admit(room(1, 2, false), Some(99), BOUNDS),
+            Ok(Admission::Enter)
+        );
+    }
+
+    #[test]
+    fn a_full_room_refuses_with_its_capacity_and_a_locked_one_first() {
+        assert_eq!(
+            admit(room(2, 2, false), None, BOUNDS),
+            Err(Refusal::RoomFull { capacity: 2 })
+        );
+        assert_eq!(
+            admit(room(2, 2, true), None, BOUNDS),
+            Err(Refusal::RoomLocked)
+        );
+        assert_eq!(
+            admit(room(1, 2, true), None, BOUNDS),
+            Err(Refusal::RoomLocked)
+        );
+    }
+
+    #[test]
+    fn a_member_leaves_by_itself_and_the_owner_or_admin_removes() {
+        let (members, [owner, alice, bob]) = three();
+        let room = Some(&members);
+        assert_eq!(
+            removal(Actor::Member(alice), alice, room),
+            Ok(LeaveReason::Left)
+        );
+        assert_eq!(
+            removal(Actor::Member(owner), bob, room),
+            Ok(LeaveReason::Removed)
+        );
+        assert_eq!(removal(Actor::Admin, owner, room), Ok(LeaveReason::Removed));
+        assert_eq!(
+            removal(Actor::Member(alice), bob, room),
+            Err(Refusal::NotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_removal_by_someone_gone_or_of_someone_absent_is_refused() {
+        let (members, [owner, ..]) = three();
+        let (stranger, absent) = (Uuid::new_v4(), Uuid::new_v4());
+        let room = Some(&members);
+        assert_eq!(
+            removal(Actor::Member(stranger), owner, room),
+            Err(Refusal::CallerGone)
+        );
+        assert_eq!(
+            removal(Actor::Member(stranger), stranger, room),
+            Err(Refusal::CallerGone),
+            "leaving twice: the caller is gone already"
+        );
+        assert_eq!(
+            removal(Actor::Member(owner), absent, room),
+            Err(Refusal::MemberNotFound)
+        );
+        assert_eq!(
+            removal(Actor::Admin, absent, room),
+            Err(Refusal::MemberNotFound)
+        );
+        let none: Option<&Members> = None;
+        assert_eq!(
+            removal(Actor::Admin, owner, none),
+            Err(Refusal::RoomNotFound)
+        );
+        assert_eq!(
+            removal(Actor::Member(owner), owner, none),
+            Err(Refusal::CallerGone)
+        );
+    }
+
+    #[test]
+    fn members_may_look_only_the_owner_may_lock_and_the_admin_may_both() {
+        let (members, [owner, alice, _]) = three();
+        let (room, none) = (Some(&members), None::<&Members>);
+        let stranger = Actor::Member(Uuid::new_v4());
+        assert_eq!(may_view(Actor::Member(alice), room), Ok(()));
+        assert_eq!(may_view(stranger, room), Err(Refusal::NotAllowed));
+        assert_eq!(may_lock(Actor::Member(owner), room), Ok(()));
+        assert_eq!(
+            may_lock(Actor::Member(alice), room),
+            Err(Refusal::NotAllowed)
+        );
+        for rule in [may_view::<Members>, may_lock::<Members>] {
+            assert_eq!(rule(Actor::Admin, room), Ok(()));
+            assert_eq!(rule(Actor::Admin, none), Err(Refusal::RoomNotFound));
+            // A member learns nothing of which rooms exist.
+            assert_eq!(rule(stranger, none), Err(Refusal::NotAllowed));
+        }
+    }
+
+    #[test]
+    fn the_oldest_remaining_member_owns_the_room_its_owner_left() {
+        let [owner, alice, bob] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        assert_eq!(owner_after_leave(owner, owner, Some(alice)), Some(alice));
+        assert_eq!(owner_after_leave(owner, bob, Some(owner)), Some(owner));
+        assert_eq!(owner_after_leave(owner, owner, None), None);
+    }
+
+    #[test]
+    fn a_signal_reaches_the_member_named_or_everyone_but_the_sender() {
+        let (members, [owner, alice, _]) = three();
+        let room = Some(&members);
+        assert_eq!(
+            recipients(alice, Some(owner), room),
+            Ok(Recipients::One(owner))
+        );
+        assert_eq!(recipients(alice, None, room), Ok(Recipients::AllBut(alice)));
+        assert_eq!(
+            recipients(alice, Some(Uuid::new_v4()), room),
+            Err(Refusal::MemberNotFound)
+        );
+        assert_eq!(
+            recipients(Uuid::new_v4(), Some(owner), room),
+            Err(Refusal::CallerGone)
+        );
+        assert_eq!(
+            recipients(alice, None, None::<&Members>),
+            Err(Refusal::CallerGone)
+        );
+    }
+}

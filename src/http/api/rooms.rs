@@ -1,0 +1,129 @@
+//! `GET` and `PATCH /rooms/{room_id}`, and `DELETE` of a membership.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::AppState;
+use crate::http::api::TAG_ROOMS;
+use crate::http::auth::{Caller, member_cookie};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{JsonBody, MemberPath, RoomPath};
+use crate::hub::Actor;
+use crate::model::{RoomId, RoomPatch, RoomView};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_room, patch_room))
+        .routes(routes!(leave_room))
+}
+
+/// Who acts on `room`: the admin, a member of it, or (403) a stranger.
+fn actor(caller: &Caller, room: &RoomId) -> Result<Actor, ApiError> {
+    match caller {
+        Caller::Admin => Ok(Actor::Admin),
+        member => member
+            .member_of(room)
+            .map(Actor::Member)
+            .ok_or(ApiError::Forbidden),
+    }
+}
+
+/// The room and its members.
+///
+/// For a member of the room, or the admin.
+#[utoipa::path(
+    get,
+    path = "/rooms/{room_id}",
+    tag = TAG_ROOMS,
+    params(("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$")),
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "The room", body = RoomView),
+        (status = 400, description = "`invalid_room_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a member of this room", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`room_not_found` (admin only)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_room(
+    State(state): State<AppState>,
+    RoomPath(room_id): RoomPath,
+    caller: Caller,
+) -> Result<Json<RoomView>, ApiError> {
+    let actor = actor(&caller, &room_id)?;
+    Ok(Json(state.hub.room_view(&room_id, actor).await?))
+}
+
+/// Lock or unlock the room.
+///
+/// For the room's owner, or the admin. A locked room refuses every join
+/// with 423 `room_locked`. Every member gets `room-updated` when the lock
+/// changes.
+#[utoipa::path(
+    patch,
+    path = "/rooms/{room_id}",
+    tag = TAG_ROOMS,
+    params(("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$")),
+    request_body = RoomPatch,
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "The room, as it is now", body = RoomView),
+        (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not the owner", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`room_not_found` (admin only)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn patch_room(
+    State(state): State<AppState>,
+    RoomPath(room_id): RoomPath,
+    caller: Caller,
+    JsonBody(patch): JsonBody<RoomPatch>,
+) -> Result<Json<RoomView>, ApiError> {
+    let actor = actor(&caller, &room_id)?;
+    Ok(Json(
+        state.hub.set_locked(&room_id, actor, patch.locked).await?,
+    ))
+}
+
+/// Leave the room, or remove a member from it.
+///
+/// A member may remove itself (the others get `member-left` with reason
+/// `left`); the room's owner and the admin may remove anyone (reason
+/// `removed`). When the owner leaves, the oldest remaining member becomes
+/// owner. The last leave removes the room.
+#[utoipa::path(
+    delete,
+    path = "/rooms/{room_id}/members/{member_id}",
+    tag = TAG_ROOMS,
+    params(
+        ("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$"),
+        ("member_id" = uuid::Uuid, Path, description = "The member to remove"),
+    ),
+    security(("bearer" = []), ("token" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "The member is gone",
+            headers(("Set-Cookie" = String, description = "Expires the member's token cookie"))),
+        (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: neither that member, the owner, nor the admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`room_not_found` or `member_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn leave_room(
+    State(state): State<AppState>,
+    MemberPath(room_id, member_id): MemberPath,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let actor = actor(&caller, &room_id)?;
+    state.hub.remove_member(&room_id, member_id, actor).await?;
+    // The cookie's token is dead now; let the browser drop it.
+    let expired = member_cookie(&room_id, member_id, None, state.config.tls_cert.is_some());
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
+}

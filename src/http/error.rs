@@ -1,0 +1,300 @@
+//! `ApiError`, one variant per `code` of API.md, and the single place that
+//! turns it into an `application/problem+json` response (RFC 9457): the
+//! domain's refusals, the rate limits', the checked newtypes' and the
+//! connection layer's become answers here, and nowhere else.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::Refusal;
+use crate::model::{InvalidRoomId, InvalidSignalType};
+use crate::observe::{metrics, request};
+use crate::rate::RateLimited;
+use crate::server::Unreadable;
+
+/// Every way a request can fail. The `Display` text is the problem's `detail`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRoomId(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(
+        "a valid member or admin token is required (Authorization: Bearer <token>, or ?token=)"
+    )]
+    Unauthorized,
+    #[error("this token does not open this resource")]
+    Forbidden,
+    #[error("no room has this id")]
+    RoomNotFound,
+    #[error("no member with this id is in this room")]
+    MemberNotFound,
+    #[error("the room is full ({capacity} members)")]
+    RoomFull { capacity: u32 },
+    #[error("the room is locked: it takes no new members")]
+    RoomLocked,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// A signal that would not fit even an empty inbox: `inbox_full` would
+    /// tell the sender to retry, and no retry could deliver it.
+    #[error(
+        "the signal's event is {size} bytes, more than an inbox holds ({limit}); no retry can deliver it"
+    )]
+    SignalOverInbox { size: usize, limit: usize },
+    #[error("a recipient's inbox is full; nothing was sent, retry once it has read its events")]
+    InboxFull,
+    #[error("too many requests from this client; retry after the time in Retry-After")]
+    RateLimited { retry_after: std::time::Duration },
+    /// The server cannot take this now; the text says why.
+    #[error("{0}")]
+    ServerBusy(&'static str),
+    /// HTTP-level mistakes that end the connection: the request is not
+    /// read, so there is no route, and the code is the generic one.
+    #[error("the request head is not valid HTTP/1.1")]
+    MalformedHead,
+    #[error("the request head is larger than {limit} bytes")]
+    HeadTooLarge { limit: usize },
+    #[error("the request was not sent within the header timeout")]
+    RequestTimeout,
+    #[error("no route answers this path")]
+    NotFound,
+    #[error("this path does not answer this method")]
+    MethodNotAllowed,
+    #[error("the body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The cause is logged where it happens; the client learns nothing of it.
+    #[error("the server failed to answer this request")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRoomId(_) | Self::InvalidRequest(_) | Self::MalformedHead => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::RoomFull { .. } => StatusCode::CONFLICT,
+            Self::RoomLocked => StatusCode::LOCKED,
+            Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::InboxFull | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServerBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable word clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRoomId(_) => "invalid_room_id",
+            Self::InvalidRequest(_)
+            | Self::MalformedHead
+            | Self::HeadTooLarge { .. }
+            | Self::RequestTimeout => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::RoomNotFound => "room_not_found",
+            Self::MemberNotFound => "member_not_found",
+            Self::RoomFull { .. } => "room_full",
+            Self::RoomLocked => "room_locked",
+            Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => "payload_too_large",
+            Self::InboxFull => "inbox_full",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ServerBusy(_) => "server_busy",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::InvalidRoomId(_) => "Invalid room id",
+            Self::InvalidRequest(_) | Self::MalformedHead => "Invalid request",
+            Self::HeadTooLarge { .. } => "Request header fields too large",
+            Self::RequestTimeout => "Request timeout",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::RoomNotFound => "Room not found",
+            Self::MemberNotFound => "Member not found",
+            Self::RoomFull { .. } => "Room full",
+            Self::RoomLocked => "Room locked",
+            Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => "Payload too large",
+            Self::InboxFull => "Inbox full",
+            Self::RateLimited { .. } => "Rate limited",
+            Self::ServerBusy(_) => "Server busy",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::Internal => "Internal server error",
+        }
+    }
+}
+
+/// An `application/problem+json` body (RFC 9457) with the stable `code`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:signalpost:problem:room_full",
+    "title": "Room full",
+    "status": 409,
+    "detail": "the room is full (2 members)",
+    "code": "room_full",
+    "request_id": "0e6f4f8a-8d1e-4b5e-9a57-3f0c2c1d9b7e"
+}))]
+pub struct Problem {
+    /// `urn:signalpost:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// One stable word: `invalid_room_id`, `invalid_request`, `unauthorized`, `forbidden`,
+    /// `room_not_found`, `member_not_found`, `room_full`, `room_locked`, `payload_too_large`,
+    /// `inbox_full`, `rate_limited`, `server_busy`, `not_found`, `method_not_allowed`,
+    /// `unsupported_media_type`.
+    pub code: String,
+    /// The request's id, as in its `X-Request-Id` header and the server's
+    /// log lines: quote it when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let problem = Problem {
+            problem_type: format!("urn:signalpost:problem:{}", self.code()),
+            title: self.title().to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code().to_owned(),
+            request_id: request::current(),
+        };
+        metrics::rejection(self.code());
+        let body = serde_json::to_vec(&problem).expect("a Problem always serializes");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, Self::ServerBusy(_)) {
+            // What it waits for (a place, Redis, the restart after a
+            // shutdown) takes about that long, not longer.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::RateLimited { retry_after } = self {
+            // Whole seconds, rounded up, so a client that waits this long passes.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::CallerGone => Self::Unauthorized,
+            Refusal::NotAllowed => Self::Forbidden,
+            Refusal::RoomNotFound => Self::RoomNotFound,
+            Refusal::MemberNotFound => Self::MemberNotFound,
+            Refusal::RoomFull { capacity } => Self::RoomFull { capacity },
+            Refusal::RoomLocked => Self::RoomLocked,
+            Refusal::InvalidCapacity { .. } => Self::InvalidRequest(refusal.to_string()),
+            Refusal::InboxFull => Self::InboxFull,
+            Refusal::SignalTooLarge { size, limit } => Self::SignalOverInbox { size, limit },
+            // One poll in flight is the norm; the others wait a moment.
+            Refusal::TooManyPolls => Self::RateLimited {
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            Refusal::TooManyMembers => {
+                Self::ServerBusy("the service holds as many members as it may; retry later")
+            }
+            Refusal::TooManyReaders => {
+                Self::ServerBusy("the server holds as many open streams as it may; retry later")
+            }
+            Refusal::Unavailable => {
+                Self::ServerBusy("the shared state cannot be reached just now; retry later")
+            }
+            Refusal::Internal => Self::Internal,
+        }
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(limited: RateLimited) -> Self {
+        Self::RateLimited {
+            retry_after: limited.retry_after,
+        }
+    }
+}
+
+impl From<InvalidRoomId> for ApiError {
+    fn from(invalid: InvalidRoomId) -> Self {
+        Self::InvalidRoomId(invalid.to_string())
+    }
+}
+
+impl From<InvalidSignalType> for ApiError {
+    fn from(invalid: InvalidSignalType) -> Self {
+        Self::InvalidRequest(invalid.to_string())
+    }
+}
+
+impl From<Unreadable> for ApiError {
+    fn from(unreadable: Unreadable) -> Self {
+        match unreadable {
+            Unreadable::Malformed => Self::MalformedHead,
+            Unreadable::HeadTooLarge { limit } => Self::HeadTooLarge { limit },
+            Unreadable::TooSlow => Self::RequestTimeout,
+        }
+    }
+}
+
+/// The answer to a request the connection layer cannot read.
+pub fn unreadable(why: Unreadable) -> Response {
+    ApiError::from(why).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limited_says_when_to_retry_in_whole_seconds() {
+        let response = ApiError::RateLimited {
+            retry_after: std::time::Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn server_busy_says_when_to_retry() {
+        let response = ApiError::ServerBusy("full").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn every_error_is_problem_json_with_its_code() {
+        let response = ApiError::RoomFull { capacity: 2 }.into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+}

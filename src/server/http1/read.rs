@@ -1,0 +1,445 @@
+//! Reading a request: its head within the header timeout, parsed by
+//! httparse; its body by its `Content-Length`; and the refusal of what no
+//! server could read.
+
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::task::Poll;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, Request, Uri};
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use super::write::{answer, send};
+use super::{Next, NotRead};
+use crate::server::{ConnectionLimits, Unreadable};
+
+/// The most header lines a request may have, as in hyper.
+const MAX_HEADERS: usize = 100;
+
+/// What a read asks the socket for at least. Heads and bodies are mostly
+/// well under it, so one read takes a whole request.
+const READ_SIZE: usize = 4096;
+
+/// Finds the blank line that ends a head. Built once: building the
+/// searcher cost more than a search.
+static BLANK_LINE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+
+/// The same with bare line feeds, as a request typed by hand (`nc`) ends;
+/// httparse reads such a head, as hyper does.
+static BARE_BLANK_LINE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+
+/// Reads the next request's head, and its body if it has one: the request,
+/// and whether the client asked to close the connection after it.
+pub(super) async fn read_request(
+    socket: &mut TcpStream,
+    read: &mut BytesMut,
+    peer: SocketAddr,
+    limits: &ConnectionLimits,
+    shutdown: &CancellationToken,
+    mut timer: Pin<&mut Sleep>,
+) -> Result<(Request<Body>, bool), NotRead> {
+    // The whole head within the header timeout, counted from the end of
+    // the last answer: an idle connection is closed after it, as hyper
+    // closes its own.
+    let deadline = Instant::now() + limits.header_timeout;
+    let mut searched = 0;
+    let head_len = loop {
+        if let Some(at) = BLANK_LINE.find(&read[searched..]) {
+            break searched + at + 4;
+        }
+        if let Some(at) = BARE_BLANK_LINE.find(&read[searched..]) {
+            break searched + at + 2;
+        }
+        if read.len() >= limits.max_header_bytes {
+            return Err(refuse(socket, head_too_large(limits), limits).await);
+        }
+        // A blank line may straddle two reads.
+        searched = read.len().saturating_sub(3);
+        if !fill(socket, read, deadline, timer.as_mut(), Some(shutdown)).await {
+            // A connection idle between requests just closes.
+            if !read.is_empty() {
+                too_slow(socket, deadline, limits).await;
+            }
+            return Err(NotRead::Gone);
+        }
+    };
+    // One read may bring more than the limit.
+    if head_len > limits.max_header_bytes {
+        return Err(refuse(socket, head_too_large(limits), limits).await);
+    }
+    // Everything read so far, as bytes the request's parts can share.
+    let bytes = read.split().freeze();
+    let head = match take_head(&bytes, peer, limits.max_body) {
+        Ok(head) => head,
+        Err(NotHead::Hyper) => {
+            let mut all = BytesMut::from(&bytes[..]);
+            all.extend_from_slice(read);
+            *read = all;
+            return Err(NotRead::Hyper);
+        }
+        Err(NotHead::Malformed(httparse::Error::TooManyHeaders)) => {
+            return Err(refuse(socket, head_too_large(limits), limits).await);
+        }
+        Err(NotHead::Malformed(_)) => {
+            return Err(refuse(socket, Unreadable::Malformed, limits).await);
+        }
+    };
+    let (mut request, body_len) = (head.request, head.body_len);
+    let after = bytes.slice(head.len..);
+    if after.len() >= body_len {
+        // The usual case: the body came with the head.
+        *request.body_mut() = Body::from(after.slice(..body_len));
+        read.extend_from_slice(&after[body_len..]);
+        return Ok((request, head.close));
+    }
+    read.extend_from_slice(&after);
+    if head.continue_first {
+        let sent = send(
+            socket,
+            &b"HTTP/1.1 100 Continue\r\n\r\n"[..],
+            limits.write_timeout,
+        )
+        .await;
+        if !sent {
+            return Err(NotRead::Gone);
+        }
+    }
+    // The body gets a header timeout of its own.
+    let deadline = Instant::now() + limits.header_timeout;
+    while read.len() < body_len {
+        if !fill(socket, read, deadline, timer.as_mut(), None).await {
+            too_slow(socket, deadline, limits).await;
+            return Err(NotRead::Gone);
+        }
+    }
+    *request.body_mut() = Body::from(read.split_to(body_len).freeze());
+    Ok((request, head.close))
+}
+
+/// Says 408, as hyper does, when a request begun was not finished by
+/// `deadline` (rather than cut off by the client); the connection closes
+/// after it either way.
+async fn too_slow(socket: &mut TcpStream, deadline: Instant, limits: &ConnectionLimits) {
+    if Instant::now() >= deadline {
+        refuse(socket, Unreadable::TooSlow, limits).await;
+    }
+}
+
+fn head_too_large(limits: &ConnectionLimits) -> Unreadable {
+    Unreadable::HeadTooLarge {
+        limit: limits.max_header_bytes,
+    }
+}
+
+/// Answers a request that cannot be read, as problem+json like every
+/// error, and closes the connection: what follows the bad bytes cannot be
+/// told apart from them.
+async fn refuse(socket: &mut TcpStream, why: Unreadable, limits: &ConnectionLimits) -> NotRead {
+    let refusal = (limits.unreadable)(why);
+    if matches!(
+        answer(socket, refusal, true, limits.write_timeout).await,
+        Next::Gone
+    ) {
+        return NotRead::Gone;
+    }
+    // A socket closed with bytes unread is reset, and the reset can reach
+    // the client before it has read the answer: say that nothing more
+    // comes, then take in what the client still sends, for a moment.
+    let _ = socket.shutdown().await;
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0; 4096];
+    for _ in 0..LINGER_READS {
+        match tokio::time::timeout_at(
+            deadline,
+            tokio::io::AsyncReadExt::read(socket, &mut scratch),
+        )
+        .await
+        {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => break,
+        }
+    }
+    NotRead::Gone
+}
+
+/// How long, and for how many reads, a refused client's remaining bytes
+/// are taken in before its connection closes.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_READS: usize = 64;
+
+/// Reads what the client has sent into `read`; false when it sent nothing
+/// more before `deadline`, has gone, or (with `shutdown`, while no request
+/// has begun) the server is shutting down.
+async fn fill(
+    socket: &mut TcpStream,
+    read: &mut BytesMut,
+    deadline: Instant,
+    mut timer: Pin<&mut Sleep>,
+    shutdown: Option<&CancellationToken>,
+) -> bool {
+    loop {
+        let shutdown = shutdown.filter(|_| read.is_empty());
+        let ready = tokio::select! {
+            biased;
+            ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)) => ready.is_ok(),
+            () = async {
+                match shutdown {
+                    Some(shutdown) => shutdown.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            } => false,
+            () = passed(timer.as_mut(), deadline) => false,
+        };
+        if !ready {
+            return false;
+        }
+        // Room only once there is something to read: a connection waiting
+        // for its next request holds no buffer.
+        read.reserve(READ_SIZE);
+        // Through `poll_read`, not `try_read`: after a read that did not
+        // fill the room, it forgets the socket's readiness, so the wait for
+        // the next request goes to epoll rather than to one more read that
+        // finds nothing, a system call per request.
+        let once = std::future::poll_fn(|cx| {
+            Poll::Ready(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *socket),
+                cx,
+                read,
+            ))
+        });
+        match once.await {
+            Poll::Ready(Ok(0)) => return false,
+            Poll::Ready(Ok(_)) => return true,
+            // Nothing after all: wait again, without the room.
+            Poll::Pending => {
+                if read.is_empty() {
+                    *read = BytesMut::new();
+                }
+            }
+            Poll::Ready(Err(_)) => return false,
+        }
+    }
+}
+
+/// Ready once `deadline` has passed. `timer` is the connection's one timer
+/// for it, for all its requests: it is moved only when it fires before the
+/// deadline of the request being read. A timer of its own for every
+/// request was an insertion into tokio's timer wheel, and a removal, for
+/// every request.
+async fn passed(mut timer: Pin<&mut Sleep>, deadline: Instant) {
+    loop {
+        timer.as_mut().await;
+        if timer.deadline() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
+    }
+}
+
+/// A request whose head has been read; its body, if it has one, not yet.
+struct Head {
+    request: Request<Body>,
+    /// The head's length, blank line included.
+    len: usize,
+    body_len: usize,
+    /// `Expect: 100-continue`: the client waits for a word before the body.
+    continue_first: bool,
+    /// `Connection: close`.
+    close: bool,
+}
+
+/// The request whose head starts `bytes`, with its path and header values
+/// sharing them; `None` for anything this module leaves to hyper.
+fn take_head(bytes: &Bytes, peer: SocketAddr, max_body: usize) -> Result<Head, NotHead> {
+    let mut lines = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(bytes, &mut lines) {
+        Ok(httparse::Status::Complete(len)) => len,
+        // HTTP/2 with prior knowledge is hyper's.
+        Err(httparse::Error::Version) if bytes.starts_with(b"PRI * HTTP/2.0\r\n") => {
+            return Err(NotHead::Hyper);
+        }
+        // hyper's parser, as hyper configures it: what it refuses, hyper
+        // would refuse too, with no body to say why.
+        Err(error) => return Err(NotHead::Malformed(error)),
+        // A blank line came before a whole head only if the head starts
+        // with empty lines, which browsers do not send.
+        Ok(httparse::Status::Partial) => return Err(NotHead::Hyper),
+    };
+    head(parsed, len, bytes, peer, max_body).ok_or(NotHead::Hyper)
+}
+
+/// Why `take_head` made no request of a head.
+enum NotHead {
+    /// It is something for hyper.
+    Hyper,
+    /// No server could read it.
+    Malformed(httparse::Error),
+}
+
+/// The request of a parsed head, or `None` when hyper is to serve it.
+fn head(
+    parsed: httparse::Request<'_, '_>,
+    len: usize,
+    bytes: &Bytes,
+    peer: SocketAddr,
+    max_body: usize,
+) -> Option<Head> {
+    let (Some(method), Some(path), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
+        return None;
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .ok()
+        .filter(|method| method != Method::HEAD && method != Method::CONNECT)?;
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut body_len = None;
+    let (mut continue_first, mut close) = (false, false);
+    for line in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(line.name.as_bytes()).ok()?;
+        let value = line.value;
+        if name == header::CONTENT_LENGTH {
+            // One plain decimal length; two, even equal, or anything else
+            // is hyper's to judge.
+            if body_len.is_some() || value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            body_len = Some(
+                std::str::from_utf8(value)
+                    .ok()?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&len| len <= max_body)?,
+            );
+        } else if name == header::TRANSFER_ENCODING || name == header::UPGRADE {
+            return None;
+        } else if name == header::EXPECT {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return None;
+            }
+            continue_first = true;
+        } else if name == header::CONNECTION {
+            close |= value
+                .split(|&byte| byte == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        headers.append(
+            name,
+            HeaderValue::from_maybe_shared(bytes.slice_ref(value)).ok()?,
+        );
+    }
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = method;
+    *request.uri_mut() = Uri::from_maybe_shared(bytes.slice_ref(path.as_bytes())).ok()?;
+    *request.headers_mut() = headers;
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let body_len = body_len.unwrap_or(0);
+    Some(Head {
+        request,
+        len,
+        body_len,
+        continue_first: continue_first && body_len > 0,
+        close,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+    fn take(bytes: &str) -> Option<Head> {
+        take_head(&Bytes::copy_from_slice(bytes.as_bytes()), PEER, 100).ok()
+    }
+
+    fn malformed(bytes: &str) -> Option<httparse::Error> {
+        match take_head(&Bytes::copy_from_slice(bytes.as_bytes()), PEER, 100) {
+            Err(NotHead::Malformed(error)) => Some(error),
+            Ok(_) | Err(NotHead::Hyper) => None,
+        }
+    }
+
+    #[test]
+    fn a_head_becomes_the_request_and_what_follows_it_is_not_taken() {
+        let text = "POST /rooms/a/join?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Two: a\r\nx-two: b\r\nConnection: keep-alive, Close\r\n\r\n";
+        let head = take(&format!("{text}{{}}GET")).expect("a head");
+        assert_eq!(head.len, text.len());
+        assert_eq!(head.request.method(), Method::POST);
+        assert_eq!(head.request.uri().path(), "/rooms/a/join");
+        assert_eq!(head.request.uri().query(), Some("x=1"));
+        let twos: Vec<_> = head.request.headers().get_all("x-two").iter().collect();
+        assert_eq!(twos, ["a", "b"]);
+        assert_eq!(head.body_len, 2);
+        assert!(head.close);
+        assert!(!head.continue_first);
+        assert_eq!(
+            head.request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0),
+            Some(PEER)
+        );
+    }
+
+    #[test]
+    fn what_this_path_does_not_do_is_left_to_hyper() {
+        for head in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "HEAD / HTTP/1.1\r\n\r\n",
+            "CONNECT h:1 HTTP/1.1\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "\r\n\r\nGET / HTTP/1.1\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            "POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
+            "POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            assert!(take(head).is_none(), "{head:?}");
+            assert!(malformed(head).is_none(), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn what_no_server_could_read_is_malformed() {
+        for head in [
+            "not http at all\r\n\r\n",
+            "GET / HTTP/1.1\r\nX Space: v\r\n\r\n",
+            "GET / HTTP/1.1\r\nx-folded: a\r\n b\r\n\r\n",
+            "G(T / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(malformed(head).is_some(), "{head:?}");
+        }
+        let many: String = (0..=MAX_HEADERS)
+            .map(|at| format!("x-{at}: v\r\n"))
+            .collect();
+        assert_eq!(
+            malformed(&format!("GET / HTTP/1.1\r\n{many}\r\n")),
+            Some(httparse::Error::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn a_client_that_expects_100_continue_gets_it_only_for_a_body() {
+        let head = take("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n");
+        assert!(head.is_some_and(|head| head.continue_first));
+        let head = take("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n");
+        assert!(head.is_some_and(|head| !head.continue_first));
+    }
+}

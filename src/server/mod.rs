@@ -1,0 +1,182 @@
+//! The connection layer: bytes in, requests to the application, answers
+//! out. It knows the application only as a tower `Service` (`App`), and
+//! nothing of routes, state or problem+json.
+//!
+//! The accept loop here gives each accepted socket a task, served by
+//! `http1` while it speaks plain HTTP/1.1 and by hyper otherwise (`hyper_conn`:
+//! TLS, HTTP/2, the rest of HTTP/1.1), with what `axum::serve` does not
+//! offer: a bound on the request head and on the time to send it
+//! (slow-loris), a cutoff for clients that stop reading, `TCP_NODELAY`, the
+//! peer address for per-client limits, and a graceful shutdown with a hard
+//! deadline. `tls` makes the rustls configuration.
+
+mod http1;
+mod hyper_conn;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+use tracing::{debug, warn};
+
+use self::http1::{Ended, Rewind};
+use self::hyper_conn::{serve_io, serve_tls};
+
+/// What the server serves: the application, as a service from a request to
+/// its answer that never fails (a failure is an answer too). Cloned for
+/// every connection.
+pub trait App:
+    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A request the server cannot read, answered by the server itself: there
+/// is no request to route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The head is not HTTP/1.1 any server could read.
+    Malformed,
+    /// The head is larger than `--max-header-bytes`.
+    HeadTooLarge { limit: usize },
+    /// The head or body was not sent within the header timeout.
+    TooSlow,
+}
+
+/// How connections are served.
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    /// The largest request body served outside hyper (`--payload-limit`):
+    /// a larger one goes to hyper, through which the router refuses it.
+    pub max_body: usize,
+    /// How long a write to a client may stay blocked before the connection
+    /// is dropped.
+    pub write_timeout: Duration,
+    /// After shutdown starts, how long open connections get to finish.
+    pub grace: Duration,
+    /// With `--tls-cert`: every connection is TLS, served by hyper.
+    pub tls: Option<TlsAcceptor>,
+    /// The answer to a request that cannot be read. The application says
+    /// how its errors read; this layer only when to say one.
+    pub unreadable: fn(Unreadable) -> Response<Body>,
+}
+
+/// Serves `app` on `listener` until `shutdown`; then stops accepting, lets
+/// the connections finish (streams end on the same token), and returns
+/// after at most `limits.grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: impl App,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    // Shared, not cloned into every connection's task: the task of an open
+    // stream lives as long as the stream, and a builder is 240 bytes.
+    let builder = Arc::new(builder);
+    let limits = Arc::new(limits);
+    // Every connection's task, so that shutdown waits for them all.
+    let connections = TaskTracker::new();
+
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, mostly: back off instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // Small SSE writes must leave at once, not wait for the peer's delayed ACK.
+        if let Err(error) = socket.set_nodelay(true) {
+            debug!(%error, "could not set TCP_NODELAY");
+        }
+        let app = app.clone();
+        let builder = Arc::clone(&builder);
+        let limits = Arc::clone(&limits);
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            if let Some(acceptor) = &limits.tls {
+                Box::pin(serve_tls(
+                    socket, peer, app, &builder, &shutdown, &limits, acceptor,
+                ))
+                .await;
+                return;
+            }
+            let mut app = app;
+            let ended = Box::pin(http1::serve(socket, peer, &mut app, &limits, &shutdown)).await;
+            if let Ended::Hyper(read, socket) = ended {
+                let io = Rewind::new(read, timed(socket, &limits));
+                Box::pin(serve_io(
+                    io,
+                    peer,
+                    app,
+                    &builder,
+                    &shutdown,
+                    limits.header_timeout,
+                ))
+                .await;
+            }
+        });
+    }
+
+    drop(listener);
+    connections.close();
+    tokio::select! {
+        () = connections.wait() => {}
+        () = tokio::time::sleep(limits.grace) => warn!("connections still open after the shutdown grace; closing them"),
+    }
+}
+
+/// A TCP socket that gives up on a write blocked for `write_timeout`.
+///
+/// A client that stops reading would otherwise hold its connection, and
+/// the inbox events written into it, for as long as it likes. The stream's
+/// events stay held for a resume; the buffers between it and the client
+/// stay bounded by `max_buf_size` and the kernel.
+fn timed(socket: TcpStream, limits: &ConnectionLimits) -> Pin<Box<TimeoutStream<TcpStream>>> {
+    let mut socket = TimeoutStream::new(socket);
+    socket.set_write_timeout(Some(limits.write_timeout));
+    Box::pin(socket)
+}
