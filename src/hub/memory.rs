@@ -44,8 +44,9 @@ pub struct MemoryHub {
 
 struct Memory {
     rooms: DashMap<RoomId, Arc<Mutex<Room>>>,
-    /// Token selector (its first 8 bytes) to the member it opens.
-    tokens: DashMap<u64, TokenEntry, BuildHasherDefault<SelectorHash>>,
+    /// Token selector (its first 8 bytes) to the token: one lookup per
+    /// request, without the room's lock.
+    tokens: DashMap<u64, Token, BuildHasherDefault<SelectorHash>>,
     settings: Settings,
     /// Members in every room; bounded by `max_members`.
     members: AtomicUsize,
@@ -78,11 +79,6 @@ impl Hasher for SelectorHash {
             self.0 = self.0.rotate_left(8) ^ u64::from(byte);
         }
     }
-}
-
-struct TokenEntry {
-    token: Token,
-    member: MemberRef,
 }
 
 struct Room {
@@ -238,14 +234,11 @@ impl MemoryHub {
 
     fn issue_token(&self, member: MemberRef) -> Token {
         loop {
-            let token = Token::generate();
             // A selector is 64 random bits: a clash is all but impossible, but
             // it would hand one member's lookups to another, so draw again.
+            let token = Token::generate(member.clone());
             if let dashmap::Entry::Vacant(slot) = self.inner.tokens.entry(token.selector()) {
-                slot.insert(TokenEntry {
-                    token: token.clone(),
-                    member,
-                });
+                slot.insert(token.clone());
                 return token;
             }
         }
@@ -552,10 +545,10 @@ impl Backend for MemoryHub {
     }
 
     async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, Refusal> {
-        let Some(entry) = self.inner.tokens.get(&token.selector()) else {
+        let Some(issued) = self.inner.tokens.get(&token.selector()) else {
             return Ok(None);
         };
-        Ok(entry.token.matches(token).then(|| entry.member.clone()))
+        Ok(issued.matches(token).then(|| token.member().clone()))
     }
 
     async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<Joined, Refusal> {

@@ -35,6 +35,7 @@ use crate::domain::event::EventBody;
 use crate::domain::inbox::Limits;
 pub use crate::domain::room::Actor;
 use crate::domain::room::CapacityBounds;
+pub use crate::domain::token::MemberRef;
 use crate::domain::token::Token;
 use crate::model::{MemberView, RoomId, RoomSummary, RoomView, SignalType, Timestamp};
 
@@ -96,13 +97,6 @@ pub struct Joined {
     pub members: Vec<MemberView>,
 }
 
-/// The member a token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberRef {
-    pub room: RoomId,
-    pub member: Uuid,
-}
-
 /// Every operation on the shared state, as each backend offers it.
 ///
 /// Futures are `Send`: handlers run on any worker thread.
@@ -115,8 +109,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Whether the state can be reached now.
     fn ready(&self) -> impl Future<Output = Result<(), Refusal>> + Send;
 
-    /// The member this token opens, if any. The lookup uses the token's
-    /// first 8 bytes; the whole token is then compared in constant time.
+    /// The member this token opens, if any: the one it names, if that
+    /// member is still there and the token's secret is its own (compared in
+    /// constant time).
     fn authenticate(
         &self,
         token: &Token,

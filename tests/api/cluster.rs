@@ -4,7 +4,8 @@
 //! stream resumes on any node; a dead node's members are reaped once; a
 //! killed node loses nothing it answered 202; a Redis outage answers 503
 //! and heals without a restart; a node holds two Redis connections however
-//! many members it serves, and a signal costs two round trips.
+//! many members it serves, and a signal costs two round trips; a node
+//! killed at any instant leaves no key behind once its members time out.
 
 use std::time::Duration;
 
@@ -371,7 +372,7 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_two_round_trips()
     let after = redis_info(&redis, "commandstats").await;
     let delta = |command: &str| calls(&after, command) - calls(&before, command);
     assert_eq!(
-        (delta("hgetall"), delta("evalsha"), delta("eval")),
+        (delta("get"), delta("evalsha"), delta("eval")),
         (20, 20, 0),
         "each signal: one token lookup and one script (the commands a script runs inside Redis are no round trip)"
     );
@@ -385,4 +386,126 @@ async fn events_an_inbox_lets_go_in_redis_are_counted_by_the_nodes() {
     let dropped = crate::metrics::events_dropped(&nodes[0]).await
         + crate::metrics::events_dropped(&nodes[1]).await;
     assert_eq!(dropped, 3.0, "the same count as one node in memory");
+}
+
+/// Every key in the test's Redis.
+async fn redis_keys(redis: &crate::redis_server::RedisServer) -> Vec<String> {
+    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test connects to its Redis");
+    redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS answers")
+}
+
+/// One member's life as a storm sends it, through whatever fails once the
+/// node is killed: a join, a stream opened and read until `ready`, a
+/// signal to the room, and a leave (every other member stays, for the
+/// reaper).
+async fn storm_member(node: &TestApp, n: usize) {
+    let room = format!("storm-{}", n % 12);
+    let Ok(response) = node
+        .client
+        .post(node.url(&format!("/rooms/{room}/join")))
+        .send()
+        .await
+    else {
+        return;
+    };
+    let Ok(joined) = response.json::<Value>().await else {
+        return;
+    };
+    let (Some(member), Some(token)) = (joined["member"]["id"].as_str(), joined["token"].as_str())
+    else {
+        return;
+    };
+    let events = node
+        .client
+        .get(node.url(&format!("/rooms/{room}/members/{member}/events")))
+        .bearer_auth(token)
+        .send()
+        .await;
+    if let Ok(mut events) = events {
+        // The stream is open once its first bytes come.
+        let _ = events.chunk().await;
+    }
+    let _ = node
+        .client
+        .post(node.url("/signals"))
+        .bearer_auth(token)
+        .json(&json!({"type": "note", "payload": n}))
+        .send()
+        .await;
+    if n.is_multiple_of(2) {
+        let _ = node
+            .client
+            .delete(node.url(&format!("/rooms/{room}/members/{member}")))
+            .bearer_auth(token)
+            .send()
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_killed_at_any_instant_leaves_no_key_behind() {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let url = redis.url();
+    let args = [
+        "--redis-url",
+        &url,
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--member-timeout",
+        "1",
+    ];
+    // The node that lives, and reaps what the others leave.
+    let survivor = ServerProcess::start(&args, &[]).await;
+    let watcher = TestApp::at(survivor.addr);
+    // Six deaths, each at a random point.
+    for _ in 0..6 {
+        let mut victim = ServerProcess::start(&args, &[]).await;
+        let node = TestApp::at(victim.addr);
+        // Forty clients, each living one member's life after another until
+        // the node dies (or a bound of 50 lives, far past any instant).
+        let node = &node;
+        let storm = join_all((0..40).map(|client| async move {
+            for life in 0..50 {
+                storm_member(node, client * 50 + life).await;
+            }
+        }));
+        // Killed at a random instant of the storm: in a join, a stream's
+        // opening, a signal or a removal, or between two round trips.
+        let instant = Duration::from_millis(rand::random_range(10..400));
+        tokio::select! {
+            _ = storm => {}
+            () = tokio::time::sleep(instant) => {}
+        }
+        victim.kill("KILL");
+        victim.wait_exit().await;
+    }
+    // Within two member timeouts and the reaper's ticks, nothing is left:
+    // no member, no room, a count of zero, and no key at all.
+    eventually(
+        "every key of the dead nodes is gone",
+        5 * DEADLINE,
+        || async { redis_keys(&redis).await.is_empty() },
+    )
+    .await;
+    let rooms = json_body(watcher.list_rooms(Some(ADMIN_TOKEN)).await, 200).await;
+    assert_eq!(rooms, json!({"rooms": []}));
+    let metrics = send(watcher.client.get(watcher.url("/metrics")))
+        .await
+        .text()
+        .await
+        .expect("the metrics are text");
+    for gauge in ["signalpost_members 0", "signalpost_rooms 0"] {
+        assert!(
+            metrics.lines().any(|line| line == gauge),
+            "{gauge} in {metrics}"
+        );
+    }
 }

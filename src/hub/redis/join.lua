@@ -2,7 +2,7 @@
 -- is created with the capacity asked, a locked or full one refuses.
 -- ARGV[7..13] = member id, member view JSON, member-joined data,
 -- capacity for a new room (`bad` when the asked one is out of range),
--- created_at, a fresh room epoch, token selector.
+-- created_at, a fresh room epoch, the SHA-256 of the member's token (hex).
 local member, view, joined, capacity = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local count = redis.call('ZCARD', MEMBERS)
 local creating = count == 0
@@ -19,6 +19,7 @@ end
 local others = member_views()
 broadcast('member-joined', joined, nil)
 redis.call('ZADD', MEMBERS, redis.call('HINCRBY', ROOM, 'seq', 1), member)
-redis.call('HSET', mkey(member), 'view', view, 'sel', ARGV[13], 'seen', now_ms())
+redis.call('HSET', mkey(member), 'view', view, 'seen', now_ms())
+redis.call('SET', tkey(member), ARGV[13])
 local room = redis.call('HMGET', ROOM, 'capacity', 'epoch')
 return {'ok', local_wakes, dropped, tonumber(room[1]), creating and 1 or 0, room[2], others}

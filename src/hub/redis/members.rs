@@ -1,8 +1,15 @@
-//! Members: the token index, joining (and undoing a join cut short), and
-//! removing, whoever asks.
+//! Members: checking a token against its member, joining (and undoing a
+//! join cut short), and removing, whoever asks.
+//!
+//! Outside its room's keys, a member is one entry of the idle index
+//! (`idle`: "room member", scored by when it was last read), and that
+//! index is the member count. A join adds the entry before the room script
+//! runs, a removal deletes it after; a node that dies between the two
+//! leaves an entry that names no member, which the reaper deletes a member
+//! timeout later (`reap`). The member's token is checked against its digest
+//! in the room's keys, and goes with them.
 
 use ::redis::AsyncCommands;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::info;
 use uuid::Uuid;
@@ -17,40 +24,28 @@ use crate::hub::{JoinSpec, Joined, MemberRef};
 use crate::model::{MemberJoinedData, RoomId, Timestamp};
 
 impl RedisHub {
+    /// The member `token` names, if it is still there and the token is
+    /// its own.
     pub(super) async fn member_of_token(
         &self,
         token: &Token,
     ) -> Result<Option<MemberRef>, Refusal> {
-        // HGETALL, which no script uses, so that `INFO commandstats` tells
-        // the token lookups apart (a test counts them).
-        let mut fields: std::collections::HashMap<String, Vec<u8>> = self
+        let member = token.member();
+        // GET, which no script uses, so that `INFO commandstats` tells the
+        // token lookups apart (a test counts them).
+        let kept: Option<String> = self
             .connection()
-            .hgetall(self.token_key(token.selector()))
+            .get(self.member_key(member, "t"))
             .await
             .map_err(unavailable)?;
-        let (Some(room), Some(member), Some(digest)) = (
-            fields
-                .remove("room")
-                .and_then(|room| String::from_utf8(room).ok()),
-            fields
-                .remove("member")
-                .and_then(|member| String::from_utf8(member).ok()),
-            fields.remove("digest"),
-        ) else {
-            return Ok(None);
-        };
-        let presented = token_digest(token);
-        if !bool::from(presented.as_slice().ct_eq(&digest)) {
-            return Ok(None);
-        }
-        let (Ok(room), Ok(member)) = (RoomId::parse(&room), member.parse()) else {
-            return Ok(None);
-        };
-        Ok(Some(MemberRef { room, member }))
+        let presented = hex(&token.digest());
+        let matches = kept.is_some_and(|kept| bool::from(kept.as_bytes().ct_eq(&presented)));
+        Ok(matches.then(|| member.clone()))
     }
 
-    /// Counts the member, indexes its token and idle clock, runs the join
-    /// script, and indexes a room it creates; or undoes the first step.
+    /// Counts the member in the idle index and indexes its room, runs the
+    /// join script, and indexes a room it created; or undoes the first
+    /// step.
     pub(super) async fn add_member(
         &self,
         room_id: RoomId,
@@ -63,41 +58,39 @@ impl RedisHub {
         let view = spec.into_view();
         // Before anything is written: there is nothing to undo if it fails.
         let view_json = serde_json::to_string(&view).map_err(|_| Refusal::Internal)?;
-        let token = Token::generate();
-        let token_key = self.token_key(token.selector());
+        let token = Token::generate(MemberRef {
+            room: room_id.clone(),
+            member: view.id,
+        });
         let idle_entry = Self::idle_entry(&room_id, view.id);
-        let count_key = self.key("members");
         let idle_key = self.key("idle");
+        let epoch = Uuid::new_v4().simple().to_string();
 
-        // The token and the idle index first: should this node die before
-        // the room script runs, they point at no member and are cleaned up;
-        // should it die after, the member is still reaped.
-        let (count,): (u64,) = ::redis::pipe()
-            .incr(&count_key, 1)
-            .hset_multiple(
-                &token_key,
-                &[
-                    ("room", room_id.as_str().as_bytes()),
-                    ("member", view.id.to_string().as_bytes()),
-                    ("digest", token_digest(&token).as_slice()),
-                ],
-            )
-            .ignore()
+        // The idle entry and the room index first: should this node die
+        // before the room script runs, they name no member and no room, and
+        // the reaper deletes them; should it die after, the member is still
+        // reaped, and the room still listed.
+        let (count, _): (u64, bool) = ::redis::pipe()
             .zadd(&idle_key, &idle_entry, unix_ms())
             .ignore()
+            .zcard(&idle_key)
+            .hset_nx(self.key("rooms"), room_id.as_str(), &epoch)
             .query_async(&mut self.connection())
             .await
             .map_err(unavailable)?;
-        let undo = || async {
-            let _: Result<(), _> = ::redis::pipe()
-                .decr(&count_key, 1)
-                .del(&token_key)
-                .zrem(&idle_key, &idle_entry)
-                .query_async(&mut self.connection())
-                .await;
+        let undo = |forget_room: bool| {
+            let (idle_key, idle_entry, room_id, epoch) = (&idle_key, &idle_entry, &room_id, &epoch);
+            async move {
+                let _: Result<(), _> = self.connection().zrem(idle_key, idle_entry).await;
+                if forget_room {
+                    let _ = self.forget_room(room_id, epoch).await;
+                }
+            }
         };
         if count > settings.max_members as u64 {
-            undo().await;
+            // The room was indexed only if it had no entry: it may be this
+            // join's alone.
+            undo(true).await;
             return Err(Refusal::TooManyMembers);
         }
 
@@ -109,9 +102,8 @@ impl RedisHub {
             .ok()
             .and_then(|value| value.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let epoch = Uuid::new_v4().simple().to_string();
         let member_id = view.id.to_string();
-        let selector = format!("{:016x}", token.selector());
+        let digest = hex(&token.digest());
         let reply = self
             .run(
                 &self.inner.scripts.join,
@@ -123,14 +115,15 @@ impl RedisHub {
                     &capacity_arg,
                     &created_at,
                     &epoch,
-                    &selector,
+                    std::str::from_utf8(&digest).unwrap_or_default(),
                 ],
             )
             .await;
         let reply = match reply {
             Ok(reply) if reply.status == "ok" => reply,
             Ok(reply) => {
-                undo().await;
+                // Only a join that would have created the room indexed it.
+                undo(reply.status == "invalid_capacity").await;
                 return Err(match reply.status.as_str() {
                     "invalid_capacity" => capacity.err().unwrap_or(Refusal::Internal),
                     "room_full" => Refusal::RoomFull {
@@ -139,10 +132,9 @@ impl RedisHub {
                     other => refusal(other),
                 });
             }
-            Err(error) => {
-                undo().await;
-                return Err(error);
-            }
+            // Whether the script ran is unknown: the entry stays, and names
+            // a member to reap or nothing, for the reaper to delete.
+            Err(error) => return Err(error),
         };
         let mut rest = reply.rest.into_iter();
         let capacity = rest.next().as_ref().and_then(into_u64).unwrap_or(0) as u32;
@@ -232,47 +224,51 @@ impl RedisHub {
             return Ok(reply.status);
         }
         let mut rest = reply.rest.into_iter();
-        let selector = rest.next().and_then(into_string).unwrap_or_default();
         let epoch = rest.next().and_then(into_string).unwrap_or_default();
         let reason = rest.next().and_then(into_string).unwrap_or_default();
-        let mut pipe = ::redis::pipe();
-        pipe.del(self.key(&format!("token:{selector}")))
-            .ignore()
+        // Should this node die before either, the reaper deletes the entry
+        // and the room's index entry.
+        let _: () = self
+            .connection()
             .zrem(self.key("idle"), Self::idle_entry(room_id, target))
-            .ignore()
-            .decr(self.key("members"), 1)
-            .ignore();
-        let _: () = pipe
-            .query_async(&mut self.connection())
             .await
             .map_err(unavailable)?;
         if !epoch.is_empty() {
-            // Alone, not in the pipeline: `invoke_async` loads the script
-            // when Redis does not know it yet (a pipeline would not).
-            let _: i64 = self
-                .inner
-                .scripts
-                .forget_room
-                .key(self.key("rooms"))
-                .arg(room_id.as_str())
-                .arg(&epoch)
-                .invoke_async(&mut self.connection())
-                .await
-                .map_err(unavailable)?;
+            self.forget_room(room_id, &epoch).await?;
         }
         info!(room = %room_id, member = %target, reason, "member left");
         Ok(reply.status)
     }
 }
 
-/// What Redis keeps of a token: its SHA-256, so that Redis's data, dumps
-/// and `MONITOR` never hold one that opens anything.
-fn token_digest(token: &Token) -> [u8; 32] {
-    Sha256::digest(token.reveal().as_bytes()).into()
+/// `bytes` in lower-case hex, as the scripts take and keep a digest.
+fn hex(bytes: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0; 64];
+    for (at, byte) in bytes.iter().enumerate() {
+        text[2 * at] = DIGITS[usize::from(byte >> 4)];
+        text[2 * at + 1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    text
 }
 
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_is_written_as_lower_case_hex() {
+        let mut bytes = [0; 32];
+        bytes[0] = 0xab;
+        bytes[31] = 0x0f;
+        let text = hex(&bytes);
+        let expected: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(std::str::from_utf8(&text), Ok(expected.as_str()));
+    }
 }

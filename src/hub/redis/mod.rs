@@ -41,8 +41,9 @@ mod reap;
 mod rooms;
 mod script;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -94,6 +95,20 @@ struct Shared {
     readers: AtomicUsize,
     /// When `heartbeat` last ran.
     last_heartbeat: std::sync::Mutex<Option<Instant>>,
+    /// Where the next reconciliation of the room index starts (`HSCAN`).
+    index_cursor: AtomicU64,
+    /// Room index entries seen naming no room, with their epoch and since
+    /// when; at most `rooms::MISSING_ROOMS_MAX`.
+    missing_rooms: std::sync::Mutex<HashMap<RoomId, (String, Instant)>>,
+}
+
+impl Shared {
+    fn missing_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, (String, Instant)>> {
+        // Nothing panics while holding it; a poisoned map is still whole.
+        self.missing_rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[derive(Default)]
@@ -172,6 +187,8 @@ impl RedisHub {
                 wake_prefix,
                 readers: AtomicUsize::new(0),
                 last_heartbeat: std::sync::Mutex::new(None),
+                index_cursor: AtomicU64::new(0),
+                missing_rooms: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -184,8 +201,14 @@ impl RedisHub {
         format!("{}:{name}", self.inner.prefix)
     }
 
-    fn token_key(&self, selector: u64) -> String {
-        self.key(&format!("token:{selector:016x}"))
+    /// The key of one of a member's own entries in its room: `m` (its
+    /// hash), `i` (its inbox), `n` (its readers by node), `t` (its token's
+    /// digest).
+    fn member_key(&self, member: &MemberRef, kind: &str) -> String {
+        format!(
+            "{}:{{{}}}:{kind}:{}",
+            self.inner.prefix, member.room, member.member
+        )
     }
 
     fn idle_entry(room: &RoomId, member: Uuid) -> String {

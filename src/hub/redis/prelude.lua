@@ -32,6 +32,8 @@ end
 local function mkey(m) return K .. 'm:' .. m end
 local function ikey(m) return K .. 'i:' .. m end
 local function nkey(m) return K .. 'n:' .. m end
+-- The digest of the member's token, alone, so that a token lookup is a GET.
+local function tkey(m) return K .. 't:' .. m end
 local function is_member(m) return redis.call('ZSCORE', MEMBERS, m) ~= false end
 
 local FIELDS = {'last', 'delivered', 'acked', 'hbytes', 'hlen', 'ulen', 'ubytes'}

@@ -1,5 +1,6 @@
 //! Reaping: every node removes the members nobody has read for the member
-//! timeout, and keeps the members it holds readers of from being reaped.
+//! timeout (and idle entries that name no member), keeps the members it
+//! holds readers of from being reaped, and mends the room index.
 
 use std::time::Instant;
 
@@ -83,6 +84,7 @@ impl RedisHub {
         if due {
             self.heartbeat().await;
         }
+        self.reconcile_rooms().await?;
         Ok(reaped)
     }
 

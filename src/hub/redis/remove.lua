@@ -31,9 +31,8 @@ if not is_member(target) then
 end
 -- Its readers, wherever they are, find it gone and end.
 wake(target)
-local selector = redis.call('HGET', mkey(target), 'sel')
 redis.call('ZREM', MEMBERS, target)
-redis.call('DEL', mkey(target), ikey(target), nkey(target))
+redis.call('DEL', mkey(target), ikey(target), nkey(target), tkey(target))
 broadcast('member-left', string.format('{"member_id":"%s","reason":"%s"}', target, reason), nil)
 local epoch = ''
 if redis.call('ZCARD', MEMBERS) == 0 then
@@ -43,4 +42,4 @@ elseif redis.call('HGET', ROOM, 'owner') == target then
   redis.call('HSET', ROOM, 'owner', redis.call('ZRANGE', MEMBERS, 0, 0)[1])
   room_updated()
 end
-return {'ok', local_wakes, dropped, selector, epoch, reason}
+return {'ok', local_wakes, dropped, epoch, reason}

@@ -1,8 +1,12 @@
 //! Rooms: signals into their members' inboxes, looking at and locking a
-//! room, and the counts and list of every room.
+//! room, and the counts and list of every room, with the room index (the
+//! `rooms` hash, room to epoch) that lists them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use ::redis::{AsyncCommands, Value};
-use std::sync::Arc;
 use uuid::Uuid;
 
 use super::script::{into_string, into_u64, parse_views, refusal};
@@ -12,6 +16,13 @@ use crate::domain::event::EventBody;
 use crate::domain::room::Actor;
 use crate::hub::MemberRef;
 use crate::model::{RoomId, RoomSummary, RoomView, Timestamp};
+
+/// Room index entries one reconciliation looks at.
+const INDEX_BATCH: usize = 128;
+
+/// Index entries whose room is gone that a node remembers at once; more
+/// wait for a later pass.
+pub(super) const MISSING_ROOMS_MAX: usize = 4096;
 
 impl RedisHub {
     /// Runs `signal.lua`.
@@ -75,14 +86,107 @@ impl RedisHub {
         })
     }
 
+    /// The rooms in the room index, and the members in the idle index:
+    /// one entry each.
     pub(super) async fn count_all(&self) -> Result<(usize, usize), Refusal> {
-        let (rooms, members): (usize, Option<i64>) = ::redis::pipe()
+        ::redis::pipe()
             .hlen(self.key("rooms"))
-            .get(self.key("members"))
+            .zcard(self.key("idle"))
             .query_async(&mut self.connection())
             .await
+            .map_err(unavailable)
+    }
+
+    /// Drops `room` from the room index if its entry is still `epoch`'s.
+    pub(super) async fn forget_room(&self, room: &RoomId, epoch: &str) -> Result<(), Refusal> {
+        // Alone, not in a pipeline: `invoke_async` loads the script when
+        // Redis does not know it yet (a pipeline would not).
+        self.inner
+            .scripts
+            .forget_room
+            .key(self.key("rooms"))
+            .arg(room.as_str())
+            .arg(epoch)
+            .invoke_async::<i64>(&mut self.connection())
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    /// Looks at the next batch of the room index and mends what a node
+    /// that died between a room script and the index left: an entry whose
+    /// room is gone is dropped once it has been seen so for a member
+    /// timeout (a join under way indexes its room before it makes it); an
+    /// entry that names another epoch than its room's is pointed at it.
+    pub(super) async fn reconcile_rooms(&self) -> Result<(), Refusal> {
+        let shared = &*self.inner;
+        let mut connection = self.connection();
+        let cursor = shared.index_cursor.load(Ordering::Relaxed);
+        let (next, pairs): (u64, Vec<String>) = ::redis::cmd("HSCAN")
+            .arg(self.key("rooms"))
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(INDEX_BATCH)
+            .query_async(&mut connection)
+            .await
             .map_err(unavailable)?;
-        Ok((rooms, members.map_or(0, |count| count.max(0) as usize)))
+        shared.index_cursor.store(next, Ordering::Relaxed);
+        let entries: Vec<(RoomId, &str)> = pairs
+            .chunks_exact(2)
+            .filter_map(|pair| Some((RoomId::parse(&pair[0]).ok()?, pair[1].as_str())))
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for (room, _) in &entries {
+            pipe.hget(format!("{}:{{{room}}}:room", shared.prefix), "epoch");
+        }
+        let actual: Vec<Option<String>> = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        for ((room, indexed), actual) in entries.into_iter().zip(actual) {
+            match actual {
+                Some(actual) if actual == indexed => {
+                    shared.missing_rooms().remove(&room);
+                }
+                Some(actual) => {
+                    let _: i64 = shared
+                        .scripts
+                        .reindex_room
+                        .key(self.key("rooms"))
+                        .arg(room.as_str())
+                        .arg(indexed)
+                        .arg(&actual)
+                        .invoke_async(&mut connection)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                None => {
+                    let due = {
+                        let mut missing = shared.missing_rooms();
+                        match missing.get(&room) {
+                            Some((epoch, since)) if epoch == indexed => {
+                                since.elapsed() >= shared.settings.member_timeout
+                            }
+                            _ => {
+                                if missing.len() < MISSING_ROOMS_MAX {
+                                    missing
+                                        .insert(room.clone(), (indexed.to_owned(), Instant::now()));
+                                }
+                                false
+                            }
+                        }
+                    };
+                    if due {
+                        self.forget_room(&room, indexed).await?;
+                        shared.missing_rooms().remove(&room);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn list_rooms(&self) -> Result<Vec<RoomSummary>, Refusal> {

@@ -24,6 +24,9 @@ pub(super) struct Scripts {
     /// Drops a room from the room index only if it is still the emptied
     /// one: a join may have made a new room with that id since.
     pub(super) forget_room: Script,
+    /// Points a room's index entry at the room's epoch, if it still points
+    /// at the one a reconciliation read.
+    pub(super) reindex_room: Script,
 }
 
 impl Scripts {
@@ -40,6 +43,10 @@ impl Scripts {
             forget_room: Script::new(
                 "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
                    return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+            ),
+            reindex_room: Script::new(
+                "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
+                   return redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end return 0",
             ),
         }
     }
