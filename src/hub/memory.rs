@@ -30,7 +30,7 @@ use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::{Batch, Inbox, Limits};
 use crate::domain::room::{self, Actor, Admission, Occupancy, Recipients, Roster};
-use crate::domain::token::Token;
+use crate::domain::token::{Secret, Token};
 use crate::model::{
     LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
     RoomUpdatedData, RoomView, Timestamp,
@@ -44,9 +44,9 @@ pub struct MemoryHub {
 
 struct Memory {
     rooms: DashMap<RoomId, Arc<Mutex<Room>>>,
-    /// Token selector (its first 8 bytes) to the token: one lookup per
-    /// request, without the room's lock.
-    tokens: DashMap<u64, Token, BuildHasherDefault<SelectorHash>>,
+    /// Token selector (its secret's first 8 bytes) to the secret and the
+    /// member it opens: one lookup per request, without the room's lock.
+    tokens: DashMap<u64, Issued, BuildHasherDefault<SelectorHash>>,
     settings: Settings,
     /// Members in every room; bounded by `max_members`.
     members: AtomicUsize,
@@ -79,6 +79,12 @@ impl Hasher for SelectorHash {
             self.0 = self.0.rotate_left(8) ^ u64::from(byte);
         }
     }
+}
+
+/// What the index keeps of a token it issued.
+struct Issued {
+    secret: Secret,
+    member: MemberRef,
 }
 
 struct Room {
@@ -232,13 +238,24 @@ impl MemoryHub {
         }
     }
 
+    /// The member `token` opens, if it was issued and its member is there.
+    pub(super) fn member_of_token(&self, token: &Token) -> Option<MemberRef> {
+        let issued = self.inner.tokens.get(&token.secret().selector())?;
+        (issued.secret.matches(token.secret()) && token.names(&issued.member))
+            .then(|| issued.member.clone())
+    }
+
     fn issue_token(&self, member: MemberRef) -> Token {
         loop {
             // A selector is 64 random bits: a clash is all but impossible, but
             // it would hand one member's lookups to another, so draw again.
-            let token = Token::generate(member.clone());
-            if let dashmap::Entry::Vacant(slot) = self.inner.tokens.entry(token.selector()) {
-                slot.insert(token.clone());
+            let token = Token::generate(&member);
+            let selector = token.secret().selector();
+            if let dashmap::Entry::Vacant(slot) = self.inner.tokens.entry(selector) {
+                slot.insert(Issued {
+                    secret: token.secret().clone(),
+                    member,
+                });
                 return token;
             }
         }
@@ -339,7 +356,7 @@ impl MemoryHub {
                 .collect();
             room.members.push(Member {
                 view: view.clone(),
-                token_selector: token.selector(),
+                token_selector: token.secret().selector(),
                 inbox: Inbox::default(),
                 wake: Arc::default(),
                 places: Arc::default(),
@@ -380,7 +397,7 @@ impl MemoryHub {
         Ok(())
     }
 
-    fn send_now(
+    pub(super) fn send_now(
         &self,
         from: &MemberRef,
         to: Option<Uuid>,
@@ -545,10 +562,7 @@ impl Backend for MemoryHub {
     }
 
     async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, Refusal> {
-        let Some(issued) = self.inner.tokens.get(&token.selector()) else {
-            return Ok(None);
-        };
-        Ok(issued.matches(token).then(|| token.member().clone()))
+        Ok(self.member_of_token(token))
     }
 
     async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<Joined, Refusal> {

@@ -30,17 +30,19 @@ impl RedisHub {
         &self,
         token: &Token,
     ) -> Result<Option<MemberRef>, Refusal> {
-        let member = token.member();
+        let Some(member) = token.member() else {
+            return Ok(None);
+        };
         // GET, which no script uses, so that `INFO commandstats` tells the
         // token lookups apart (a test counts them).
         let kept: Option<String> = self
             .connection()
-            .get(self.member_key(member, "t"))
+            .get(self.member_key(&member, "t"))
             .await
             .map_err(unavailable)?;
         let presented = hex(&token.digest());
         let matches = kept.is_some_and(|kept| bool::from(kept.as_bytes().ct_eq(&presented)));
-        Ok(matches.then(|| member.clone()))
+        Ok(matches.then_some(member))
     }
 
     /// Counts the member in the idle index and indexes its room, runs the
@@ -58,7 +60,7 @@ impl RedisHub {
         let view = spec.into_view();
         // Before anything is written: there is nothing to undo if it fails.
         let view_json = serde_json::to_string(&view).map_err(|_| Refusal::Internal)?;
-        let token = Token::generate(MemberRef {
+        let token = Token::generate(&MemberRef {
             room: room_id.clone(),
             member: view.id,
         });
