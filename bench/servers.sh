@@ -14,9 +14,11 @@ build_servers() { # cargo flags…
 }
 
 # Sets the array `server` to the command line of a Rust peer built in DIR.
+# signalpost-redis needs `redis_url` set (start_redis).
 rust_server() { # peer, dir
   case "$1" in
     signalpost|signalpost-poll) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}") ;;
+    signalpost-redis) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}" --redis-url "${redis_url:?start_redis first}") ;;
     floor) server=("$2/floor" --listen 127.0.0.1:0) ;;
     *) return 1 ;;
   esac
@@ -36,4 +38,37 @@ listening_address() { # log, pid, tries
     sleep 0.1
   done
   return 1
+}
+
+# Starts a redis-server for signalpost-redis on a free loopback port, with
+# no persistence (the benchmark measures the relay, not the disk), under
+# the command prefix given (pinning, priority). Sets redis_pid and
+# redis_url; fails if it is not ready within 10 s.
+start_redis() { # log file, command prefix…
+  local log=$1 port
+  shift
+  command -v redis-server >/dev/null || { echo "bench: signalpost-redis needs redis-server (apt-get install redis-server)" >&2; return 1; }
+  for port in $(seq 6400 6499); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  done
+  "$@" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$log" 2>&1 &
+  redis_pid=$!
+  redis_url=redis://127.0.0.1:$port
+  local i
+  for i in $(seq 100); do
+    grep -q 'Ready to accept connections' "$log" && return 0
+    kill -0 "$redis_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: redis-server did not start; its log:" >&2
+  cat "$log" >&2
+  stop_redis
+  return 1
+}
+
+stop_redis() {
+  [ -n "${redis_pid:-}" ] || return 0
+  kill -TERM "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=""
 }

@@ -19,6 +19,7 @@ fn color(peer: &str) -> &'static str {
     match peer {
         "signalpost" => "#1f6fb4",
         "signalpost-poll" => "#7fb2e0",
+        "signalpost-redis" => "#2a9d8f",
         "floor" => "#7a7a7a",
         "sio-ws" => "#d0432b",
         _ => "#f0a070",

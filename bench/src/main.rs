@@ -56,6 +56,10 @@ enum Command {
         /// The server's process id, for its CPU time and memory.
         #[arg(long)]
         pid: u32,
+        /// The process id of the store the server keeps its state in
+        /// (redis-server), whose CPU time and memory are measured too.
+        #[arg(long)]
+        backend_pid: Option<u32>,
         #[arg(long, value_enum)]
         scenario: Scenario,
         /// Which repetition this is, recorded in the run.
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             peer,
             addr,
             pid,
+            backend_pid,
             scenario,
             repeat,
             smoke,
@@ -126,7 +131,14 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime starts");
-            let run = runtime.block_on(run_one(peer, addr, pid, scenario, repeat, &sizes));
+            let run = runtime.block_on(run_one(
+                peer,
+                addr,
+                (pid, backend_pid),
+                scenario,
+                repeat,
+                &sizes,
+            ));
             println!("{}", serde_json::to_string(&run).expect("a run serializes"));
             if !run.ok {
                 eprintln!(
@@ -168,7 +180,7 @@ fn main() -> ExitCode {
 async fn run_one(
     peer: PeerKind,
     addr: SocketAddr,
-    pid: u32,
+    (pid, backend_pid): (u32, Option<u32>),
     scenario: Scenario,
     repeat: u32,
     sizes: &Sizes,
@@ -180,7 +192,7 @@ async fn run_one(
         repeat,
         ..Run::default()
     };
-    let outcome = match procfs::Process::new(pid) {
+    let outcome = match procfs::Process::with_backend(pid, backend_pid) {
         Ok(server) => {
             let ctx = Arc::new(Ctx::new(peer, addr, Arc::new(Recorder::new())));
             scenario::run(ctx, server, scenario, sizes, &mut run).await

@@ -40,6 +40,9 @@ pub enum PeerKind {
     /// signalpost with its inbox read by long-poll, as a client behind a
     /// proxy that buffers streams reads it.
     SignalpostPoll,
+    /// signalpost keeping its state in a redis-server (`--redis-url`), one
+    /// node: SSE inbox, as `signalpost`.
+    SignalpostRedis,
     /// The minimal axum relay of `src/bin/floor.rs`.
     Floor,
     /// socket.io v4 over its websocket transport.
@@ -53,6 +56,7 @@ impl PeerKind {
         match self {
             Self::Signalpost => "signalpost",
             Self::SignalpostPoll => "signalpost-poll",
+            Self::SignalpostRedis => "signalpost-redis",
             Self::Floor => "floor",
             Self::SioWs => "sio-ws",
             Self::SioPolling => "sio-polling",
@@ -142,7 +146,7 @@ impl Ctx {
         };
         let joining = async {
             match self.kind {
-                PeerKind::Signalpost | PeerKind::SignalpostPoll => {
+                PeerKind::Signalpost | PeerKind::SignalpostPoll | PeerKind::SignalpostRedis => {
                     self.join_signalpost(http, room, capacity).await
                 }
                 PeerKind::Floor => self.join_floor(http, room).await,

@@ -11,6 +11,9 @@ pub struct Process {
     pub pid: u32,
     /// Kernel clock ticks per second, the unit of `utime` and `stime`.
     ticks_per_sec: u64,
+    /// The store the server keeps its state in, when that is a process of
+    /// its own (redis-server): its CPU and memory are the server's cost too.
+    backend: Option<u32>,
 }
 
 impl Process {
@@ -18,9 +21,28 @@ impl Process {
         let server = Self {
             pid,
             ticks_per_sec: clock_ticks_per_sec(),
+            backend: None,
         };
         server.cpu().context("the server process is not readable")?;
         Ok(server)
+    }
+
+    /// The server, with the process of the store it keeps its state in.
+    pub fn with_backend(pid: u32, backend: Option<u32>) -> Result<Self> {
+        let mut server = Self::new(pid)?;
+        if let Some(backend) = backend {
+            server.backend = Some(Self::new(backend).context("the backend process")?.pid);
+        }
+        Ok(server)
+    }
+
+    /// The backend process, if the server has one.
+    pub fn backend(&self) -> Option<Process> {
+        self.backend.map(|pid| Self {
+            pid,
+            ticks_per_sec: self.ticks_per_sec,
+            backend: None,
+        })
     }
 
     /// User plus system CPU time of every thread of the process so far.

@@ -13,8 +13,9 @@ use crate::chart;
 use crate::scenario::{Run, Sizes, Window};
 
 /// The peers in the order of the table's columns.
-pub const PEERS: [(&str, &str); 5] = [
+pub const PEERS: [(&str, &str); 6] = [
     ("signalpost", "signalpost (SSE)"),
+    ("signalpost-redis", "signalpost on Redis"),
     ("floor", "floor (axum relay)"),
     ("sio-ws", "socket.io websocket"),
     ("signalpost-poll", "signalpost long-poll"),
@@ -30,6 +31,8 @@ pub struct Summary {
     pub relay_delivered: u64,
     pub relay_expected: u64,
     pub relay_cpu_us: Option<f64>,
+    /// The backend process's CPU (redis-server), for peers that have one.
+    pub relay_backend_cpu_us: Option<f64>,
     pub relay_generator_cpu_us: Option<f64>,
     pub relay_late: u64,
     pub relay_shed: u64,
@@ -40,11 +43,14 @@ pub struct Summary {
     pub fanout_delivered: u64,
     pub fanout_expected: u64,
     pub fanout_cpu_us: Option<f64>,
+    pub fanout_backend_cpu_us: Option<f64>,
     pub fanout_late: u64,
     pub held_rate: Option<f64>,
     pub saturate_stops: Vec<String>,
     /// Members → (median KiB per member, fewest inboxes open in any repeat).
     pub idle: BTreeMap<usize, (f64, usize)>,
+    /// Members → median KiB per member of the backend process.
+    pub idle_backend: BTreeMap<usize, f64>,
     pub storm_joins: usize,
     pub storm_joined: usize,
     pub storm_p50_ms: Option<f64>,
@@ -141,7 +147,16 @@ pub fn summarize(runs: &[Run], peer: &str) -> Summary {
                 .collect(),
         )
     };
+    let of_backend = |scenario: &'static str| {
+        median(
+            mine(scenario)
+                .filter_map(|run| run.latency.as_ref()?.backend_cpu_us_per_msg)
+                .collect(),
+        )
+    };
     let mut summary = Summary {
+        relay_backend_cpu_us: of_backend("relay"),
+        fanout_backend_cpu_us: of_backend("fanout"),
         relay_p50_ms: of("relay", |w| w.p50_ms),
         relay_p99_ms: of("relay", |w| w.p99_ms),
         relay_max_ms: of("relay", |w| w.max_ms),
@@ -186,6 +201,16 @@ pub fn summarize(runs: &[Run], peer: &str) -> Summary {
     summary.idle = idle
         .into_iter()
         .filter_map(|(members, (kib, open))| median(kib).map(|kib| (members, (kib, open))))
+        .collect();
+    let mut idle_backend: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for point in mine("idle").flat_map(|run| &run.idle) {
+        if let Some(kib) = point.backend_kib_per_member {
+            idle_backend.entry(point.members).or_default().push(kib);
+        }
+    }
+    summary.idle_backend = idle_backend
+        .into_iter()
+        .filter_map(|(members, kib)| median(kib).map(|kib| (members, kib)))
         .collect();
     let storms: Vec<_> = mine("join-storm")
         .filter_map(|run| run.join_storm.as_ref())
@@ -409,6 +434,12 @@ pub fn table(
         peers.iter().map(|p| p.1).collect::<Vec<_>>().join(" | ")
     );
     let _ = writeln!(md, "|---|{}", "---:|".repeat(peers.len()));
+    // The backend's rows only when a peer has a backend process.
+    let backend = summaries.values().any(|s| {
+        s.relay_backend_cpu_us.is_some()
+            || s.fanout_backend_cpu_us.is_some()
+            || !s.idle_backend.is_empty()
+    });
     let mut row = |label: String, value: &dyn Fn(&Summary) -> String| {
         let cells: Vec<String> = peers
             .iter()
@@ -430,6 +461,11 @@ pub fn table(
         row("relay: server CPU µs per relayed signal".into(), &|s| {
             cell(s.relay_cpu_us, 1)
         });
+        if backend {
+            row("relay: Redis CPU µs per relayed signal".into(), &|s| {
+                cell(s.relay_backend_cpu_us, 1)
+            });
+        }
         row(
             "relay: the generator's own CPU µs per signal".into(),
             &|s| cell(s.relay_generator_cpu_us, 1),
@@ -453,6 +489,11 @@ pub fn table(
         row("fanout: server CPU µs per delivered copy".into(), &|s| {
             cell(s.fanout_cpu_us, 1)
         });
+        if backend {
+            row("fanout: Redis CPU µs per delivered copy".into(), &|s| {
+                cell(s.fanout_backend_cpu_us, 1)
+            });
+        }
     }
     if ran("saturate") {
         row(
@@ -470,6 +511,11 @@ pub fn table(
                     .get(&size)
                     .map_or("-".into(), |(kib, _)| format!("{kib:.1}"))
             });
+            if backend {
+                row(format!("idle {size}: Redis KiB per member"), &|s| {
+                    cell(s.idle_backend.get(&size).copied(), 1)
+                });
+            }
             row(
                 format!("idle {size}: inboxes open (fewest in a repeat)"),
                 &|s| {

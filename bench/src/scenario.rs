@@ -184,6 +184,9 @@ pub struct Window {
     /// The same for the generator: when it nears a core's worth, the
     /// generator, not the server, is what limits the rate.
     pub generator_cpu_us_per_msg: f64,
+    /// The same for the server's backend process (redis-server), if any.
+    #[serde(default)]
+    pub backend_cpu_us_per_msg: Option<f64>,
 }
 
 impl Window {
@@ -212,6 +215,10 @@ pub struct IdlePoint {
     pub rss_base_kib: u64,
     pub rss_kib: u64,
     pub kib_per_member: f64,
+    /// The growth of the backend process's resident memory (redis-server),
+    /// if any, per member.
+    #[serde(default)]
+    pub backend_kib_per_member: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -382,12 +389,18 @@ async fn measure(
     );
     let errors_before = ctx.send_errors.load(Ordering::Relaxed);
     let generator = Process::new(std::process::id())?;
+    let backend = server.backend();
     let cpu_before = server.cpu()?;
     let own_before = generator.cpu()?;
+    let backend_before = backend.map(|backend| backend.cpu()).transpose()?;
     let driven = drive(ctx, routes, copies, rate, secs, next_seq).await;
     drain(ctx, drain_secs).await;
     let cpu = server.cpu()?.saturating_sub(cpu_before);
     let own = generator.cpu()?.saturating_sub(own_before);
+    let backend_cpu = match (backend, backend_before) {
+        (Some(backend), Some(before)) => Some(backend.cpu()?.saturating_sub(before)),
+        _ => None,
+    };
     let receipts = ctx.recorder.receipts();
     let per_copy = |spent: Duration| {
         if receipts.delivered == 0 {
@@ -417,6 +430,7 @@ async fn measure(
         max_ms: receipts.max_ms,
         cpu_us_per_msg: per_copy(cpu),
         generator_cpu_us_per_msg: per_copy(own),
+        backend_cpu_us_per_msg: backend_cpu.map(per_copy),
     })
 }
 
@@ -568,6 +582,8 @@ async fn idle(ctx: &Arc<Ctx>, server: Process, sizes: &Sizes, run: &mut Run) -> 
     let settle = Duration::from_secs_f64(sizes.idle_settle_secs);
     tokio::time::sleep(settle).await;
     let rss_base_kib = server.rss_kib()?;
+    let backend = server.backend();
+    let backend_base_kib = backend.map(|backend| backend.rss_kib()).transpose()?;
     let mut members: Vec<Member> = Vec::new();
     let mut joining = Duration::ZERO;
     for &size in &sizes.idle_sizes {
@@ -580,12 +596,16 @@ async fn idle(ctx: &Arc<Ctx>, server: Process, sizes: &Sizes, run: &mut Run) -> 
         joining += joined_at.elapsed();
         tokio::time::sleep(settle).await;
         let rss_kib = server.rss_kib()?;
+        let backend_kib = backend.map(|backend| backend.rss_kib()).transpose()?;
         run.idle.push(IdlePoint {
             members: size,
             open: ctx.open_inboxes.load(Ordering::Relaxed),
             rss_base_kib,
             rss_kib,
             kib_per_member: rss_kib.saturating_sub(rss_base_kib) as f64 / size as f64,
+            backend_kib_per_member: backend_kib
+                .zip(backend_base_kib)
+                .map(|(kib, base)| kib.saturating_sub(base) as f64 / size as f64),
         });
     }
     run.setup_joins_per_sec = Some(members.len() as f64 / joining.as_secs_f64().max(1e-9));

@@ -84,6 +84,8 @@ impl Hasher for SelectorHash {
 /// What the index keeps of a token it issued.
 struct Issued {
     secret: Secret,
+    /// `Token::named_fingerprint` of the token as issued.
+    named: u64,
     member: MemberRef,
 }
 
@@ -241,7 +243,7 @@ impl MemoryHub {
     /// The member `token` opens, if it was issued and its member is there.
     pub(super) fn member_of_token(&self, token: &Token) -> Option<MemberRef> {
         let issued = self.inner.tokens.get(&token.secret().selector())?;
-        (issued.secret.matches(token.secret()) && token.names(&issued.member))
+        (issued.secret.matches(token.secret()) && issued.named == token.named_fingerprint())
             .then(|| issued.member.clone())
     }
 
@@ -254,6 +256,7 @@ impl MemoryHub {
             if let dashmap::Entry::Vacant(slot) = self.inner.tokens.entry(selector) {
                 slot.insert(Issued {
                     secret: token.secret().clone(),
+                    named: token.named_fingerprint(),
                     member,
                 });
                 return token;
