@@ -1,5 +1,5 @@
 //! A member's token, the secret that proves a request is that member's,
-//! and `MemberRef`, the member it names.
+//! and `MemberRef`, the member it opens.
 
 use std::fmt;
 
@@ -20,30 +20,27 @@ pub struct MemberRef {
 }
 
 /// 264 random bits: a whole number of base64 groups (44 characters), so
-/// that the secret and the member it opens are apart in the text too.
+/// that the secret and the room are apart in the text too.
 const SECRET_BYTES: usize = 33;
 const SECRET_TEXT: usize = SECRET_BYTES / 3 * 4;
-const MEMBER_BYTES: usize = 16;
-/// The longest member part, decoded: the member id, the room id.
-const NAMED_BYTES: usize = MEMBER_BYTES + ROOM_ID_MAX;
-/// The longest member part as text: base64 without padding.
-const NAMED_TEXT: usize = (NAMED_BYTES * 4).div_ceil(3);
+/// The longest room part as text: base64 of a room id, without padding.
+const ROOM_TEXT: usize = (ROOM_ID_MAX * 4).div_ceil(3);
 
-/// A member token: 264 random bits, then the member they open, written as
-/// URL-safe base64 (72 characters for a five-letter room). The member it
-/// names is where a backend that keeps no index finds what proves it (the
-/// Redis backend keeps the secret's digest with the member itself, so a
-/// token lives and dies with its member); the memory backend finds it by
-/// its secret's first 8 bytes. Redacted from `Debug`; its secret compared
-/// in constant time.
+/// A member token: 264 random bits, then the id of the member's room,
+/// written as URL-safe base64 (51 characters for a five-letter room). The
+/// room says where a backend that shares its state keeps what proves the
+/// token (the Redis backend keeps the secret's digest among the room's
+/// keys, so a token lives and dies with its member, in its room's slot);
+/// the memory backend finds it by its secret's first 8 bytes. Redacted from
+/// `Debug`; its secret compared in constant time.
 #[derive(Clone)]
 pub struct Token {
     secret: Secret,
-    /// The member part, as the text of the token holds it: read only by a
-    /// backend that needs it (`member`), so that the memory backend decodes
+    /// The room part, as the text of the token holds it: decoded only by a
+    /// backend that needs it (`room`), so that the memory backend decodes
     /// no more of a token than its secret.
-    named: [u8; NAMED_TEXT],
-    named_len: usize,
+    room: [u8; ROOM_TEXT],
+    room_len: usize,
 }
 
 /// A token's secret: what proves it.
@@ -71,32 +68,29 @@ impl fmt::Debug for Secret {
 }
 
 impl Token {
-    /// A fresh token for `member`.
-    pub fn generate(member: &MemberRef) -> Self {
+    /// A fresh token for a member of `room`.
+    pub fn generate(room: &RoomId) -> Self {
         let mut secret = [0; SECRET_BYTES];
         rand::rng().fill_bytes(&mut secret);
-        let mut bytes = Vec::with_capacity(NAMED_BYTES);
-        bytes.extend_from_slice(member.member.as_bytes());
-        bytes.extend_from_slice(member.room.as_str().as_bytes());
-        let mut named = [0; NAMED_TEXT];
-        let named_len = URL_SAFE_NO_PAD
-            .encode_slice(&bytes, &mut named)
-            .expect("a member part fits its room");
+        let mut text = [0; ROOM_TEXT];
+        let room_len = URL_SAFE_NO_PAD
+            .encode_slice(room.as_str(), &mut text)
+            .expect("a room id fits its part");
         Self {
             secret: Secret(secret),
-            named,
-            named_len,
+            room: text,
+            room_len,
         }
     }
 
     /// The token as a client sent it, if it has a token's shape: its
-    /// secret, and a member part whose length could be one. What that part
-    /// names is read by `member`, and proven by a backend.
+    /// secret, and a room part whose length could be one. What that part
+    /// names is read by `room`, and proven by a backend.
     pub fn parse(text: &str) -> Option<Self> {
-        if text.len() <= SECRET_TEXT || text.len() > SECRET_TEXT + NAMED_TEXT {
+        if text.len() <= SECRET_TEXT || text.len() > SECRET_TEXT + ROOM_TEXT {
             return None;
         }
-        let (secret_text, named_text) = text.as_bytes().split_at(SECRET_TEXT);
+        let (secret_text, room_text) = text.as_bytes().split_at(SECRET_TEXT);
         let mut secret = [0; SECRET_BYTES];
         let written = URL_SAFE_NO_PAD
             .decode_slice(secret_text, &mut secret)
@@ -104,12 +98,12 @@ impl Token {
         if written != SECRET_BYTES {
             return None;
         }
-        let mut named = [0; NAMED_TEXT];
-        named[..named_text.len()].copy_from_slice(named_text);
+        let mut room = [0; ROOM_TEXT];
+        room[..room_text.len()].copy_from_slice(room_text);
         Some(Self {
             secret: Secret(secret),
-            named,
-            named_len: named_text.len(),
+            room,
+            room_len: room_text.len(),
         })
     }
 
@@ -117,45 +111,29 @@ impl Token {
         &self.secret
     }
 
-    /// The member this token names, if its member part is one. Not proof
-    /// that the token is that member's: a backend checks the secret.
-    pub fn member(&self) -> Option<MemberRef> {
-        let mut bytes = [0; NAMED_BYTES + 3];
-        let (member, room) = self.decode_named(&mut bytes)?;
-        Some(MemberRef {
-            room: RoomId::parse(std::str::from_utf8(room).ok()?).ok()?,
-            member: Uuid::from_slice(member).ok()?,
-        })
+    /// The room this token names, if its room part is a room id. Not proof
+    /// that the token is a member's of it: a backend checks the secret.
+    pub fn room(&self) -> Option<RoomId> {
+        // Room for what base64 may estimate before it knows the end.
+        let mut bytes = [0; ROOM_ID_MAX + 3];
+        let written = URL_SAFE_NO_PAD
+            .decode_slice(&self.room[..self.room_len], &mut bytes)
+            .ok()?;
+        RoomId::parse(std::str::from_utf8(&bytes[..written]).ok()?).ok()
     }
 
-    /// A fingerprint of the member part as written, for an index that
-    /// keeps the member itself: a token whose secret is right but whose
-    /// member part was changed is no token this server issued, and the
-    /// fingerprint tells so without decoding the part on every request.
-    /// Not a secret, nor proof of anything: the secret is the proof.
-    pub fn named_fingerprint(&self) -> u64 {
-        // FNV-1a: a few instructions a byte, and parts are short.
-        self.named[..self.named_len]
+    /// A fingerprint of the room part as written, for an index that keeps
+    /// the room itself: a token whose secret is right but whose room part
+    /// was changed is no token this server issued, and the fingerprint
+    /// tells so without decoding the part on every request. No secret, and
+    /// no proof of anything: the secret is the proof.
+    pub fn room_fingerprint(&self) -> u64 {
+        // FNV-1a: a few instructions a byte, and room parts are short.
+        self.room[..self.room_len]
             .iter()
             .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
                 (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
             })
-    }
-
-    /// The member part, decoded into `bytes`: the member id's bytes and the
-    /// room id's.
-    fn decode_named<'a>(
-        &self,
-        bytes: &'a mut [u8; NAMED_BYTES + 3],
-    ) -> Option<(&'a [u8], &'a [u8])> {
-        // Room for what base64 may estimate before it knows the end.
-        let written = URL_SAFE_NO_PAD
-            .decode_slice(&self.named[..self.named_len], bytes)
-            .ok()?;
-        if written <= MEMBER_BYTES || written > NAMED_BYTES {
-            return None;
-        }
-        Some(bytes[..written].split_at(MEMBER_BYTES))
     }
 
     /// What a backend keeps to check a token: the SHA-256 of its secret, so
@@ -169,8 +147,8 @@ impl Token {
     pub fn reveal(&self) -> String {
         let mut text = URL_SAFE_NO_PAD.encode(self.secret.0);
         text.push_str(
-            std::str::from_utf8(&self.named[..self.named_len])
-                .expect("base64 is ASCII, and parse kept only what fits a member part"),
+            std::str::from_utf8(&self.room[..self.room_len])
+                .expect("base64 is ASCII, and parse kept only what fits a room part"),
         );
         text
     }
@@ -186,78 +164,71 @@ impl fmt::Debug for Token {
 mod tests {
     use super::*;
 
-    fn member(room: &str) -> MemberRef {
-        MemberRef {
-            room: RoomId::parse(room).unwrap(),
-            member: Uuid::new_v4(),
-        }
+    fn room(id: &str) -> RoomId {
+        RoomId::parse(id).unwrap()
     }
 
     #[test]
     fn tokens_round_trip_and_compare() {
-        let lobby = member("lobby");
+        let lobby = room("lobby");
         let token = Token::generate(&lobby);
         let text = token.reveal();
-        assert_eq!(text.len(), 72);
+        assert_eq!(text.len(), 51);
         let parsed = Token::parse(&text).unwrap();
         assert!(parsed.secret().matches(token.secret()));
-        assert_eq!(parsed.member(), Some(lobby.clone()));
-        assert_eq!(parsed.named_fingerprint(), token.named_fingerprint());
-        let other = Token::generate(&member("lobby"));
-        assert_ne!(other.named_fingerprint(), token.named_fingerprint());
         assert_eq!(parsed.secret().selector(), token.secret().selector());
+        assert_eq!(parsed.room(), Some(lobby.clone()));
+        assert_eq!(parsed.room_fingerprint(), token.room_fingerprint());
         assert!(!Token::generate(&lobby).secret().matches(token.secret()));
+        assert_ne!(
+            Token::generate(&room("lobby2")).room_fingerprint(),
+            token.room_fingerprint()
+        );
     }
 
     #[test]
-    fn a_token_names_its_member_whatever_the_room_id() {
-        for room in ["a", "Room-1_x.y~z", &"x".repeat(ROOM_ID_MAX)] {
-            let named = member(room);
-            let text = Token::generate(&named).reveal();
-            assert!(text.len() <= SECRET_TEXT + NAMED_TEXT, "{room}");
+    fn a_token_names_its_room_whatever_the_room_id() {
+        for id in ["a", "Room-1_x.y~z", &"x".repeat(ROOM_ID_MAX)] {
+            let text = Token::generate(&room(id)).reveal();
+            assert!(text.len() <= SECRET_TEXT + ROOM_TEXT, "{id}");
             assert!(
                 text.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
                 "{text}"
             );
-            assert_eq!(Token::parse(&text).unwrap().member(), Some(named));
+            assert_eq!(Token::parse(&text).unwrap().room(), Some(room(id)));
         }
     }
 
     #[test]
-    fn malformed_tokens_do_not_parse_or_name_no_member() {
-        let valid = Token::generate(&member("lobby")).reveal();
+    fn malformed_tokens_do_not_parse_or_name_no_room() {
+        let valid = Token::generate(&room("lobby")).reveal();
         let secret = &valid[..SECRET_TEXT];
         for text in [
             "",
             "short",
             &"A".repeat(43),
-            &"!".repeat(72),
+            &"!".repeat(51),
             secret,
             &format!("{}{}", "!".repeat(SECRET_TEXT), &valid[SECRET_TEXT..]),
-            &format!("{valid}{}", "A".repeat(NAMED_TEXT)),
+            &format!("{valid}{}", "A".repeat(ROOM_TEXT)),
         ] {
             assert!(Token::parse(text).is_none(), "{text:?}");
         }
-        let no_room = URL_SAFE_NO_PAD.encode([7; MEMBER_BYTES]);
-        let bad_room = URL_SAFE_NO_PAD.encode([b'/'; MEMBER_BYTES + 3]);
-        for named in [
-            no_room.as_str(),
-            &bad_room,
+        let bad_room = URL_SAFE_NO_PAD.encode("a/b");
+        for part in [
+            bad_room.as_str(),
             "!!!!",
             &format!("{}=", &valid[SECRET_TEXT..]),
         ] {
-            let token = Token::parse(&format!("{secret}{named}"));
-            assert!(
-                token.and_then(|token| token.member()).is_none(),
-                "{named:?}"
-            );
+            let token = Token::parse(&format!("{secret}{part}"));
+            assert!(token.and_then(|token| token.room()).is_none(), "{part:?}");
         }
     }
 
     #[test]
     fn a_token_never_shows_in_debug_output() {
-        let token = Token::generate(&member("lobby"));
+        let token = Token::generate(&room("lobby"));
         let printed = format!("{token:?} {:?}", token.secret());
         assert!(!printed.contains(&token.reveal()[..SECRET_TEXT]));
     }

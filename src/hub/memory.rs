@@ -84,8 +84,8 @@ impl Hasher for SelectorHash {
 /// What the index keeps of a token it issued.
 struct Issued {
     secret: Secret,
-    /// `Token::named_fingerprint` of the token as issued.
-    named: u64,
+    /// `Token::room_fingerprint` of the token as issued.
+    room: u64,
     member: MemberRef,
 }
 
@@ -243,7 +243,7 @@ impl MemoryHub {
     /// The member `token` opens, if it was issued and its member is there.
     pub(super) fn member_of_token(&self, token: &Token) -> Option<MemberRef> {
         let issued = self.inner.tokens.get(&token.secret().selector())?;
-        (issued.secret.matches(token.secret()) && issued.named == token.named_fingerprint())
+        (issued.secret.matches(token.secret()) && issued.room == token.room_fingerprint())
             .then(|| issued.member.clone())
     }
 
@@ -251,12 +251,12 @@ impl MemoryHub {
         loop {
             // A selector is 64 random bits: a clash is all but impossible, but
             // it would hand one member's lookups to another, so draw again.
-            let token = Token::generate(&member);
+            let token = Token::generate(&member.room);
             let selector = token.secret().selector();
             if let dashmap::Entry::Vacant(slot) = self.inner.tokens.entry(selector) {
                 slot.insert(Issued {
                     secret: token.secret().clone(),
-                    named: token.named_fingerprint(),
+                    room: token.room_fingerprint(),
                     member,
                 });
                 return token;

@@ -50,7 +50,7 @@ fn normalized(text: &str) -> String {
             "<uuid>"
         } else if humantime::parse_rfc3339(core).is_ok() {
             "<time>"
-        } else if core.len() >= 64
+        } else if core.len() >= 46
             && core
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

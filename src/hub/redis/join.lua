@@ -1,9 +1,13 @@
 -- Join, by the rule of `room::admit` (src/domain/room.rs): an empty room
 -- is created with the capacity asked, a locked or full one refuses.
--- ARGV[7..13] = member id, member view JSON, member-joined data,
+-- ARGV[7..14] = member id, member view JSON, member-joined data,
 -- capacity for a new room (`bad` when the asked one is out of range),
--- created_at, a fresh room epoch, the SHA-256 of the member's token (hex).
+-- created_at, a fresh room epoch, the token's selector and the SHA-256 of
+-- its secret (both hex).
 local member, view, joined, capacity = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local selector, digest = ARGV[13], ARGV[14]
+-- 64 random bits that clash: all but impossible, and refused before any change.
+if redis.call('EXISTS', tkey(selector)) == 1 then return {'token_taken', local_wakes, dropped} end
 local count = redis.call('ZCARD', MEMBERS)
 local creating = count == 0
 if creating then
@@ -19,7 +23,7 @@ end
 local others = member_views()
 broadcast('member-joined', joined, nil)
 redis.call('ZADD', MEMBERS, redis.call('HINCRBY', ROOM, 'seq', 1), member)
-redis.call('HSET', mkey(member), 'view', view, 'seen', now_ms())
-redis.call('SET', tkey(member), ARGV[13])
+redis.call('HSET', mkey(member), 'view', view, 'sel', selector, 'seen', now_ms())
+redis.call('SET', tkey(selector), member .. ' ' .. digest)
 local room = redis.call('HMGET', ROOM, 'capacity', 'epoch')
 return {'ok', local_wakes, dropped, tonumber(room[1]), creating and 1 or 0, room[2], others}

@@ -6,8 +6,9 @@
 //! index is the member count. A join adds the entry before the room script
 //! runs, a removal deletes it after; a node that dies between the two
 //! leaves an entry that names no member, which the reaper deletes a member
-//! timeout later (`reap`). The member's token is checked against its digest
-//! in the room's keys, and goes with them.
+//! timeout later (`reap`). A member's token entry (its selector to the
+//! member and the digest of its secret) is among its room's keys, written
+//! and deleted by the same scripts as the member.
 
 use ::redis::AsyncCommands;
 use subtle::ConstantTimeEq;
@@ -24,25 +25,31 @@ use crate::hub::{JoinSpec, Joined, MemberRef};
 use crate::model::{MemberJoinedData, RoomId, Timestamp};
 
 impl RedisHub {
-    /// The member `token` names, if it is still there and the token is
-    /// its own.
+    /// The member `token` opens, if it is still there: its room's token
+    /// entry, found by the token's selector, holds the member and the
+    /// digest of its secret.
     pub(super) async fn member_of_token(
         &self,
         token: &Token,
     ) -> Result<Option<MemberRef>, Refusal> {
-        let Some(member) = token.member() else {
+        let Some(room) = token.room() else {
             return Ok(None);
         };
         // GET, which no script uses, so that `INFO commandstats` tells the
         // token lookups apart (a test counts them).
         let kept: Option<String> = self
             .connection()
-            .get(self.member_key(&member, "t"))
+            .get(self.token_key(&room, token))
             .await
             .map_err(unavailable)?;
+        let Some((member, digest)) = kept.as_deref().and_then(|kept| kept.split_once(' ')) else {
+            return Ok(None);
+        };
         let presented = hex(&token.digest());
-        let matches = kept.is_some_and(|kept| bool::from(kept.as_bytes().ct_eq(&presented)));
-        Ok(matches.then_some(member))
+        if !bool::from(digest.as_bytes().ct_eq(&presented)) {
+            return Ok(None);
+        }
+        Ok(member.parse().ok().map(|member| MemberRef { room, member }))
     }
 
     /// Counts the member in the idle index and indexes its room, runs the
@@ -60,10 +67,7 @@ impl RedisHub {
         let view = spec.into_view();
         // Before anything is written: there is nothing to undo if it fails.
         let view_json = serde_json::to_string(&view).map_err(|_| Refusal::Internal)?;
-        let token = Token::generate(&MemberRef {
-            room: room_id.clone(),
-            member: view.id,
-        });
+        let token = Token::generate(&room_id);
         let idle_entry = Self::idle_entry(&room_id, view.id);
         let idle_key = self.key("idle");
         let epoch = Uuid::new_v4().simple().to_string();
@@ -105,6 +109,7 @@ impl RedisHub {
             .and_then(|value| value.as_str().map(str::to_owned))
             .unwrap_or_default();
         let member_id = view.id.to_string();
+        let selector = format!("{:016x}", token.secret().selector());
         let digest = hex(&token.digest());
         let reply = self
             .run(
@@ -117,6 +122,7 @@ impl RedisHub {
                     &capacity_arg,
                     &created_at,
                     &epoch,
+                    &selector,
                     std::str::from_utf8(&digest).unwrap_or_default(),
                 ],
             )
@@ -128,6 +134,8 @@ impl RedisHub {
                 undo(reply.status == "invalid_capacity").await;
                 return Err(match reply.status.as_str() {
                     "invalid_capacity" => capacity.err().unwrap_or(Refusal::Internal),
+                    // Two tokens of one room drew the same 64 bits.
+                    "token_taken" => Refusal::Internal,
                     "room_full" => Refusal::RoomFull {
                         capacity: reply.rest.first().and_then(into_u64).unwrap_or(0) as u32,
                     },

@@ -201,13 +201,12 @@ impl RedisHub {
         format!("{}:{name}", self.inner.prefix)
     }
 
-    /// The key of one of a member's own entries in its room: `m` (its
-    /// hash), `i` (its inbox), `n` (its readers by node), `t` (its token's
-    /// digest).
-    fn member_key(&self, member: &MemberRef, kind: &str) -> String {
+    /// The key of a token's entry among its room's keys.
+    fn token_key(&self, room: &RoomId, token: &Token) -> String {
         format!(
-            "{}:{{{}}}:{kind}:{}",
-            self.inner.prefix, member.room, member.member
+            "{}:{{{room}}}:t:{:016x}",
+            self.inner.prefix,
+            token.secret().selector()
         )
     }
 

@@ -32,8 +32,9 @@ end
 local function mkey(m) return K .. 'm:' .. m end
 local function ikey(m) return K .. 'i:' .. m end
 local function nkey(m) return K .. 'n:' .. m end
--- The digest of the member's token, alone, so that a token lookup is a GET.
-local function tkey(m) return K .. 't:' .. m end
+-- A token's selector (hex) to `<member> <digest>`, so that a token lookup
+-- is one GET in the room's slot.
+local function tkey(selector) return K .. 't:' .. selector end
 local function is_member(m) return redis.call('ZSCORE', MEMBERS, m) ~= false end
 
 local FIELDS = {'last', 'delivered', 'acked', 'hbytes', 'hlen', 'ulen', 'ubytes'}

@@ -32,7 +32,9 @@ end
 -- Its readers, wherever they are, find it gone and end.
 wake(target)
 redis.call('ZREM', MEMBERS, target)
-redis.call('DEL', mkey(target), ikey(target), nkey(target), tkey(target))
+local selector = redis.call('HGET', mkey(target), 'sel')
+if selector then redis.call('DEL', tkey(selector)) end
+redis.call('DEL', mkey(target), ikey(target), nkey(target))
 broadcast('member-left', string.format('{"member_id":"%s","reason":"%s"}', target, reason), nil)
 local epoch = ''
 if redis.call('ZCARD', MEMBERS) == 0 then
