@@ -26,21 +26,27 @@ const SECRET_TEXT: usize = SECRET_BYTES / 3 * 4;
 /// The longest room part as text: base64 of a room id, without padding.
 const ROOM_TEXT: usize = (ROOM_ID_MAX * 4).div_ceil(3);
 
-/// A member token: 264 random bits, then the id of the member's room,
-/// written as URL-safe base64 (51 characters for a five-letter room). The
-/// room says where a backend that shares its state keeps what proves the
-/// token (the Redis backend keeps the secret's digest among the room's
-/// keys, so a token lives and dies with its member, in its room's slot);
-/// the memory backend finds it by its secret's first 8 bytes. Redacted from
-/// `Debug`; its secret compared in constant time.
+/// A member token as a request presents it: 264 random bits, then the id
+/// of the member's room, written as URL-safe base64 (51 characters for a
+/// five-letter room). The room says where a backend that shares its state
+/// keeps what proves the token (the Redis backend keeps the secret's digest
+/// among the room's keys, so a token lives and dies with its member, in its
+/// room's slot); the memory backend finds it by its secret's first 8 bytes.
+/// Borrowed from the request: reading one copies nothing but the secret.
+/// Redacted from `Debug`; its secret compared in constant time.
 #[derive(Clone)]
-pub struct Token {
+pub struct Token<'a> {
     secret: Secret,
-    /// The room part, as the text of the token holds it: decoded only by a
-    /// backend that needs it (`room`), so that the memory backend decodes
-    /// no more of a token than its secret.
-    room: [u8; ROOM_TEXT],
-    room_len: usize,
+    /// The room part, as the text holds it: decoded only by a backend that
+    /// needs it (`room`), so that the memory backend decodes no more of a
+    /// token than its secret.
+    room: &'a [u8],
+}
+
+/// A token made for a new member: its text, handed out once.
+// No `Debug`: it is the secret itself.
+pub struct NewToken {
+    text: String,
 }
 
 /// A token's secret: what proves it.
@@ -67,43 +73,43 @@ impl fmt::Debug for Secret {
     }
 }
 
-impl Token {
+impl NewToken {
     /// A fresh token for a member of `room`.
     pub fn generate(room: &RoomId) -> Self {
         let mut secret = [0; SECRET_BYTES];
         rand::rng().fill_bytes(&mut secret);
-        let mut text = [0; ROOM_TEXT];
-        let room_len = URL_SAFE_NO_PAD
-            .encode_slice(room.as_str(), &mut text)
-            .expect("a room id fits its part");
-        Self {
-            secret: Secret(secret),
-            room: text,
-            room_len,
-        }
+        let mut text = URL_SAFE_NO_PAD.encode(secret);
+        URL_SAFE_NO_PAD.encode_string(room.as_str(), &mut text);
+        Self { text }
     }
 
+    /// The token as requests will present it.
+    pub fn token(&self) -> Token<'_> {
+        Token::parse(&self.text).expect("a token made here has a token's shape")
+    }
+
+    /// The text to hand to the member, once, at join.
+    pub fn reveal(self) -> String {
+        self.text
+    }
+}
+
+impl<'a> Token<'a> {
     /// The token as a client sent it, if it has a token's shape: its
     /// secret, and a room part whose length could be one. What that part
     /// names is read by `room`, and proven by a backend.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &'a str) -> Option<Self> {
         if text.len() <= SECRET_TEXT || text.len() > SECRET_TEXT + ROOM_TEXT {
             return None;
         }
-        let (secret_text, room_text) = text.as_bytes().split_at(SECRET_TEXT);
+        let (secret_text, room) = text.as_bytes().split_at(SECRET_TEXT);
         let mut secret = [0; SECRET_BYTES];
         let written = URL_SAFE_NO_PAD
             .decode_slice(secret_text, &mut secret)
             .ok()?;
-        if written != SECRET_BYTES {
-            return None;
-        }
-        let mut room = [0; ROOM_TEXT];
-        room[..room_text.len()].copy_from_slice(room_text);
-        Some(Self {
+        (written == SECRET_BYTES).then_some(Self {
             secret: Secret(secret),
             room,
-            room_len: room_text.len(),
         })
     }
 
@@ -116,9 +122,7 @@ impl Token {
     pub fn room(&self) -> Option<RoomId> {
         // Room for what base64 may estimate before it knows the end.
         let mut bytes = [0; ROOM_ID_MAX + 3];
-        let written = URL_SAFE_NO_PAD
-            .decode_slice(&self.room[..self.room_len], &mut bytes)
-            .ok()?;
+        let written = URL_SAFE_NO_PAD.decode_slice(self.room, &mut bytes).ok()?;
         RoomId::parse(std::str::from_utf8(&bytes[..written]).ok()?).ok()
     }
 
@@ -129,11 +133,9 @@ impl Token {
     /// no proof of anything: the secret is the proof.
     pub fn room_fingerprint(&self) -> u64 {
         // FNV-1a: a few instructions a byte, and room parts are short.
-        self.room[..self.room_len]
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-                (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
+        self.room.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
     }
 
     /// What a backend keeps to check a token: the SHA-256 of its secret, so
@@ -142,19 +144,9 @@ impl Token {
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.secret.0).into()
     }
-
-    /// The text to hand to the member, once, at join.
-    pub fn reveal(&self) -> String {
-        let mut text = URL_SAFE_NO_PAD.encode(self.secret.0);
-        text.push_str(
-            std::str::from_utf8(&self.room[..self.room_len])
-                .expect("base64 is ASCII, and parse kept only what fits a room part"),
-        );
-        text
-    }
 }
 
-impl fmt::Debug for Token {
+impl fmt::Debug for Token<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token([redacted])")
     }
@@ -171,25 +163,29 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_compare() {
         let lobby = room("lobby");
-        let token = Token::generate(&lobby);
-        let text = token.reveal();
+        let new = NewToken::generate(&lobby);
+        let token = new.token();
+        let text = new.text.clone();
         assert_eq!(text.len(), 51);
         let parsed = Token::parse(&text).unwrap();
         assert!(parsed.secret().matches(token.secret()));
         assert_eq!(parsed.secret().selector(), token.secret().selector());
         assert_eq!(parsed.room(), Some(lobby.clone()));
         assert_eq!(parsed.room_fingerprint(), token.room_fingerprint());
-        assert!(!Token::generate(&lobby).secret().matches(token.secret()));
+        let other = NewToken::generate(&lobby);
+        assert!(!other.token().secret().matches(token.secret()));
+        let elsewhere = NewToken::generate(&room("lobby2"));
         assert_ne!(
-            Token::generate(&room("lobby2")).room_fingerprint(),
+            elsewhere.token().room_fingerprint(),
             token.room_fingerprint()
         );
+        assert_eq!(new.reveal(), text);
     }
 
     #[test]
     fn a_token_names_its_room_whatever_the_room_id() {
         for id in ["a", "Room-1_x.y~z", &"x".repeat(ROOM_ID_MAX)] {
-            let text = Token::generate(&room(id)).reveal();
+            let text = NewToken::generate(&room(id)).reveal();
             assert!(text.len() <= SECRET_TEXT + ROOM_TEXT, "{id}");
             assert!(
                 text.bytes()
@@ -202,7 +198,7 @@ mod tests {
 
     #[test]
     fn malformed_tokens_do_not_parse_or_name_no_room() {
-        let valid = Token::generate(&room("lobby")).reveal();
+        let valid = NewToken::generate(&room("lobby")).reveal();
         let secret = &valid[..SECRET_TEXT];
         for text in [
             "",
@@ -221,15 +217,16 @@ mod tests {
             "!!!!",
             &format!("{}=", &valid[SECRET_TEXT..]),
         ] {
-            let token = Token::parse(&format!("{secret}{part}"));
+            let text = format!("{secret}{part}");
+            let token = Token::parse(&text);
             assert!(token.and_then(|token| token.room()).is_none(), "{part:?}");
         }
     }
 
     #[test]
     fn a_token_never_shows_in_debug_output() {
-        let token = Token::generate(&room("lobby"));
-        let printed = format!("{token:?} {:?}", token.secret());
-        assert!(!printed.contains(&token.reveal()[..SECRET_TEXT]));
+        let new = NewToken::generate(&room("lobby"));
+        let printed = format!("{:?} {:?}", new.token(), new.token().secret());
+        assert!(!printed.contains(&new.reveal()[..SECRET_TEXT]));
     }
 }

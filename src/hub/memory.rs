@@ -30,7 +30,7 @@ use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::{Batch, Inbox, Limits};
 use crate::domain::room::{self, Actor, Admission, Occupancy, Recipients, Roster};
-use crate::domain::token::{Secret, Token};
+use crate::domain::token::{NewToken, Secret, Token};
 use crate::model::{
     LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
     RoomUpdatedData, RoomView, Timestamp,
@@ -241,17 +241,18 @@ impl MemoryHub {
     }
 
     /// The member `token` opens, if it was issued and its member is there.
-    pub(super) fn member_of_token(&self, token: &Token) -> Option<MemberRef> {
+    pub(super) fn member_of_token(&self, token: &Token<'_>) -> Option<MemberRef> {
         let issued = self.inner.tokens.get(&token.secret().selector())?;
         (issued.secret.matches(token.secret()) && issued.room == token.room_fingerprint())
             .then(|| issued.member.clone())
     }
 
-    fn issue_token(&self, member: MemberRef) -> Token {
+    fn issue_token(&self, member: MemberRef) -> NewToken {
         loop {
             // A selector is 64 random bits: a clash is all but impossible, but
             // it would hand one member's lookups to another, so draw again.
-            let token = Token::generate(&member.room);
+            let new = NewToken::generate(&member.room);
+            let token = new.token();
             let selector = token.secret().selector();
             if let dashmap::Entry::Vacant(slot) = self.inner.tokens.entry(selector) {
                 slot.insert(Issued {
@@ -259,7 +260,7 @@ impl MemoryHub {
                     room: token.room_fingerprint(),
                     member,
                 });
-                return token;
+                return new;
             }
         }
     }
@@ -359,7 +360,7 @@ impl MemoryHub {
                 .collect();
             room.members.push(Member {
                 view: view.clone(),
-                token_selector: token.secret().selector(),
+                token_selector: token.token().secret().selector(),
                 inbox: Inbox::default(),
                 wake: Arc::default(),
                 places: Arc::default(),
@@ -564,7 +565,7 @@ impl Backend for MemoryHub {
         Ok(())
     }
 
-    async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, Refusal> {
+    async fn authenticate(&self, token: &Token<'_>) -> Result<Option<MemberRef>, Refusal> {
         Ok(self.member_of_token(token))
     }
 

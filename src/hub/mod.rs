@@ -36,7 +36,7 @@ use crate::domain::inbox::Limits;
 pub use crate::domain::room::Actor;
 use crate::domain::room::CapacityBounds;
 pub use crate::domain::token::MemberRef;
-use crate::domain::token::Token;
+use crate::domain::token::{NewToken, Token};
 use crate::model::{MemberView, RoomId, RoomSummary, RoomView, SignalType, Timestamp};
 
 /// The settings the state enforces.
@@ -89,7 +89,7 @@ pub struct Joined {
     pub room_id: RoomId,
     pub member: MemberView,
     /// The member's secret, handed to it once.
-    pub token: Token,
+    pub token: NewToken,
     /// Whether this join created the room, and so owns it.
     pub owner: bool,
     pub capacity: u32,
@@ -114,7 +114,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// constant time).
     fn authenticate(
         &self,
-        token: &Token,
+        token: &Token<'_>,
     ) -> impl Future<Output = Result<Option<MemberRef>, Refusal>> + Send;
 
     /// Joins `room_id`, creating the room if needed, as `room::admit`
@@ -227,7 +227,7 @@ impl Hub {
     }
 
     /// See `Backend::authenticate`.
-    pub async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, Refusal> {
+    pub async fn authenticate(&self, token: &Token<'_>) -> Result<Option<MemberRef>, Refusal> {
         match self {
             // Every request's first call, and the memory backend's is
             // done at once: called as the plain function it is, not through

@@ -20,7 +20,7 @@ use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::room::{self, Actor};
-use crate::domain::token::Token;
+use crate::domain::token::{NewToken, Token};
 use crate::hub::{JoinSpec, Joined, MemberRef};
 use crate::model::{MemberJoinedData, RoomId, Timestamp};
 
@@ -30,7 +30,7 @@ impl RedisHub {
     /// digest of its secret.
     pub(super) async fn member_of_token(
         &self,
-        token: &Token,
+        token: &Token<'_>,
     ) -> Result<Option<MemberRef>, Refusal> {
         let Some(room) = token.room() else {
             return Ok(None);
@@ -67,7 +67,8 @@ impl RedisHub {
         let view = spec.into_view();
         // Before anything is written: there is nothing to undo if it fails.
         let view_json = serde_json::to_string(&view).map_err(|_| Refusal::Internal)?;
-        let token = Token::generate(&room_id);
+        let new = NewToken::generate(&room_id);
+        let token = new.token();
         let idle_entry = Self::idle_entry(&room_id, view.id);
         let idle_key = self.key("idle");
         let epoch = Uuid::new_v4().simple().to_string();
@@ -162,7 +163,7 @@ impl RedisHub {
         Ok(Joined {
             room_id,
             member: view,
-            token,
+            token: new,
             owner: creating,
             capacity,
             members,

@@ -202,7 +202,7 @@ impl RedisHub {
     }
 
     /// The key of a token's entry among its room's keys.
-    fn token_key(&self, room: &RoomId, token: &Token) -> String {
+    fn token_key(&self, room: &RoomId, token: &Token<'_>) -> String {
         format!(
             "{}:{{{room}}}:t:{:016x}",
             self.inner.prefix,
@@ -280,7 +280,7 @@ impl Backend for RedisHub {
         self.ping().await
     }
 
-    async fn authenticate(&self, token: &Token) -> Result<Option<MemberRef>, Refusal> {
+    async fn authenticate(&self, token: &Token<'_>) -> Result<Option<MemberRef>, Refusal> {
         self.member_of_token(token).await
     }
 
