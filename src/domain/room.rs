@@ -124,7 +124,7 @@ pub fn may_lock<R: Roster>(actor: Actor, room: Option<&R>) -> Result<(), Refusal
 }
 
 /// The admin may act on any room there is; a member, when `allowed` says
-/// so. Nobody learns from a 404 which rooms exist but the admin.
+/// so. Nobody but the admin learns from a refusal which rooms exist.
 fn may_act<R: Roster>(
     actor: Actor,
     room: Option<&R>,

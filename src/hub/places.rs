@@ -8,7 +8,7 @@ use crate::domain::Refusal;
 
 /// Waiting polls one member may hold at once. A client has one in flight;
 /// a few more cover polls whose client went away unseen behind a proxy.
-/// Past it a poll answers 429: without it one member could hold every
+/// Past it a poll is refused: without it one member could hold every
 /// place of `max_readers`, and each event to it would wake them all.
 pub const POLLS_PER_MEMBER: u32 = 4;
 

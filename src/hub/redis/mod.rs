@@ -27,7 +27,8 @@
 //!
 //! A node keeps two Redis connections whatever it serves: one multiplexed
 //! connection for commands and one for its subscription. Both reconnect by
-//! themselves; while Redis is unreachable, calls answer 503 at once.
+//! themselves; while Redis is unreachable, calls are refused at once
+//! (`Refusal::Unavailable`).
 
 //!
 //! The code is split by concern: `script` runs the Lua scripts and reads
