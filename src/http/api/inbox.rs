@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::AppState;
-use crate::http::api::{TAG_INBOX, written_json};
+use crate::http::api::{MemberParams, TAG_INBOX, written_json};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{MemberPath, QueryParams};
@@ -61,8 +61,7 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
     path = "/rooms/{room_id}/members/{member_id}/events",
     tag = TAG_INBOX,
     params(
-        ("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$"),
-        ("member_id" = uuid::Uuid, Path, description = "The member whose inbox this is"),
+        MemberParams,
         ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event id"),
         StreamQuery,
     ),
@@ -183,8 +182,7 @@ impl<'de> Deserialize<'de> for PollTimeout {
     path = "/rooms/{room_id}/members/{member_id}/poll",
     tag = TAG_INBOX,
     params(
-        ("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$"),
-        ("member_id" = uuid::Uuid, Path, description = "The member whose inbox this is"),
+        MemberParams,
         PollQuery,
     ),
     security(("bearer" = []), ("token" = []), ("cookie" = [])),

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::AppState;
-use crate::http::api::TAG_ROOMS;
+use crate::http::api::{RoomParam, TAG_ROOMS};
 use crate::http::auth::member_cookie;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ClientAddr, JsonBody, RoomPath};
@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     post,
     path = "/rooms/{room_id}/join",
     tag = TAG_ROOMS,
-    params(("room_id" = String, Path, description = "1 to 64 characters of `A-Z a-z 0-9 . _ ~ -`, not `.` or `..`; case-sensitive", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$")),
+    params(RoomParam),
     request_body(content = Option<JoinRequest>, description = "Optional: name, metadata, and the capacity of a room this join creates"),
     responses(
         (status = 201, description = "Joined", body = JoinResponse,

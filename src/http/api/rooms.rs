@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::AppState;
-use crate::http::api::TAG_ROOMS;
+use crate::http::api::{MemberParams, RoomParam, TAG_ROOMS};
 use crate::http::auth::{Caller, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{JsonBody, MemberPath, RoomPath};
@@ -39,7 +39,7 @@ fn actor(caller: &Caller, room: &RoomId) -> Result<Actor, ApiError> {
     get,
     path = "/rooms/{room_id}",
     tag = TAG_ROOMS,
-    params(("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$")),
+    params(RoomParam),
     security(("bearer" = []), ("token" = [])),
     responses(
         (status = 200, description = "The room", body = RoomView),
@@ -67,7 +67,7 @@ async fn get_room(
     patch,
     path = "/rooms/{room_id}",
     tag = TAG_ROOMS,
-    params(("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$")),
+    params(RoomParam),
     request_body = RoomPatch,
     security(("bearer" = []), ("token" = [])),
     responses(
@@ -103,8 +103,7 @@ async fn patch_room(
     path = "/rooms/{room_id}/members/{member_id}",
     tag = TAG_ROOMS,
     params(
-        ("room_id" = String, Path, description = "The room id", pattern = r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63}|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,62}|\.\.[A-Za-z0-9._~-]{1,62})$"),
-        ("member_id" = uuid::Uuid, Path, description = "The member to remove"),
+        MemberParams,
     ),
     security(("bearer" = []), ("token" = []), ("cookie" = [])),
     responses(
