@@ -36,6 +36,8 @@ Examples:
       Serve every interface; the admin token opens GET /rooms.
   signalpost --redis-url redis://10.0.0.5:6379
       One node of several sharing one Redis, behind any load balancer.
+  signalpost --redis-sentinel 10.0.0.7:26379,10.0.0.8:26379,10.0.0.9:26379
+      The same, on the primary that Redis Sentinel names, through failovers.
   signalpost --stun-url stun:turn.example.com:3478 --turn-uri turn:turn.example.com:3478 \\
              --turn-secret \"$TURN_SECRET\"
       Hand out STUN and per-member TURN credentials (coturn use-auth-secret).
@@ -285,6 +287,30 @@ pub struct Config {
     #[arg(help_heading = "Several nodes")]
     pub redis_url: Option<String>,
 
+    /// Instead of one fixed --redis-url, follow the primary these Redis
+    /// Sentinels name (`host:port`, repeatable): when they fail it over to a
+    /// replica, every node moves to the new primary within a second,
+    /// without a restart.
+    #[arg(
+        long,
+        env = "SIGNALPOST_REDIS_SENTINEL",
+        value_name = "ADDR",
+        value_delimiter = ',',
+        conflicts_with = "redis_url"
+    )]
+    #[arg(help_heading = "Several nodes")]
+    pub redis_sentinel: Vec<String>,
+
+    /// The name the Sentinels monitor the primary under.
+    #[arg(
+        long,
+        env = "SIGNALPOST_REDIS_MASTER_NAME",
+        value_name = "NAME",
+        default_value = "mymaster"
+    )]
+    #[arg(help_heading = "Several nodes")]
+    pub redis_master_name: String,
+
     /// Prefix of every key and channel in Redis, so that several services
     /// can share one Redis.
     #[arg(
@@ -377,6 +403,8 @@ impl std::fmt::Debug for Config {
             .field("turn_ttl", &self.turn_ttl)
             // A Redis URL may carry a password.
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("redis_sentinel", &self.redis_sentinel)
+            .field("redis_master_name", &self.redis_master_name)
             .field("redis_prefix", &self.redis_prefix)
             .finish()
     }

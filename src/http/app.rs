@@ -22,7 +22,7 @@ use crate::http::api::ice::IceConfig;
 use crate::http::auth::AdminToken;
 use crate::http::error::{ApiError, Problem};
 use crate::http::{api, web};
-use crate::hub::{Hub, Settings};
+use crate::hub::{Hub, RedisPrimary, Settings};
 use crate::model::{
     GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
 };
@@ -74,9 +74,17 @@ impl AppState {
             max_members: config.max_members,
             max_readers: config.max_streams,
         };
-        let hub = match &config.redis_url {
+        let primary = match (&config.redis_url, config.redis_sentinel.is_empty()) {
+            (Some(url), _) => Some(RedisPrimary::Url(url.clone())),
+            (None, false) => Some(RedisPrimary::Sentinel {
+                sentinels: config.redis_sentinel.clone(),
+                name: config.redis_master_name.clone(),
+            }),
+            (None, true) => None,
+        };
+        let hub = match primary {
             None => Hub::memory(settings),
-            Some(url) => Hub::redis(url, config.redis_prefix.clone(), settings).await?,
+            Some(primary) => Hub::redis(primary, config.redis_prefix.clone(), settings).await?,
         };
         let ice = IceConfig {
             stun_urls: config.stun_url.clone(),

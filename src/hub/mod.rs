@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 pub use self::memory::MemoryHub;
 pub use self::places::POLLS_PER_MEMBER;
-pub use self::redis::RedisHub;
+pub use self::redis::{Primary as RedisPrimary, RedisHub};
 use self::subscription::AnyReader;
 pub use self::subscription::{InboxReader, ReaderKind, Subscription};
 use crate::domain::Refusal;
@@ -208,9 +208,13 @@ impl Hub {
         Self::Memory(MemoryHub::new(settings))
     }
 
-    /// The Redis backend at `url`, its keys under `prefix`.
-    pub async fn redis(url: &str, prefix: String, settings: Settings) -> std::io::Result<Self> {
-        RedisHub::connect(url, prefix, settings)
+    /// The Redis backend on `primary`, its keys under `prefix`.
+    pub async fn redis(
+        primary: RedisPrimary,
+        prefix: String,
+        settings: Settings,
+    ) -> std::io::Result<Self> {
+        RedisHub::connect(primary, prefix, settings)
             .await
             .map(Self::Redis)
             .map_err(|error| std::io::Error::other(format!("cannot use redis: {error}")))

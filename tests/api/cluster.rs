@@ -509,3 +509,128 @@ async fn a_node_killed_at_any_instant_leaves_no_key_behind() {
         );
     }
 }
+
+/// `INFO replication` of `server`, as `field → value`.
+async fn replication(
+    server: &crate::redis_server::RedisServer,
+) -> std::collections::HashMap<String, String> {
+    redis_info(server, "replication").await
+}
+
+/// Sentinel's view of the primary named `name`, as `field → value`.
+async fn sentinel_view(
+    sentinel: &crate::redis_server::RedisServer,
+    name: &str,
+) -> std::collections::HashMap<String, String> {
+    let client = redis::Client::open(sentinel.url()).expect("the Sentinel's URL is valid");
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+        return Default::default();
+    };
+    let fields: Vec<String> = redis::cmd("SENTINEL")
+        .arg("master")
+        .arg(name)
+        .query_async(&mut connection)
+        .await
+        .unwrap_or_default();
+    fields
+        .chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_primary_killed_under_load_fails_over_to_its_replica_without_a_node_restart() {
+    use crate::redis_server::RedisServer;
+    let mut primary = RedisServer::start().await;
+    let replica = RedisServer::replica_of(&primary).await;
+    let sentinels = join_all((0..3).map(|_| RedisServer::sentinel(&primary, "failover"))).await;
+    // Each Sentinel knows the replica and the two others, or they could
+    // not agree on a failover.
+    for sentinel in &sentinels {
+        eventually(
+            "a Sentinel knows its replica and peers",
+            4 * DEADLINE,
+            || async {
+                let view = sentinel_view(sentinel, "failover").await;
+                view.get("num-slaves").map(String::as_str) == Some("1")
+                    && view.get("num-other-sentinels").map(String::as_str) == Some("2")
+            },
+        )
+        .await;
+    }
+    let addrs: Vec<String> = sentinels
+        .iter()
+        .map(|sentinel| format!("127.0.0.1:{}", sentinel.port))
+        .collect();
+    let addrs = addrs.join(",");
+    let args = [
+        "--redis-sentinel",
+        &addrs,
+        "--redis-master-name",
+        "failover",
+        "--admin-token",
+        ADMIN_TOKEN,
+    ];
+    let processes = join_all((0..2).map(|_| ServerProcess::start(&args, &[]))).await;
+    let nodes: Vec<TestApp> = processes
+        .iter()
+        .map(|process| TestApp::at(process.addr))
+        .collect();
+    let alice = nodes[0].join("failover").await;
+    let bob = nodes[1].join("failover").await;
+    nodes[1]
+        .signal(&bob, Some(&alice), "note", json!("before"))
+        .await;
+    // The members are on the replica before the primary dies: replication
+    // is asynchronous, and what it had not copied would be lost.
+    eventually("the replica has everything", DEADLINE, || async {
+        let offset = |info: &std::collections::HashMap<String, String>| {
+            info.get("master_repl_offset").cloned()
+        };
+        let (on_primary, on_replica) = (
+            offset(&replication(&primary).await),
+            offset(&replication(&replica).await),
+        );
+        on_primary.is_some() && on_primary == on_replica
+    })
+    .await;
+
+    primary.stop().await;
+    // While Sentinel switches, a signal answers 503 `server_busy` with
+    // `Retry-After`, and nothing else; then 202 on the new primary.
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    eventually("signals are accepted again", 6 * DEADLINE, || async {
+        let response = nodes[1]
+            .send(&bob.token, Some(&alice.member_id), "note", json!("after"))
+            .await;
+        match response.status().as_u16() {
+            202 => {
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                assert_problem(response, 503, "server_busy").await;
+                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            status => panic!("a signal during the switch-over answered {status}"),
+        }
+    })
+    .await;
+    assert!(
+        refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the switch-over was seen as 503 server_busy"
+    );
+    // Alice, on the other node, reads both signals from the new primary.
+    let mut stream = nodes[0].open_events(&alice, None).await;
+    stream.expect_ready(&alice, 0).await;
+    stream.expect("member-joined").await;
+    assert_eq!(
+        stream.expect_signal().await.data["payload"],
+        json!("before")
+    );
+    assert_eq!(stream.expect_signal().await.data["payload"], json!("after"));
+    drop(processes);
+}

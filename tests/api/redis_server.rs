@@ -1,6 +1,7 @@
 //! A real `redis-server` (the Debian package) for the tests of the shared
 //! backend: started on a free loopback port in a fresh folder, stopped by
-//! pid, and restartable on the same port with its data (append-only file).
+//! pid, and restartable on the same port with its data (append-only file);
+//! or a replica of one, or a Sentinel that monitors one.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -14,11 +15,37 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    role: Role,
+}
+
+/// What a `RedisServer` runs as.
+#[derive(Clone)]
+enum Role {
+    Primary,
+    /// A replica of the server on this port.
+    Replica(u16),
+    /// A Sentinel that monitors the primary on this port under this name.
+    Sentinel(u16, String),
 }
 
 impl RedisServer {
     /// Starts a server and returns once it accepts connections.
     pub async fn start() -> RedisServer {
+        Self::start_as(Role::Primary).await
+    }
+
+    /// Starts a replica of `primary`.
+    pub async fn replica_of(primary: &RedisServer) -> RedisServer {
+        Self::start_as(Role::Replica(primary.port)).await
+    }
+
+    /// Starts a Sentinel that monitors `primary` as `name`, with a quorum
+    /// of two, and fails it over once it has not answered for a second.
+    pub async fn sentinel(primary: &RedisServer, name: &str) -> RedisServer {
+        Self::start_as(Role::Sentinel(primary.port, name.to_owned())).await
+    }
+
+    async fn start_as(role: Role) -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
             "signalpost-redis-{}-{}",
             std::process::id(),
@@ -29,6 +56,7 @@ impl RedisServer {
             port: 0,
             dir,
             child: None,
+            role,
         };
         // The free port is free when asked, not always when redis-server
         // binds it (the tests run side by side): then another one.
@@ -48,18 +76,46 @@ impl RedisServer {
     /// Runs redis-server on `self.port`; false when it could not (the port
     /// was taken meanwhile).
     async fn run(&mut self) -> bool {
-        let mut child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
+        let mut command = Command::new("redis-server");
+        let ready_line = match &self.role {
+            Role::Sentinel(primary, name) => {
+                // A Sentinel rewrites its configuration file: one of its own.
+                let config = self.dir.join("sentinel.conf");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         sentinel monitor {name} 127.0.0.1 {primary} 2\n\
+                         sentinel down-after-milliseconds {name} 1000\n\
+                         sentinel failover-timeout {name} 5000\n",
+                        port = self.port,
+                        dir = self.dir.display(),
+                    ),
+                )
+                .expect("the Sentinel's configuration is written");
+                command.arg(&config).arg("--sentinel");
+                "+monitor master"
+            }
+            role => {
+                command
+                    .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+                    .args([
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "always",
+                    ])
+                    .arg("--dir")
+                    .arg(&self.dir);
+                if let Role::Replica(primary) = role {
+                    command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+                }
+                "Ready to accept connections"
+            }
+        };
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -69,7 +125,7 @@ impl RedisServer {
         let mut lines = BufReader::new(stdout).lines();
         let ready = async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("Ready to accept connections") {
+                if line.contains(ready_line) {
                     return true;
                 }
             }

@@ -79,10 +79,10 @@ pub struct RedisHub {
 
 struct Shared {
     settings: Settings,
-    connection: ConnectionManager,
-    /// The subscription's connection, pinged at every reaper tick so that
-    /// it reconnects after an outage even though nothing else is sent on it.
-    subscriber: ConnectionManager,
+    /// Where the primary is.
+    primary: Primary,
+    /// The connections to it: replaced when Sentinel names another.
+    links: std::sync::RwLock<Links>,
     scripts: Scripts,
     /// Key prefix, `--redis-prefix`.
     prefix: String,
@@ -119,12 +119,78 @@ struct LocalMember {
     places: Arc<MemberPlaces>,
 }
 
-impl RedisHub {
-    /// Connects to Redis at `url` and subscribes to this node's channel.
-    pub async fn connect(
+/// Where the primary is: one fixed URL, or wherever Sentinel says.
+#[derive(Clone)]
+pub enum Primary {
+    Url(String),
+    /// `host:port` of each Sentinel, and the name they monitor the primary
+    /// under.
+    Sentinel {
+        sentinels: Vec<String>,
+        name: String,
+    },
+}
+
+impl Primary {
+    /// The primary's URL now: the fixed one, or the first answer of a
+    /// Sentinel.
+    async fn url(&self) -> Result<String, ::redis::RedisError> {
+        let (sentinels, name) = match self {
+            Primary::Url(url) => return Ok(url.clone()),
+            Primary::Sentinel { sentinels, name } => (sentinels, name),
+        };
+        let mut last = None;
+        for sentinel in sentinels {
+            let asked = async {
+                let client = Client::open(format!("redis://{sentinel}"))?;
+                let mut connection = client.get_multiplexed_async_connection().await?;
+                ::redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(name)
+                    .query_async::<Option<(String, u16)>>(&mut connection)
+                    .await
+            };
+            match tokio::time::timeout(SENTINEL_TIMEOUT, asked).await {
+                Ok(Ok(Some((host, port)))) => return Ok(format!("redis://{host}:{port}")),
+                Ok(Ok(None)) => {
+                    last = Some(::redis::RedisError::from((
+                        ::redis::ErrorKind::InvalidClientConfig,
+                        "no Sentinel monitors this name",
+                        name.clone(),
+                    )));
+                }
+                Ok(Err(error)) => last = Some(error),
+                Err(_) => {}
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ::redis::RedisError::from((::redis::ErrorKind::Io, "no Sentinel answered in time"))
+        }))
+    }
+}
+
+/// How long one Sentinel may take to name the primary.
+const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The two connections to the primary: commands, and this node's
+/// subscription.
+#[derive(Clone)]
+struct Links {
+    /// The primary they go to.
+    url: String,
+    connection: ConnectionManager,
+    /// The subscription's connection, pinged at every reaper tick so that
+    /// it reconnects after an outage even though nothing else is sent on it.
+    subscriber: ConnectionManager,
+}
+
+impl Links {
+    /// Connects to the primary at `url` and subscribes to `channel`, whose
+    /// messages wake the readers in `local`.
+    async fn open(
         url: &str,
-        prefix: String,
-        settings: Settings,
+        channel: &str,
+        local: &Arc<DashMap<(RoomId, Uuid), LocalMember>>,
     ) -> Result<Self, ::redis::RedisError> {
         let info = ::redis::IntoConnectionInfo::into_connection_info(url)?;
         // RESP3, for the subscription's messages on a multiplexed connection.
@@ -139,12 +205,7 @@ impl RedisHub {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let connection = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-
-        let local: Arc<DashMap<(RoomId, Uuid), LocalMember>> = Arc::new(DashMap::new());
-        let node = Uuid::new_v4().simple().to_string();
-        let wake_prefix = format!("{prefix}:wake:");
-        let channel = format!("{wake_prefix}{node}");
-        let wake_local = Arc::clone(&local);
+        let wake_local = Arc::clone(local);
         let lost = Arc::new(AtomicBool::new(false));
         // Runs on the connection's own task, for each message: nothing
         // queues, whatever the rate of wake-ups.
@@ -159,9 +220,7 @@ impl RedisHub {
                 // Subscribed again after an outage: whatever was published
                 // meanwhile is lost, so every reader here looks again.
                 PushKind::Subscribe if lost.swap(false, Ordering::Relaxed) => {
-                    for member in wake_local.iter() {
-                        member.wake.wake();
-                    }
+                    wake_all(&wake_local);
                 }
                 _ => {}
             }
@@ -174,13 +233,44 @@ impl RedisHub {
                 .set_automatic_resubscription(),
         )
         .await?;
-        subscriber.subscribe(&channel).await?;
+        subscriber.subscribe(channel).await?;
+        Ok(Self {
+            url: url.to_owned(),
+            connection,
+            subscriber,
+        })
+    }
+}
+
+/// Wakes every reader on this node: what was published to it may be lost.
+fn wake_all(local: &DashMap<(RoomId, Uuid), LocalMember>) {
+    for member in local.iter() {
+        member.wake.wake();
+    }
+}
+
+impl RedisHub {
+    /// Connects to the primary and subscribes to this node's channel.
+    pub async fn connect(
+        primary: Primary,
+        prefix: String,
+        settings: Settings,
+    ) -> Result<Self, ::redis::RedisError> {
+        let local: Arc<DashMap<(RoomId, Uuid), LocalMember>> = Arc::new(DashMap::new());
+        let node = Uuid::new_v4().simple().to_string();
+        let wake_prefix = format!("{prefix}:wake:");
+        let links = Links::open(
+            &primary.url().await?,
+            &format!("{wake_prefix}{node}"),
+            &local,
+        )
+        .await?;
         info!(%node, "connected to redis");
         Ok(Self {
             inner: Arc::new(Shared {
                 settings,
-                connection,
-                subscriber,
+                primary,
+                links: std::sync::RwLock::new(links),
                 scripts: Scripts::new(),
                 prefix,
                 node,
@@ -194,8 +284,42 @@ impl RedisHub {
         })
     }
 
+    fn links(&self) -> Links {
+        // Nothing panics while holding it; poisoned links still connect.
+        self.inner
+            .links
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// With Sentinel: moves to the primary Sentinel names, when it is
+    /// another than the one this node talks to (a failover), and has every
+    /// reader here look again. Called at every reaper tick.
+    async fn follow_primary(&self) -> Result<(), Refusal> {
+        if matches!(self.inner.primary, Primary::Url(_)) {
+            return Ok(());
+        }
+        let url = self.inner.primary.url().await.map_err(unavailable)?;
+        if url == self.links().url {
+            return Ok(());
+        }
+        let channel = format!("{}{}", self.inner.wake_prefix, self.inner.node);
+        let links = Links::open(&url, &channel, &self.inner.local)
+            .await
+            .map_err(unavailable)?;
+        *self
+            .inner
+            .links
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = links;
+        warn!(primary = %url, "redis failed over; following the new primary");
+        wake_all(&self.inner.local);
+        Ok(())
+    }
+
     fn connection(&self) -> ConnectionManager {
-        self.inner.connection.clone()
+        self.links().connection
     }
 
     fn key(&self, name: &str) -> String {
@@ -242,7 +366,8 @@ impl RedisHub {
     /// or wake-ups from other nodes would be lost. A PING on a broken
     /// connection also makes it reconnect (and subscribe again).
     async fn ping(&self) -> Result<(), Refusal> {
-        for connection in [&self.inner.connection, &self.inner.subscriber] {
+        let links = self.links();
+        for connection in [&links.connection, &links.subscriber] {
             let pong: String = ::redis::cmd("PING")
                 .query_async(&mut connection.clone())
                 .await

@@ -21,8 +21,10 @@ impl RedisHub {
     /// Removes the members nobody has read for longer than the member
     /// timeout. Every node runs it; the script removes each member once.
     pub(super) async fn reap_idle(&self) -> Result<usize, Refusal> {
-        // First, so that after an outage the subscription is back within a
-        // tick even on a node nobody sends requests to.
+        // First, so that after a failover every node is on the new primary
+        // within a tick, and after an outage the subscription is back within
+        // a tick even on a node nobody sends requests to.
+        self.follow_primary().await?;
         self.ping().await?;
         let mut connection = self.connection();
         let (secs, micros): (u64, u64) = ::redis::cmd("TIME")
