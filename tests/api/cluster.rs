@@ -372,9 +372,14 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_two_round_trips()
     let after = redis_info(&redis, "commandstats").await;
     let delta = |command: &str| calls(&after, command) - calls(&before, command);
     assert_eq!(
-        (delta("get"), delta("evalsha"), delta("eval")),
-        (20, 20, 0),
-        "each signal: one token lookup and one script (the commands a script runs inside Redis are no round trip)"
+        (
+            delta("get"),
+            delta("fcall"),
+            delta("evalsha"),
+            delta("eval")
+        ),
+        (20, 20, 0, 0),
+        "each signal: one token lookup and one function call (the commands a function runs inside Redis are no round trip)"
     );
 }
 
@@ -633,4 +638,27 @@ async fn a_primary_killed_under_load_fails_over_to_its_replica_without_a_node_re
     );
     assert_eq!(stream.expect_signal().await.data["payload"], json!("after"));
     drop(processes);
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_the_functions_is_given_them_again() {
+    let (redis, _processes, nodes) = cluster(1, &[]).await;
+    let alice = nodes[0].join("flushed").await;
+    let bob = nodes[0].join("flushed").await;
+    // As a Redis restarted without its data would be.
+    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test connects to its Redis");
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut connection)
+        .await
+        .expect("FUNCTION FLUSH answers");
+    let recipients = nodes[0].signal(&bob, Some(&alice), "note", json!(1)).await;
+    assert_eq!(
+        recipients, 1,
+        "the signal went through once the functions were back"
+    );
 }

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use tracing::info;
 use uuid::Uuid;
 
-use super::script::{into_string, into_u64, parse_views, refusal};
+use super::script::{RoomFn, into_string, into_u64, parse_views, refusal};
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
@@ -114,7 +114,7 @@ impl RedisHub {
         let digest = hex(&token.digest());
         let reply = self
             .run(
-                &self.inner.scripts.join,
+                RoomFn::Join,
                 &room_id,
                 &[
                     &member_id,
@@ -209,7 +209,7 @@ impl RedisHub {
         let timeout_ms = self.inner.settings.member_timeout.as_millis().to_string();
         let reply = self
             .run(
-                &self.inner.scripts.remove,
+                RoomFn::Remove,
                 room_id,
                 &[&target.to_string(), actor, &timeout_ms],
             )

@@ -13,11 +13,12 @@
 //! - on each node, only what cannot be shared: its open readers and the
 //!   `Readers` that wakes them.
 //!
-//! Every change to a room is one Lua script (`*.lua` beside this file), so
-//! it is atomic however many nodes race: capacity, lock, inbox bounds. A
-//! relayed signal costs two round trips: the token lookup and the script.
-//! A script that puts an event in an inbox wakes that member's readers: on
-//! this node directly, on the others by publishing to their own channel.
+//! Every change to a room is one call of a Lua function (`*.lua` beside
+//! this file, one library loaded by each node), so it is atomic however
+//! many nodes race: capacity, lock, inbox bounds. A relayed signal costs
+//! two round trips: the token lookup and the function. A function that
+//! puts an event in an inbox wakes that member's readers: on this node
+//! directly, on the others by publishing to their own channel.
 //!
 //! A call that takes more than one round trip and must make all of them
 //! (a join, a removal, opening a reader) runs on a task of its own: a
@@ -265,13 +266,15 @@ impl RedisHub {
             &local,
         )
         .await?;
+        let scripts = Scripts::new();
+        scripts.load(&mut links.connection.clone()).await?;
         info!(%node, "connected to redis");
         Ok(Self {
             inner: Arc::new(Shared {
                 settings,
                 primary,
                 links: std::sync::RwLock::new(links),
-                scripts: Scripts::new(),
+                scripts,
                 prefix,
                 node,
                 local,
@@ -306,6 +309,12 @@ impl RedisHub {
         }
         let channel = format!("{}{}", self.inner.wake_prefix, self.inner.node);
         let links = Links::open(&url, &channel, &self.inner.local)
+            .await
+            .map_err(unavailable)?;
+        // Replicas have the functions already; a primary put in by hand may not.
+        self.inner
+            .scripts
+            .load(&mut links.connection.clone())
             .await
             .map_err(unavailable)?;
         *self

@@ -1,29 +1,40 @@
--- What every script shares: one room's keys, the inbox rules of
--- src/domain/inbox.rs written again over a Redis stream, and wake-ups.
+-- The head of the library of room functions (`script.rs` puts each
+-- `*.lua` beside this file after it, as a function of its own): one room's
+-- keys, the inbox rules of src/domain/inbox.rs written again over a Redis
+-- stream, and wake-ups. Loaded once, not run again for every call.
 --
 -- KEYS[1] is the room's key prefix, `<prefix>:{<room>}:`: the hash tag puts
--- every key of one room in one cluster slot, so each script stays in one.
+-- every key of one room in one cluster slot, so each call stays in one.
 -- ARGV[1..6]: undelivered events limit, undelivered bytes limit, headroom,
 -- this node's id, the wake channel prefix, the room id. ARGV[7..] are the
--- script's own.
+-- function's own.
 --
 -- A member's inbox is the stream `i:<id>`, whose entry ids are
 -- `0-<event id>`, with its counters in the hash `m:<id>`; `n:<id>` counts
 -- its open readers by node, the nodes to wake. Counts, not a set: a reader
 -- closing and another opening on one node may reach Redis in either order.
 
-local K = KEYS[1]
-local EVENTS, BYTES, HEADROOM = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local NODE, WAKE, ROOM_ID = ARGV[4], ARGV[5], ARGV[6]
--- Limits::MEMBER_EVENT_MAX in src/domain/inbox.rs.
-local HARD_EVENTS = EVENTS + HEADROOM
-local HARD_BYTES = BYTES + HEADROOM * (4096 + 512)
-local ROOM, MEMBERS = K .. 'room', K .. 'members'
--- Every script answers {status, local_wakes, dropped, ...}.
+-- Set by `setup` at the start of every call: Redis runs one call at a
+-- time, so the library's functions share these as a script's locals would.
+local K, EVENTS, BYTES, HEADROOM, NODE, WAKE, ROOM_ID
+local HARD_EVENTS, HARD_BYTES, ROOM, MEMBERS
+-- Every function answers {status, local_wakes, dropped, ...}.
 -- Members whose readers live on this node: the caller wakes them itself.
-local local_wakes = {}
+local local_wakes
 -- Undelivered events let go past an inbox's hard bound, for the metrics.
-local dropped = 0
+local dropped
+
+local function setup(keys, args)
+  K = keys[1]
+  EVENTS, BYTES, HEADROOM = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])
+  NODE, WAKE, ROOM_ID = args[4], args[5], args[6]
+  -- Limits::MEMBER_EVENT_MAX in src/domain/inbox.rs.
+  HARD_EVENTS = EVENTS + HEADROOM
+  HARD_BYTES = BYTES + HEADROOM * (4096 + 512)
+  ROOM, MEMBERS = K .. 'room', K .. 'members'
+  local_wakes = {}
+  dropped = 0
+end
 
 local function now_ms()
   local t = redis.call('TIME')

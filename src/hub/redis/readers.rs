@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use tracing::warn;
 
 use super::RedisHub;
-use super::script::{into_array, into_string, into_u64, refusal};
+use super::script::{RoomFn, into_array, into_string, into_u64, refusal};
 use crate::domain::Refusal;
 use crate::domain::event::{EventBody, SIGNAL};
 use crate::domain::inbox::{Batch, Entry, Item};
@@ -75,7 +75,7 @@ impl RedisHub {
         let given = given.map(|id| id.to_string()).unwrap_or_default();
         let reply = self
             .run(
-                &shared.scripts.open,
+                RoomFn::Open,
                 &member_ref.room,
                 &[&member_ref.member.to_string(), mode, &given],
             )
@@ -137,11 +137,7 @@ impl RedisReader {
         async move {
             let cursor = after.to_string();
             let reply = hub
-                .run(
-                    &hub.inner.scripts.read,
-                    &room,
-                    &[&member, &cursor, &generation],
-                )
+                .run(RoomFn::Read, &room, &[&member, &cursor, &generation])
                 .await
                 .ok()?;
             if reply.status != "ok" {

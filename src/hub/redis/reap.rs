@@ -8,6 +8,7 @@ use ::redis::AsyncCommands;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use super::script::RoomFn;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::model::RoomId;
@@ -113,7 +114,7 @@ impl RedisHub {
         member: Uuid,
         how: &str,
     ) -> Result<(), Refusal> {
-        self.run(&self.inner.scripts.touch, room, &[&member.to_string(), how])
+        self.run(RoomFn::Touch, room, &[&member.to_string(), how])
             .await
             .map(drop)
     }

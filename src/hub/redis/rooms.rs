@@ -9,7 +9,7 @@ use std::time::Instant;
 use ::redis::{AsyncCommands, Value};
 use uuid::Uuid;
 
-use super::script::{into_string, into_u64, parse_views, refusal};
+use super::script::{RoomFn, into_string, into_u64, parse_views, refusal};
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
@@ -35,7 +35,7 @@ impl RedisHub {
         let to = to.map(|to| to.to_string()).unwrap_or_default();
         let reply = self
             .run(
-                &self.inner.scripts.signal,
+                RoomFn::Signal,
                 &from.room,
                 &[&from.member.to_string(), &to, &body.json()],
             )
@@ -57,9 +57,7 @@ impl RedisHub {
             Actor::Admin => "admin".to_owned(),
             Actor::Member(caller) => caller.to_string(),
         };
-        let reply = self
-            .run(&self.inner.scripts.room, room_id, &[&actor, op])
-            .await?;
+        let reply = self.run(RoomFn::Room, room_id, &[&actor, op]).await?;
         if reply.status != "ok" {
             return Err(refusal(&reply.status));
         }
