@@ -232,13 +232,7 @@ impl Hub {
 
     /// See `Backend::authenticate`.
     pub async fn authenticate(&self, token: &Token<'_>) -> Result<Option<MemberRef>, Refusal> {
-        match self {
-            // Every request's first call, and the memory backend's is
-            // done at once: called as the plain function it is, not through
-            // the trait's future (see `send_signal`).
-            Hub::Memory(hub) => Ok(hub.member_of_token(token)),
-            Hub::Redis(hub) => hub.authenticate(token).await,
-        }
+        each_backend!(self, hub => hub.authenticate(token).await)
     }
 
     /// See `Backend::join`.
@@ -274,14 +268,7 @@ impl Hub {
                 limit,
             });
         }
-        match self {
-            // The memory backend's call is done at once: called as the
-            // plain function it is, the relay saves the future around it
-            // (`bench/profile`: ~100 instructions a signal, with
-            // `authenticate`).
-            Hub::Memory(hub) => hub.send_now(from, to, body),
-            Hub::Redis(hub) => hub.send_signal(from, to, body).await,
-        }
+        each_backend!(self, hub => hub.send_signal(from, to, body).await)
     }
 
     /// See `Backend::room_view`.

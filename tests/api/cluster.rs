@@ -515,13 +515,6 @@ async fn a_node_killed_at_any_instant_leaves_no_key_behind() {
     }
 }
 
-/// `INFO replication` of `server`, as `field → value`.
-async fn replication(
-    server: &crate::redis_server::RedisServer,
-) -> std::collections::HashMap<String, String> {
-    redis_info(server, "replication").await
-}
-
 /// Sentinel's view of the primary named `name`, as `field → value`.
 async fn sentinel_view(
     sentinel: &crate::redis_server::RedisServer,
@@ -593,8 +586,8 @@ async fn a_primary_killed_under_load_fails_over_to_its_replica_without_a_node_re
             info.get("master_repl_offset").cloned()
         };
         let (on_primary, on_replica) = (
-            offset(&replication(&primary).await),
-            offset(&replication(&replica).await),
+            offset(&redis_info(&primary, "replication").await),
+            offset(&redis_info(&replica, "replication").await),
         );
         on_primary.is_some() && on_primary == on_replica
     })
