@@ -56,6 +56,9 @@ browserTest('chat lines reach the other page in order, with names, joins and lea
 
   await bob.click('#leave');
   await waitForLine(alice, 'bob left');
+  // Alice may hear of the leave before Bob's page has read the answer to
+  // its DELETE: its session closes then, and is awaited, not assumed.
+  await bob.waitForFunction(() => window.app.session.state === 'closed', null, WAIT);
   assert.equal(await bob.evaluate(() => window.app.session.state), 'closed');
   assert.equal(await alice.textContent('#people'), 'only you');
 });
