@@ -621,7 +621,9 @@ async fn a_primary_killed_under_load_fails_over_to_its_replica_without_a_node_re
         refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "the switch-over was seen as 503 server_busy"
     );
-    // Alice, on the other node, reads both signals from the new primary.
+    // Alice, on the other node, reads both signals from the new primary,
+    // once that node has followed it too (at its next reaper tick).
+    ready_within_deadline(&nodes[0]).await;
     let mut stream = nodes[0].open_events(&alice, None).await;
     stream.expect_ready(&alice, 0).await;
     stream.expect("member-joined").await;

@@ -37,6 +37,7 @@
 //! `rooms` signals, room views, locks and the room list; `readers` opens,
 //! reads and closes this node's inbox readers; `reap` removes idle members.
 
+mod local;
 mod members;
 mod readers;
 mod reap;
@@ -51,16 +52,16 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ProtocolVersion, PushInfo, PushKind, Value};
 use dashmap::DashMap;
+use serde_json::value::RawValue;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use self::local::LocalMember;
 pub use self::readers::RedisReader;
 use self::script::Scripts;
-use super::places::MemberPlaces;
-use super::wake::Readers;
 use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, Settings};
 use crate::domain::Refusal;
-use crate::domain::event::EventBody;
+use crate::domain::event::{EventBody, SIGNAL};
 use crate::domain::room::Actor;
 use crate::domain::token::Token;
 use crate::model::{RoomId, RoomSummary, RoomView};
@@ -92,7 +93,7 @@ struct Shared {
     /// `<prefix>:wake:`, which a node's id completes into its channel.
     wake_prefix: String,
     /// Open readers on this node, by member.
-    local: Arc<DashMap<(RoomId, Uuid), LocalMember>>,
+    local: Arc<DashMap<(RoomId, Uuid), Arc<LocalMember>>>,
     /// Open readers on this node; bounded by `max_readers`.
     readers: AtomicUsize,
     /// When `heartbeat` last ran.
@@ -111,13 +112,6 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-#[derive(Default)]
-struct LocalMember {
-    wake: Arc<Readers>,
-    /// Its readers on this node; the entry goes with the last.
-    places: Arc<MemberPlaces>,
 }
 
 /// Where the primary is: one fixed URL, or wherever Sentinel says.
@@ -191,7 +185,7 @@ impl Links {
     async fn open(
         url: &str,
         channel: &str,
-        local: &Arc<DashMap<(RoomId, Uuid), LocalMember>>,
+        local: &Arc<DashMap<(RoomId, Uuid), Arc<LocalMember>>>,
     ) -> Result<Self, ::redis::RedisError> {
         let info = ::redis::IntoConnectionInfo::into_connection_info(url)?;
         // RESP3, for the subscription's messages on a multiplexed connection.
@@ -244,9 +238,9 @@ impl Links {
 }
 
 /// Wakes every reader on this node: what was published to it may be lost.
-fn wake_all(local: &DashMap<(RoomId, Uuid), LocalMember>) {
+fn wake_all(local: &DashMap<(RoomId, Uuid), Arc<LocalMember>>) {
     for member in local.iter() {
-        member.wake.wake();
+        member.wake_plain();
     }
 }
 
@@ -257,7 +251,7 @@ impl RedisHub {
         prefix: String,
         settings: Settings,
     ) -> Result<Self, ::redis::RedisError> {
-        let local: Arc<DashMap<(RoomId, Uuid), LocalMember>> = Arc::new(DashMap::new());
+        let local: Arc<DashMap<(RoomId, Uuid), Arc<LocalMember>>> = Arc::new(DashMap::new());
         let node = Uuid::new_v4().simple().to_string();
         let wake_prefix = format!("{prefix}:wake:");
         let links = Links::open(
@@ -365,9 +359,14 @@ impl RedisHub {
             })
     }
 
-    fn wake_local(&self, room: &RoomId, member: Uuid) {
+    /// Wakes a member's readers on this node, with the signal `event`
+    /// (its id and body) when there is one.
+    fn wake_local(&self, room: &RoomId, member: Uuid, event: Option<(u64, &Arc<EventBody>)>) {
         if let Some(local) = self.inner.local.get(&(room.clone(), member)) {
-            local.wake.wake();
+            match event {
+                Some((id, body)) => local.wake_with(id, Arc::clone(body)),
+                None => local.wake_plain(),
+            }
         }
     }
 
@@ -389,18 +388,30 @@ impl RedisHub {
     }
 }
 
-fn wake_from_message(local: &DashMap<(RoomId, Uuid), LocalMember>, text: &[u8]) {
-    let Some((room, member)) = std::str::from_utf8(text)
-        .ok()
-        .and_then(|text| text.split_once(' '))
-    else {
+/// Wakes the readers a message names: `<room> <member>`, or a signal's
+/// `<room> <member> <id> <data>` (`wake` in `prelude.lua`).
+fn wake_from_message(local: &DashMap<(RoomId, Uuid), Arc<LocalMember>>, text: &[u8]) {
+    let Ok(text) = std::str::from_utf8(text) else {
         return;
     };
-    let (Ok(room), Ok(member)) = (RoomId::parse(room), member.parse::<Uuid>()) else {
+    let mut parts = text.splitn(4, ' ');
+    let (Some(Ok(room)), Some(Ok(member))) = (
+        parts.next().map(RoomId::parse),
+        parts.next().map(str::parse::<Uuid>),
+    ) else {
         return;
     };
-    if let Some(local) = local.get(&(room, member)) {
-        local.wake.wake();
+    let Some(local) = local.get(&(room, member)) else {
+        return;
+    };
+    let event = parts.next().and_then(|id| id.parse::<u64>().ok()).zip(
+        parts
+            .next()
+            .and_then(|data| RawValue::from_string(data.to_owned()).ok()),
+    );
+    match event {
+        Some((id, data)) => local.wake_with(id, EventBody::from_json(SIGNAL, data)),
+        None => local.wake_plain(),
     }
 }
 

@@ -122,13 +122,24 @@ local function push(s, kind, data)
   s.ubytes = s.ubytes + size
 end
 
+-- Whether it moved `delivered`.
 local function mark_delivered(s, id)
-  if id <= s.delivered then return end
+  if id <= s.delivered then return false end
   for _, entry in ipairs(redis.call('XRANGE', ikey(s.m), '(0-' .. s.delivered, '0-' .. id)) do
     s.ulen = s.ulen - 1
     s.ubytes = s.ubytes - size_of(entry)
   end
   s.delivered = id
+  return true
+end
+
+-- A node's readers delivered up to `mark` (text; empty: none) the signals
+-- that came with their wake-ups, without reading the inbox: Redis counts
+-- them delivered now (src/hub/redis/local.rs).
+local function delivered_elsewhere(m, mark)
+  if mark == '' then return end
+  local s = load(m)
+  if mark_delivered(s, math.min(tonumber(mark), s.last)) then save(s) end
 end
 
 -- Inbox::acknowledge.
@@ -141,10 +152,15 @@ local function acknowledge(s, id)
   mark_delivered(s, s.acked)
 end
 
-local function wake(m)
+-- Wakes m's readers. A signal travels with its wake-up (`id` and its
+-- `data`), so that they hand it out without reading the inbox; without
+-- one, they read it.
+local function wake(m, id, data)
   for _, node in ipairs(redis.call('HKEYS', nkey(m))) do
     if node == NODE then
-      local_wakes[#local_wakes + 1] = m
+      local_wakes[#local_wakes + 1] = id and (m .. ' ' .. id) or m
+    elseif id then
+      redis.call('PUBLISH', WAKE .. node, ROOM_ID .. ' ' .. m .. ' ' .. id .. ' ' .. data)
     else
       redis.call('PUBLISH', WAKE .. node, ROOM_ID .. ' ' .. m)
     end

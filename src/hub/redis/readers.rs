@@ -10,11 +10,11 @@ use serde_json::value::RawValue;
 use tracing::warn;
 
 use super::RedisHub;
+use super::local::LocalMember;
 use super::script::{RoomFn, into_array, into_string, into_u64, refusal};
 use crate::domain::Refusal;
 use crate::domain::event::{EventBody, SIGNAL};
 use crate::domain::inbox::{Batch, Entry, Item};
-use crate::hub::places::MemberPlaces;
 use crate::hub::wake::Readers;
 use crate::hub::{InboxReader, MemberRef, ReaderKind};
 
@@ -46,7 +46,7 @@ impl RedisHub {
         let key = (member_ref.room.clone(), member_ref.member);
         // Registered before the script runs, so a wake-up published between
         // the script and the first read is not missed.
-        let (wake, places) = {
+        let local = {
             let local = shared.local.entry(key.clone()).or_default();
             let entered =
                 local
@@ -59,7 +59,7 @@ impl RedisHub {
                     .remove_if(&key, |_, local| local.places.open() == 0);
                 return Err(refusal);
             }
-            (Arc::clone(&local.wake), Arc::clone(&local.places))
+            Arc::clone(&local)
         };
         let mut reader = RedisReader {
             hub: self.clone(),
@@ -67,9 +67,9 @@ impl RedisHub {
             member: member_ref.clone(),
             generation: None,
             streaming,
-            places,
+            local,
             cursor: 0,
-            wake,
+            plain_wakes_seen: None,
             reading: None,
         };
         let given = given.map(|id| id.to_string()).unwrap_or_default();
@@ -109,12 +109,17 @@ pub struct RedisReader {
     generation: Option<u64>,
     /// Whether it is a stream (the generation comes once it is open).
     streaming: bool,
-    /// The member's reader places on this node, this one's among them.
-    places: Arc<MemberPlaces>,
+    /// What this node keeps of the member: its readers' places and
+    /// wake-ups, and the signals that came with them.
+    local: Arc<LocalMember>,
     cursor: u64,
-    wake: Arc<Readers>,
-    /// A read under way: a round trip, polled to its end before the next.
-    reading: Option<Pin<Box<RedisRead>>>,
+    /// The member's plain wake-ups as of this reader's last read of the
+    /// inbox in Redis; `None` before the first. While no other came, the
+    /// signals that come with wake-ups are all there is to read.
+    plain_wakes_seen: Option<u64>,
+    /// A read under way: a round trip, polled to its end before the next,
+    /// with the plain wake-ups there had been when it began.
+    reading: Option<(Pin<Box<RedisRead>>, u64)>,
 }
 
 /// A Redis read: the batch after the cursor and the cursor it moves to.
@@ -151,23 +156,45 @@ impl RedisReader {
     }
 }
 
+impl RedisReader {
+    /// The signals that came with wake-ups since the last read, when they
+    /// are all there is to read; `None` when the inbox must be read.
+    fn take_carried(&mut self, cx: &mut Context<'_>) -> Option<Batch> {
+        if self.plain_wakes_seen != Some(self.local.plain_wakes()) {
+            return None;
+        }
+        let alone = self.local.places.open() == 1;
+        let batch = self.local.take_after(self.cursor, alone)?;
+        if let Some(Item::Event(last)) = batch.items.last() {
+            self.cursor = last.id;
+            self.hub
+                .flush_if_piled_up(&self.member.room, self.member.member, &self.local, cx);
+        }
+        Some(batch)
+    }
+}
+
 impl InboxReader for RedisReader {
     fn cursor(&self) -> u64 {
         self.cursor
     }
 
     fn readers(&self) -> Arc<Readers> {
-        Arc::clone(&self.wake)
+        Arc::clone(&self.local.wake)
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
         if self.reading.is_none() {
-            self.reading = Some(Box::pin(self.read()));
+            if let Some(batch) = self.take_carried(cx) {
+                return Poll::Ready(Some(batch));
+            }
+            self.reading = Some((Box::pin(self.read()), self.local.plain_wakes()));
         }
-        let Some(reading) = &mut self.reading else {
+        let Some((reading, plain_wakes)) = &mut self.reading else {
             return Poll::Ready(None);
         };
         let read = ready!(reading.as_mut().poll(cx));
+        self.plain_wakes_seen = Some(*plain_wakes);
         self.reading = None;
         Poll::Ready(read.map(|(cursor, batch)| {
             self.cursor = cursor;
@@ -234,7 +261,7 @@ impl Drop for RedisReader {
     fn drop(&mut self) {
         let shared = &self.hub.inner;
         let key = (self.member.room.clone(), self.member.member);
-        let leave = || self.places.leave(self.streaming, &shared.readers);
+        let leave = || self.local.places.leave(self.streaming, &shared.readers);
         // Under the entry's lock, under which readers take their places.
         let mut left = false;
         shared.local.remove_if_mut(&key, |_, local| {
@@ -252,8 +279,13 @@ impl Drop for RedisReader {
         {
             let hub = self.hub.clone();
             let (room, member) = key;
+            let mark = self.local.mark();
             runtime.spawn(async move {
-                let _ = hub.touch(&room, member, "close").await;
+                if hub.touch(&room, member, "close", mark).await.is_ok()
+                    && let Some(mark) = mark
+                {
+                    hub.told(&room, member, mark);
+                }
             });
         }
     }

@@ -86,6 +86,8 @@ impl RedisHub {
         };
         if due {
             self.heartbeat().await;
+        } else {
+            self.flush_marks().await;
         }
         self.reconcile_rooms().await?;
         Ok(reaped)
@@ -103,18 +105,22 @@ impl RedisHub {
             .collect();
         futures_util::stream::iter(members)
             .for_each_concurrent(16, |(room, member)| async move {
-                let _ = self.touch(&room, member, "keep").await;
+                self.touch_keep(&room, member).await;
             })
             .await;
     }
 
+    /// Runs `touch.lua`: a reader here is still open (`keep`) or one closed
+    /// (`close`), and its member's readers here delivered up to `mark`.
     pub(super) async fn touch(
         &self,
         room: &RoomId,
         member: Uuid,
         how: &str,
+        mark: Option<u64>,
     ) -> Result<(), Refusal> {
-        self.run(RoomFn::Touch, room, &[&member.to_string(), how])
+        let mark = mark.map(|mark| mark.to_string()).unwrap_or_default();
+        self.run(RoomFn::Touch, room, &[&member.to_string(), how, &mark])
             .await
             .map(drop)
     }

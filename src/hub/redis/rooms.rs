@@ -25,7 +25,8 @@ const INDEX_BATCH: usize = 128;
 pub(super) const MISSING_ROOMS_MAX: usize = 4096;
 
 impl RedisHub {
-    /// Runs `signal.lua`.
+    /// Runs `signal.lua`, which also tells Redis how far the sender's
+    /// readers here delivered.
     pub(super) async fn signal(
         &self,
         from: &MemberRef,
@@ -33,13 +34,23 @@ impl RedisHub {
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
         let to = to.map(|to| to.to_string()).unwrap_or_default();
+        let mark = self.mark_of(&from.room, from.member);
         let reply = self
-            .run(
+            .run_carrying(
                 RoomFn::Signal,
                 &from.room,
-                &[&from.member.to_string(), &to, &body.json()],
+                &[
+                    &from.member.to_string(),
+                    &to,
+                    &body.json(),
+                    &mark.map(|mark| mark.to_string()).unwrap_or_default(),
+                ],
+                Some(&body),
             )
             .await?;
+        if let Some(mark) = mark {
+            self.told(&from.room, from.member, mark);
+        }
         match reply.status.as_str() {
             "ok" => Ok(reply.rest.first().and_then(into_u64).unwrap_or(0) as usize),
             other => Err(refusal(other)),

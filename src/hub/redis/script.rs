@@ -1,6 +1,8 @@
 //! Running a room's Lua function: the library of them with their shared
 //! prelude, the arguments every one takes, and reading what they answer.
 
+use std::sync::Arc;
+
 use ::redis::{Script, Value};
 use sha1::Digest;
 use tracing::warn;
@@ -8,6 +10,7 @@ use uuid::Uuid;
 
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
+use crate::domain::event::EventBody;
 use crate::model::{MemberView, RoomId};
 use crate::observe::metrics;
 
@@ -151,6 +154,18 @@ impl RedisHub {
         room: &RoomId,
         args: &[&str],
     ) -> Result<Reply, Refusal> {
+        self.run_carrying(function, room, args, None).await
+    }
+
+    /// `run`, for a function that puts the signal `signal` in inboxes: the
+    /// readers here it names get it with their wake-up.
+    pub(super) async fn run_carrying(
+        &self,
+        function: RoomFn,
+        room: &RoomId,
+        args: &[&str],
+        signal: Option<&Arc<EventBody>>,
+    ) -> Result<Reply, Refusal> {
         let shared = &*self.inner;
         let limits = shared.settings.limits;
         let mut call = ::redis::cmd("FCALL");
@@ -185,15 +200,20 @@ impl RedisHub {
         };
         let mut parts = into_array(value).into_iter();
         let status = parts.next().and_then(into_string).unwrap_or_default();
-        for member in parts
+        // `<member>`, or `<member> <id>` of the signal.
+        for wake in parts
             .next()
             .map(into_array)
             .unwrap_or_default()
             .into_iter()
             .filter_map(into_string)
         {
+            let (member, id) = match wake.split_once(' ') {
+                Some((member, id)) => (member, id.parse::<u64>().ok()),
+                None => (wake.as_str(), None),
+            };
             if let Ok(member) = member.parse::<Uuid>() {
-                self.wake_local(room, member);
+                self.wake_local(room, member, id.zip(signal));
             }
         }
         if let Some(dropped) = parts.next().as_ref().and_then(into_u64)

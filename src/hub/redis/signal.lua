@@ -1,8 +1,11 @@
 -- A signal, to the recipients of `room::recipients` (src/domain/room.rs).
 -- ARGV[7] = sender, ARGV[8] = recipient (empty: every other
--- member), ARGV[9] = the event data. All recipients take it or none does.
+-- member), ARGV[9] = the event data, ARGV[10] = how far the sender's
+-- readers on the calling node delivered (`delivered_elsewhere`). All
+-- recipients take it or none does.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
 if not is_member(from) then return {'unauthorized', local_wakes, dropped} end
+delivered_elsewhere(from, ARGV[10])
 local recipients = {}
 if to ~= '' then
   if not is_member(to) then return {'member_not_found', local_wakes, dropped} end
@@ -18,6 +21,6 @@ end
 for _, s in ipairs(recipients) do
   push(s, 'signal', data)
   save(s)
-  wake(s.m)
+  wake(s.m, s.last, data)
 end
 return {'ok', local_wakes, dropped, #recipients}

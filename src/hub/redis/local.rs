@@ -1,0 +1,331 @@
+//! What this node keeps of a member it holds readers of: the `Readers` its
+//! wake-ups go to, the signals that came with them, and how far its readers
+//! here delivered without telling Redis yet.
+//!
+//! A signal's wake-up carries the signal (`wake` in `prelude.lua`): in the
+//! function's answer for readers on the calling node, in the published
+//! message for the others. A reader hands out the signals after its cursor
+//! from here when they follow on from it, and reads the inbox in Redis only
+//! when they do not: its first read, a wake-up that came without an event
+//! (a membership event, a newer stream, the member gone, a subscription
+//! that was lost), or a signal it missed. Delivering then costs Redis
+//! nothing; Redis learns how far the member's readers delivered later, with
+//! the member's next signal, a reader's close, the heartbeat, or a flush of
+//! its own once the marks pile up (`RedisHub::flush_marks`), so that its
+//! count of undelivered events, which refuses signals to a full inbox, is
+//! never far behind.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Context;
+
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use super::RedisHub;
+use crate::domain::event::EventBody;
+use crate::domain::inbox::{Batch, Entry, Item};
+use crate::hub::places::MemberPlaces;
+use crate::hub::wake::Readers;
+use crate::model::RoomId;
+
+/// Signals a member's entry keeps, and their bytes: a reader that falls
+/// further behind reads the inbox in Redis.
+const RECENT_MAX: usize = 16;
+const RECENT_BYTES_MAX: usize = 128 * 1024;
+
+#[derive(Default)]
+pub(super) struct LocalMember {
+    pub(super) wake: Arc<Readers>,
+    /// Its readers on this node; the entry goes with the last.
+    pub(super) places: Arc<MemberPlaces>,
+    recent: Mutex<Recent>,
+    /// Counts the wake-ups that came without an event: a reader that has
+    /// not seen the latest reads the inbox in Redis.
+    plain_wakes: AtomicU64,
+    /// The highest id a reader here delivered from `recent`.
+    delivered: AtomicU64,
+    /// The highest such id Redis has been told of.
+    told: AtomicU64,
+    /// Bytes of the events delivered from `recent` since Redis was last
+    /// told everything.
+    untold_bytes: AtomicU64,
+    /// Whether the upkeep tick saw marks not yet told: at the next, they go.
+    waiting: AtomicBool,
+    /// Whether a flush of this member's marks is under way.
+    pub(super) flushing: AtomicBool,
+}
+
+/// Recent signals, ids increasing.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl LocalMember {
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        // Nothing panics while holding it; a poisoned list is still whole.
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A wake-up without an event: every reader reads the inbox.
+    pub(super) fn wake_plain(&self) {
+        self.plain_wakes.fetch_add(1, Ordering::AcqRel);
+        self.wake.wake();
+    }
+
+    /// A wake-up with event `id`, a signal: kept for the readers, who are
+    /// woken. Wake-ups from this node and from others may come out of
+    /// order, so it goes in its place.
+    pub(super) fn wake_with(&self, id: u64, body: Arc<EventBody>) {
+        {
+            let mut recent = self.recent();
+            let at = recent.entries.partition_point(|entry| entry.id < id);
+            if recent.entries.get(at).is_none_or(|entry| entry.id != id) {
+                recent.bytes += body.size();
+                recent.entries.insert(at, Entry { id, body });
+                while recent.entries.len() > RECENT_MAX
+                    || (recent.bytes > RECENT_BYTES_MAX && recent.entries.len() > 1)
+                {
+                    if let Some(oldest) = recent.entries.pop_front() {
+                        recent.bytes -= oldest.body.size();
+                    }
+                }
+            }
+        }
+        self.wake.wake();
+    }
+
+    /// Which plain wake-ups a reader has seen: read before a read of the
+    /// inbox, so that one that comes during it is not taken as seen.
+    pub(super) fn plain_wakes(&self) -> u64 {
+        self.plain_wakes.load(Ordering::Acquire)
+    }
+
+    /// The signals after `cursor`, when they follow on from it: `Some` of
+    /// an empty batch when none came after it, `None` when the reader must
+    /// read the inbox in Redis (one is missing). `alone`: the reader is the
+    /// member's only one here, so what it passed is dropped.
+    pub(super) fn take_after(&self, cursor: u64, alone: bool) -> Option<Batch> {
+        let mut recent = self.recent();
+        let start = recent.entries.partition_point(|entry| entry.id <= cursor);
+        let mut items = Vec::new();
+        let mut next = cursor + 1;
+        for entry in recent.entries.range(start..) {
+            if entry.id != next {
+                break;
+            }
+            items.push(Item::Event(Entry {
+                id: entry.id,
+                body: Arc::clone(&entry.body),
+            }));
+            next += 1;
+        }
+        if items.is_empty() && start < recent.entries.len() {
+            return None;
+        }
+        if alone {
+            let passed = start + items.len();
+            let Recent { entries, bytes } = &mut *recent;
+            for entry in entries.drain(..passed) {
+                *bytes -= entry.body.size();
+            }
+        }
+        drop(recent);
+        if !items.is_empty() {
+            let bytes: usize = items
+                .iter()
+                .map(|item| match item {
+                    Item::Event(entry) => entry.body.size(),
+                    Item::Gap { .. } => 0,
+                })
+                .sum();
+            self.untold_bytes.fetch_add(bytes as u64, Ordering::AcqRel);
+            self.delivered.fetch_max(next - 1, Ordering::AcqRel);
+        }
+        Some(Batch { items })
+    }
+
+    /// How far the readers here delivered, if Redis has not been told.
+    pub(super) fn mark(&self) -> Option<u64> {
+        let delivered = self.delivered.load(Ordering::Acquire);
+        (delivered > self.told.load(Ordering::Acquire)).then_some(delivered)
+    }
+
+    /// Whether the events delivered from here and not yet told to Redis
+    /// reach a quarter of the inbox's limits (`events`, `bytes`).
+    pub(super) fn piled_up(&self, events: usize, bytes: usize) -> bool {
+        let untold = self
+            .delivered
+            .load(Ordering::Acquire)
+            .saturating_sub(self.told.load(Ordering::Acquire));
+        untold > 0
+            && (untold >= (events as u64 / 4).max(1)
+                || self.untold_bytes.load(Ordering::Acquire) >= (bytes as u64 / 4).max(1))
+    }
+
+    /// Redis has been told of `mark`.
+    pub(super) fn told(&self, mark: u64) {
+        self.told.fetch_max(mark, Ordering::AcqRel);
+        if mark >= self.delivered.load(Ordering::Acquire) {
+            self.untold_bytes.store(0, Ordering::Release);
+        }
+        self.waiting.store(false, Ordering::Release);
+    }
+
+    /// At an upkeep tick: whether marks have waited since the last one.
+    pub(super) fn due(&self) -> bool {
+        if self.mark().is_none() {
+            return false;
+        }
+        self.waiting.swap(true, Ordering::AcqRel)
+    }
+}
+
+impl RedisHub {
+    /// How far the member's readers here delivered, if Redis has not been
+    /// told.
+    pub(super) fn mark_of(&self, room: &RoomId, member: Uuid) -> Option<u64> {
+        self.inner
+            .local
+            .get(&(room.clone(), member))
+            .and_then(|local| local.mark())
+    }
+
+    /// Redis has been told of the member's `mark`.
+    pub(super) fn told(&self, room: &RoomId, member: Uuid, mark: u64) {
+        if let Some(local) = self.inner.local.get(&(room.clone(), member)) {
+            local.told(mark);
+        }
+    }
+
+    /// Tells Redis the marks of the member behind `local` once they reach
+    /// a quarter of the inbox's limits: past that, Redis would soon refuse
+    /// signals to an inbox that is not full. The call is on its way before
+    /// this returns (polled once with `cx`, then left to a task of its
+    /// own), so that a signal this node sends after the reader hands its
+    /// events out reaches Redis after it.
+    pub(super) fn flush_if_piled_up(
+        &self,
+        room: &RoomId,
+        member: Uuid,
+        local: &LocalMember,
+        cx: &mut Context<'_>,
+    ) {
+        let limits = self.inner.settings.limits;
+        if !local.piled_up(limits.events, limits.bytes)
+            || local.flushing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (hub, room, mark) = (self.clone(), room.clone(), local.mark());
+        let mut flush = Box::pin(async move {
+            let told = hub.touch(&room, member, "keep", mark).await.is_ok();
+            if let Some(local) = hub.inner.local.get(&(room, member)) {
+                if let (true, Some(mark)) = (told, mark) {
+                    local.told(mark);
+                }
+                local.flushing.store(false, Ordering::Release);
+            }
+        });
+        if flush.as_mut().poll(cx).is_pending() {
+            tokio::spawn(flush);
+        }
+    }
+
+    /// At every upkeep tick: tells Redis the marks that have waited since
+    /// the last, so that they are at most two ticks late.
+    pub(super) async fn flush_marks(&self) {
+        let due: Vec<(RoomId, Uuid)> = self
+            .inner
+            .local
+            .iter()
+            .filter(|local| local.due())
+            .map(|local| local.key().clone())
+            .collect();
+        futures_util::stream::iter(due)
+            .for_each_concurrent(16, |(room, member)| async move {
+                self.touch_keep(&room, member).await;
+            })
+            .await;
+    }
+
+    /// Renews the member's idle clock and tells its marks.
+    pub(super) async fn touch_keep(&self, room: &RoomId, member: Uuid) {
+        let mark = self.mark_of(room, member);
+        if self.touch(room, member, "keep", mark).await.is_ok()
+            && let Some(mark) = mark
+        {
+            self.told(room, member, mark);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::domain::event::SIGNAL;
+
+    fn signal(text: &str) -> Arc<EventBody> {
+        EventBody::from_json(SIGNAL, RawValue::from_string(text.to_owned()).unwrap())
+    }
+
+    fn ids(batch: &Batch) -> Vec<u64> {
+        batch
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Event(entry) => entry.id,
+                Item::Gap { .. } => panic!("no gaps come from wake-ups"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn signals_that_follow_on_from_the_cursor_are_handed_out_in_order() {
+        let member = LocalMember::default();
+        member.wake_with(6, signal("6"));
+        member.wake_with(5, signal("5"));
+        let batch = member.take_after(4, true).unwrap();
+        assert_eq!(ids(&batch), [5, 6]);
+        assert_eq!(member.mark(), Some(6));
+        assert!(member.take_after(6, true).unwrap().is_empty());
+        member.told(6);
+        assert_eq!(member.mark(), None);
+    }
+
+    #[test]
+    fn a_missing_signal_sends_the_reader_to_redis() {
+        let member = LocalMember::default();
+        member.wake_with(7, signal("7"));
+        assert!(member.take_after(5, true).is_none());
+        assert_eq!(member.mark(), None, "nothing was delivered from here");
+    }
+
+    #[test]
+    fn the_list_is_bounded_and_loses_its_oldest() {
+        let member = LocalMember::default();
+        for id in 1..=(RECENT_MAX as u64 + 4) {
+            member.wake_with(id, signal("1"));
+        }
+        assert!(member.take_after(0, false).is_none(), "1 to 4 were let go");
+        let batch = member.take_after(4, false).unwrap();
+        assert_eq!(batch.items.len(), RECENT_MAX);
+    }
+
+    #[test]
+    fn marks_wait_one_tick_before_they_are_due() {
+        let member = LocalMember::default();
+        assert!(!member.due());
+        member.wake_with(1, signal("1"));
+        member.take_after(0, true).unwrap();
+        assert!(!member.due(), "the first tick only notes them");
+        assert!(member.due());
+        member.told(1);
+        assert!(!member.due());
+    }
+}
