@@ -287,6 +287,18 @@ pub struct Config {
     #[arg(help_heading = "Several nodes")]
     pub redis_url: Option<String>,
 
+    /// The --redis-url is a Redis Cluster: a comma-separated list of some
+    /// of its nodes (`redis://a:6379,redis://b:6379`), from which the
+    /// others are found. Each room lives on the primary of its slot.
+    #[arg(
+        long,
+        env = "SIGNALPOST_REDIS_CLUSTER",
+        requires = "redis_url",
+        conflicts_with = "redis_sentinel"
+    )]
+    #[arg(help_heading = "Several nodes")]
+    pub redis_cluster: bool,
+
     /// Instead of one fixed --redis-url, follow the primary these Redis
     /// Sentinels name (`host:port`, repeatable): when they fail it over to a
     /// replica, every node moves to the new primary within a second,
@@ -403,6 +415,7 @@ impl std::fmt::Debug for Config {
             .field("turn_ttl", &self.turn_ttl)
             // A Redis URL may carry a password.
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("redis_cluster", &self.redis_cluster)
             .field("redis_sentinel", &self.redis_sentinel)
             .field("redis_master_name", &self.redis_master_name)
             .field("redis_prefix", &self.redis_prefix)

@@ -75,6 +75,13 @@ impl AppState {
             max_readers: config.max_streams,
         };
         let primary = match (&config.redis_url, config.redis_sentinel.is_empty()) {
+            (Some(urls), _) if config.redis_cluster => Some(RedisPrimary::Cluster(
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )),
             (Some(url), _) => Some(RedisPrimary::Url(url.clone())),
             (None, false) => Some(RedisPrimary::Sentinel {
                 sentinels: config.redis_sentinel.clone(),

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::redis_server::RedisServer;
+use crate::redis_server::{RedisCluster, RedisServer};
 
 /// The safety net for everything a test awaits: a response, an event, the end
 /// of a stream. Never a way to wait for something: tests await the thing itself.
@@ -39,7 +39,36 @@ pub struct TestApp {
     pub handle: JoinHandle<std::io::Result<()>>,
     /// The Redis the nodes share, for a cluster: held so that it lives as
     /// long as the app (dropping it stops redis-server).
-    _redis: Option<RedisServer>,
+    _redis: Option<SharedRedis>,
+}
+
+/// What the nodes of a test share: one redis-server, or a Redis Cluster.
+pub enum SharedRedis {
+    One(Box<RedisServer>),
+    Cluster(RedisCluster),
+}
+
+impl SharedRedis {
+    /// A fresh one, of the kind `SIGNALPOST_TEST_BACKEND` names.
+    async fn start() -> SharedRedis {
+        if redis_cluster_backend() {
+            SharedRedis::Cluster(RedisCluster::start().await)
+        } else {
+            SharedRedis::One(Box::new(RedisServer::start().await))
+        }
+    }
+
+    /// The flags that point a node at it.
+    fn flags(&self) -> Vec<String> {
+        match self {
+            SharedRedis::One(redis) => vec!["--redis-url".to_owned(), redis.url()],
+            SharedRedis::Cluster(cluster) => vec![
+                "--redis-url".to_owned(),
+                cluster.urls(),
+                "--redis-cluster".to_owned(),
+            ],
+        }
+    }
 }
 
 /// Waits, with a deadline, until `check` holds; checks again every 20 ms.
@@ -72,9 +101,17 @@ pub fn per_node_bound_skipped_on_cluster(bound: &str) -> bool {
     skip
 }
 
-/// Whether the tests run against a two-node cluster sharing Redis.
+/// Whether the tests run against a two-node cluster sharing Redis
+/// (`SIGNALPOST_TEST_BACKEND=redis`, or `redis-cluster` for a Redis Cluster
+/// of three primaries).
 pub fn cluster_backend() -> bool {
-    std::env::var("SIGNALPOST_TEST_BACKEND").is_ok_and(|backend| backend == "redis")
+    std::env::var("SIGNALPOST_TEST_BACKEND")
+        .is_ok_and(|backend| backend == "redis" || backend == "redis-cluster")
+}
+
+/// Whether the nodes share a Redis Cluster rather than one redis-server.
+pub fn redis_cluster_backend() -> bool {
+    std::env::var("SIGNALPOST_TEST_BACKEND").is_ok_and(|backend| backend == "redis-cluster")
 }
 
 impl Drop for TestApp {
@@ -122,10 +159,10 @@ pub async fn spawn_one_node_with(args: &[&str]) -> TestApp {
     if !cluster_backend() {
         return spawn_app_with(args).await;
     }
-    let redis = RedisServer::start().await;
-    let url = redis.url();
+    let redis = SharedRedis::start().await;
+    let flags = redis.flags();
     let mut node_args = args.to_vec();
-    node_args.extend(["--redis-url", &url]);
+    node_args.extend(flags.iter().map(String::as_str));
     let shutdown = CancellationToken::new();
     let (addr, handle) = spawn_node(&node_args, shutdown.clone()).await;
     test_app(addr, handle, shutdown, Some(redis), true)
@@ -153,10 +190,10 @@ async fn spawn_node(
 /// Two nodes on one fresh redis-server, behind a balancer that sends each
 /// new connection to the next node.
 async fn spawn_cluster_with(args: &[&str]) -> TestApp {
-    let redis = RedisServer::start().await;
-    let url = redis.url();
+    let redis = SharedRedis::start().await;
+    let flags = redis.flags();
     let mut node_args = args.to_vec();
-    node_args.extend(["--redis-url", &url]);
+    node_args.extend(flags.iter().map(String::as_str));
     let shutdown = CancellationToken::new();
     let (a, node_a) = spawn_node(&node_args, shutdown.clone()).await;
     let (b, node_b) = spawn_node(&node_args, shutdown.clone()).await;
@@ -217,7 +254,7 @@ fn test_app(
     addr: SocketAddr,
     handle: JoinHandle<std::io::Result<()>>,
     shutdown: CancellationToken,
-    redis: Option<RedisServer>,
+    redis: Option<SharedRedis>,
     pooled: bool,
 ) -> TestApp {
     let mut client = reqwest::Client::builder();

@@ -26,6 +26,8 @@ enum Role {
     Replica(u16),
     /// A Sentinel that monitors the primary on this port under this name.
     Sentinel(u16, String),
+    /// A primary of a Redis Cluster.
+    ClusterNode,
 }
 
 impl RedisServer {
@@ -112,6 +114,12 @@ impl RedisServer {
                 if let Role::Replica(primary) = role {
                     command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
                 }
+                if let Role::ClusterNode = role {
+                    command
+                        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                        .arg("--cluster-config-file")
+                        .arg(self.dir.join("nodes.conf"));
+                }
                 "Ready to accept connections"
             }
         };
@@ -157,6 +165,63 @@ impl RedisServer {
             "redis-server restarts on port {}",
             self.port
         );
+    }
+}
+
+/// A Redis Cluster of three primaries (no replicas), each holding a third
+/// of the slots: three `redis-server --cluster-enabled yes` joined by
+/// `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the three and returns once every node says the cluster is ok.
+    pub async fn start() -> RedisCluster {
+        let nodes = futures_util::future::join_all(
+            (0..3).map(|_| RedisServer::start_as(Role::ClusterNode)),
+        )
+        .await;
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .expect("redis-cli runs (scripts/test installs redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create succeeds");
+        let cluster = RedisCluster { nodes };
+        for node in &cluster.nodes {
+            crate::helpers::eventually("the cluster is ok on every node", 4 * DEADLINE, || async {
+                let client = redis::Client::open(node.url()).expect("a valid URL");
+                let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                    return false;
+                };
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap_or_default();
+                info.contains("cluster_state:ok")
+            })
+            .await;
+        }
+        cluster
+    }
+
+    /// The `--redis-url` of a node: every node's URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

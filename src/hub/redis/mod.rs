@@ -37,6 +37,7 @@
 //! `rooms` signals, room views, locks and the room list; `readers` opens,
 //! reads and closes this node's inbox readers; `reap` removes idle members.
 
+mod link;
 mod local;
 mod members;
 mod readers;
@@ -46,22 +47,20 @@ mod script;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Instant;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ProtocolVersion, PushInfo, PushKind, Value};
 use dashmap::DashMap;
-use serde_json::value::RawValue;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use self::local::LocalMember;
+pub use self::link::Primary;
+use self::link::{Conn, Links, LocalMembers, ShardChannels, wake_all};
 pub use self::readers::RedisReader;
 use self::script::Scripts;
 use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, Settings};
 use crate::domain::Refusal;
-use crate::domain::event::{EventBody, SIGNAL};
+use crate::domain::event::EventBody;
 use crate::domain::room::Actor;
 use crate::domain::token::Token;
 use crate::model::{RoomId, RoomSummary, RoomView};
@@ -93,7 +92,9 @@ struct Shared {
     /// `<prefix>:wake:`, which a node's id completes into its channel.
     wake_prefix: String,
     /// Open readers on this node, by member.
-    local: Arc<DashMap<(RoomId, Uuid), Arc<LocalMember>>>,
+    local: Arc<LocalMembers>,
+    /// On a Cluster, the rooms whose wake-up channel this node subscribes to.
+    shards: ShardChannels,
     /// Open readers on this node; bounded by `max_readers`.
     readers: AtomicUsize,
     /// When `heartbeat` last ran.
@@ -114,136 +115,6 @@ impl Shared {
     }
 }
 
-/// Where the primary is: one fixed URL, or wherever Sentinel says.
-#[derive(Clone)]
-pub enum Primary {
-    Url(String),
-    /// `host:port` of each Sentinel, and the name they monitor the primary
-    /// under.
-    Sentinel {
-        sentinels: Vec<String>,
-        name: String,
-    },
-}
-
-impl Primary {
-    /// The primary's URL now: the fixed one, or the first answer of a
-    /// Sentinel.
-    async fn url(&self) -> Result<String, ::redis::RedisError> {
-        let (sentinels, name) = match self {
-            Primary::Url(url) => return Ok(url.clone()),
-            Primary::Sentinel { sentinels, name } => (sentinels, name),
-        };
-        let mut last = None;
-        for sentinel in sentinels {
-            let asked = async {
-                let client = Client::open(format!("redis://{sentinel}"))?;
-                let mut connection = client.get_multiplexed_async_connection().await?;
-                ::redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(name)
-                    .query_async::<Option<(String, u16)>>(&mut connection)
-                    .await
-            };
-            match tokio::time::timeout(SENTINEL_TIMEOUT, asked).await {
-                Ok(Ok(Some((host, port)))) => return Ok(format!("redis://{host}:{port}")),
-                Ok(Ok(None)) => {
-                    last = Some(::redis::RedisError::from((
-                        ::redis::ErrorKind::InvalidClientConfig,
-                        "no Sentinel monitors this name",
-                        name.clone(),
-                    )));
-                }
-                Ok(Err(error)) => last = Some(error),
-                Err(_) => {}
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            ::redis::RedisError::from((::redis::ErrorKind::Io, "no Sentinel answered in time"))
-        }))
-    }
-}
-
-/// How long one Sentinel may take to name the primary.
-const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The two connections to the primary: commands, and this node's
-/// subscription.
-#[derive(Clone)]
-struct Links {
-    /// The primary they go to.
-    url: String,
-    connection: ConnectionManager,
-    /// The subscription's connection, pinged at every reaper tick so that
-    /// it reconnects after an outage even though nothing else is sent on it.
-    subscriber: ConnectionManager,
-}
-
-impl Links {
-    /// Connects to the primary at `url` and subscribes to `channel`, whose
-    /// messages wake the readers in `local`.
-    async fn open(
-        url: &str,
-        channel: &str,
-        local: &Arc<DashMap<(RoomId, Uuid), Arc<LocalMember>>>,
-    ) -> Result<Self, ::redis::RedisError> {
-        let info = ::redis::IntoConnectionInfo::into_connection_info(url)?;
-        // RESP3, for the subscription's messages on a multiplexed connection.
-        let redis_settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(redis_settings))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-        let wake_local = Arc::clone(local);
-        let lost = Arc::new(AtomicBool::new(false));
-        // Runs on the connection's own task, for each message: nothing
-        // queues, whatever the rate of wake-ups.
-        let on_push = move |push: PushInfo| {
-            match push.kind {
-                PushKind::Message => {
-                    if let Some(Value::BulkString(text)) = push.data.get(1) {
-                        wake_from_message(&wake_local, text);
-                    }
-                }
-                PushKind::Disconnection => lost.store(true, Ordering::Relaxed),
-                // Subscribed again after an outage: whatever was published
-                // meanwhile is lost, so every reader here looks again.
-                PushKind::Subscribe if lost.swap(false, Ordering::Relaxed) => {
-                    wake_all(&wake_local);
-                }
-                _ => {}
-            }
-            Ok::<(), ::redis::aio::SendError>(())
-        };
-        let mut subscriber = ConnectionManager::new_with_config(
-            client,
-            config
-                .set_push_sender(on_push)
-                .set_automatic_resubscription(),
-        )
-        .await?;
-        subscriber.subscribe(channel).await?;
-        Ok(Self {
-            url: url.to_owned(),
-            connection,
-            subscriber,
-        })
-    }
-}
-
-/// Wakes every reader on this node: what was published to it may be lost.
-fn wake_all(local: &DashMap<(RoomId, Uuid), Arc<LocalMember>>) {
-    for member in local.iter() {
-        member.wake_plain();
-    }
-}
-
 impl RedisHub {
     /// Connects to the primary and subscribes to this node's channel.
     pub async fn connect(
@@ -251,10 +122,16 @@ impl RedisHub {
         prefix: String,
         settings: Settings,
     ) -> Result<Self, ::redis::RedisError> {
-        let local: Arc<DashMap<(RoomId, Uuid), Arc<LocalMember>>> = Arc::new(DashMap::new());
+        let local: Arc<LocalMembers> = Arc::new(DashMap::new());
         let node = Uuid::new_v4().simple().to_string();
-        let wake_prefix = format!("{prefix}:wake:");
+        // Empty on a Cluster: wake-ups go to each room's shard channel.
+        let wake_prefix = if primary.is_cluster() {
+            String::new()
+        } else {
+            format!("{prefix}:wake:")
+        };
         let links = Links::open(
+            &primary,
             &primary.url().await?,
             &format!("{wake_prefix}{node}"),
             &local,
@@ -272,6 +149,7 @@ impl RedisHub {
                 prefix,
                 node,
                 local,
+                shards: ShardChannels::default(),
                 wake_prefix,
                 readers: AtomicUsize::new(0),
                 last_heartbeat: std::sync::Mutex::new(None),
@@ -302,7 +180,7 @@ impl RedisHub {
             return Ok(());
         }
         let channel = format!("{}{}", self.inner.wake_prefix, self.inner.node);
-        let links = Links::open(&url, &channel, &self.inner.local)
+        let links = Links::open(&self.inner.primary, &url, &channel, &self.inner.local)
             .await
             .map_err(unavailable)?;
         // Replicas have the functions already; a primary put in by hand may not.
@@ -321,12 +199,21 @@ impl RedisHub {
         Ok(())
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Conn {
         self.links().connection
     }
 
+    /// The channel of `room` that brings this node its wake-ups on a
+    /// Cluster (`link.rs`).
+    fn shard_channel(&self, room: &RoomId) -> String {
+        format!("{}:{{{room}}}:w:{}", self.inner.prefix, self.inner.node)
+    }
+
+    /// A key outside any room: `idle` or `rooms`. Both share the hash tag
+    /// `{index}`, so that on a Cluster the pipeline of a join that touches
+    /// both stays in one slot.
     fn key(&self, name: &str) -> String {
-        format!("{}:{name}", self.inner.prefix)
+        format!("{}:{{index}}:{name}", self.inner.prefix)
     }
 
     /// The key of a token's entry among its room's keys.
@@ -385,33 +272,6 @@ impl RedisHub {
             }
         }
         Ok(())
-    }
-}
-
-/// Wakes the readers a message names: `<room> <member>`, or a signal's
-/// `<room> <member> <id> <data>` (`wake` in `prelude.lua`).
-fn wake_from_message(local: &DashMap<(RoomId, Uuid), Arc<LocalMember>>, text: &[u8]) {
-    let Ok(text) = std::str::from_utf8(text) else {
-        return;
-    };
-    let mut parts = text.splitn(4, ' ');
-    let (Some(Ok(room)), Some(Ok(member))) = (
-        parts.next().map(RoomId::parse),
-        parts.next().map(str::parse::<Uuid>),
-    ) else {
-        return;
-    };
-    let Some(local) = local.get(&(room, member)) else {
-        return;
-    };
-    let event = parts.next().and_then(|id| id.parse::<u64>().ok()).zip(
-        parts
-            .next()
-            .and_then(|data| RawValue::from_string(data.to_owned()).ok()),
-    );
-    match event {
-        Some((id, data)) => local.wake_with(id, EventBody::from_json(SIGNAL, data)),
-        None => local.wake_plain(),
     }
 }
 

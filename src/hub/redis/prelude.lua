@@ -6,8 +6,9 @@
 -- KEYS[1] is the room's key prefix, `<prefix>:{<room>}:`: the hash tag puts
 -- every key of one room in one cluster slot, so each call stays in one.
 -- ARGV[1..6]: undelivered events limit, undelivered bytes limit, headroom,
--- this node's id, the wake channel prefix, the room id. ARGV[7..] are the
--- function's own.
+-- this node's id, the prefix of the nodes' wake channels (empty on a
+-- Cluster, where each room has one per node in its slot: `w:<node>`), the
+-- room id. ARGV[7..] are the function's own.
 --
 -- A member's inbox is the stream `i:<id>`, whose entry ids are
 -- `0-<event id>`, with its counters in the hash `m:<id>`; `n:<id>` counts
@@ -48,20 +49,25 @@ local function nkey(m) return K .. 'n:' .. m end
 local function tkey(selector) return K .. 't:' .. selector end
 local function is_member(m) return redis.call('ZSCORE', MEMBERS, m) ~= false end
 
+-- A member's inbox counters, packed in one field (`c`) of its hash: one
+-- string to read and write, where seven fields cost 11 µs of Redis's time
+-- a call (`redis-benchmark`, against 3 for the string).
 local FIELDS = {'last', 'delivered', 'acked', 'hbytes', 'hlen', 'ulen', 'ubytes'}
 local function load(m)
-  local values = redis.call('HMGET', mkey(m), unpack(FIELDS))
-  local s = {m = m}
-  for i, field in ipairs(FIELDS) do s[field] = tonumber(values[i]) or 0 end
+  local packed = redis.call('HGET', mkey(m), 'c')
+  local s = {m = m, last = 0, delivered = 0, acked = 0, hbytes = 0, hlen = 0, ulen = 0, ubytes = 0}
+  if packed then
+    local i = 0
+    for number in string.gmatch(packed, '%d+') do
+      i = i + 1
+      s[FIELDS[i]] = tonumber(number)
+    end
+  end
   return s
 end
 local function save(s)
-  local args = {}
-  for _, field in ipairs(FIELDS) do
-    args[#args + 1] = field
-    args[#args + 1] = s[field]
-  end
-  redis.call('HSET', mkey(s.m), unpack(args))
+  redis.call('HSET', mkey(s.m), 'c', string.format('%d %d %d %d %d %d %d',
+    s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes))
 end
 
 -- An entry is {`0-<id>`, {'k', kind, 'd', data}}.
@@ -152,6 +158,14 @@ local function acknowledge(s, id)
   mark_delivered(s, s.acked)
 end
 
+local function publish(node, message)
+  if WAKE == '' then
+    redis.call('SPUBLISH', K .. 'w:' .. node, message)
+  else
+    redis.call('PUBLISH', WAKE .. node, message)
+  end
+end
+
 -- Wakes m's readers. A signal travels with its wake-up (`id` and its
 -- `data`), so that they hand it out without reading the inbox; without
 -- one, they read it.
@@ -160,9 +174,9 @@ local function wake(m, id, data)
     if node == NODE then
       local_wakes[#local_wakes + 1] = id and (m .. ' ' .. id) or m
     elseif id then
-      redis.call('PUBLISH', WAKE .. node, ROOM_ID .. ' ' .. m .. ' ' .. id .. ' ' .. data)
+      publish(node, ROOM_ID .. ' ' .. m .. ' ' .. id .. ' ' .. data)
     else
-      redis.call('PUBLISH', WAKE .. node, ROOM_ID .. ' ' .. m)
+      publish(node, ROOM_ID .. ' ' .. m)
     end
   end
 end

@@ -63,6 +63,7 @@ impl RedisHub {
         };
         let mut reader = RedisReader {
             hub: self.clone(),
+            subscribed: false,
             opened: false,
             member: member_ref.clone(),
             generation: None,
@@ -72,6 +73,19 @@ impl RedisHub {
             plain_wakes_seen: None,
             reading: None,
         };
+        if shared.primary.is_cluster() {
+            let subscriber = self.links().subscriber;
+            shared
+                .shards
+                .enter(
+                    &member_ref.room,
+                    || self.shard_channel(&member_ref.room),
+                    &subscriber,
+                )
+                .await
+                .map_err(super::unavailable)?;
+            reader.subscribed = true;
+        }
         let given = given.map(|id| id.to_string()).unwrap_or_default();
         let reply = self
             .run(
@@ -102,6 +116,9 @@ fn event_kind(kind: &str) -> Option<&'static str> {
 /// One open reader on this node.
 pub struct RedisReader {
     hub: RedisHub,
+    /// Whether it counts among its room's readers for the room's shard
+    /// channel (on a Cluster).
+    subscribed: bool,
     /// Whether Redis counts this reader (the open script ran).
     opened: bool,
     member: MemberRef,
@@ -271,6 +288,9 @@ impl Drop for RedisReader {
         });
         if !left {
             leave();
+        }
+        if self.subscribed {
+            shared.shards.leave(&self.member.room);
         }
         // The idle clock starts again now, and Redis counts one reader less
         // here; neither can wait for an await.

@@ -90,6 +90,14 @@ impl RedisHub {
             self.flush_marks().await;
         }
         self.reconcile_rooms().await?;
+        if self.inner.primary.is_cluster() {
+            let subscriber = self.links().subscriber;
+            self.inner
+                .shards
+                .drop_idle(|room| self.shard_channel(room), &subscriber)
+                .await
+                .map_err(super::unavailable)?;
+        }
         Ok(reaped)
     }
 

@@ -147,12 +147,14 @@ impl RedisHub {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut pipe = ::redis::pipe();
-        for (room, _) in &entries {
-            pipe.hget(format!("{}:{{{room}}}:room", shared.prefix), "epoch");
-        }
-        let actual: Vec<Option<String>> = pipe
-            .query_async(&mut connection)
+        // One command a room, not a pipeline: on a Cluster the rooms are
+        // in different slots. The connection pipelines them anyway.
+        let actual: Vec<Option<String>> =
+            futures_util::future::try_join_all(entries.iter().map(|(room, _)| {
+                let mut connection = connection.clone();
+                let key = format!("{}:{{{room}}}:room", shared.prefix);
+                async move { connection.hget(key, "epoch").await }
+            }))
             .await
             .map_err(unavailable)?;
         for ((room, indexed), actual) in entries.into_iter().zip(actual) {
@@ -208,21 +210,30 @@ impl RedisHub {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = ::redis::pipe();
-        for id in &ids {
-            let room = format!("{}:{{{id}}}:", self.inner.prefix);
-            pipe.hmget(format!("{room}room"), &["capacity", "locked", "created_at"])
-                .zcard(format!("{room}members"));
-        }
-        let answers: Vec<(RoomFields, usize)> = pipe
-            .query_async::<Vec<Value>>(&mut connection)
+        // A pipeline a room (its keys share its slot), not one for all.
+        let answers: Vec<(RoomFields, usize)> =
+            futures_util::future::try_join_all(ids.iter().map(|id| {
+                let mut connection = connection.clone();
+                let room = format!("{}:{{{id}}}:", self.inner.prefix);
+                async move {
+                    ::redis::pipe()
+                        .hmget(format!("{room}room"), &["capacity", "locked", "created_at"])
+                        .zcard(format!("{room}members"))
+                        .query_async::<Vec<Value>>(&mut connection)
+                        .await
+                }
+            }))
             .await
             .map_err(unavailable)?
-            .chunks(2)
+            .into_iter()
             .map(|pair| {
                 (
-                    ::redis::from_redis_value_ref(&pair[0]).unwrap_or((None, None, None)),
-                    ::redis::from_redis_value_ref(&pair[1]).unwrap_or(0),
+                    pair.first()
+                        .and_then(|value| ::redis::from_redis_value_ref(value).ok())
+                        .unwrap_or((None, None, None)),
+                    pair.get(1)
+                        .and_then(|value| ::redis::from_redis_value_ref(value).ok())
+                        .unwrap_or(0),
                 )
             })
             .collect();

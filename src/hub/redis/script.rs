@@ -126,7 +126,7 @@ impl Scripts {
     /// there: the same code replaces itself).
     pub(super) async fn load(
         &self,
-        connection: &mut ::redis::aio::ConnectionManager,
+        connection: &mut super::link::Conn,
     ) -> Result<(), ::redis::RedisError> {
         ::redis::cmd("FUNCTION")
             .arg("LOAD")
