@@ -145,9 +145,33 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller of an operation that checks it again as it runs (a signal,
+/// opening a reader, leaving or removing): see `Backend::authenticate_recent`.
+/// Extracted as `Caller` is.
+pub struct RecheckedCaller(pub Caller);
+
+impl FromRequestParts<AppState> for RecheckedCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ok(credentials) = Credentials::from_request_parts(parts, state).await;
+        state.recent_caller(&credentials).await.map(Self)
+    }
+}
+
 impl AppState {
     /// Resolves credentials to a caller, or 401.
     pub async fn caller(&self, credentials: &Credentials) -> Result<Caller, ApiError> {
+        self.resolve(credentials, false).await
+    }
+
+    /// `caller`, for an operation that checks its caller again as it runs
+    /// (`Backend::authenticate_recent`).
+    pub async fn recent_caller(&self, credentials: &Credentials) -> Result<Caller, ApiError> {
+        self.resolve(credentials, true).await
+    }
+
+    async fn resolve(&self, credentials: &Credentials, recent: bool) -> Result<Caller, ApiError> {
         let text = credentials.0.as_deref().ok_or(ApiError::Unauthorized)?;
         if let Some(admin) = &self.admin_token
             && admin.is(text)
@@ -155,11 +179,12 @@ impl AppState {
             return Ok(Caller::Admin);
         }
         let token = Token::parse(text).ok_or(ApiError::Unauthorized)?;
-        self.hub
-            .authenticate(&token)
-            .await?
-            .map(Caller::Member)
-            .ok_or(ApiError::Unauthorized)
+        let member = if recent {
+            self.hub.authenticate_recent(&token).await?
+        } else {
+            self.hub.authenticate(&token).await?
+        };
+        member.map(Caller::Member).ok_or(ApiError::Unauthorized)
     }
 
     /// The caller, who must be the admin.

@@ -117,6 +117,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
         token: &Token<'_>,
     ) -> impl Future<Output = Result<Option<MemberRef>, Refusal>> + Send;
 
+    /// `authenticate`, for an operation that checks its caller again as it
+    /// runs (a signal, opening a reader, leaving): a backend whose state is
+    /// remote may answer from what it looked up a few seconds ago, since a
+    /// member removed meanwhile is refused by the operation all the same.
+    fn authenticate_recent(
+        &self,
+        token: &Token<'_>,
+    ) -> impl Future<Output = Result<Option<MemberRef>, Refusal>> + Send;
+
     /// Joins `room_id`, creating the room if needed, as `room::admit`
     /// allows; every other member hears of it.
     fn join(
@@ -233,6 +242,14 @@ impl Hub {
     /// See `Backend::authenticate`.
     pub async fn authenticate(&self, token: &Token<'_>) -> Result<Option<MemberRef>, Refusal> {
         each_backend!(self, hub => hub.authenticate(token).await)
+    }
+
+    /// See `Backend::authenticate_recent`.
+    pub async fn authenticate_recent(
+        &self,
+        token: &Token<'_>,
+    ) -> Result<Option<MemberRef>, Refusal> {
+        each_backend!(self, hub => hub.authenticate_recent(token).await)
     }
 
     /// See `Backend::join`.

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use crate::http::AppState;
 use crate::http::api::{MemberParams, TAG_INBOX, written_json};
-use crate::http::auth::Caller;
+use crate::http::auth::RecheckedCaller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{MemberPath, QueryParams};
 use crate::http::{poll, sse};
@@ -86,7 +86,7 @@ async fn stream_events(
     QueryParams(query): QueryParams<StreamQuery>,
     method: Method,
     headers: HeaderMap,
-    caller: Caller,
+    RecheckedCaller(caller): RecheckedCaller,
 ) -> Result<Response, ApiError> {
     let header_id = match headers.get("last-event-id") {
         None => None,
@@ -202,7 +202,7 @@ async fn poll_events(
     MemberPath(room_id, member_id): MemberPath,
     QueryParams(query): QueryParams<PollQuery>,
     method: Method,
-    caller: Caller,
+    RecheckedCaller(caller): RecheckedCaller,
 ) -> Result<Response, ApiError> {
     let timeout = query
         .timeout

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use crate::http::AppState;
 use crate::http::api::{MemberParams, RoomParam, TAG_ROOMS};
-use crate::http::auth::{Caller, member_cookie};
+use crate::http::auth::{Caller, RecheckedCaller, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{JsonBody, MemberPath, RoomPath};
 use crate::hub::Actor;
@@ -118,7 +118,7 @@ async fn patch_room(
 async fn leave_room(
     State(state): State<AppState>,
     MemberPath(room_id, member_id): MemberPath,
-    caller: Caller,
+    RecheckedCaller(caller): RecheckedCaller,
 ) -> Result<Response, ApiError> {
     let actor = actor(&caller, &room_id)?;
     state.hub.remove_member(&room_id, member_id, actor).await?;

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use crate::http::AppState;
 use crate::http::api::{TAG_SIGNALS, written_json};
-use crate::http::auth::Caller;
+use crate::http::auth::{Caller, RecheckedCaller};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::JsonBody;
 use crate::model::{SignalAccepted, SignalRequest, SignalType, into_single_line_json};
@@ -45,7 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn send_signal(
     State(state): State<AppState>,
-    caller: Caller,
+    RecheckedCaller(caller): RecheckedCaller,
     JsonBody(request): JsonBody<SignalRequest>,
 ) -> Result<Accepted, ApiError> {
     let Caller::Member(from) = caller else {

@@ -10,7 +10,10 @@
 //! member and the digest of its secret) is among its room's keys, written
 //! and deleted by the same scripts as the member.
 
+use std::time::{Duration, Instant};
+
 use ::redis::AsyncCommands;
+use dashmap::DashMap;
 use subtle::ConstantTimeEq;
 use tracing::info;
 use uuid::Uuid;
@@ -24,17 +27,47 @@ use crate::domain::token::{NewToken, Token};
 use crate::hub::{JoinSpec, Joined, MemberRef};
 use crate::model::{MemberJoinedData, RoomId, Timestamp};
 
+/// How long a token entry looked up in Redis is used again without
+/// looking, by the operations that check their caller again in the room's
+/// function (`Backend::authenticate_recent`): a member signalling five
+/// times a second then costs Redis one lookup in twenty-five.
+const TOKEN_CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// Token entries a node keeps; past it, it starts afresh.
+const TOKEN_CACHE_MAX: usize = 65_536;
+
+/// Token entries this node looked up lately, by the token's selector:
+/// its room, its member and the hex digest of its secret, as Redis holds
+/// them.
+#[derive(Default)]
+pub(super) struct TokenCache {
+    entries: DashMap<u64, (RoomId, Uuid, [u8; 64], Instant)>,
+}
+
 impl RedisHub {
     /// The member `token` opens, if it is still there: its room's token
     /// entry, found by the token's selector, holds the member and the
-    /// digest of its secret.
+    /// digest of its secret. `cached`: an entry looked up in the last
+    /// `TOKEN_CACHE_FOR` will do.
     pub(super) async fn member_of_token(
         &self,
         token: &Token<'_>,
+        cached: bool,
     ) -> Result<Option<MemberRef>, Refusal> {
         let Some(room) = token.room() else {
             return Ok(None);
         };
+        let presented = hex(&token.digest());
+        let selector = token.secret().selector();
+        let cache = &self.inner.tokens.entries;
+        if cached
+            && let Some(entry) = cache.get(&selector)
+            && entry.0 == room
+            && entry.3.elapsed() < TOKEN_CACHE_FOR
+        {
+            let member = entry.1;
+            return Ok(bool::from(entry.2.ct_eq(&presented)).then_some(MemberRef { room, member }));
+        }
         // GET, which no script uses, so that `INFO commandstats` tells the
         // token lookups apart (a test counts them).
         let kept: Option<String> = self
@@ -43,13 +76,20 @@ impl RedisHub {
             .await
             .map_err(unavailable)?;
         let Some((member, digest)) = kept.as_deref().and_then(|kept| kept.split_once(' ')) else {
+            cache.remove(&selector);
             return Ok(None);
         };
-        let presented = hex(&token.digest());
-        if !bool::from(digest.as_bytes().ct_eq(&presented)) {
+        let (Ok(member), Ok(digest)) = (
+            member.parse::<Uuid>(),
+            <[u8; 64]>::try_from(digest.as_bytes()),
+        ) else {
             return Ok(None);
+        };
+        if cache.len() >= TOKEN_CACHE_MAX {
+            cache.clear();
         }
-        Ok(member.parse().ok().map(|member| MemberRef { room, member }))
+        cache.insert(selector, (room.clone(), member, digest, Instant::now()));
+        Ok(bool::from(digest.ct_eq(&presented)).then_some(MemberRef { room, member }))
     }
 
     /// Counts the member in the idle index and indexes its room, runs the

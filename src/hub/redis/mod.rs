@@ -95,6 +95,8 @@ struct Shared {
     local: Arc<LocalMembers>,
     /// On a Cluster, the rooms whose wake-up channel this node subscribes to.
     shards: ShardChannels,
+    /// Token entries looked up lately (`members::TokenCache`).
+    tokens: members::TokenCache,
     /// Open readers on this node; bounded by `max_readers`.
     readers: AtomicUsize,
     /// When `heartbeat` last ran.
@@ -150,6 +152,7 @@ impl RedisHub {
                 node,
                 local,
                 shards: ShardChannels::default(),
+                tokens: members::TokenCache::default(),
                 wake_prefix,
                 readers: AtomicUsize::new(0),
                 last_heartbeat: std::sync::Mutex::new(None),
@@ -287,7 +290,11 @@ impl Backend for RedisHub {
     }
 
     async fn authenticate(&self, token: &Token<'_>) -> Result<Option<MemberRef>, Refusal> {
-        self.member_of_token(token).await
+        self.member_of_token(token, false).await
+    }
+
+    async fn authenticate_recent(&self, token: &Token<'_>) -> Result<Option<MemberRef>, Refusal> {
+        self.member_of_token(token, true).await
     }
 
     async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<Joined, Refusal> {
