@@ -18,7 +18,8 @@ build_servers() { # cargo flags…
 rust_server() { # peer, dir
   case "$1" in
     signalpost|signalpost-poll) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}") ;;
-    signalpost-redis) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}" --redis-url "${redis_url:?start_redis first}") ;;
+    signalpost-redis|signalpost-redis-x2|signalpost-redis-x3) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}" --redis-url "${redis_url:?start_redis first}") ;;
+    signalpost-cluster-x3) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}" --redis-url "${redis_url:?start_redis_cluster first}" --redis-cluster) ;;
     floor) server=("$2/floor" --listen 127.0.0.1:0) ;;
     *) return 1 ;;
   esac
@@ -42,18 +43,61 @@ listening_address() { # log, pid, tries
 
 # Starts a redis-server for signalpost-redis on a free loopback port, with
 # no persistence (the benchmark measures the relay, not the disk), under
-# the command prefix given (pinning, priority). Sets redis_pid and
-# redis_url; fails if it is not ready within 10 s.
+# the command prefix given (pinning, priority). Sets redis_pid (and
+# redis_pids, of every redis-server started) and redis_url; fails if it is
+# not ready within 10 s.
 start_redis() { # log file, command prefix…
-  local log=$1 port
+  redis_pids=()
+  start_one_redis "$@" || return 1
+  redis_url=redis://127.0.0.1:$redis_port
+}
+
+# Starts a Redis Cluster of three primaries, no replicas, each on a free
+# loopback port with no persistence, and waits until every node says it
+# is ok. Sets redis_pids and redis_url (the three nodes' URLs).
+start_redis_cluster() { # log file, command prefix…
+  local log=$1 addrs=() port
+  shift
+  redis_pids=()
+  local i
+  for i in 1 2 3; do
+    # A configuration left by an earlier run would make it a member already.
+    rm -f "$log.$i.nodes.conf"
+    start_one_redis "$log.$i" "$@" --cluster-enabled yes --cluster-config-file "$log.$i.nodes.conf" || return 1
+    addrs+=("127.0.0.1:$redis_port")
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$log.create" 2>&1 || {
+    echo "bench: redis-cli --cluster create failed:" >&2
+    cat "$log.create" >&2
+    stop_redis
+    return 1
+  }
+  for port in "${addrs[@]##*:}"; do
+    for i in $(seq 100); do
+      redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+      sleep 0.1
+    done
+  done
+  redis_url=$(printf 'redis://%s,' "${addrs[@]}")
+  redis_url=${redis_url%,}
+}
+
+# One redis-server (more arguments after `--`… are its own), on the next
+# free port from 6400. Sets redis_pid and redis_port, adds to redis_pids.
+start_one_redis() { # log file, command prefix… [redis-server flags…]
+  local log=$1 port prefix=() flags=()
   shift
   command -v redis-server >/dev/null || { echo "bench: signalpost-redis needs redis-server (apt-get install redis-server)" >&2; return 1; }
+  while [ $# -gt 0 ] && [[ "$1" != --* ]]; do prefix+=("$1"); shift; done
+  flags=("$@")
   for port in $(seq 6400 6499); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { [[ " ${used_redis_ports:-} " == *" $port "* ]] || break; }
   done
-  "$@" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$log" 2>&1 &
+  used_redis_ports="${used_redis_ports:-} $port"
+  "${prefix[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no "${flags[@]}" >"$log" 2>&1 &
   redis_pid=$!
-  redis_url=redis://127.0.0.1:$port
+  redis_port=$port
+  redis_pids+=("$redis_pid")
   local i
   for i in $(seq 100); do
     grep -q 'Ready to accept connections' "$log" && return 0
@@ -67,8 +111,12 @@ start_redis() { # log file, command prefix…
 }
 
 stop_redis() {
-  [ -n "${redis_pid:-}" ] || return 0
-  kill -TERM "$redis_pid" 2>/dev/null || true
-  wait "$redis_pid" 2>/dev/null || true
+  local pid
+  for pid in ${redis_pids[@]+"${redis_pids[@]}"} ${redis_pid:-}; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   redis_pid=""
+  redis_pids=()
+  used_redis_ports=""
 }

@@ -51,15 +51,23 @@ enum Command {
         #[arg(long, value_enum)]
         peer: PeerKind,
         /// The server's address; only loopback addresses are accepted.
+        /// Several (comma-separated): the nodes of one service, each member
+        /// joining through the next, so that a room's members sit on
+        /// different nodes.
+        #[arg(long, required = true, value_delimiter = ',')]
+        addr: Vec<SocketAddr>,
+        /// The server's process id (each node's), for its CPU time and memory.
+        #[arg(long, required = true, value_delimiter = ',')]
+        pid: Vec<u32>,
+        /// The process ids of the store the server keeps its state in
+        /// (redis-server, or each primary of a Cluster), whose CPU time and
+        /// memory are measured too.
+        #[arg(long, value_delimiter = ',')]
+        backend_pid: Vec<u32>,
+        /// The name the run is reported under, when not the peer's own
+        /// (`signalpost-redis-x3` for three nodes of `signalpost-redis`).
         #[arg(long)]
-        addr: SocketAddr,
-        /// The server's process id, for its CPU time and memory.
-        #[arg(long)]
-        pid: u32,
-        /// The process id of the store the server keeps its state in
-        /// (redis-server), whose CPU time and memory are measured too.
-        #[arg(long)]
-        backend_pid: Option<u32>,
+        label: Option<String>,
         #[arg(long, value_enum)]
         scenario: Scenario,
         /// Which repetition this is, recorded in the run.
@@ -104,6 +112,7 @@ fn main() -> ExitCode {
             addr,
             pid,
             backend_pid,
+            label,
             scenario,
             repeat,
             smoke,
@@ -111,7 +120,7 @@ fn main() -> ExitCode {
             strict,
             max_secs,
         } => {
-            if !addr.ip().is_loopback() {
+            if let Some(addr) = addr.iter().find(|addr| !addr.ip().is_loopback()) {
                 eprintln!("signalpost-bench: only loopback targets are allowed, not {addr}");
                 return ExitCode::from(2);
             }
@@ -131,19 +140,22 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime starts");
-            let run = runtime.block_on(run_one(
+            let mut run = runtime.block_on(run_one(
                 peer,
-                addr,
-                (pid, backend_pid),
+                &addr,
+                (&pid, &backend_pid),
                 scenario,
                 repeat,
                 &sizes,
             ));
+            if let Some(label) = label {
+                run.peer = label;
+            }
             println!("{}", serde_json::to_string(&run).expect("a run serializes"));
             if !run.ok {
                 eprintln!(
                     "signalpost-bench: {} {} failed: {}",
-                    peer.name(),
+                    run.peer,
                     scenario.name(),
                     run.failure.as_deref().unwrap_or("?")
                 );
@@ -152,7 +164,7 @@ fn main() -> ExitCode {
             if strict && let Some(problem) = report::loss(&run) {
                 eprintln!(
                     "signalpost-bench: {} {}: {problem}",
-                    peer.name(),
+                    run.peer,
                     scenario.name()
                 );
                 return ExitCode::from(3);
@@ -179,8 +191,8 @@ fn main() -> ExitCode {
 
 async fn run_one(
     peer: PeerKind,
-    addr: SocketAddr,
-    (pid, backend_pid): (u32, Option<u32>),
+    addrs: &[SocketAddr],
+    (pids, backend_pids): (&[u32], &[u32]),
     scenario: Scenario,
     repeat: u32,
     sizes: &Sizes,
@@ -192,9 +204,9 @@ async fn run_one(
         repeat,
         ..Run::default()
     };
-    let outcome = match procfs::Process::with_backend(pid, backend_pid) {
+    let outcome = match procfs::Process::with_backend(pids, backend_pids) {
         Ok(server) => {
-            let ctx = Arc::new(Ctx::new(peer, addr, Arc::new(Recorder::new())));
+            let ctx = Arc::new(Ctx::new(peer, addrs, Arc::new(Recorder::new())));
             scenario::run(ctx, server, scenario, sizes, &mut run).await
         }
         Err(error) => Err(error),

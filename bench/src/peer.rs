@@ -67,7 +67,11 @@ impl PeerKind {
 /// Everything a generator process shares with its members.
 pub struct Ctx {
     pub kind: PeerKind,
+    /// The first node's connections, for the setup's own requests.
     pub http: Arc<http1::Client>,
+    /// Every node's: members join through each in turn.
+    nodes: Vec<Arc<http1::Client>>,
+    next_node: AtomicUsize,
     pub recorder: Arc<Recorder>,
     posts: Arc<Semaphore>,
     /// Inbox readers (SSE responses, websockets, poll loops) still running.
@@ -116,10 +120,17 @@ pub enum Sent {
 }
 
 impl Ctx {
-    pub fn new(kind: PeerKind, addr: SocketAddr, recorder: Arc<Recorder>) -> Self {
+    /// `addrs`: the nodes of the server, at least one.
+    pub fn new(kind: PeerKind, addrs: &[SocketAddr], recorder: Arc<Recorder>) -> Self {
+        let nodes: Vec<Arc<http1::Client>> = addrs
+            .iter()
+            .map(|addr| Arc::new(http1::Client::new(*addr)))
+            .collect();
         Self {
             kind,
-            http: Arc::new(http1::Client::new(addr)),
+            http: nodes[0].clone(),
+            nodes,
+            next_node: AtomicUsize::new(0),
             recorder,
             posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
             open_inboxes: Arc::new(AtomicUsize::new(0)),
@@ -140,9 +151,11 @@ impl Ctx {
         capacity: u32,
         connections: Connections,
     ) -> Result<Member> {
+        // The next node's: members of one room join through different nodes.
+        let node = &self.nodes[self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len()];
         let http = match connections {
-            Connections::Shared => self.http.clone(),
-            Connections::OwnPerMember => Arc::new(http1::Client::new(self.addr())),
+            Connections::Shared => node.clone(),
+            Connections::OwnPerMember => Arc::new(http1::Client::new(node.addr())),
         };
         let joining = async {
             match self.kind {
@@ -209,9 +222,10 @@ impl Ctx {
         let auth = format!("Bearer {}", joined.token);
         let member = format!("/rooms/{room}/members/{}", joined.member.id);
         if self.kind == PeerKind::SignalpostPoll {
-            self.open_polls(&format!("{member}/poll"), &auth).await?;
+            self.open_polls(&http, &format!("{member}/poll"), &auth)
+                .await?;
         } else {
-            self.open_sse(&format!("{member}/events"), Some(&auth))
+            self.open_sse(&http, &format!("{member}/events"), Some(&auth))
                 .await?;
         }
         Ok(Member {
@@ -234,7 +248,7 @@ impl Ctx {
         }
         let joined: Joined = serde_json::from_slice(&answer.body).context("join answer")?;
         let path = format!("/rooms/{room}/members/{}/events", joined.member_id);
-        self.open_sse(&path, None).await?;
+        self.open_sse(&http, &path, None).await?;
         Ok(Member {
             id: joined.member_id.to_string(),
             http,
@@ -280,11 +294,16 @@ impl Ctx {
     }
 
     /// Opens an SSE inbox, starts its reader, and waits for `ready`.
-    async fn open_sse(&self, path: &str, auth: Option<&str>) -> Result<()> {
+    async fn open_sse(
+        &self,
+        http: &Arc<http1::Client>,
+        path: &str,
+        auth: Option<&str>,
+    ) -> Result<()> {
         let request = self.request_bytes("GET", path, auth, None);
         start_reader(|ready| {
             read_sse(
-                self.http.clone(),
+                http.clone(),
                 request,
                 self.recorder.clone(),
                 ready,
@@ -295,10 +314,10 @@ impl Ctx {
     }
 
     /// Starts a member's long-poll loop, and waits for its first answer.
-    async fn open_polls(&self, path: &str, auth: &str) -> Result<()> {
+    async fn open_polls(&self, http: &Arc<http1::Client>, path: &str, auth: &str) -> Result<()> {
         start_reader(|ready| {
             read_polls(
-                self.http.clone(),
+                http.clone(),
                 path.to_owned(),
                 auth.to_owned(),
                 self.recorder.clone(),

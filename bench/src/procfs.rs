@@ -5,49 +5,99 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-/// One process: the server under test, or the generator itself.
+/// The server under test (its nodes, one or more, counted together), or
+/// the generator itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Process {
-    pub pid: u32,
+    pids: Pids,
     /// Kernel clock ticks per second, the unit of `utime` and `stime`.
     ticks_per_sec: u64,
-    /// The store the server keeps its state in, when that is a process of
-    /// its own (redis-server): its CPU and memory are the server's cost too.
-    backend: Option<u32>,
+    /// The store the nodes keep their state in, when that is processes of
+    /// its own (redis-server, one or a Cluster's): its CPU and memory are
+    /// the service's cost too.
+    backend: Pids,
+}
+
+/// Up to `Pids::MAX` process ids, kept inline so that a `Process` is `Copy`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pids {
+    ids: [u32; Pids::MAX],
+    len: usize,
+}
+
+impl Pids {
+    const MAX: usize = 8;
+
+    fn new(pids: &[u32]) -> Result<Self> {
+        if pids.len() > Self::MAX {
+            bail!("at most {} processes are measured together", Self::MAX);
+        }
+        let mut ids = [0; Self::MAX];
+        ids[..pids.len()].copy_from_slice(pids);
+        Ok(Self {
+            ids,
+            len: pids.len(),
+        })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &u32> {
+        self.ids[..self.len].iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Process {
     pub fn new(pid: u32) -> Result<Self> {
+        Self::group(&[pid])
+    }
+
+    /// Several processes counted as one: their CPU and memory summed.
+    fn group(pids: &[u32]) -> Result<Self> {
+        if pids.is_empty() {
+            bail!("no process to measure");
+        }
         let server = Self {
-            pid,
+            pids: Pids::new(pids)?,
             ticks_per_sec: clock_ticks_per_sec(),
-            backend: None,
+            backend: Pids::default(),
         };
         server.cpu().context("the server process is not readable")?;
         Ok(server)
     }
 
-    /// The server, with the process of the store it keeps its state in.
-    pub fn with_backend(pid: u32, backend: Option<u32>) -> Result<Self> {
-        let mut server = Self::new(pid)?;
-        if let Some(backend) = backend {
-            server.backend = Some(Self::new(backend).context("the backend process")?.pid);
+    /// The server's nodes, with the processes of the store they keep their
+    /// state in.
+    pub fn with_backend(pids: &[u32], backend: &[u32]) -> Result<Self> {
+        let mut server = Self::group(pids)?;
+        if !backend.is_empty() {
+            server.backend = Self::group(backend).context("the backend process")?.pids;
         }
         Ok(server)
     }
 
-    /// The backend process, if the server has one.
+    /// The backend processes, if the server has any.
     pub fn backend(&self) -> Option<Process> {
-        self.backend.map(|pid| Self {
-            pid,
+        (!self.backend.is_empty()).then_some(Self {
+            pids: self.backend,
             ticks_per_sec: self.ticks_per_sec,
-            backend: None,
+            backend: Pids::default(),
         })
     }
 
-    /// User plus system CPU time of every thread of the process so far.
+    /// User plus system CPU time of every thread of the processes so far.
     pub fn cpu(&self) -> Result<Duration> {
-        let path = format!("/proc/{}/stat", self.pid);
+        let mut total = Duration::ZERO;
+        for pid in self.pids.iter() {
+            total += self.cpu_of(*pid)?;
+        }
+        Ok(total)
+    }
+
+    fn cpu_of(&self, pid: u32) -> Result<Duration> {
+        let path = format!("/proc/{pid}/stat");
         let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         // The command name may hold spaces and parentheses: count fields
         // from the last `)`. utime and stime are fields 14 and 15 of the
@@ -70,9 +120,25 @@ impl Process {
         ))
     }
 
-    /// Resident memory in KiB (`VmRSS` of `/proc/PID/status`).
+    /// Resident memory in KiB (`VmRSS` of `/proc/PID/status`), summed.
     pub fn rss_kib(&self) -> Result<u64> {
-        let path = format!("/proc/{}/status", self.pid);
+        let mut total = 0;
+        for pid in self.pids.iter() {
+            total += rss_kib_of(*pid)?;
+        }
+        Ok(total)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.pids
+            .iter()
+            .all(|pid| std::path::Path::new(&format!("/proc/{pid}/stat")).exists())
+    }
+}
+
+fn rss_kib_of(pid: u32) -> Result<u64> {
+    {
+        let path = format!("/proc/{pid}/status");
         let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         for line in status.lines() {
             if let Some(value) = line.strip_prefix("VmRSS:") {
@@ -81,10 +147,6 @@ impl Process {
             }
         }
         bail!("no VmRSS in {path}")
-    }
-
-    pub fn is_alive(&self) -> bool {
-        std::path::Path::new(&format!("/proc/{}/stat", self.pid)).exists()
     }
 }
 

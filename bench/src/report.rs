@@ -13,9 +13,12 @@ use crate::chart;
 use crate::scenario::{Run, Sizes, Window};
 
 /// The peers in the order of the table's columns.
-pub const PEERS: [(&str, &str); 6] = [
+pub const PEERS: [(&str, &str); 9] = [
     ("signalpost", "signalpost (SSE)"),
     ("signalpost-redis", "signalpost on Redis"),
+    ("signalpost-redis-x2", "2 nodes on Redis"),
+    ("signalpost-redis-x3", "3 nodes on Redis"),
+    ("signalpost-cluster-x3", "3 nodes on a 3-primary Cluster"),
     ("floor", "floor (axum relay)"),
     ("sio-ws", "socket.io websocket"),
     ("signalpost-poll", "signalpost long-poll"),
