@@ -23,7 +23,7 @@ end
 local others = member_views()
 broadcast('member-joined', joined, nil)
 redis.call('ZADD', MEMBERS, redis.call('HINCRBY', ROOM, 'seq', 1), member)
-redis.call('HSET', mkey(member), 'view', view, 'sel', selector, 'seen', now_ms())
+redis.call('HSET', mkey(member), 'view', view, 'sel', selector, 'seen', now_ms(), 'c', NO_EVENTS)
 redis.call('SET', tkey(selector), member .. ' ' .. digest)
 local room = redis.call('HMGET', ROOM, 'capacity', 'epoch')
 return {'ok', local_wakes, dropped, tonumber(room[1]), creating and 1 or 0, room[2], others}

@@ -44,17 +44,61 @@ pub(super) struct LocalMember {
     /// Counts the wake-ups that came without an event: a reader that has
     /// not seen the latest reads the inbox in Redis.
     plain_wakes: AtomicU64,
-    /// The highest id a reader here delivered from `recent`.
-    delivered: AtomicU64,
-    /// The highest such id Redis has been told of.
-    told: AtomicU64,
-    /// Bytes of the events delivered from `recent` since Redis was last
-    /// told everything.
-    untold_bytes: AtomicU64,
+    /// The signals readers here delivered from `recent` that Redis has not
+    /// been told of.
+    untold: Mutex<Mark>,
     /// Whether the upkeep tick saw marks not yet told: at the next, they go.
     waiting: AtomicBool,
     /// Whether a flush of this member's marks is under way.
     pub(super) flushing: AtomicBool,
+}
+
+/// A run of signals delivered from `recent`: ids `from..=to`, contiguous,
+/// with `bytes` of data. Empty when `to < from`. Redis takes it as it is
+/// when it follows on from what it counts delivered, and otherwise looks
+/// at the held events (`delivered_elsewhere` in `prelude.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Mark {
+    pub(super) from: u64,
+    pub(super) to: u64,
+    pub(super) bytes: u64,
+}
+
+impl Default for Mark {
+    fn default() -> Self {
+        Self {
+            from: 1,
+            to: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl Mark {
+    fn is_empty(&self) -> bool {
+        self.to < self.from
+    }
+
+    fn len(&self) -> u64 {
+        if self.is_empty() {
+            0
+        } else {
+            self.to - self.from + 1
+        }
+    }
+
+    /// The three arguments of a function that takes a mark: from, to and
+    /// bytes, or three empty ones.
+    pub(super) fn args(mark: Option<Mark>) -> [String; 3] {
+        match mark {
+            Some(mark) => [
+                mark.from.to_string(),
+                mark.to.to_string(),
+                mark.bytes.to_string(),
+            ],
+            None => Default::default(),
+        }
+    }
 }
 
 /// Recent signals, ids increasing.
@@ -111,18 +155,16 @@ impl LocalMember {
     pub(super) fn take_after(&self, cursor: u64, alone: bool) -> Option<Batch> {
         let mut recent = self.recent();
         let start = recent.entries.partition_point(|entry| entry.id <= cursor);
-        let mut items = Vec::new();
-        let mut next = cursor + 1;
-        for entry in recent.entries.range(start..) {
-            if entry.id != next {
-                break;
-            }
-            items.push(Item::Event(Entry {
-                id: entry.id,
-                body: Arc::clone(&entry.body),
-            }));
-            next += 1;
-        }
+        let items: Vec<Item> = (cursor + 1..)
+            .zip(recent.entries.range(start..))
+            .take_while(|(next, entry)| entry.id == *next)
+            .map(|(_, entry)| {
+                Item::Event(Entry {
+                    id: entry.id,
+                    body: Arc::clone(&entry.body),
+                })
+            })
+            .collect();
         if items.is_empty() && start < recent.entries.len() {
             return None;
         }
@@ -134,44 +176,65 @@ impl LocalMember {
             }
         }
         drop(recent);
-        if !items.is_empty() {
-            let bytes: usize = items
-                .iter()
-                .map(|item| match item {
-                    Item::Event(entry) => entry.body.size(),
-                    Item::Gap { .. } => 0,
-                })
-                .sum();
-            self.untold_bytes.fetch_add(bytes as u64, Ordering::AcqRel);
-            self.delivered.fetch_max(next - 1, Ordering::AcqRel);
-        }
+        self.delivered(&items);
         Some(Batch { items })
     }
 
-    /// How far the readers here delivered, if Redis has not been told.
-    pub(super) fn mark(&self) -> Option<u64> {
-        let delivered = self.delivered.load(Ordering::Acquire);
-        (delivered > self.told.load(Ordering::Acquire)).then_some(delivered)
+    fn untold(&self) -> MutexGuard<'_, Mark> {
+        // Nothing panics while holding it; a poisoned mark is still whole.
+        self.untold.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the events delivered from here and not yet told to Redis
-    /// reach a quarter of the inbox's limits (`events`, `bytes`).
-    pub(super) fn piled_up(&self, events: usize, bytes: usize) -> bool {
-        let untold = self
-            .delivered
-            .load(Ordering::Acquire)
-            .saturating_sub(self.told.load(Ordering::Acquire));
-        untold > 0
-            && (untold >= (events as u64 / 4).max(1)
-                || self.untold_bytes.load(Ordering::Acquire) >= (bytes as u64 / 4).max(1))
-    }
-
-    /// Redis has been told of `mark`.
-    pub(super) fn told(&self, mark: u64) {
-        self.told.fetch_max(mark, Ordering::AcqRel);
-        if mark >= self.delivered.load(Ordering::Acquire) {
-            self.untold_bytes.store(0, Ordering::Release);
+    /// Adds the signals a reader hands out, contiguous, to the untold run.
+    /// Another reader of the member may have handed out some already;
+    /// after a read of the inbox in Redis (which Redis counts delivered)
+    /// the run starts again.
+    fn delivered(&self, items: &[Item]) {
+        let mut untold = self.untold();
+        let last = untold.to;
+        let mut fresh = items.iter().filter_map(|item| match item {
+            Item::Event(entry) if entry.id > last => Some(entry),
+            _ => None,
+        });
+        let Some(first) = fresh.next() else {
+            return;
+        };
+        if untold.is_empty() || first.id != last + 1 {
+            *untold = Mark {
+                from: first.id,
+                to: first.id - 1,
+                bytes: 0,
+            };
         }
+        for entry in std::iter::once(first).chain(fresh) {
+            untold.to = entry.id;
+            untold.bytes += entry.body.size() as u64;
+        }
+    }
+
+    /// The run Redis has not been told of, if any.
+    pub(super) fn mark(&self) -> Option<Mark> {
+        let untold = *self.untold();
+        (!untold.is_empty()).then_some(untold)
+    }
+
+    /// Whether the run not yet told to Redis reaches a quarter of the
+    /// inbox's limits (`events`, `bytes`).
+    pub(super) fn piled_up(&self, events: usize, bytes: usize) -> bool {
+        let untold = *self.untold();
+        !untold.is_empty()
+            && (untold.len() >= (events as u64 / 4).max(1)
+                || untold.bytes >= (bytes as u64 / 4).max(1))
+    }
+
+    /// Redis has been told of `mark`: what the run holds past it stays.
+    pub(super) fn told(&self, mark: Mark) {
+        let mut untold = self.untold();
+        if untold.from == mark.from && untold.to >= mark.to {
+            untold.from = mark.to + 1;
+            untold.bytes = untold.bytes.saturating_sub(mark.bytes);
+        }
+        drop(untold);
         self.waiting.store(false, Ordering::Release);
     }
 
@@ -185,9 +248,9 @@ impl LocalMember {
 }
 
 impl RedisHub {
-    /// How far the member's readers here delivered, if Redis has not been
-    /// told.
-    pub(super) fn mark_of(&self, room: &RoomId, member: Uuid) -> Option<u64> {
+    /// The run of signals the member's readers here delivered, if Redis has
+    /// not been told of it.
+    pub(super) fn mark_of(&self, room: &RoomId, member: Uuid) -> Option<Mark> {
         self.inner
             .local
             .get(&(room.clone(), member))
@@ -195,7 +258,7 @@ impl RedisHub {
     }
 
     /// Redis has been told of the member's `mark`.
-    pub(super) fn told(&self, room: &RoomId, member: Uuid, mark: u64) {
+    pub(super) fn told(&self, room: &RoomId, member: Uuid, mark: Mark) {
         if let Some(local) = self.inner.local.get(&(room.clone(), member)) {
             local.told(mark);
         }
@@ -292,9 +355,14 @@ mod tests {
         member.wake_with(5, signal("5"));
         let batch = member.take_after(4, true).unwrap();
         assert_eq!(ids(&batch), [5, 6]);
-        assert_eq!(member.mark(), Some(6));
+        let mark = Mark {
+            from: 5,
+            to: 6,
+            bytes: 2,
+        };
+        assert_eq!(member.mark(), Some(mark));
         assert!(member.take_after(6, true).unwrap().is_empty());
-        member.told(6);
+        member.told(mark);
         assert_eq!(member.mark(), None);
     }
 
@@ -325,7 +393,40 @@ mod tests {
         member.take_after(0, true).unwrap();
         assert!(!member.due(), "the first tick only notes them");
         assert!(member.due());
-        member.told(1);
+        member.told(member.mark().unwrap());
         assert!(!member.due());
+    }
+
+    #[test]
+    fn the_run_grows_while_told_and_starts_again_after_a_read_of_the_inbox() {
+        let member = LocalMember::default();
+        for id in 1..=3 {
+            member.wake_with(id, signal("12"));
+        }
+        member.take_after(0, false).unwrap();
+        let told = member.mark().unwrap();
+        member.wake_with(4, signal("123"));
+        member.take_after(3, false).unwrap();
+        member.told(told);
+        assert_eq!(
+            member.mark(),
+            Some(Mark {
+                from: 4,
+                to: 4,
+                bytes: 3
+            }),
+            "what came after the mark told stays untold"
+        );
+        // A read of the inbox in Redis took 5 to 8; 9 comes with its wake-up.
+        member.wake_with(9, signal("1"));
+        member.take_after(8, false).unwrap();
+        assert_eq!(
+            member.mark(),
+            Some(Mark {
+                from: 9,
+                to: 9,
+                bytes: 1
+            })
+        );
     }
 }

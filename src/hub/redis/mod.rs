@@ -7,18 +7,23 @@
 //! - per room, under the hash tag `{room}` so a Redis Cluster keeps a room in
 //!   one slot: the room hash, the members in join order, and per member a
 //!   hash (view, inbox counters, idle clock, stream generation), the inbox
-//!   as a Redis stream, and the set of nodes holding one of its readers;
-//! - outside any room: the token index, the room index (for `GET /rooms`),
-//!   the idle index the reaper scans, and the member count;
-//! - on each node, only what cannot be shared: its open readers and the
-//!   `Readers` that wakes them.
+//!   as a Redis stream, the nodes holding one of its readers, and its
+//!   token's entry;
+//! - outside any room, under the hash tag `{index}`: the room index (for
+//!   `GET /rooms`) and the idle index the reaper scans, which is also the
+//!   member count;
+//! - on each node, only what cannot be shared: its open readers, what wakes
+//!   them and the signals that came with the wake-ups (`local`), and the
+//!   token entries it looked up lately.
 //!
 //! Every change to a room is one call of a Lua function (`*.lua` beside
 //! this file, one library loaded by each node), so it is atomic however
 //! many nodes race: capacity, lock, inbox bounds. A relayed signal costs
-//! two round trips: the token lookup and the function. A function that
-//! puts an event in an inbox wakes that member's readers: on this node
-//! directly, on the others by publishing to their own channel.
+//! one round trip, the function; its token was looked up by an earlier
+//! one (`members::TokenCache`). A function that puts an event in an inbox
+//! wakes that member's readers, a signal travelling with its wake-up: on
+//! this node in the function's answer, on the others in a message on their
+//! channel (`link`).
 //!
 //! A call that takes more than one round trip and must make all of them
 //! (a join, a removal, opening a reader) runs on a task of its own: a
@@ -26,16 +31,17 @@
 //! half-changed (a member counted and never removed, a room gone but still
 //! indexed, a reader counted that nobody closes).
 //!
-//! A node keeps two Redis connections whatever it serves: one multiplexed
-//! connection for commands and one for its subscription. Both reconnect by
-//! themselves; while Redis is unreachable, calls are refused at once
-//! (`Refusal::Unavailable`).
-
+//! A node keeps two Redis connections whatever it serves: one for commands
+//! and one for its subscription, each multiplexed (to one Redis) or
+//! routing by slot (to a Cluster). Both reconnect by themselves; while
+//! Redis is unreachable, calls are refused at once (`Refusal::Unavailable`).
 //!
-//! The code is split by concern: `script` runs the Lua scripts and reads
-//! their answers; `members` holds the token index, joins and removals;
-//! `rooms` signals, room views, locks and the room list; `readers` opens,
-//! reads and closes this node's inbox readers; `reap` removes idle members.
+//! The code is split by concern: `link` connects and subscribes; `script`
+//! runs the Lua functions and reads their answers; `members` holds the
+//! token lookups, joins and removals; `rooms` signals, room views, locks
+//! and the room list; `readers` opens, reads and closes this node's inbox
+//! readers, and `local` is what it keeps of their members; `reap` removes
+//! idle members.
 
 mod link;
 mod local;

@@ -24,6 +24,11 @@ local HARD_EVENTS, HARD_BYTES, ROOM, MEMBERS
 local local_wakes
 -- Undelivered events let go past an inbox's hard bound, for the metrics.
 local dropped
+-- How a member's inbox counters are packed (`load`), and the counters of
+-- a member with no event yet, which its hash holds from its join on:
+-- packed at the first call, since `struct` is not there while the library
+-- loads.
+local COUNTERS, NO_EVENTS = 'ddddddd', nil
 
 local function setup(keys, args)
   K = keys[1]
@@ -35,6 +40,7 @@ local function setup(keys, args)
   ROOM, MEMBERS = K .. 'room', K .. 'members'
   local_wakes = {}
   dropped = 0
+  NO_EVENTS = NO_EVENTS or struct.pack(COUNTERS, 0, 0, 0, 0, 0, 0, 0)
 end
 
 local function now_ms()
@@ -53,16 +59,19 @@ local function is_member(m) return redis.call('ZSCORE', MEMBERS, m) ~= false end
 -- seven doubles (`struct`, which Redis's Lua has): one string to read and
 -- write and nothing to parse. Seven fields of decimal text took 6 µs of
 -- Redis's time a call to read and 6 to write; this takes 1 (`redis-benchmark`).
-local COUNTERS = 'ddddddd'
-local function load(m)
-  local packed = redis.call('HGET', mkey(m), 'c')
+local function unpacked(m, packed)
   local s = {m = m}
-  if packed then
-    s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes = struct.unpack(COUNTERS, packed)
-  else
-    s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes = 0, 0, 0, 0, 0, 0, 0
-  end
+  s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes = struct.unpack(COUNTERS, packed)
   return s
+end
+local function load(m)
+  return unpacked(m, redis.call('HGET', mkey(m), 'c') or NO_EVENTS)
+end
+-- The counters of `m`, or nil when it is no member: one command where
+-- `is_member` and `load` are two.
+local function load_member(m)
+  local packed = redis.call('HGET', mkey(m), 'c')
+  return packed and unpacked(m, packed)
 end
 local function save(s)
   redis.call('HSET', mkey(s.m), 'c', struct.pack(COUNTERS,
@@ -138,13 +147,25 @@ local function mark_delivered(s, id)
   return true
 end
 
--- A node's readers delivered up to `mark` (text; empty: none) the signals
--- that came with their wake-ups, without reading the inbox: Redis counts
--- them delivered now (src/hub/redis/local.rs).
-local function delivered_elsewhere(m, mark)
-  if mark == '' then return end
+-- A node's readers delivered the signals `from`..`to` (text; empty: none),
+-- `bytes` of data, that came with their wake-ups, without reading the inbox
+-- (src/hub/redis/local.rs): Redis counts them delivered now. When they
+-- follow on from what it counted delivered they are all signals and none
+-- was dropped, so the counters move by them; otherwise the held entries
+-- are looked at.
+local function delivered_elsewhere(m, from, to, bytes)
+  if to == '' then return end
   local s = load(m)
-  if mark_delivered(s, math.min(tonumber(mark), s.last)) then save(s) end
+  from, to = tonumber(from), tonumber(to)
+  if to <= s.delivered then return end
+  if from == s.delivered + 1 and to <= s.last then
+    s.ulen = s.ulen - (to - from + 1)
+    s.ubytes = s.ubytes - tonumber(bytes)
+    s.delivered = to
+  else
+    mark_delivered(s, math.min(to, s.last))
+  end
+  save(s)
 end
 
 -- Inbox::acknowledge.

@@ -8,6 +8,7 @@ use ::redis::AsyncCommands;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use super::local::Mark;
 use super::script::RoomFn;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
@@ -125,11 +126,15 @@ impl RedisHub {
         room: &RoomId,
         member: Uuid,
         how: &str,
-        mark: Option<u64>,
+        mark: Option<Mark>,
     ) -> Result<(), Refusal> {
-        let mark = mark.map(|mark| mark.to_string()).unwrap_or_default();
-        self.run(RoomFn::Touch, room, &[&member.to_string(), how, &mark])
-            .await
-            .map(drop)
+        let [from, to, bytes] = Mark::args(mark);
+        self.run(
+            RoomFn::Touch,
+            room,
+            &[&member.to_string(), how, &from, &to, &bytes],
+        )
+        .await
+        .map(drop)
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use ::redis::{AsyncCommands, Value};
 use uuid::Uuid;
 
+use super::local::Mark;
 use super::script::{RoomFn, into_string, into_u64, parse_views, refusal};
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
@@ -35,6 +36,7 @@ impl RedisHub {
     ) -> Result<usize, Refusal> {
         let to = to.map(|to| to.to_string()).unwrap_or_default();
         let mark = self.mark_of(&from.room, from.member);
+        let [mark_from, mark_to, mark_bytes] = Mark::args(mark);
         let reply = self
             .run_carrying(
                 RoomFn::Signal,
@@ -43,7 +45,9 @@ impl RedisHub {
                     &from.member.to_string(),
                     &to,
                     &body.json(),
-                    &mark.map(|mark| mark.to_string()).unwrap_or_default(),
+                    &mark_from,
+                    &mark_to,
+                    &mark_bytes,
                 ],
                 Some(&body),
             )

@@ -1,15 +1,15 @@
 -- A signal, to the recipients of `room::recipients` (src/domain/room.rs).
 -- ARGV[7] = sender, ARGV[8] = recipient (empty: every other
--- member), ARGV[9] = the event data, ARGV[10] = how far the sender's
--- readers on the calling node delivered (`delivered_elsewhere`). All
--- recipients take it or none does.
+-- member), ARGV[9] = the event data, ARGV[10..12] = the signals the
+-- sender's readers on the calling node delivered (`delivered_elsewhere`).
+-- All recipients take it or none does.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
 if not is_member(from) then return {'unauthorized', local_wakes, dropped} end
-delivered_elsewhere(from, ARGV[10])
+delivered_elsewhere(from, ARGV[10], ARGV[11], ARGV[12])
 local recipients = {}
 if to ~= '' then
-  if not is_member(to) then return {'member_not_found', local_wakes, dropped} end
-  recipients[1] = load(to)
+  recipients[1] = load_member(to)
+  if not recipients[1] then return {'member_not_found', local_wakes, dropped} end
 else
   for _, m in ipairs(redis.call('ZRANGE', MEMBERS, 0, -1)) do
     if m ~= from then recipients[#recipients + 1] = load(m) end
