@@ -154,7 +154,7 @@ end
 -- was dropped, so the counters move by them; otherwise the held entries
 -- are looked at.
 local function delivered_elsewhere(m, from, to, bytes)
-  if to == '' then return end
+  if not to or to == '' then return end
   local s = load(m)
   from, to = tonumber(from), tonumber(to)
   if to <= s.delivered then return end
