@@ -684,3 +684,151 @@ async fn a_member_removed_through_one_node_is_refused_at_once_by_the_other() {
         assert_problem(response, 401, "unauthorized").await;
     }
 }
+
+/// `CLUSTER NODES` of the cluster, as (port, id, primary's id or `-`, slot
+/// ranges) of each node.
+async fn cluster_nodes(node: &RedisServer) -> Vec<(u16, String, String, Vec<(u16, u16)>)> {
+    let client = redis::Client::open(node.url()).expect("the test Redis URL is valid");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test connects to its Redis");
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut connection)
+        .await
+        .expect("CLUSTER NODES answers");
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+            let slots = fields
+                .iter()
+                .skip(8)
+                .filter_map(|range| {
+                    let (low, high) = range.split_once('-').unwrap_or((range, range));
+                    Some((low.parse().ok()?, high.parse().ok()?))
+                })
+                .collect();
+            Some((
+                port,
+                fields[0].to_owned(),
+                fields.get(3)?.to_string(),
+                slots,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cluster_primary_killed_under_load_fails_over_to_its_replica_without_a_node_restart() {
+    let mut redis = crate::redis_server::RedisCluster::start_with_replicas(1).await;
+    let urls = redis.urls();
+    let args = ["--redis-cluster", "--redis-url", &urls];
+    let processes = join_all((0..2).map(|_| ServerProcess::start(&args, &[]))).await;
+    let nodes: Vec<TestApp> = processes
+        .iter()
+        .map(|process| TestApp::at(process.addr))
+        .collect();
+    let alice = nodes[0].join("failover").await;
+    let bob = nodes[1].join("failover").await;
+    nodes[1]
+        .signal(&bob, Some(&alice), "note", json!("before"))
+        .await;
+
+    // The primary that holds the room, and its replica.
+    let client = redis::Client::open(redis.nodes[0].url()).expect("a valid URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test connects to its Redis");
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("signalpost:{failover}:room")
+        .query_async(&mut connection)
+        .await
+        .expect("CLUSTER KEYSLOT answers");
+    // Replicas are known to every node a moment after the slots are.
+    let found = std::sync::Mutex::new(None);
+    eventually(
+        "the room's primary and its replica are known",
+        4 * DEADLINE,
+        || async {
+            let layout = cluster_nodes(&redis.nodes[0]).await;
+            let primary = layout.iter().find(|(_, _, _, slots)| {
+                slots
+                    .iter()
+                    .any(|(low, high)| (*low..=*high).contains(&slot))
+            });
+            let replica = primary.and_then(|(_, primary_id, ..)| {
+                layout.iter().find(|(_, _, of, _)| of == primary_id)
+            });
+            if let (Some(primary), Some(replica)) = (primary, replica) {
+                *found.lock().expect("not poisoned") = Some((primary.0, replica.0));
+                return true;
+            }
+            false
+        },
+    )
+    .await;
+    let (primary_port, replica_port) = found
+        .into_inner()
+        .expect("not poisoned")
+        .expect("found above");
+    let server = |port: u16| {
+        redis
+            .nodes
+            .iter()
+            .position(|node| node.port == port)
+            .expect("the port is one of the cluster's")
+    };
+    let (primary, replica) = (server(primary_port), server(replica_port));
+    // The room is on the replica before the primary dies: replication is
+    // asynchronous, and what it had not copied would be lost.
+    eventually("the replica has everything", DEADLINE, || async {
+        let offset = |info: &std::collections::HashMap<String, String>| {
+            info.get("master_repl_offset").cloned()
+        };
+        let (on_primary, on_replica) = (
+            offset(&redis_info(&redis.nodes[primary], "replication").await),
+            offset(&redis_info(&redis.nodes[replica], "replication").await),
+        );
+        on_primary.is_some() && on_primary == on_replica
+    })
+    .await;
+
+    redis.nodes[primary].stop().await;
+    // While the cluster fails over, a signal answers 503 `server_busy`
+    // with `Retry-After`, and nothing else; then 202 on the promoted
+    // replica, with no node restarted.
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    eventually("signals are accepted again", 6 * DEADLINE, || async {
+        let response = nodes[1]
+            .send(&bob.token, Some(&alice.member_id), "note", json!("after"))
+            .await;
+        match response.status().as_u16() {
+            202 => true,
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                assert_problem(response, 503, "server_busy").await;
+                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            status => panic!("a signal during the failover answered {status}"),
+        }
+    })
+    .await;
+    assert!(
+        refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the failover was seen as 503 server_busy"
+    );
+    let mut stream = nodes[0].open_events(&alice, None).await;
+    stream.expect_ready(&alice, 0).await;
+    stream.expect("member-joined").await;
+    assert_eq!(
+        stream.expect_signal().await.data["payload"],
+        json!("before")
+    );
+    assert_eq!(stream.expect_signal().await.data["payload"], json!("after"));
+    drop(processes);
+}

@@ -178,8 +178,14 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts the three and returns once every node says the cluster is ok.
     pub async fn start() -> RedisCluster {
+        Self::start_with_replicas(0).await
+    }
+
+    /// Three primaries, each with `replicas` replicas (`nodes` holds the
+    /// primaries first, as `redis-cli --cluster create` pairs them).
+    pub async fn start_with_replicas(replicas: usize) -> RedisCluster {
         let nodes = futures_util::future::join_all(
-            (0..3).map(|_| RedisServer::start_as(Role::ClusterNode)),
+            (0..3 * (1 + replicas)).map(|_| RedisServer::start_as(Role::ClusterNode)),
         )
         .await;
         let addrs: Vec<String> = nodes
@@ -189,7 +195,7 @@ impl RedisCluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
