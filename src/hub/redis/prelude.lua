@@ -149,23 +149,22 @@ end
 
 -- A node's readers delivered the signals `from`..`to` (text; empty: none),
 -- `bytes` of data, that came with their wake-ups, without reading the inbox
--- (src/hub/redis/local.rs): Redis counts them delivered now. When they
--- follow on from what it counted delivered they are all signals and none
--- was dropped, so the counters move by them; otherwise the held entries
--- are looked at.
-local function delivered_elsewhere(m, from, to, bytes)
-  if not to or to == '' then return end
-  local s = load(m)
+-- (src/hub/redis/local.rs): the member's counters `s` count them delivered
+-- now. When they follow on from what the counters had delivered they are
+-- all signals and none was dropped, so the counters move by them;
+-- otherwise the held entries are looked at. Answers whether the counters
+-- moved: the caller saves them.
+local function delivered_elsewhere(s, from, to, bytes)
+  if not to or to == '' then return false end
   from, to = tonumber(from), tonumber(to)
-  if to <= s.delivered then return end
+  if to <= s.delivered then return false end
   if from == s.delivered + 1 and to <= s.last then
     s.ulen = s.ulen - (to - from + 1)
     s.ubytes = s.ubytes - tonumber(bytes)
     s.delivered = to
-  else
-    mark_delivered(s, math.min(to, s.last))
+    return true
   end
-  save(s)
+  return mark_delivered(s, math.min(to, s.last))
 end
 
 -- Inbox::acknowledge.

@@ -4,8 +4,9 @@
 -- sender's readers on the calling node delivered (`delivered_elsewhere`).
 -- All recipients take it or none does.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
-if not is_member(from) then return {'unauthorized', local_wakes, dropped} end
-delivered_elsewhere(from, ARGV[10], ARGV[11], ARGV[12])
+local sender = load_member(from)
+if not sender then return {'unauthorized', local_wakes, dropped} end
+if delivered_elsewhere(sender, ARGV[10], ARGV[11], ARGV[12]) then save(sender) end
 local recipients = {}
 if to ~= '' then
   recipients[1] = load_member(to)

@@ -3,8 +3,9 @@
 -- signals its readers here delivered (`delivered_elsewhere`). Resets the
 -- member's idle clock.
 local m = ARGV[7]
-if not is_member(m) then return {'gone', local_wakes, dropped} end
-delivered_elsewhere(m, ARGV[9], ARGV[10], ARGV[11])
+local s = load_member(m)
+if not s then return {'gone', local_wakes, dropped} end
+if delivered_elsewhere(s, ARGV[9], ARGV[10], ARGV[11]) then save(s) end
 redis.call('HSET', mkey(m), 'seen', now_ms())
 if ARGV[8] == 'close' and redis.call('HINCRBY', nkey(m), NODE, -1) <= 0 then
   redis.call('HDEL', nkey(m), NODE)
