@@ -13,7 +13,8 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, DEADLINE, ServerProcess, TestApp, assert_problem, eventually, json_body, send,
+    ADMIN_TOKEN, DEADLINE, Joined, ServerProcess, TestApp, assert_problem, eventually, json_body,
+    send,
 };
 use crate::redis_server::RedisServer;
 
@@ -581,57 +582,16 @@ async fn a_primary_killed_under_load_fails_over_to_its_replica_without_a_node_re
         .await;
     // The members are on the replica before the primary dies: replication
     // is asynchronous, and what it had not copied would be lost.
-    eventually("the replica has everything", DEADLINE, || async {
-        let offset = |info: &std::collections::HashMap<String, String>| {
-            info.get("master_repl_offset").cloned()
-        };
-        let (on_primary, on_replica) = (
-            offset(&redis_info(&primary, "replication").await),
-            offset(&redis_info(&replica, "replication").await),
-        );
-        on_primary.is_some() && on_primary == on_replica
-    })
-    .await;
+    replica_has_everything(&primary, &replica).await;
 
     primary.stop().await;
     // While Sentinel switches, a signal answers 503 `server_busy` with
     // `Retry-After`, and nothing else; then 202 on the new primary.
-    let refused = std::sync::atomic::AtomicUsize::new(0);
-    let sent = std::sync::atomic::AtomicUsize::new(0);
-    eventually("signals are accepted again", 6 * DEADLINE, || async {
-        let response = nodes[1]
-            .send(&bob.token, Some(&alice.member_id), "note", json!("after"))
-            .await;
-        match response.status().as_u16() {
-            202 => {
-                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                true
-            }
-            503 => {
-                assert_eq!(response.headers()["retry-after"], "1");
-                assert_problem(response, 503, "server_busy").await;
-                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                false
-            }
-            status => panic!("a signal during the switch-over answered {status}"),
-        }
-    })
-    .await;
-    assert!(
-        refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the switch-over was seen as 503 server_busy"
-    );
+    accepted_again_after_a_switch(&nodes[1], &bob, &alice).await;
     // Alice, on the other node, reads both signals from the new primary,
     // once that node has followed it too (at its next reaper tick).
     ready_within_deadline(&nodes[0]).await;
-    let mut stream = nodes[0].open_events(&alice, None).await;
-    stream.expect_ready(&alice, 0).await;
-    stream.expect("member-joined").await;
-    assert_eq!(
-        stream.expect_signal().await.data["payload"],
-        json!("before")
-    );
-    assert_eq!(stream.expect_signal().await.data["payload"], json!("after"));
+    reads_before_and_after(&nodes[0], &alice).await;
     drop(processes);
 }
 
@@ -785,26 +745,41 @@ async fn a_cluster_primary_killed_under_load_fails_over_to_its_replica_without_a
     let (primary, replica) = (server(primary_port), server(replica_port));
     // The room is on the replica before the primary dies: replication is
     // asynchronous, and what it had not copied would be lost.
-    eventually("the replica has everything", DEADLINE, || async {
-        let offset = |info: &std::collections::HashMap<String, String>| {
-            info.get("master_repl_offset").cloned()
-        };
-        let (on_primary, on_replica) = (
-            offset(&redis_info(&redis.nodes[primary], "replication").await),
-            offset(&redis_info(&redis.nodes[replica], "replication").await),
-        );
-        on_primary.is_some() && on_primary == on_replica
-    })
-    .await;
+    replica_has_everything(&redis.nodes[primary], &redis.nodes[replica]).await;
 
     redis.nodes[primary].stop().await;
     // While the cluster fails over, a signal answers 503 `server_busy`
     // with `Retry-After`, and nothing else; then 202 on the promoted
     // replica, with no node restarted.
+    accepted_again_after_a_switch(&nodes[1], &bob, &alice).await;
+    reads_before_and_after(&nodes[0], &alice).await;
+    drop(processes);
+}
+
+/// Waits until `replica` has all that `primary` has (their replication
+/// offsets agree).
+async fn replica_has_everything(primary: &RedisServer, replica: &RedisServer) {
+    eventually("the replica has everything", DEADLINE, || async {
+        let offset = |info: &std::collections::HashMap<String, String>| {
+            info.get("master_repl_offset").cloned()
+        };
+        let (on_primary, on_replica) = (
+            offset(&redis_info(primary, "replication").await),
+            offset(&redis_info(replica, "replication").await),
+        );
+        on_primary.is_some() && on_primary == on_replica
+    })
+    .await;
+}
+
+/// Sends `from`'s note "after" to `to` through `node` until it is
+/// accepted, while Redis switches to another primary: meanwhile it answers
+/// 503 `server_busy` with `Retry-After: 1` and nothing else, at least once.
+async fn accepted_again_after_a_switch(node: &TestApp, from: &Joined, to: &Joined) {
     let refused = std::sync::atomic::AtomicUsize::new(0);
     eventually("signals are accepted again", 6 * DEADLINE, || async {
-        let response = nodes[1]
-            .send(&bob.token, Some(&alice.member_id), "note", json!("after"))
+        let response = node
+            .send(&from.token, Some(&to.member_id), "note", json!("after"))
             .await;
         match response.status().as_u16() {
             202 => true,
@@ -814,21 +789,25 @@ async fn a_cluster_primary_killed_under_load_fails_over_to_its_replica_without_a
                 refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 false
             }
-            status => panic!("a signal during the failover answered {status}"),
+            status => panic!("a signal during the switch-over answered {status}"),
         }
     })
     .await;
     assert!(
         refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the failover was seen as 503 server_busy"
+        "the switch-over was seen as 503 server_busy"
     );
-    let mut stream = nodes[0].open_events(&alice, None).await;
-    stream.expect_ready(&alice, 0).await;
+}
+
+/// `member`'s new stream on `node` has, after the other member's join, the
+/// notes "before" and "after" of a switch-over.
+async fn reads_before_and_after(node: &TestApp, member: &Joined) {
+    let mut stream = node.open_events(member, None).await;
+    stream.expect_ready(member, 0).await;
     stream.expect("member-joined").await;
     assert_eq!(
         stream.expect_signal().await.data["payload"],
         json!("before")
     );
     assert_eq!(stream.expect_signal().await.data["payload"], json!("after"));
-    drop(processes);
 }
