@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Context;
 
-use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::RedisHub;
@@ -285,43 +284,13 @@ impl RedisHub {
         }
         let (hub, room, mark) = (self.clone(), room.clone(), local.mark());
         let mut flush = Box::pin(async move {
-            let told = hub.touch(&room, member, "keep", mark).await.is_ok();
+            let _ = hub.touch(&room, member, "keep", mark).await;
             if let Some(local) = hub.inner.local.get(&(room, member)) {
-                if let (true, Some(mark)) = (told, mark) {
-                    local.told(mark);
-                }
                 local.flushing.store(false, Ordering::Release);
             }
         });
         if flush.as_mut().poll(cx).is_pending() {
             tokio::spawn(flush);
-        }
-    }
-
-    /// At every upkeep tick: tells Redis the marks that have waited since
-    /// the last, so that they are at most two ticks late.
-    pub(super) async fn flush_marks(&self) {
-        let due: Vec<(RoomId, Uuid)> = self
-            .inner
-            .local
-            .iter()
-            .filter(|local| local.due())
-            .map(|local| local.key().clone())
-            .collect();
-        futures_util::stream::iter(due)
-            .for_each_concurrent(16, |(room, member)| async move {
-                self.touch_keep(&room, member).await;
-            })
-            .await;
-    }
-
-    /// Renews the member's idle clock and tells its marks.
-    pub(super) async fn touch_keep(&self, room: &RoomId, member: Uuid) {
-        let mark = self.mark_of(room, member);
-        if self.touch(room, member, "keep", mark).await.is_ok()
-            && let Some(mark) = mark
-        {
-            self.told(room, member, mark);
         }
     }
 }

@@ -301,11 +301,7 @@ impl Drop for RedisReader {
             let (room, member) = key;
             let mark = self.local.mark();
             runtime.spawn(async move {
-                if hub.touch(&room, member, "close", mark).await.is_ok()
-                    && let Some(mark) = mark
-                {
-                    hub.told(&room, member, mark);
-                }
+                let _ = hub.touch(&room, member, "close", mark).await;
             });
         }
     }

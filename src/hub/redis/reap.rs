@@ -8,7 +8,7 @@ use ::redis::AsyncCommands;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use super::local::Mark;
+use super::local::{LocalMember, Mark};
 use super::script::RoomFn;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
@@ -106,21 +106,36 @@ impl RedisHub {
     /// that no node reaps it; a node that dies stops doing so, and its
     /// members are reaped a member timeout later.
     pub(super) async fn heartbeat(&self) {
+        self.keep_local(|_| true).await;
+    }
+
+    /// At every upkeep tick but the heartbeat's: tells Redis the marks that
+    /// have waited since the last, so that they are at most two ticks late.
+    pub(super) async fn flush_marks(&self) {
+        self.keep_local(LocalMember::due).await;
+    }
+
+    /// `touch.lua` with `keep`, and the member's marks, for each member
+    /// with a reader on this node that `which` picks.
+    async fn keep_local(&self, which: impl Fn(&LocalMember) -> bool) {
         let members: Vec<(RoomId, Uuid)> = self
             .inner
             .local
             .iter()
+            .filter(|entry| which(entry.value()))
             .map(|entry| entry.key().clone())
             .collect();
         futures_util::stream::iter(members)
             .for_each_concurrent(16, |(room, member)| async move {
-                self.touch_keep(&room, member).await;
+                let mark = self.mark_of(&room, member);
+                let _ = self.touch(&room, member, "keep", mark).await;
             })
             .await;
     }
 
     /// Runs `touch.lua`: a reader here is still open (`keep`) or one closed
-    /// (`close`), and its member's readers here delivered up to `mark`.
+    /// (`close`), and its member's readers here delivered the run `mark`,
+    /// which is then told.
     pub(super) async fn touch(
         &self,
         room: &RoomId,
@@ -134,7 +149,10 @@ impl RedisHub {
             room,
             &[&member.to_string(), how, &from, &to, &bytes],
         )
-        .await
-        .map(drop)
+        .await?;
+        if let Some(mark) = mark {
+            self.told(room, member, mark);
+        }
+        Ok(())
     }
 }
