@@ -574,14 +574,6 @@ impl Backend for MemoryHub {
         ready(Ok(self.member_of_token(token)))
     }
 
-    /// The same: memory is never behind.
-    fn authenticate_recent(
-        &self,
-        token: &Token<'_>,
-    ) -> impl Future<Output = Result<Option<MemberRef>, Refusal>> + Send {
-        ready(Ok(self.member_of_token(token)))
-    }
-
     fn join(
         &self,
         room_id: RoomId,

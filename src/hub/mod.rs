@@ -121,10 +121,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// runs (a signal, opening a reader, leaving): a backend whose state is
     /// remote may answer from what it looked up a few seconds ago, since a
     /// member removed meanwhile is refused by the operation all the same.
+    /// A backend that is never behind keeps this default.
     fn authenticate_recent(
         &self,
         token: &Token<'_>,
-    ) -> impl Future<Output = Result<Option<MemberRef>, Refusal>> + Send;
+    ) -> impl Future<Output = Result<Option<MemberRef>, Refusal>> + Send {
+        self.authenticate(token)
+    }
 
     /// Joins `room_id`, creating the room if needed, as `room::admit`
     /// allows; every other member hears of it.

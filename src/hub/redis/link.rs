@@ -135,7 +135,6 @@ impl ConnectionLike for Conn {
 pub(super) type LocalMembers = DashMap<(RoomId, Uuid), Arc<LocalMember>>;
 
 /// The two connections: commands, and this node's subscription.
-#[derive(Clone)]
 pub(super) struct Links {
     /// The primary they go to (the seeds, for a Cluster).
     pub(super) url: String,

@@ -10,10 +10,10 @@
 //! (a membership event, a newer stream, the member gone, a subscription
 //! that was lost), or a signal it missed. Delivering then costs Redis
 //! nothing; Redis learns how far the member's readers delivered later, with
-//! the member's next signal, a reader's close, the heartbeat, or a flush of
-//! its own once the marks pile up (`RedisHub::flush_marks`), so that its
-//! count of undelivered events, which refuses signals to a full inbox, is
-//! never far behind.
+//! the member's next signal, a reader's close, the upkeep ticks
+//! (`RedisHub::flush_marks`), or a flush of its own once the marks pile up
+//! (`RedisHub::flush_if_piled_up`), so that its count of undelivered
+//! events, which refuses signals to a full inbox, is never far behind.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -168,20 +168,21 @@ impl RedisHub {
         })
     }
 
-    fn links(&self) -> Links {
+    /// The links as they are now; held only to clone what a call needs,
+    /// never across an await.
+    fn links(&self) -> std::sync::RwLockReadGuard<'_, Links> {
         // Nothing panics while holding it; poisoned links still connect.
         self.inner
             .links
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// With Sentinel: moves to the primary Sentinel names, when it is
     /// another than the one this node talks to (a failover), and has every
     /// reader here look again. Called at every reaper tick.
     async fn follow_primary(&self) -> Result<(), Refusal> {
-        if matches!(self.inner.primary, Primary::Url(_)) {
+        if !matches!(self.inner.primary, Primary::Sentinel { .. }) {
             return Ok(());
         }
         let url = self.inner.primary.url().await.map_err(unavailable)?;
@@ -209,7 +210,11 @@ impl RedisHub {
     }
 
     fn connection(&self) -> Conn {
-        self.links().connection
+        self.links().connection.clone()
+    }
+
+    fn subscriber(&self) -> Conn {
+        self.links().subscriber.clone()
     }
 
     /// The channel of `room` that brings this node its wake-ups on a
@@ -270,10 +275,9 @@ impl RedisHub {
     /// or wake-ups from other nodes would be lost. A PING on a broken
     /// connection also makes it reconnect (and subscribe again).
     async fn ping(&self) -> Result<(), Refusal> {
-        let links = self.links();
-        for connection in [&links.connection, &links.subscriber] {
+        for mut connection in [self.connection(), self.subscriber()] {
             let pong: String = ::redis::cmd("PING")
-                .query_async(&mut connection.clone())
+                .query_async(&mut connection)
                 .await
                 .map_err(unavailable)?;
             if pong != "PONG" {

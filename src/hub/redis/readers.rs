@@ -74,7 +74,7 @@ impl RedisHub {
             reading: None,
         };
         if shared.primary.is_cluster() {
-            let subscriber = self.links().subscriber;
+            let subscriber = self.subscriber();
             shared
                 .shards
                 .enter(

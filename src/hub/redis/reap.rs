@@ -92,7 +92,7 @@ impl RedisHub {
         }
         self.reconcile_rooms().await?;
         if self.inner.primary.is_cluster() {
-            let subscriber = self.links().subscriber;
+            let subscriber = self.subscriber();
             self.inner
                 .shards
                 .drop_idle(|room| self.shard_channel(room), &subscriber)
