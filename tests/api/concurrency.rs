@@ -154,3 +154,55 @@ async fn concurrent_joins_never_overfill_a_room_and_make_exactly_one_owner() {
         "each join saw the ones before it"
     );
 }
+
+/// Signals sent at the same moment, some of them refused, are each answered
+/// for themselves (on Redis, their calls share one connection), and only
+/// the accepted ones arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signals_sent_at_once_are_each_answered_for_themselves() {
+    const EACH: u64 = 8;
+    let app = Arc::new(spawn_app().await);
+    let sender = app.join("mixed").await;
+    let recipient = app.join("mixed").await;
+    let elsewhere = app.join("another-room").await;
+    let gone = app.join("mixed").await;
+    assert_eq!(app.leave(&gone).await.status(), 204);
+    let mut events = app.open_events(&recipient, None).await;
+    events.expect_ready(&recipient, 0).await;
+
+    let sends = (0..EACH).flat_map(|n| {
+        [
+            (sender.token.clone(), recipient.member_id.clone(), 202, n),
+            (sender.token.clone(), elsewhere.member_id.clone(), 404, n),
+            (sender.token.clone(), gone.member_id.clone(), 404, n),
+            (gone.token.clone(), recipient.member_id.clone(), 401, n),
+        ]
+    });
+    let answers = join_all(sends.map(|(token, to, expected, n)| {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let response = app.send(&token, Some(&to), "candidate", json!({"n": n})).await;
+            (response.status().as_u16(), expected)
+        })
+    }))
+    .await;
+    for answer in answers {
+        let (status, expected) = answer.expect("a send does not panic");
+        assert_eq!(status, expected);
+    }
+
+    let mut received = Vec::new();
+    while received.len() < EACH as usize {
+        let event = events.next_event().await;
+        if event.event == "signal" {
+            assert_eq!(event.data["from"], json!(sender.member_id));
+            received.push(event.data["payload"]["n"].as_u64().expect("payload.n"));
+        }
+    }
+    received.sort_unstable();
+    assert_eq!(received, (0..EACH).collect::<Vec<_>>());
+    // Nothing else was put in the inbox: a marker sent last is next.
+    app.signal(&sender, Some(&recipient), "marker", json!(null)).await;
+    let next = events.next_event().await;
+    assert_eq!(next.data["type"], json!("marker"), "{next:?}");
+}
