@@ -92,6 +92,22 @@ pub struct Config {
     #[arg(help_heading = "Serving")]
     pub admin_token: Option<String>,
 
+    /// Joins need a grant: a JWT (HS256) signed with this secret, at least 32 bytes, sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        env = "SIGNALPOST_JOIN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        conflicts_with = "join_key"
+    )]
+    #[arg(help_heading = "Serving")]
+    pub join_secret: Option<String>,
+
+    /// Joins need a grant: a JWT signed with the private half of this public key, a PEM file (RSA: RS256, P-256: ES256, Ed25519: EdDSA) or a JWKS file.
+    #[arg(long, env = "SIGNALPOST_JOIN_KEY", value_name = "FILE")]
+    #[arg(help_heading = "Serving")]
+    pub join_key: Option<std::path::PathBuf>,
+
     /// Seconds an inbox may go unread (no stream, no poll) before its member is removed.
     #[arg(long, env = "SIGNALPOST_MEMBER_TIMEOUT", value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     #[arg(help_heading = "Rooms and inboxes")]
@@ -340,6 +356,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// The least length of `--join-secret`: an HS256 key shorter than its
+/// 256-bit hash is weaker than the algorithm (RFC 7518 §3.2).
+pub const JOIN_SECRET_MIN: usize = 32;
+
 impl Config {
     /// Rules between flags that clap cannot express.
     pub fn check(&self) -> Result<(), String> {
@@ -347,6 +367,16 @@ impl Config {
             return Err(format!(
                 "--default-capacity ({}) is larger than --max-capacity ({})",
                 self.default_capacity, self.max_capacity
+            ));
+        }
+        if self
+            .join_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < JOIN_SECRET_MIN)
+        {
+            return Err(format!(
+                "--join-secret must be at least {} bytes long",
+                JOIN_SECRET_MIN
             ));
         }
         Ok(())
@@ -385,6 +415,11 @@ impl std::fmt::Debug for Config {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "[redacted]"),
             )
+            .field(
+                "join_secret",
+                &self.join_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("join_key", &self.join_key)
             .field("member_timeout", &self.member_timeout)
             .field("keep_alive", &self.keep_alive)
             .field("default_capacity", &self.default_capacity)
@@ -486,5 +521,18 @@ mod tests {
     fn the_admin_token_is_redacted_from_debug_output() {
         let config = Config::from_args(["--admin-token", "hunter2"]).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_join_secret_is_redacted_from_debug_output() {
+        let secret = "a-join-secret-of-at-least-32-bytes";
+        let config = Config::from_args(["--join-secret", secret]).unwrap();
+        assert!(!format!("{config:?}").contains(secret));
+    }
+
+    #[test]
+    fn a_join_secret_shorter_than_32_bytes_is_refused() {
+        assert!(Config::from_args(["--join-secret", "only-31-bytes-long-secret-text!"]).is_err());
+        assert!(Config::from_args(["--join-secret", "exactly-32-bytes-long-secret-txt"]).is_ok());
     }
 }

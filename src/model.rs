@@ -15,6 +15,8 @@ use uuid::Uuid;
 pub const ROOM_ID_MAX: usize = 64;
 /// Longest member name, in characters.
 pub const NAME_MAX: usize = 64;
+/// Longest user id (a grant's `sub`), in characters.
+pub const USER_ID_MAX: usize = 255;
 /// Largest member metadata, in bytes of compact JSON.
 pub const METADATA_MAX: usize = 4096;
 /// Longest signal type, in characters.
@@ -152,6 +154,10 @@ pub struct MemberView {
     /// `null` when the join named none.
     #[schema(required = true)]
     pub name: Option<String>,
+    /// The application's id for this user: the `sub` of the join grant
+    /// (on a server that asks for grants), `null` when it had none.
+    #[schema(required = true)]
+    pub user_id: Option<String>,
     /// The metadata given at join, `{}` when none was.
     #[schema(value_type = Object)]
     pub metadata: Box<RawValue>,

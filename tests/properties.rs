@@ -466,6 +466,7 @@ fn event_body() -> impl Strategy<Value = (Arc<EventBody>, Expected)> {
                 let view = MemberView {
                     id,
                     name: name.clone(),
+                    user_id: None,
                     metadata: stored_metadata(&metadata),
                     joined_at,
                 };
@@ -778,6 +779,7 @@ fn sending() -> impl Strategy<Value = Sending> {
 fn join_spec(who: &Someone) -> JoinSpec {
     JoinSpec {
         name: who.name.clone(),
+        user_id: None,
         metadata: stored_metadata(&who.metadata),
         capacity: None,
     }

@@ -155,6 +155,8 @@ async function call(env, method, url, { token, body, signal, keepalive } = {}) {
  * @param {string} [options.name] Shown to the other members, ≤ 64 characters.
  * @param {object} [options.metadata] Any JSON object, ≤ 4 KiB.
  * @param {number} [options.capacity] Counts only when this join creates the room.
+ * @param {string} [options.grant] The join grant (a JWT) your back end signed,
+ *   for a server that lets in only joins with one (`--join-secret`, `--join-key`).
  * @param {string} [options.baseUrl] '' for the page's own origin, or 'http://host:port'.
  * @param {'auto'|'sse'|'poll'} [options.transport] 'auto' starts with SSE and
  *   falls back to long-poll for good when the stream does not work.
@@ -168,7 +170,10 @@ export async function join(roomId, options = {}) {
   for (const key of ['name', 'metadata', 'capacity']) {
     if (options[key] !== undefined) body[key] = options[key];
   }
-  const answer = await call(env, 'POST', `${baseUrl}/rooms/${encodeURIComponent(roomId)}/join`, { body });
+  const answer = await call(env, 'POST', `${baseUrl}/rooms/${encodeURIComponent(roomId)}/join`, {
+    body,
+    token: options.grant,
+  });
   const session = new Session(answer, { ...options, baseUrl }, env);
   session.reconnect();
   return session;

@@ -21,6 +21,7 @@ use crate::domain::inbox::Limits;
 use crate::http::api::ice::IceConfig;
 use crate::http::auth::AdminToken;
 use crate::http::error::{ApiError, Problem};
+use crate::http::grant::Grants;
 use crate::http::{api, web};
 use crate::hub::{Hub, RedisPrimary, Settings};
 use crate::model::{
@@ -52,6 +53,8 @@ pub struct Shared {
     pub ice: Arc<IceConfig>,
     /// Kept apart from `config` so that it is compared, never printed.
     pub admin_token: Option<AdminToken>,
+    /// The keys join grants are checked with, when joins need one.
+    pub grants: Option<Grants>,
     /// Cancelled when the server starts shutting down: streams, polls and
     /// the reaper end on it.
     pub shutdown: CancellationToken,
@@ -93,6 +96,8 @@ impl AppState {
             None => Hub::memory(settings),
             Some(primary) => Hub::redis(primary, config.redis_prefix.clone(), settings).await?,
         };
+        let grants = Grants::from_config(&config)
+            .map_err(|problem| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem))?;
         let ice = IceConfig {
             stun_urls: config.stun_url.clone(),
             turn_urls: config.turn_uri.clone(),
@@ -104,6 +109,7 @@ impl AppState {
             ice: Arc::new(ice),
             limiters: Arc::new(Limiters::new(config.join_rate, config.signal_rate)),
             admin_token: config.admin_token.as_deref().map(AdminToken::new),
+            grants,
             config: Arc::new(config),
             shutdown,
         })))
@@ -143,6 +149,19 @@ impl Modify for SecuritySchemes {
                 Http::builder()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("The member token from join, or the admin token"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "grant",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A join grant: a JWT the application's back end signed, which a server started \
+                         with --join-secret or --join-key asks every join for",
+                    ))
                     .build(),
             ),
         );

@@ -41,6 +41,13 @@ pub fn member_cookie(
     }
 }
 
+/// The token of an `Authorization: Bearer` header, if the request has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// The secret a request presents, if any: the `Authorization: Bearer`
 /// header, else the `token` query parameter (for `EventSource` on another
 /// origin, and curl), else the member cookie that join set.
@@ -50,16 +57,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Credentials {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.trim().to_owned())
-            });
+        let header = bearer(&parts.headers).map(str::to_owned);
         let query = || {
             let query = parts.uri.query()?;
             form_urlencoded::parse(query.as_bytes())

@@ -27,6 +27,12 @@ pub enum ApiError {
     Unauthorized,
     #[error("this token does not open this resource")]
     Forbidden,
+    /// A join without the grant this server asks for, or with one that
+    /// does not verify; the text says which (`grant.rs`).
+    #[error("{0}")]
+    GrantRefused(&'static str),
+    #[error("the join grant is for another room")]
+    GrantForAnotherRoom,
     #[error("no room has this id")]
     RoomNotFound,
     #[error("no member with this id is in this room")]
@@ -77,8 +83,8 @@ impl ApiError {
             }
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthorized | Self::GrantRefused(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::GrantForAnotherRoom => StatusCode::FORBIDDEN,
             Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::RoomFull { .. } => StatusCode::CONFLICT,
             Self::RoomLocked => StatusCode::LOCKED,
@@ -101,8 +107,8 @@ impl ApiError {
             | Self::MalformedHead
             | Self::HeadTooLarge { .. }
             | Self::RequestTimeout => "invalid_request",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
+            Self::Unauthorized | Self::GrantRefused(_) => "unauthorized",
+            Self::Forbidden | Self::GrantForAnotherRoom => "forbidden",
             Self::RoomNotFound => "room_not_found",
             Self::MemberNotFound => "member_not_found",
             Self::RoomFull { .. } => "room_full",
@@ -124,8 +130,8 @@ impl ApiError {
             Self::InvalidRequest(_) | Self::MalformedHead => "Invalid request",
             Self::HeadTooLarge { .. } => "Request header fields too large",
             Self::RequestTimeout => "Request timeout",
-            Self::Unauthorized => "Unauthorized",
-            Self::Forbidden => "Forbidden",
+            Self::Unauthorized | Self::GrantRefused(_) => "Unauthorized",
+            Self::Forbidden | Self::GrantForAnotherRoom => "Forbidden",
             Self::RoomNotFound => "Room not found",
             Self::MemberNotFound => "Member not found",
             Self::RoomFull { .. } => "Room full",
@@ -188,7 +194,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if matches!(self, Self::Unauthorized) {
+        if matches!(self, Self::Unauthorized | Self::GrantRefused(_)) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if matches!(self, Self::ServerBusy(_)) {

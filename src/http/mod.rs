@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod grant;
 pub mod poll;
 pub mod sse;
 pub mod web;

@@ -211,6 +211,7 @@ mod tests {
         let room = RoomId::parse("lobby").unwrap();
         let spec = || JoinSpec {
             name: None,
+            user_id: None,
             metadata: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
             capacity: None,
         };

@@ -67,6 +67,7 @@ impl Settings {
 #[derive(Debug)]
 pub struct JoinSpec {
     pub name: Option<String>,
+    pub user_id: Option<String>,
     pub metadata: Box<RawValue>,
     pub capacity: Option<i64>,
 }
@@ -77,6 +78,7 @@ impl JoinSpec {
         MemberView {
             id: Uuid::new_v4(),
             name: self.name,
+            user_id: self.user_id,
             metadata: self.metadata,
             joined_at: Timestamp::now(),
         }

@@ -181,7 +181,9 @@ async fn signals_sent_at_once_are_each_answered_for_themselves() {
     let answers = join_all(sends.map(|(token, to, expected, n)| {
         let app = Arc::clone(&app);
         tokio::spawn(async move {
-            let response = app.send(&token, Some(&to), "candidate", json!({"n": n})).await;
+            let response = app
+                .send(&token, Some(&to), "candidate", json!({"n": n}))
+                .await;
             (response.status().as_u16(), expected)
         })
     }))
@@ -202,7 +204,8 @@ async fn signals_sent_at_once_are_each_answered_for_themselves() {
     received.sort_unstable();
     assert_eq!(received, (0..EACH).collect::<Vec<_>>());
     // Nothing else was put in the inbox: a marker sent last is next.
-    app.signal(&sender, Some(&recipient), "marker", json!(null)).await;
+    app.signal(&sender, Some(&recipient), "marker", json!(null))
+        .await;
     let next = events.next_event().await;
     assert_eq!(next.data["type"], json!("marker"), "{next:?}");
 }

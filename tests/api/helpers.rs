@@ -895,7 +895,7 @@ pub fn assert_uuid_v4(value: &Value) {
 /// Checks that `listed` describes the member `expected` (a join's `member`):
 /// same id, name, metadata and join time.
 pub fn assert_same_member(listed: &Value, expected: &Value) {
-    for field in ["id", "name", "metadata", "joined_at"] {
+    for field in ["id", "name", "user_id", "metadata", "joined_at"] {
         assert_eq!(
             listed[field], expected[field],
             "field `{field}` of {listed} matches {expected}"

@@ -13,6 +13,7 @@ mod cors;
 mod docs;
 mod errors;
 mod faults;
+mod grants;
 mod http1;
 mod ice;
 mod inbox_sse;

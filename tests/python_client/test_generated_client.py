@@ -1,8 +1,10 @@
 """Drives the real server with the client openapi-python-client generated
 from openapi/openapi.json, as an integrator would: join, send, long-poll,
-leave, and a problem parsed as a Problem."""
+leave, and a problem parsed as a Problem; and a join with a grant minted
+by the README's own lines."""
 
 import os
+import re
 import subprocess
 import threading
 import unittest
@@ -20,11 +22,11 @@ DEADLINE_SECS = 5
 class Server:
     """The signalpost binary on a free loopback port, found by its log line."""
 
-    def __init__(self):
+    def __init__(self, *args):
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
         self.process = subprocess.Popen(
-            [os.environ["SIGNALPOST_BIN"], "--listen", "127.0.0.1:0"],
+            [os.environ["SIGNALPOST_BIN"], "--listen", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -108,6 +110,42 @@ class GeneratedClientTest(unittest.TestCase):
         refused = send_signal.sync(client=self.member(bob.token), body=SignalRequest(type_="chat"))
         self.assertIsInstance(refused, Problem)
         self.assertEqual((refused.status, refused.code), (401, "unauthorized"))
+
+
+JOIN_SECRET = "a-secret-of-at-least-32-bytes-for-python"
+
+
+def readme_grant():
+    """Runs the README's Python lines that mint a grant, as written."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as readme:
+        readme = readme.read()
+    code = re.search(r"<!-- grant: python -->\n```python\n(.*?)```", readme, re.S).group(1)
+    scope = {}
+    os.environ["JOIN_SECRET"] = JOIN_SECRET
+    exec(code, scope)
+    return scope["grant"]
+
+
+class GrantTest(unittest.TestCase):
+    def setUp(self):
+        self.server = Server("--join-secret", JOIN_SECRET)
+        self.addCleanup(self.server.stop)
+
+    def test_a_grant_from_the_readme_joins_through_the_generated_client(self):
+        grant = readme_grant()
+        client = AuthenticatedClient(base_url=self.server.base_url, token=grant, timeout=DEADLINE_SECS)
+        self.addCleanup(client.get_httpx_client().close)
+        joined = join_room.sync("demo", client=client, body=JoinRequest(name="ada"))
+        self.assertIsInstance(joined, JoinResponse)
+        self.assertEqual(joined.member.user_id, "user-42")
+
+        anonymous = Client(base_url=self.server.base_url, timeout=DEADLINE_SECS)
+        self.addCleanup(anonymous.get_httpx_client().close)
+        refused = join_room.sync("demo", client=anonymous, body=JoinRequest(name="eve"))
+        self.assertIsInstance(refused, Problem)
+        self.assertEqual((refused.status, refused.code), (401, "unauthorized"))
+        elsewhere = join_room.sync("elsewhere", client=client, body=JoinRequest())
+        self.assertEqual((elsewhere.status, elsewhere.code), (403, "forbidden"))
 
 
 if __name__ == "__main__":

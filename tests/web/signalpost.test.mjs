@@ -239,6 +239,14 @@ test('join sends name, metadata and capacity and maps the answer', async () => {
   session.close();
 });
 
+test('join sends a grant as its bearer token, never in the body', async () => {
+  const { server, session } = await setUp({ name: 'ada', grant: 'the.grant.jwt' });
+  const [request] = server.requests;
+  assert.equal(request.headers.Authorization, 'Bearer the.grant.jwt');
+  assert.deepEqual(request.body, { name: 'ada' });
+  session.close();
+});
+
 test('join leaves out options it was not given', async () => {
   const { server, session } = await setUp();
   assert.deepEqual(server.requests[0].body, {});

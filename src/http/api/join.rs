@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,11 +10,12 @@ use utoipa_axum::routes;
 
 use crate::http::AppState;
 use crate::http::api::{RoomParam, TAG_ROOMS};
-use crate::http::auth::member_cookie;
+use crate::http::auth::{bearer, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ClientAddr, JsonBody, RoomPath};
+use crate::http::grant::Grant;
 use crate::hub::JoinSpec;
-use crate::model::{JoinRequest, JoinResponse, METADATA_MAX, NAME_MAX};
+use crate::model::{JoinRequest, JoinResponse, METADATA_MAX, NAME_MAX, USER_ID_MAX};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(join_room))
@@ -25,16 +26,27 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The member who creates a room owns it. Every other member's inbox gets a
 /// `member-joined` event. The answer holds the member's token, shown only
 /// here: keep it, it opens this member's inbox and sends its signals.
+///
+/// A server started with `--join-secret` or `--join-key` lets in only
+/// joins with a grant: `Authorization: Bearer <JWT>`, signed by the
+/// application's back end, with the claims `room` (this room's id, or a
+/// prefix ending in `*`) and `exp`, and optionally `nbf`, `sub` (shown to
+/// the others as `user_id`), and `name`, `metadata` and `capacity`, which
+/// take the place of the body's.
 #[utoipa::path(
     post,
     path = "/rooms/{room_id}/join",
     tag = TAG_ROOMS,
     params(RoomParam),
+    security((), ("grant" = [])),
     request_body(content = Option<JoinRequest>, description = "Optional: name, metadata, and the capacity of a room this join creates"),
     responses(
         (status = 201, description = "Joined", body = JoinResponse,
             headers(("Set-Cookie" = String, description = "The token as an `HttpOnly`, `SameSite=Strict` cookie whose `Path` is the member's own `/rooms/{room_id}/members/{member_id}`, so a same-origin `EventSource` or poll needs no `?token=`"))),
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: this server needs a join grant, and the request has none or one that does not verify (signature, algorithm, key id, `exp`, `nbf`)", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`forbidden`: the join grant is for another room", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`room_full`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
@@ -49,12 +61,21 @@ async fn join_room(
     State(state): State<AppState>,
     RoomPath(room_id): RoomPath,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<Option<JoinRequest>>,
 ) -> Result<Response, ApiError> {
-    let spec = validate(body.unwrap_or_default())?;
+    // Before the grant is checked, so that failed grants count too.
     if let Some(client) = client {
         state.limiters.check_join(client)?;
     }
+    let mut request = body.unwrap_or_default();
+    let mut user_id = None;
+    if let Some(grants) = &state.grants {
+        let grant = grants.check(bearer(&headers), &room_id)?;
+        user_id = granted(&mut request, grant)?;
+    }
+    let mut spec = validate(request)?;
+    spec.user_id = user_id;
     let joined = state.hub.join(room_id, spec).await?;
     let joined = JoinResponse::new(
         joined.room_id,
@@ -76,6 +97,30 @@ async fn join_room(
         Json(joined),
     )
         .into_response())
+}
+
+/// Puts what `grant` says in place of what the body asked, and answers
+/// the user id it names.
+fn granted(request: &mut JoinRequest, grant: Grant) -> Result<Option<String>, ApiError> {
+    if grant
+        .user_id
+        .as_ref()
+        .is_some_and(|user| user.chars().count() > USER_ID_MAX)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "the join grant's `sub` is at most {USER_ID_MAX} characters"
+        )));
+    }
+    if grant.name.is_some() {
+        request.name = grant.name;
+    }
+    if grant.metadata.is_some() {
+        request.metadata = grant.metadata;
+    }
+    if grant.capacity.is_some() {
+        request.capacity = grant.capacity;
+    }
+    Ok(grant.user_id)
 }
 
 fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
@@ -107,6 +152,7 @@ fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
     };
     Ok(JoinSpec {
         name: request.name,
+        user_id: None,
         metadata,
         capacity: request.capacity,
     })
