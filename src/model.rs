@@ -132,7 +132,8 @@ impl Serialize for Timestamp {
 }
 
 /// Body of `POST /rooms/{room_id}/join`; every field is optional.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+// No derived `Debug`: it would print the password.
+#[derive(Default, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "alice", "metadata": {"avatar": "🦊"}, "capacity": 4}))]
 pub struct JoinRequest {
     /// Display name, at most 64 characters.
@@ -145,6 +146,11 @@ pub struct JoinRequest {
     /// Counts only when this join creates the room.
     #[schema(minimum = 2)]
     pub capacity: Option<i64>,
+    /// The room's password, 1 to 256 bytes: a join that creates the room
+    /// sets it; a join to a room that has one must give it (403
+    /// `forbidden` otherwise). Never shown or logged.
+    #[schema(min_length = 1, max_length = 256)]
+    pub password: Option<String>,
 }
 
 /// A member as the other members see it.
@@ -246,10 +252,50 @@ pub struct RoomView {
 }
 
 /// Body of `PATCH /rooms/{room_id}`.
-#[derive(Debug, Deserialize, ToSchema)]
+// No derived `Debug`: it would print the password.
+#[derive(Deserialize, ToSchema)]
 pub struct RoomPatch {
     /// `true` refuses every new join with 423 `room_locked`.
-    pub locked: bool,
+    pub locked: Option<bool>,
+    /// A new password for the room (1 to 256 bytes), or `null` to take it
+    /// away; left out, the password stays as it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256)]
+    pub password: Option<Option<String>>,
+}
+
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("name", &self.name)
+            .field("metadata", &self.metadata)
+            .field("capacity", &self.capacity)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RoomPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let password = self
+            .password
+            .as_ref()
+            .map(|password| password.as_ref().map(|_| "[redacted]"));
+        f.debug_struct("RoomPatch")
+            .field("locked", &self.locked)
+            .field("password", &password)
+            .finish()
+    }
+}
+
+/// A field that is there, even as `null` (`Some(None)`), against one left
+/// out (`None`, by `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// One line of `GET /rooms`.

@@ -780,6 +780,8 @@ fn join_spec(who: &Someone) -> JoinSpec {
     JoinSpec {
         name: who.name.clone(),
         user_id: None,
+        password_checked: None,
+        password_hash: None,
         metadata: stored_metadata(&who.metadata),
         capacity: None,
     }

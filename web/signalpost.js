@@ -155,6 +155,8 @@ async function call(env, method, url, { token, body, signal, keepalive } = {}) {
  * @param {string} [options.name] Shown to the other members, ≤ 64 characters.
  * @param {object} [options.metadata] Any JSON object, ≤ 4 KiB.
  * @param {number} [options.capacity] Counts only when this join creates the room.
+ * @param {string} [options.password] The room's password: set by the join that
+ *   creates the room, asked of every later one.
  * @param {string} [options.grant] The join grant (a JWT) your back end signed,
  *   for a server that lets in only joins with one (`--join-secret`, `--join-key`).
  * @param {string} [options.baseUrl] '' for the page's own origin, or 'http://host:port'.
@@ -167,7 +169,7 @@ export async function join(roomId, options = {}) {
   const env = environment(options);
   const baseUrl = (options.baseUrl ?? '').replace(/\/+$/, '');
   const body = {};
-  for (const key of ['name', 'metadata', 'capacity']) {
+  for (const key of ['name', 'metadata', 'capacity', 'password']) {
     if (options[key] !== undefined) body[key] = options[key];
   }
   const answer = await call(env, 'POST', `${baseUrl}/rooms/${encodeURIComponent(roomId)}/join`, {

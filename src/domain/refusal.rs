@@ -26,6 +26,10 @@ pub enum Refusal {
     /// A join that would create a room asked for a capacity out of range.
     #[error("`capacity` must be from 2 to {max}")]
     InvalidCapacity { max: u32 },
+    /// The room's password changed (or the room came or went) between the
+    /// join's check of it and the join: the join looks again.
+    #[error("the room's password changed while the join checked it")]
+    PasswordChanged,
     /// A recipient's inbox cannot take the signal now; nobody got it.
     #[error("a recipient's inbox is full")]
     InboxFull,

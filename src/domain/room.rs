@@ -70,6 +70,27 @@ pub fn admit(
     }
 }
 
+/// Whether a join may go on with a room's password as it is now. The join
+/// checked the password it was given against `checked`, the room's hash
+/// when it looked (`None`: the room had none, or was not there), away
+/// from the room, since a slow hash must not hold it. Entering, the hash
+/// must still be that one; creating, the join must have found none to
+/// check, so that a room it makes takes the join's own password. Else the
+/// password changed meanwhile, and the join looks again. `join.lua`
+/// follows it.
+pub fn password_unchanged(
+    checked: Option<&str>,
+    now: Option<&str>,
+    creating: bool,
+) -> Result<(), Refusal> {
+    let unchanged = if creating {
+        checked.is_none()
+    } else {
+        checked == now
+    };
+    unchanged.then_some(()).ok_or(Refusal::PasswordChanged)
+}
+
 /// The capacity a join gives the room if it creates it: the one asked,
 /// from 2 to the maximum, or the default.
 pub fn new_room_capacity(asked: Option<i64>, bounds: CapacityBounds) -> Result<u32, Refusal> {
@@ -191,6 +212,26 @@ mod tests {
     }
 
     const BOUNDS: CapacityBounds = CapacityBounds { default: 2, max: 8 };
+
+    #[test]
+    fn a_join_goes_on_only_with_the_password_it_checked() {
+        let (old, new) = (Some("hash-1"), Some("hash-2"));
+        assert_eq!(password_unchanged(old, old, false), Ok(()));
+        assert_eq!(password_unchanged(None, None, false), Ok(()));
+        for (checked, now) in [(old, new), (None, new), (old, None)] {
+            assert_eq!(
+                password_unchanged(checked, now, false),
+                Err(Refusal::PasswordChanged)
+            );
+        }
+        // A room made anew takes the join's own password, not one checked
+        // against a room that has since closed.
+        assert_eq!(password_unchanged(None, None, true), Ok(()));
+        assert_eq!(
+            password_unchanged(old, None, true),
+            Err(Refusal::PasswordChanged)
+        );
+    }
 
     fn room(members: usize, capacity: u32, locked: bool) -> Option<Occupancy> {
         Some(Occupancy {

@@ -22,6 +22,7 @@ use crate::http::api::ice::IceConfig;
 use crate::http::auth::AdminToken;
 use crate::http::error::{ApiError, Problem};
 use crate::http::grant::Grants;
+use crate::http::password::Passwords;
 use crate::http::{api, web};
 use crate::hub::{Hub, RedisPrimary, Settings};
 use crate::model::{
@@ -55,6 +56,8 @@ pub struct Shared {
     pub admin_token: Option<AdminToken>,
     /// The keys join grants are checked with, when joins need one.
     pub grants: Option<Grants>,
+    /// Where room passwords are hashed and checked.
+    pub passwords: Passwords,
     /// Cancelled when the server starts shutting down: streams, polls and
     /// the reaper end on it.
     pub shutdown: CancellationToken,
@@ -110,6 +113,7 @@ impl AppState {
             limiters: Arc::new(Limiters::new(config.join_rate, config.signal_rate)),
             admin_token: config.admin_token.as_deref().map(AdminToken::new),
             grants,
+            passwords: Passwords::default(),
             config: Arc::new(config),
             shutdown,
         })))

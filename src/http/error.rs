@@ -33,6 +33,8 @@ pub enum ApiError {
     GrantRefused(&'static str),
     #[error("the join grant is for another room")]
     GrantForAnotherRoom,
+    #[error("this room has a password, and the join gave none or another")]
+    WrongPassword,
     #[error("no room has this id")]
     RoomNotFound,
     #[error("no member with this id is in this room")]
@@ -84,7 +86,9 @@ impl ApiError {
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized | Self::GrantRefused(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::GrantForAnotherRoom => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::GrantForAnotherRoom | Self::WrongPassword => {
+                StatusCode::FORBIDDEN
+            }
             Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::RoomFull { .. } => StatusCode::CONFLICT,
             Self::RoomLocked => StatusCode::LOCKED,
@@ -108,7 +112,7 @@ impl ApiError {
             | Self::HeadTooLarge { .. }
             | Self::RequestTimeout => "invalid_request",
             Self::Unauthorized | Self::GrantRefused(_) => "unauthorized",
-            Self::Forbidden | Self::GrantForAnotherRoom => "forbidden",
+            Self::Forbidden | Self::GrantForAnotherRoom | Self::WrongPassword => "forbidden",
             Self::RoomNotFound => "room_not_found",
             Self::MemberNotFound => "member_not_found",
             Self::RoomFull { .. } => "room_full",
@@ -131,7 +135,7 @@ impl ApiError {
             Self::HeadTooLarge { .. } => "Request header fields too large",
             Self::RequestTimeout => "Request timeout",
             Self::Unauthorized | Self::GrantRefused(_) => "Unauthorized",
-            Self::Forbidden | Self::GrantForAnotherRoom => "Forbidden",
+            Self::Forbidden | Self::GrantForAnotherRoom | Self::WrongPassword => "Forbidden",
             Self::RoomNotFound => "Room not found",
             Self::MemberNotFound => "Member not found",
             Self::RoomFull { .. } => "Room full",
@@ -221,6 +225,8 @@ impl From<Refusal> for ApiError {
             Refusal::RoomFull { capacity } => Self::RoomFull { capacity },
             Refusal::RoomLocked => Self::RoomLocked,
             Refusal::InvalidCapacity { .. } => Self::InvalidRequest(refusal.to_string()),
+            // Only when it changed at every look: as good as wrong.
+            Refusal::PasswordChanged => Self::WrongPassword,
             Refusal::InboxFull => Self::InboxFull,
             Refusal::SignalTooLarge { size, limit } => Self::SignalOverInbox { size, limit },
             // One poll in flight is the norm; the others wait a moment.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod grant;
+pub mod password;
 pub mod poll;
 pub mod sse;
 pub mod web;

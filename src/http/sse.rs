@@ -212,6 +212,8 @@ mod tests {
         let spec = || JoinSpec {
             name: None,
             user_id: None,
+            password_checked: None,
+            password_hash: None,
             metadata: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
             capacity: None,
         };

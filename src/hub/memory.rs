@@ -95,6 +95,8 @@ struct Room {
     capacity: u32,
     locked: bool,
     owner: Uuid,
+    /// Its password's hash, a PHC string; never shown.
+    password: Option<String>,
     created_at: Timestamp,
     /// Oldest first. A room holds at most `--max-capacity` members, so a
     /// linear search beats a map here.
@@ -132,6 +134,7 @@ impl Room {
             capacity: 0,
             locked: false,
             owner: Uuid::nil(),
+            password: None,
             created_at: Timestamp::now(),
             members: Vec::new(),
             closed: false,
@@ -325,10 +328,21 @@ impl MemoryHub {
                 capacity: room.capacity,
                 locked: room.locked,
             });
-            let creating = match room::admit(occupancy, spec.capacity, settings.capacity_bounds()) {
+            let admitted = room::admit(occupancy, spec.capacity, settings.capacity_bounds())
+                .and_then(|admission| {
+                    let creating = matches!(admission, Admission::Create { .. });
+                    room::password_unchanged(
+                        spec.password_checked.as_deref(),
+                        room.password.as_deref(),
+                        creating,
+                    )?;
+                    Ok(admission)
+                });
+            let creating = match admitted {
                 Ok(Admission::Create { capacity }) => {
                     room.capacity = capacity;
                     room.created_at = Timestamp::now();
+                    room.password = spec.password_hash.clone();
                     true
                 }
                 Ok(Admission::Enter) => false,
@@ -627,6 +641,33 @@ impl Backend for MemoryHub {
                     room.locked = locked;
                     room.room_updated(limits);
                 }
+                room.view()
+            },
+        ))
+    }
+
+    fn room_password(
+        &self,
+        room_id: &RoomId,
+    ) -> impl Future<Output = Result<Option<String>, Refusal>> + Send {
+        let password = self.room(room_id).and_then(|room| {
+            let room = lock(&room);
+            room.roster().and(room.password.clone())
+        });
+        ready(Ok(password))
+    }
+
+    fn set_password(
+        &self,
+        room_id: &RoomId,
+        actor: Actor,
+        hash: Option<String>,
+    ) -> impl Future<Output = Result<RoomView, Refusal>> + Send {
+        ready(self.with_room(
+            room_id,
+            |room| room::may_lock(actor, room),
+            |room| {
+                room.password = hash;
                 room.view()
             },
         ))

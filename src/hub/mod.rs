@@ -64,10 +64,15 @@ impl Settings {
 
 /// A join, validated at the edge except for the capacity, which counts only
 /// if the join creates the room.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct JoinSpec {
     pub name: Option<String>,
     pub user_id: Option<String>,
+    /// The room's password hash the join checked its password against
+    /// (`room::password_unchanged`); `None` when it found none.
+    pub password_checked: Option<String>,
+    /// The hash of the join's password, for a room it creates.
+    pub password_hash: Option<String>,
     pub metadata: Box<RawValue>,
     pub capacity: Option<i64>,
 }
@@ -163,6 +168,23 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         room_id: &RoomId,
         actor: Actor,
+    ) -> impl Future<Output = Result<RoomView, Refusal>> + Send;
+
+    /// The hash of the room's password, if it has one (`None` also when
+    /// there is no such room).
+    fn room_password(
+        &self,
+        room_id: &RoomId,
+    ) -> impl Future<Output = Result<Option<String>, Refusal>> + Send;
+
+    /// Sets (`Some` hash) or clears the room's password, as `room::may_lock`
+    /// allows. Nobody hears of it: the password is no one's business but
+    /// the joins'.
+    fn set_password(
+        &self,
+        room_id: &RoomId,
+        actor: Actor,
+        hash: Option<String>,
     ) -> impl Future<Output = Result<RoomView, Refusal>> + Send;
 
     /// Locks or unlocks the room, as `room::may_lock` allows; every member
@@ -306,6 +328,21 @@ impl Hub {
         locked: bool,
     ) -> Result<RoomView, Refusal> {
         each_backend!(self, hub => hub.set_locked(room_id, actor, locked).await)
+    }
+
+    /// See `Backend::room_password`.
+    pub async fn room_password(&self, room_id: &RoomId) -> Result<Option<String>, Refusal> {
+        each_backend!(self, hub => hub.room_password(room_id).await)
+    }
+
+    /// See `Backend::set_password`.
+    pub async fn set_password(
+        &self,
+        room_id: &RoomId,
+        actor: Actor,
+        hash: Option<String>,
+    ) -> Result<RoomView, Refusal> {
+        each_backend!(self, hub => hub.set_password(room_id, actor, hash).await)
     }
 
     /// See `Backend::counts`.

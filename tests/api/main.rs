@@ -22,6 +22,7 @@ mod leave;
 mod limits;
 mod metrics;
 mod openapi_file;
+mod passwords;
 mod poll;
 mod readme;
 mod reaper;

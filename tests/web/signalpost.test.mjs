@@ -239,11 +239,11 @@ test('join sends name, metadata and capacity and maps the answer', async () => {
   session.close();
 });
 
-test('join sends a grant as its bearer token, never in the body', async () => {
-  const { server, session } = await setUp({ name: 'ada', grant: 'the.grant.jwt' });
+test('join sends a grant as its bearer token, never in the body, and a password in it', async () => {
+  const { server, session } = await setUp({ name: 'ada', grant: 'the.grant.jwt', password: 'pw' });
   const [request] = server.requests;
   assert.equal(request.headers.Authorization, 'Bearer the.grant.jwt');
-  assert.deepEqual(request.body, { name: 'ada' });
+  assert.deepEqual(request.body, { name: 'ada', password: 'pw' });
   session.close();
 });
 

@@ -8,13 +8,17 @@ use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::domain::Refusal;
 use crate::http::AppState;
 use crate::http::api::{RoomParam, TAG_ROOMS};
 use crate::http::auth::{bearer, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ClientAddr, JsonBody, RoomPath};
 use crate::http::grant::Grant;
+use crate::http::password::PASSWORD_MAX;
 use crate::hub::JoinSpec;
+use crate::hub::Joined;
+use crate::model::RoomId;
 use crate::model::{JoinRequest, JoinResponse, METADATA_MAX, NAME_MAX, USER_ID_MAX};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,6 +37,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// prefix ending in `*`) and `exp`, and optionally `nbf`, `sub` (shown to
 /// the others as `user_id`), and `name`, `metadata` and `capacity`, which
 /// take the place of the body's.
+///
+/// A join that creates a room may give it a `password`; a later join must
+/// give the same one, or is refused 403 `forbidden` (and counts against
+/// the join rate all the same). The owner changes or clears it with
+/// `PATCH /rooms/{room_id}`.
 #[utoipa::path(
     post,
     path = "/rooms/{room_id}/join",
@@ -46,7 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`: this server needs a join grant, and the request has none or one that does not verify (signature, algorithm, key id, `exp`, `nbf`)", body = Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`forbidden`: the join grant is for another room", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the join grant is for another room, or the room has a password and the join gave none or another", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`room_full`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
@@ -68,15 +77,24 @@ async fn join_room(
     if let Some(client) = client {
         state.limiters.check_join(client)?;
     }
-    let mut request = body.unwrap_or_default();
+    let mut request: JoinRequest = body.unwrap_or_default();
     let mut user_id = None;
     if let Some(grants) = &state.grants {
         let grant = grants.check(bearer(&headers), &room_id)?;
         user_id = granted(&mut request, grant)?;
     }
+    let password = request.password.take();
+    if password
+        .as_ref()
+        .is_some_and(|password| !valid_password(password))
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`password` is 1 to {PASSWORD_MAX} bytes"
+        )));
+    }
     let mut spec = validate(request)?;
     spec.user_id = user_id;
-    let joined = state.hub.join(room_id, spec).await?;
+    let joined = join_with_password(&state, room_id, spec, password).await?;
     let joined = JoinResponse::new(
         joined.room_id,
         joined.member,
@@ -97,6 +115,54 @@ async fn join_room(
         Json(joined),
     )
         .into_response())
+}
+
+/// Whether a password is one a room may have.
+pub fn valid_password(password: &str) -> bool {
+    (1..=PASSWORD_MAX).contains(&password.len())
+}
+
+/// How many times a join looks at a room's password before it gives up on
+/// one that keeps changing under it.
+const PASSWORD_LOOKS: usize = 3;
+
+/// Joins with the room's password checked, away from the room: the hash
+/// is slow, so the join checks the password against the hash it finds,
+/// then joins on the condition that the hash is still that one
+/// (`room::password_unchanged`), and looks again if it changed.
+async fn join_with_password(
+    state: &AppState,
+    room_id: RoomId,
+    mut spec: JoinSpec,
+    password: Option<String>,
+) -> Result<Joined, ApiError> {
+    for _ in 0..PASSWORD_LOOKS {
+        let stored = state.hub.room_password(&room_id).await?;
+        match &stored {
+            Some(hash) => {
+                spec.password_hash = None;
+                if !state
+                    .passwords
+                    .matches(password.clone(), hash.clone())
+                    .await?
+                {
+                    return Err(ApiError::WrongPassword);
+                }
+            }
+            // The hash for the room this join may create, made once.
+            None => {
+                if let (Some(password), None) = (&password, &spec.password_hash) {
+                    spec.password_hash = Some(state.passwords.hash(password.clone()).await?);
+                }
+            }
+        }
+        spec.password_checked = stored;
+        match state.hub.join(room_id.clone(), spec.clone()).await {
+            Err(Refusal::PasswordChanged) => continue,
+            joined => return joined.map_err(ApiError::from),
+        }
+    }
+    Err(ApiError::WrongPassword)
 }
 
 /// Puts what `grant` says in place of what the body asked, and answers
@@ -153,6 +219,8 @@ fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
     Ok(JoinSpec {
         name: request.name,
         user_id: None,
+        password_checked: None,
+        password_hash: None,
         metadata,
         capacity: request.capacity,
     })

@@ -8,10 +8,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::AppState;
+use crate::http::api::join::valid_password;
 use crate::http::api::{MemberParams, RoomParam, TAG_ROOMS};
 use crate::http::auth::{Caller, RecheckedCaller, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{JsonBody, MemberPath, RoomPath};
+use crate::http::password::PASSWORD_MAX;
 use crate::hub::Actor;
 use crate::model::{RoomId, RoomPatch, RoomView};
 
@@ -58,11 +60,12 @@ async fn get_room(
     Ok(Json(state.hub.room_view(&room_id, actor).await?))
 }
 
-/// Lock or unlock the room.
+/// Lock or unlock the room, or change its password.
 ///
 /// For the room's owner, or the admin. A locked room refuses every join
 /// with 423 `room_locked`. Every member gets `room-updated` when the lock
-/// changes.
+/// changes. A `password` is asked of every later join (403 `forbidden`
+/// without it); `null` takes it away. The members hear nothing of it.
 #[utoipa::path(
     patch,
     path = "/rooms/{room_id}",
@@ -87,9 +90,31 @@ async fn patch_room(
     JsonBody(patch): JsonBody<RoomPatch>,
 ) -> Result<Json<RoomView>, ApiError> {
     let actor = actor(&caller, &room_id)?;
-    Ok(Json(
-        state.hub.set_locked(&room_id, actor, patch.locked).await?,
-    ))
+    if patch.locked.is_none() && patch.password.is_none() {
+        return Err(ApiError::InvalidRequest(
+            "a patch changes `locked`, `password` or both".into(),
+        ));
+    }
+    let hash = match patch.password {
+        Some(Some(password)) if !valid_password(&password) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "`password` is 1 to {PASSWORD_MAX} bytes, or null to take it away"
+            )));
+        }
+        // Hashed before the backend is asked whether the caller may set
+        // it: only members of the room get this far.
+        Some(Some(password)) => Some(Some(state.passwords.hash(password).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let mut view = None;
+    if let Some(hash) = hash {
+        view = Some(state.hub.set_password(&room_id, actor, hash).await?);
+    }
+    if let Some(locked) = patch.locked {
+        view = Some(state.hub.set_locked(&room_id, actor, locked).await?);
+    }
+    view.map(Json).ok_or(ApiError::Internal)
 }
 
 /// Leave the room, or remove a member from it.

@@ -3,22 +3,27 @@
 -- ARGV[7..14] = member id, member view JSON, member-joined data,
 -- capacity for a new room (`bad` when the asked one is out of range),
 -- created_at, a fresh room epoch, the token's selector and the SHA-256 of
--- its secret (both hex).
+-- its secret (both hex); ARGV[15] = the password hash the join checked
+-- (`room::password_unchanged`), ARGV[16] = the hash for a room it creates
+-- (both empty: none).
 local member, view, joined, capacity = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local selector, digest = ARGV[13], ARGV[14]
+local selector, digest, checked, password = ARGV[13], ARGV[14], ARGV[15], ARGV[16]
 -- 64 random bits that clash: all but impossible, and refused before any change.
 if redis.call('EXISTS', tkey(selector)) == 1 then return {'token_taken', local_wakes, dropped} end
 local count = redis.call('ZCARD', MEMBERS)
 local creating = count == 0
 if creating then
   if capacity == 'bad' then return {'invalid_capacity', local_wakes, dropped} end
+  if checked ~= '' then return {'password_changed', local_wakes, dropped} end
   redis.call('DEL', ROOM)
   redis.call('HSET', ROOM, 'capacity', capacity, 'locked', '0', 'owner', member,
     'created_at', ARGV[11], 'seq', 0, 'epoch', ARGV[12])
+  if password ~= '' then redis.call('HSET', ROOM, 'pw', password) end
 else
-  local room = redis.call('HMGET', ROOM, 'locked', 'capacity')
+  local room = redis.call('HMGET', ROOM, 'locked', 'capacity', 'pw')
   if room[1] == '1' then return {'room_locked', local_wakes, dropped} end
   if count >= tonumber(room[2]) then return {'room_full', local_wakes, dropped, tonumber(room[2])} end
+  if (room[3] or '') ~= checked then return {'password_changed', local_wakes, dropped} end
 end
 local others = member_views()
 broadcast('member-joined', joined, nil)

@@ -104,6 +104,7 @@ impl RedisHub {
 
         // `join.lua` asks for it only if the join creates the room.
         let capacity = room::new_room_capacity(spec.capacity, settings.capacity_bounds());
+        let (spec_checked, spec_hash) = (spec.password_checked.clone(), spec.password_hash.clone());
         let view = spec.into_view();
         // Before anything is written: there is nothing to undo if it fails.
         let view_json = serde_json::to_string(&view).map_err(|_| Refusal::Internal)?;
@@ -165,14 +166,21 @@ impl RedisHub {
                     &epoch,
                     &selector,
                     std::str::from_utf8(&digest).unwrap_or_default(),
+                    spec_checked.as_deref().unwrap_or_default(),
+                    spec_hash.as_deref().unwrap_or_default(),
                 ],
             )
             .await;
         let reply = match reply {
             Ok(reply) if reply.status == "ok" => reply,
             Ok(reply) => {
-                // Only a join that would have created the room indexed it.
-                undo(reply.status == "invalid_capacity").await;
+                // Only a join that would have created the room indexed it
+                // (`forget_room` leaves another join's entry alone).
+                undo(matches!(
+                    reply.status.as_str(),
+                    "invalid_capacity" | "password_changed"
+                ))
+                .await;
                 return Err(match reply.status.as_str() {
                     "invalid_capacity" => capacity.err().unwrap_or(Refusal::Internal),
                     // Two tokens of one room drew the same 64 bits.

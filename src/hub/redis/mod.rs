@@ -331,7 +331,7 @@ impl Backend for RedisHub {
     }
 
     async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, Refusal> {
-        self.room_script(room_id, actor, "view").await
+        self.room_script(room_id, actor, "view", None).await
     }
 
     async fn set_locked(
@@ -340,7 +340,27 @@ impl Backend for RedisHub {
         actor: Actor,
         locked: bool,
     ) -> Result<RoomView, Refusal> {
-        self.room_script(room_id, actor, if locked { "lock" } else { "unlock" })
+        self.room_script(room_id, actor, if locked { "lock" } else { "unlock" }, None)
+            .await
+    }
+
+    async fn room_password(&self, room_id: &RoomId) -> Result<Option<String>, Refusal> {
+        ::redis::cmd("HGET")
+            .arg(format!("{}:{{{room_id}}}:room", self.inner.prefix))
+            .arg("pw")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_password(
+        &self,
+        room_id: &RoomId,
+        actor: Actor,
+        hash: Option<String>,
+    ) -> Result<RoomView, Refusal> {
+        let hash = hash.unwrap_or_default();
+        self.room_script(room_id, actor, "password", Some(&hash))
             .await
     }
 

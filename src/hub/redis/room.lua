@@ -1,6 +1,7 @@
--- Looks at or locks a room, by the rules of `room::may_view` and
--- `room::may_lock` (src/domain/room.rs). ARGV[7] = `admin` or the calling member,
--- ARGV[8] = `view`, `lock` or `unlock`.
+-- Looks at, locks or sets the password of a room, by the rules of
+-- `room::may_view` and `room::may_lock` (src/domain/room.rs). ARGV[7] =
+-- `admin` or the calling member, ARGV[8] = `view`, `lock`, `unlock` or
+-- `password`, ARGV[9] = the password's hash (empty: none).
 local actor, op = ARGV[7], ARGV[8]
 if redis.call('ZCARD', MEMBERS) == 0 then
   return {actor == 'admin' and 'room_not_found' or 'forbidden', local_wakes, dropped}
@@ -11,7 +12,9 @@ if actor ~= 'admin' then
     return {'forbidden', local_wakes, dropped}
   end
 end
-if op ~= 'view' then
+if op == 'password' then
+  if ARGV[9] == '' then redis.call('HDEL', ROOM, 'pw') else redis.call('HSET', ROOM, 'pw', ARGV[9]) end
+elseif op ~= 'view' then
   local locked = op == 'lock' and '1' or '0'
   if redis.call('HGET', ROOM, 'locked') ~= locked then
     redis.call('HSET', ROOM, 'locked', locked)

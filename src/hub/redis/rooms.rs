@@ -61,18 +61,26 @@ impl RedisHub {
         }
     }
 
-    /// Runs `room.lua`: looks at (`view`), `lock`s or `unlock`s the room.
+    /// Runs `room.lua`: looks at (`view`), `lock`s or `unlock`s the room,
+    /// or sets its `password` (the hash; `None` clears it).
     pub(super) async fn room_script(
         &self,
         room_id: &RoomId,
         actor: Actor,
         op: &str,
+        password: Option<&str>,
     ) -> Result<RoomView, Refusal> {
         let actor = match actor {
             Actor::Admin => "admin".to_owned(),
             Actor::Member(caller) => caller.to_string(),
         };
-        let reply = self.run(RoomFn::Room, room_id, &[&actor, op]).await?;
+        let reply = self
+            .run(
+                RoomFn::Room,
+                room_id,
+                &[&actor, op, password.unwrap_or_default()],
+            )
+            .await?;
         if reply.status != "ok" {
             return Err(refusal(&reply.status));
         }

@@ -239,6 +239,7 @@ pub(super) fn refusal(status: &str) -> Refusal {
         "member_not_found" => Refusal::MemberNotFound,
         "room_locked" => Refusal::RoomLocked,
         "inbox_full" => Refusal::InboxFull,
+        "password_changed" => Refusal::PasswordChanged,
         other => {
             warn!(
                 status = other,
