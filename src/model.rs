@@ -378,7 +378,10 @@ pub struct MemberLeftData {
 // the two to the same bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignalData<'a> {
-    pub from: Uuid,
+    /// The sender, `null` for a signal the application's back end sent
+    /// (`POST /rooms/{room_id}/signals`).
+    #[schema(required = true)]
+    pub from: Option<Uuid>,
     /// The recipient, `null` for a signal sent to the whole room.
     #[schema(required = true)]
     pub to: Option<Uuid>,

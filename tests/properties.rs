@@ -507,7 +507,7 @@ fn event_body() -> impl Strategy<Value = (Arc<EventBody>, Expected)> {
             .prop_map(|(from, to, signal_type, payload, spaces, sent_at)| {
                 let raw = relayed_payload(&spaced_json(&payload, &spaces));
                 let data = SignalData {
-                    from,
+                    from: Some(from),
                     to,
                     signal_type: &signal_type,
                     payload: &raw,

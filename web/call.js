@@ -231,7 +231,8 @@ function send(peer, type, payload) {
 }
 
 function onSignal(signal) {
-  if (!WEBRTC_SIGNALS.has(signal.type)) return;
+  // The service's signals (`from: null`) are no peer's.
+  if (!WEBRTC_SIGNALS.has(signal.type) || signal.from === null) return;
   // A sender's member-joined comes before its signals, so it has a
   // connection by now; unless it is a chat page, which has no business here,
   // or a gap hid its join.

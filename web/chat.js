@@ -101,7 +101,10 @@ function onMemberLeft({ member_id: memberId, reason }) {
 function onSignal(signal) {
   if (signal.type !== 'chat' || typeof signal.payload?.text !== 'string') return;
   const member = session.members.get(signal.from);
-  const name = member ? displayName(member) : names.get(signal.from) ?? 'Someone';
+  // `from: null`: the application's back end wrote it.
+  const name = signal.from === null
+    ? 'The service'
+    : member ? displayName(member) : names.get(signal.from) ?? 'Someone';
   message(name, signal.payload.text, { at: signal.sent_at });
 }
 

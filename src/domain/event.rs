@@ -55,7 +55,7 @@ impl EventBody {
     /// A `signal` event; its data is what `SignalData` serializes to.
     /// `payload` must be on one line (`single_line_json`).
     pub fn signal(
-        from: Uuid,
+        from: Option<Uuid>,
         to: Option<Uuid>,
         signal_type: &SignalType,
         payload: Box<RawValue>,
@@ -63,29 +63,32 @@ impl EventBody {
     ) -> Arc<Self> {
         let mut uuid = [0; uuid::fmt::Hyphenated::LENGTH];
         // The exact length, so that the box below takes the buffer as it is.
-        const FIXED: usize = r#"{"from":"","to":,"type":"","payload":,"sent_at":""}"#.len();
+        const FIXED: usize = r#"{"from":,"to":,"type":"","payload":,"sent_at":""}"#.len();
         const UUID: usize = uuid::fmt::Hyphenated::LENGTH;
         const QUOTED_UUID: usize = UUID + 2;
         const RFC3339_MILLIS: usize = "2000-01-01T00:00:00.000Z".len();
-        let to_len = if to.is_some() {
-            QUOTED_UUID
-        } else {
-            "null".len()
+        let id_len = |id: Option<Uuid>| {
+            if id.is_some() {
+                QUOTED_UUID
+            } else {
+                "null".len()
+            }
         };
         let mut around = String::with_capacity(
-            FIXED + UUID + to_len + signal_type.as_str().len() + RFC3339_MILLIS,
+            FIXED + id_len(from) + id_len(to) + signal_type.as_str().len() + RFC3339_MILLIS,
         );
-        around.push_str("{\"from\":\"");
-        around.push_str(from.hyphenated().encode_lower(&mut uuid));
-        around.push_str("\",\"to\":");
-        match to {
-            Some(to) => {
+        let mut push_id = |around: &mut String, id: Option<Uuid>| match id {
+            Some(id) => {
                 around.push('"');
-                around.push_str(to.hyphenated().encode_lower(&mut uuid));
+                around.push_str(id.hyphenated().encode_lower(&mut uuid));
                 around.push('"');
             }
             None => around.push_str("null"),
-        }
+        };
+        around.push_str("{\"from\":");
+        push_id(&mut around, from);
+        around.push_str(",\"to\":");
+        push_id(&mut around, to);
         // A signal type is `a-z 0-9 -`: nothing in it needs escaping.
         around.push_str(",\"type\":\"");
         around.push_str(signal_type.as_str());
@@ -153,8 +156,11 @@ pub const SIGNAL: &str = "signal";
 mod tests {
     use super::*;
 
-    fn signal_event(to: Option<Uuid>, payload: &str) -> (Arc<EventBody>, String) {
-        let from = Uuid::new_v4();
+    fn signal_event(
+        from: Option<Uuid>,
+        to: Option<Uuid>,
+        payload: &str,
+    ) -> (Arc<EventBody>, String) {
         let signal_type = SignalType::parse("ice-candidate-2").unwrap();
         let payload = RawValue::from_string(payload.to_owned()).unwrap();
         let sent_at = Timestamp::now();
@@ -178,9 +184,10 @@ mod tests {
             r#""a \"quoted\" \u00e9 string""#,
             "[1,2.5,true,{}]",
         ];
-        for to in [None, Some(Uuid::new_v4())] {
+        let ids = [None, Some(Uuid::new_v4())];
+        for (from, to) in ids.iter().flat_map(|&from| ids.map(|to| (from, to))) {
             for payload in payloads {
-                let (event, expected) = signal_event(to, payload);
+                let (event, expected) = signal_event(from, to, payload);
                 assert_eq!(event.kind, SIGNAL);
                 assert_eq!(event.json(), expected);
                 assert_eq!(event.size(), expected.len());

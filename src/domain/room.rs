@@ -167,30 +167,53 @@ pub fn owner_after_leave(owner: Uuid, gone: Uuid, oldest_remaining: Option<Uuid>
     Some(if owner == gone { oldest } else { owner })
 }
 
+/// Who sends a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A member of the room.
+    Member(Uuid),
+    /// The application's back end, with the admin token: no member, and
+    /// its signals say `"from": null`.
+    Service,
+}
+
+impl Sender {
+    pub fn member(self) -> Option<Uuid> {
+        match self {
+            Sender::Member(member) => Some(member),
+            Sender::Service => None,
+        }
+    }
+}
+
 /// Who a signal goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recipients {
     /// The one member named.
     One(Uuid),
-    /// Every member but the sender.
-    AllBut(Uuid),
+    /// Every member but the sender (all of them for the service).
+    AllBut(Option<Uuid>),
 }
 
 /// Who a signal from `from` to `to` (`None`: the whole room) reaches in
-/// `room`. The sender must still be a member; a named recipient must be
-/// one too. `signal.lua` follows it.
+/// `room`. A member sending must still be one; the service needs the room
+/// to be there; a named recipient must be a member. `signal.lua` follows
+/// it.
 pub fn recipients(
-    from: Uuid,
+    from: Sender,
     to: Option<Uuid>,
     room: Option<&impl Roster>,
 ) -> Result<Recipients, Refusal> {
-    let room = room
-        .filter(|room| room.has(from))
-        .ok_or(Refusal::CallerGone)?;
+    let room = match from {
+        Sender::Member(member) => room
+            .filter(|room| room.has(member))
+            .ok_or(Refusal::CallerGone)?,
+        Sender::Service => room.ok_or(Refusal::RoomNotFound)?,
+    };
     match to {
         Some(to) if room.has(to) => Ok(Recipients::One(to)),
         Some(_) => Err(Refusal::MemberNotFound),
-        None => Ok(Recipients::AllBut(from)),
+        None => Ok(Recipients::AllBut(from.member())),
     }
 }
 
@@ -371,24 +394,50 @@ mod tests {
 
     #[test]
     fn a_signal_reaches_the_member_named_or_everyone_but_the_sender() {
-        let (members, [owner, alice, _]) = three();
+        let (members, [owner, alice_id, _]) = three();
+        let alice = Sender::Member(alice_id);
         let room = Some(&members);
         assert_eq!(
             recipients(alice, Some(owner), room),
             Ok(Recipients::One(owner))
         );
-        assert_eq!(recipients(alice, None, room), Ok(Recipients::AllBut(alice)));
+        assert_eq!(
+            recipients(alice, None, room),
+            Ok(Recipients::AllBut(Some(alice_id)))
+        );
         assert_eq!(
             recipients(alice, Some(Uuid::new_v4()), room),
             Err(Refusal::MemberNotFound)
         );
         assert_eq!(
-            recipients(Uuid::new_v4(), Some(owner), room),
+            recipients(Sender::Member(Uuid::new_v4()), Some(owner), room),
             Err(Refusal::CallerGone)
         );
         assert_eq!(
             recipients(alice, None, None::<&Members>),
             Err(Refusal::CallerGone)
+        );
+    }
+
+    #[test]
+    fn the_service_reaches_the_member_named_or_everyone_of_a_room_there_is() {
+        let (members, [owner, _, _]) = three();
+        let room = Some(&members);
+        assert_eq!(
+            recipients(Sender::Service, Some(owner), room),
+            Ok(Recipients::One(owner))
+        );
+        assert_eq!(
+            recipients(Sender::Service, None, room),
+            Ok(Recipients::AllBut(None))
+        );
+        assert_eq!(
+            recipients(Sender::Service, Some(Uuid::new_v4()), room),
+            Err(Refusal::MemberNotFound)
+        );
+        assert_eq!(
+            recipients(Sender::Service, None, None::<&Members>),
+            Err(Refusal::RoomNotFound)
         );
     }
 }

@@ -67,7 +67,7 @@ mod tests {
         let payload =
             r#"{"candidate":"candidate:1 1 udp 2 10.0.0.1 9 typ host","note":"\u00e9 \"q\""}"#;
         let signal = EventBody::signal(
-            Uuid::new_v4(),
+            Some(Uuid::new_v4()),
             Some(Uuid::new_v4()),
             &signal_type,
             RawValue::from_string(payload.to_owned()).unwrap(),

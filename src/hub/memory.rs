@@ -30,7 +30,7 @@ use super::{Backend, InboxReader, JoinSpec, Joined, MemberRef, ReaderKind, Setti
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::{Batch, Inbox, Limits};
-use crate::domain::room::{self, Actor, Admission, Occupancy, Recipients, Roster};
+use crate::domain::room::{self, Actor, Admission, Occupancy, Recipients, Roster, Sender};
 use crate::domain::token::{NewToken, Secret, Token};
 use crate::model::{
     LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
@@ -418,14 +418,17 @@ impl MemoryHub {
 
     fn send_now(
         &self,
-        from: &MemberRef,
+        room_id: &RoomId,
+        from: Sender,
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
         let limits = self.inner.settings.limits;
-        let room_arc = self.room(&from.room).ok_or(Refusal::CallerGone)?;
+        let Some(room_arc) = self.room(room_id) else {
+            return room::recipients(from, to, None::<&Room>).map(|_| 0);
+        };
         let mut room = lock(&room_arc);
-        match room::recipients(from.member, to, room.roster())? {
+        match room::recipients(from, to, room.roster())? {
             Recipients::One(to) => {
                 let recipient = room.member_mut(to).ok_or(Refusal::MemberNotFound)?;
                 recipient
@@ -440,7 +443,7 @@ impl MemoryHub {
                 let recipients = || {
                     room.members
                         .iter()
-                        .filter(|member| member.view.id != sender)
+                        .filter(|member| Some(member.view.id) != sender)
                 };
                 if !recipients().all(|member| member.inbox.can_accept(size, limits)) {
                     return Err(Refusal::InboxFull);
@@ -449,7 +452,7 @@ impl MemoryHub {
                 for member in room
                     .members
                     .iter_mut()
-                    .filter(|member| member.view.id != sender)
+                    .filter(|member| Some(member.view.id) != sender)
                 {
                     member.inbox.push(Arc::clone(&body), limits);
                     member.wake.wake();
@@ -607,11 +610,12 @@ impl Backend for MemoryHub {
 
     fn send_signal(
         &self,
-        from: &MemberRef,
+        room_id: &RoomId,
+        from: Sender,
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> impl Future<Output = Result<usize, Refusal>> + Send {
-        ready(self.send_now(from, to, body))
+        ready(self.send_now(room_id, from, to, body))
     }
 
     fn room_view(

@@ -34,7 +34,7 @@ use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::Limits;
 pub use crate::domain::room::Actor;
-use crate::domain::room::CapacityBounds;
+use crate::domain::room::{CapacityBounds, Sender};
 pub use crate::domain::token::MemberRef;
 use crate::domain::token::{NewToken, Token};
 use crate::model::{MemberView, RoomId, RoomSummary, RoomView, SignalType, Timestamp};
@@ -158,7 +158,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Returns how many took it.
     fn send_signal(
         &self,
-        from: &MemberRef,
+        room_id: &RoomId,
+        from: Sender,
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> impl Future<Output = Result<usize, Refusal>> + Send;
@@ -304,7 +305,34 @@ impl Hub {
         payload: Box<RawValue>,
     ) -> Result<usize, Refusal> {
         // Made once, here, for every recipient and either backend.
-        let body = EventBody::signal(from.member, to, signal_type, payload, Timestamp::now());
+        let sender = Sender::Member(from.member);
+        self.signal(&from.room, sender, to, signal_type, payload)
+            .await
+    }
+
+    /// Sends a signal as the service (`"from": null`) to one member of
+    /// `room_id` or to all of them.
+    pub async fn send_service_signal(
+        &self,
+        room_id: &RoomId,
+        to: Option<Uuid>,
+        signal_type: &SignalType,
+        payload: Box<RawValue>,
+    ) -> Result<usize, Refusal> {
+        self.signal(room_id, Sender::Service, to, signal_type, payload)
+            .await
+    }
+
+    async fn signal(
+        &self,
+        room_id: &RoomId,
+        from: Sender,
+        to: Option<Uuid>,
+        signal_type: &SignalType,
+        payload: Box<RawValue>,
+    ) -> Result<usize, Refusal> {
+        // Made once, here, for every recipient and either backend.
+        let body = EventBody::signal(from.member(), to, signal_type, payload, Timestamp::now());
         let limit = self.settings().limits.bytes;
         if body.size() > limit {
             return Err(Refusal::SignalTooLarge {
@@ -312,7 +340,7 @@ impl Hub {
                 limit,
             });
         }
-        each_backend!(self, hub => hub.send_signal(from, to, body).await)
+        each_backend!(self, hub => hub.send_signal(room_id, from, to, body).await)
     }
 
     /// See `Backend::room_view`.

@@ -384,12 +384,30 @@ impl EventStream {
 
     /// The next event; panics when none comes within `DEADLINE` or the stream ends.
     pub async fn next_event(&mut self) -> SseEvent {
+        match self.next_or_end().await {
+            Ok(Some(event)) => event,
+            Ok(None) => panic!("the SSE stream ended while an event was expected"),
+            Err(error) => panic!("the SSE stream failed while an event was expected: {error}"),
+        }
+    }
+
+    /// Every event until the stream ends (cleanly or by a closed
+    /// connection); panics when it is still open after `DEADLINE`.
+    pub async fn until_end(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        while let Ok(Some(event)) = self.next_or_end().await {
+            events.push(event);
+        }
+        events
+    }
+
+    /// The next event, `None` at the stream's end, or how it failed;
+    /// panics when nothing happens within `DEADLINE`.
+    async fn next_or_end(&mut self) -> Result<Option<SseEvent>, String> {
         match tokio::time::timeout(DEADLINE, self.events.next()).await {
             Err(_) => panic!("no SSE event arrived within {DEADLINE:?}"),
-            Ok(None) => panic!("the SSE stream ended while an event was expected"),
-            Ok(Some(Err(error))) => {
-                panic!("the SSE stream failed while an event was expected: {error}")
-            }
+            Ok(None) => Ok(None),
+            Ok(Some(Err(error))) => Err(error.to_string()),
             Ok(Some(Ok(event))) => {
                 let id = if event.id.is_empty() {
                     None
@@ -407,11 +425,11 @@ impl EventStream {
                         event.event, event.data
                     )
                 });
-                SseEvent {
+                Ok(Some(SseEvent {
                     event: event.event,
                     id,
                     data,
-                }
+                }))
             }
         }
     }

@@ -29,6 +29,7 @@ mod reaper;
 mod resume;
 mod rooms;
 mod running;
+mod service;
 mod shutdown;
 mod signals;
 mod soak;

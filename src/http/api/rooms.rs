@@ -1,4 +1,5 @@
-//! `GET` and `PATCH /rooms/{room_id}`, and `DELETE` of a membership.
+//! `GET`, `PATCH` and (the admin's) `DELETE /rooms/{room_id}`, and
+//! `DELETE` of a membership.
 
 use axum::Json;
 use axum::extract::State;
@@ -7,10 +8,11 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::domain::Refusal;
 use crate::http::AppState;
 use crate::http::api::join::valid_password;
-use crate::http::api::{MemberParams, RoomParam, TAG_ROOMS};
-use crate::http::auth::{Caller, RecheckedCaller, member_cookie};
+use crate::http::api::{MemberParams, RoomParam, TAG_ADMIN, TAG_ROOMS};
+use crate::http::auth::{Caller, Credentials, RecheckedCaller, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{JsonBody, MemberPath, RoomPath};
 use crate::http::password::PASSWORD_MAX;
@@ -19,7 +21,7 @@ use crate::model::{RoomId, RoomPatch, RoomView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_room, patch_room))
+        .routes(routes!(get_room, patch_room, end_room))
         .routes(routes!(leave_room))
 }
 
@@ -115,6 +117,52 @@ async fn patch_room(
         view = Some(state.hub.set_locked(&room_id, actor, locked).await?);
     }
     view.map(Json).ok_or(ApiError::Internal)
+}
+
+/// End the room: every member is removed, then the room is gone.
+///
+/// For the admin token. The room is locked first, so that no join gets in
+/// meanwhile (its members get `room-updated`); then each member is removed
+/// as by `DELETE /rooms/{room_id}/members/{member_id}` (the others get
+/// `member-left` with reason `removed`, and its stream ends).
+#[utoipa::path(
+    delete,
+    path = "/rooms/{room_id}",
+    tag = TAG_ADMIN,
+    params(RoomParam),
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 204, description = "The room is gone"),
+        (status = 400, description = "`invalid_room_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not the admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`room_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn end_room(
+    State(state): State<AppState>,
+    RoomPath(room_id): RoomPath,
+    credentials: Credentials,
+) -> Result<StatusCode, ApiError> {
+    state.admin_caller(&credentials).await?;
+    state.hub.set_locked(&room_id, Actor::Admin, true).await?;
+    let room = match state.hub.room_view(&room_id, Actor::Admin).await {
+        // Its members left meanwhile: it is gone all the same.
+        Err(Refusal::RoomNotFound) => return Ok(StatusCode::NO_CONTENT),
+        room => room?,
+    };
+    for member in room.members {
+        match state
+            .hub
+            .remove_member(&room_id, member.id, Actor::Admin)
+            .await
+        {
+            // Gone already, by itself or by the reaper.
+            Ok(()) | Err(Refusal::MemberNotFound | Refusal::RoomNotFound) => {}
+            Err(refusal) => return Err(refusal.into()),
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Leave the room, or remove a member from it.

@@ -1,4 +1,4 @@
-//! `POST /signals`.
+//! `POST /signals`, and the service's `POST /rooms/{room_id}/signals`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,15 +8,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::AppState;
-use crate::http::api::{TAG_SIGNALS, written_json};
-use crate::http::auth::{Caller, RecheckedCaller};
+use crate::http::api::{RoomParam, TAG_ADMIN, TAG_SIGNALS, written_json};
+use crate::http::auth::{Caller, Credentials, RecheckedCaller};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, RoomPath};
 use crate::model::{SignalAccepted, SignalRequest, SignalType, into_single_line_json};
 use crate::observe::metrics;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(send_signal))
+    OpenApiRouter::new()
+        .routes(routes!(send_signal))
+        .routes(routes!(send_service_signal))
 }
 
 /// Send a signal to one member of your room, or to all the others.
@@ -71,6 +73,50 @@ async fn send_signal(
 /// The 202 and its `SignalAccepted`, written by hand: it answers every
 /// relayed signal, and `Json` serializes through serde into a buffer that
 /// grows, for one number.
+/// Send a signal to a room as the service.
+///
+/// For the admin token: the application's back end speaks to one member
+/// (`to`) or to every member of the room. The event says `"from": null`;
+/// the type is the caller's to choose, as for members. The same bounds
+/// hold: a full inbox refuses it (429 `inbox_full`), for all or none.
+#[utoipa::path(
+    post,
+    path = "/rooms/{room_id}/signals",
+    tag = TAG_ADMIN,
+    params(RoomParam),
+    request_body = SignalRequest,
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 202, description = "In every recipient's inbox", body = SignalAccepted),
+        (status = 400, description = "`invalid_room_id` or `invalid_request`: bad JSON, bad `type`, `to` not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not the admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`room_not_found`, or `member_not_found`: `to` is not a member of the room", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`inbox_full`: nothing was sent", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn send_service_signal(
+    State(state): State<AppState>,
+    RoomPath(room_id): RoomPath,
+    credentials: Credentials,
+    JsonBody(request): JsonBody<SignalRequest>,
+) -> Result<Accepted, ApiError> {
+    state.admin_caller(&credentials).await?;
+    let signal_type = SignalType::parse(&request.signal_type)?;
+    let payload = match request.payload {
+        Some(raw) => into_single_line_json(raw),
+        None => RawValue::NULL.to_owned(),
+    };
+    let recipients = state
+        .hub
+        .send_service_signal(&room_id, request.to, &signal_type, payload)
+        .await?;
+    metrics::signals_relayed(recipients);
+    Ok(Accepted(SignalAccepted { recipients }))
+}
+
 struct Accepted(SignalAccepted);
 
 impl IntoResponse for Accepted {

@@ -67,7 +67,7 @@ use self::script::Scripts;
 use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, Settings};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
-use crate::domain::room::Actor;
+use crate::domain::room::{Actor, Sender};
 use crate::domain::token::Token;
 use crate::model::{RoomId, RoomSummary, RoomView};
 
@@ -323,11 +323,12 @@ impl Backend for RedisHub {
 
     async fn send_signal(
         &self,
-        from: &MemberRef,
+        room_id: &RoomId,
+        from: Sender,
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
-        self.signal(from, to, body).await
+        self.signal(room_id, from, to, body).await
     }
 
     async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, Refusal> {

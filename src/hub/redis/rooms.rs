@@ -15,7 +15,7 @@ use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::room::Actor;
-use crate::hub::MemberRef;
+use crate::domain::room::Sender;
 use crate::model::{RoomId, RoomSummary, RoomView, Timestamp};
 
 /// Room index entries one reconciliation looks at.
@@ -30,19 +30,24 @@ impl RedisHub {
     /// readers here delivered.
     pub(super) async fn signal(
         &self,
-        from: &MemberRef,
+        room: &RoomId,
+        from: Sender,
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
         let to = to.map(|to| to.to_string()).unwrap_or_default();
-        let mark = self.mark_of(&from.room, from.member);
+        let mark = from.member().and_then(|member| self.mark_of(room, member));
         let [mark_from, mark_to, mark_bytes] = Mark::args(mark);
         let reply = self
             .run_carrying(
                 RoomFn::Signal,
-                &from.room,
+                room,
                 &[
-                    &from.member.to_string(),
+                    // Empty for the service.
+                    &from
+                        .member()
+                        .map(|member| member.to_string())
+                        .unwrap_or_default(),
                     &to,
                     &body.json(),
                     &mark_from,
@@ -52,8 +57,8 @@ impl RedisHub {
                 Some(&body),
             )
             .await?;
-        if let Some(mark) = mark {
-            self.told(&from.room, from.member, mark);
+        if let (Some(mark), Some(member)) = (mark, from.member()) {
+            self.told(room, member, mark);
         }
         match reply.status.as_str() {
             "ok" => Ok(reply.rest.first().and_then(into_u64).unwrap_or(0) as usize),

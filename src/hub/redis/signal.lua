@@ -1,12 +1,16 @@
 -- A signal, to the recipients of `room::recipients` (src/domain/room.rs).
--- ARGV[7] = sender, ARGV[8] = recipient (empty: every other
+-- ARGV[7] = sender (empty: the service), ARGV[8] = recipient (empty: every other
 -- member), ARGV[9] = the event data, ARGV[10..12] = the signals the
 -- sender's readers on the calling node delivered (`delivered_elsewhere`).
 -- All recipients take it or none does.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
-local sender = load_member(from)
-if not sender then return {'unauthorized', local_wakes, dropped} end
-if delivered_elsewhere(sender, ARGV[10], ARGV[11], ARGV[12]) then save(sender) end
+if from == '' then
+  if redis.call('EXISTS', MEMBERS) == 0 then return {'room_not_found', local_wakes, dropped} end
+else
+  local sender = load_member(from)
+  if not sender then return {'unauthorized', local_wakes, dropped} end
+  if delivered_elsewhere(sender, ARGV[10], ARGV[11], ARGV[12]) then save(sender) end
+end
 local recipients = {}
 if to ~= '' then
   recipients[1] = load_member(to)
