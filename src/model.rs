@@ -317,7 +317,8 @@ pub struct RoomList {
 }
 
 /// One inbox event as long-poll returns it; SSE carries the same three fields
-/// as `id:`, `event:` and `data:`.
+/// as `id:`, `event:` and `data:`. The OpenAPI document describes it typed,
+/// one schema per event (`http::api::events`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolledEvent {
     pub id: u64,

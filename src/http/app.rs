@@ -188,7 +188,7 @@ impl Modify for SecuritySchemes {
 
 /// The API routes and the OpenAPI document generated from them.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::join::router())
         .merge(api::inbox::router())
         .merge(api::signals::router())
@@ -196,7 +196,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(api::admin::router())
         .merge(api::ice::router())
         .merge(api::health::router())
-        .split_for_parts()
+        .split_for_parts();
+    // After the routes: it rewrites the poll's answer, which they bring.
+    api::events::TypedEvents.modify(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document, as `/openapi.json` serves it.

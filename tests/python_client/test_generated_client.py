@@ -14,7 +14,15 @@ from signalpost_client import AuthenticatedClient, Client
 from signalpost_client.api.inbox import poll_events
 from signalpost_client.api.rooms import join_room, leave_room
 from signalpost_client.api.signals import send_signal
-from signalpost_client.models import JoinRequest, JoinResponse, PollResponse, Problem, SignalRequest
+from signalpost_client.models import (
+    JoinRequest,
+    JoinResponse,
+    MemberJoinedEvent,
+    PollResponse,
+    Problem,
+    SignalEvent,
+    SignalRequest,
+)
 
 DEADLINE_SECS = 5
 
@@ -88,6 +96,11 @@ class GeneratedClientTest(unittest.TestCase):
         )
         self.assertIsInstance(polled, PollResponse)
         self.assertEqual([(e.id, e.event) for e in polled.events], [(1, "member-joined"), (2, "signal")])
+        # Typed: each event is its own class, with its data's.
+        self.assertIsInstance(polled.events[0], MemberJoinedEvent)
+        self.assertEqual(polled.events[0].data.member.name, "bob")
+        self.assertIsInstance(polled.events[1], SignalEvent)
+        self.assertEqual(polled.events[1].data.from_, bob.member.id)
         signal = polled.events[1].data.to_dict()
         self.assertEqual(signal["from"], str(bob.member.id))
         self.assertEqual(signal["payload"], {"type": "offer", "sdp": "v=0"})

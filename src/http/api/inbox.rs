@@ -40,7 +40,7 @@ struct StreamQuery {
 }
 
 const STREAM_EXAMPLE: &str = "event: ready\ndata: {\"member_id\":\"6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b\",\"last_event_id\":0}\n\n\
-id: 1\nevent: member-joined\ndata: {\"member\":{\"id\":\"0b7e…\",\"name\":\"bob\",\"metadata\":{},\"joined_at\":\"2026-11-23T10:00:00.000Z\"}}\n\n\
+id: 1\nevent: member-joined\ndata: {\"member\":{\"id\":\"0b7e…\",\"name\":\"bob\",\"user_id\":null,\"metadata\":{},\"joined_at\":\"2026-11-23T10:00:00.000Z\"}}\n\n\
 id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"offer\",\"payload\":{\"type\":\"offer\",\"sdp\":\"v=0…\"},\"sent_at\":\"2026-11-23T10:00:01.000Z\"}\n\n\
 : keep-alive\n\n";
 
@@ -52,7 +52,10 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
 /// (`MemberJoinedData`), `member-left` (`MemberLeftData`), `signal`
 /// (`SignalData`), `room-updated` (`RoomUpdatedData`), and `gap`
 /// (`GapData`, no `id:`) when events after the resume point are no longer
-/// held. Reconnect with `Last-Event-ID: N` (or `?last_event_id=N`) to get
+/// held: each one the `InboxEvent` of its kind (`SignalEvent` for
+/// `signal`, and so on), its three fields written as three lines (OpenAPI
+/// 3.1, which this document is, has no way to say so of a stream's items;
+/// 3.2's `itemSchema` would). Reconnect with `Last-Event-ID: N` (or `?last_event_id=N`) to get
 /// every held event after N, which also acknowledges every event up to N.
 /// An idle stream carries a `: keep-alive` comment every `--keep-alive`
 /// seconds. Opening a second stream for the member closes the first.

@@ -9,6 +9,7 @@ use axum::response::Response;
 use utoipa::IntoParams;
 
 pub mod admin;
+pub mod events;
 pub mod health;
 pub mod ice;
 pub mod inbox;
