@@ -103,6 +103,26 @@ pub struct Config {
     #[arg(help_heading = "Serving")]
     pub join_secret: Option<String>,
 
+    /// Tell the application's back end of rooms made and closed and members in and out: POST each to this URL, signed as Standard Webhooks says; repeatable.
+    #[arg(
+        long,
+        env = "SIGNALPOST_WEBHOOK_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[arg(help_heading = "Serving")]
+    pub webhook_url: Vec<String>,
+
+    /// The webhooks' signing secret, `whsec_` and a base64 key of 24 to 64 bytes.
+    #[arg(
+        long,
+        env = "SIGNALPOST_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    #[arg(help_heading = "Serving")]
+    pub webhook_secret: Option<String>,
+
     /// Joins need a grant: a JWT signed with the private half of this public key, a PEM file (RSA: RS256, P-256: ES256, Ed25519: EdDSA) or a JWKS file.
     #[arg(long, env = "SIGNALPOST_JOIN_KEY", value_name = "FILE")]
     #[arg(help_heading = "Serving")]
@@ -369,6 +389,13 @@ impl Config {
                 self.default_capacity, self.max_capacity
             ));
         }
+        let shared = self.redis_url.is_some() || !self.redis_sentinel.is_empty();
+        if !self.webhook_url.is_empty() && shared {
+            return Err(
+                "--webhook-url works on one node for now: with Redis, webhooks are not sent yet"
+                    .into(),
+            );
+        }
         if self
             .join_secret
             .as_ref()
@@ -418,6 +445,11 @@ impl std::fmt::Debug for Config {
             .field(
                 "join_secret",
                 &self.join_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("join_key", &self.join_key)
             .field("member_timeout", &self.member_timeout)

@@ -19,9 +19,12 @@
 //! - `config`: the command line and its environment twins.
 //! - `upkeep`: the background chores: reaping idle members, forgetting
 //!   quiet clients' rate buckets, folding the metrics.
+//! - `webhook`: the application's back end hears of its rooms: the
+//!   domain's notices, posted and signed, retried, off the request path.
 //!
 //! Imports go one way, so that `src/` has no import circle: `http` may use
-//! every module but `upkeep`; `upkeep` the hub, `rate` and `observe`; `hub` the
+//! every module but `upkeep`; `upkeep` the hub, `rate` and `observe`;
+//! `webhook` the domain, `model`, `observe` and `config`; `hub` the
 //! domain, `model` and `observe`; `domain` only `model` and `observe`;
 //! `observe` only `config`; `server`, `rate`, `model` and `config` nothing
 //! of the crate. `lib.rs` wires them together. `tests/layers.rs` holds
@@ -36,6 +39,7 @@ pub mod observe;
 pub mod rate;
 pub mod server;
 pub mod upkeep;
+pub mod webhook;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -15,10 +15,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "server", "rate", "hub", "domain", "model", "observe", "config",
+            "server", "rate", "hub", "webhook", "domain", "model", "observe", "config",
         ],
     ),
     ("upkeep", &["hub", "rate", "observe"]),
+    ("webhook", &["domain", "model", "observe", "config"]),
     ("server", &[]),
     ("hub", &["domain", "model", "observe"]),
     ("domain", &["model", "observe"]),

@@ -30,6 +30,7 @@ use crate::model::{
 };
 use crate::observe;
 use crate::rate::Limiters;
+use crate::webhook::Webhooks;
 
 /// What every handler gets: one reference-counted pointer, since every
 /// extractor of every request clones it (a `CancellationToken` clone alone
@@ -95,9 +96,15 @@ impl AppState {
             }),
             (None, true) => None,
         };
-        let hub = match primary {
-            None => Hub::memory(settings),
-            Some(primary) => Hub::redis(primary, config.redis_prefix.clone(), settings).await?,
+        let webhooks = Webhooks::start(&config, shutdown.clone())
+            .map_err(|problem| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem))?;
+        let hub = match (primary, webhooks) {
+            (None, Some(webhooks)) => Hub::memory_heard(settings, webhooks),
+            (None, None) => Hub::memory(settings),
+            // `Config::check` refuses webhooks with Redis.
+            (Some(primary), _) => {
+                Hub::redis(primary, config.redis_prefix.clone(), settings).await?
+            }
         };
         let grants = Grants::from_config(&config)
             .map_err(|problem| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem))?;

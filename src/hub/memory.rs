@@ -30,6 +30,7 @@ use super::{Backend, InboxReader, JoinSpec, Joined, MemberRef, ReaderKind, Setti
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::{Batch, Inbox, Limits};
+use crate::domain::notice::{Listener, Notice};
 use crate::domain::room::{self, Actor, Admission, Occupancy, Recipients, Roster, Sender};
 use crate::domain::token::{NewToken, Secret, Token};
 use crate::model::{
@@ -54,6 +55,8 @@ struct Memory {
     /// Open readers; bounded by `max_readers`. Shared with each
     /// `Subscription`, which gives its place back when dropped.
     readers: Arc<AtomicUsize>,
+    /// Who hears of rooms made and closed and members in and out.
+    listener: Option<Arc<dyn Listener>>,
 }
 
 /// A token selector is its own hash. It is 64 bits the server drew at
@@ -233,6 +236,11 @@ impl Roster for Room {
 
 impl MemoryHub {
     pub fn new(settings: Settings) -> Self {
+        Self::with_listener(settings, None)
+    }
+
+    /// A hub whose rooms' changes `listener` hears of.
+    pub fn with_listener(settings: Settings, listener: Option<Arc<dyn Listener>>) -> Self {
         Self {
             inner: Arc::new(Memory {
                 rooms: DashMap::new(),
@@ -240,7 +248,31 @@ impl MemoryHub {
                 settings,
                 members: AtomicUsize::new(0),
                 readers: Arc::new(AtomicUsize::new(0)),
+                listener,
             }),
+        }
+    }
+
+    /// Tells the listener that `member` left `room`, and that the room
+    /// closed if it did.
+    fn notify_left(&self, room: &Room, member: Uuid, reason: LeaveReason) {
+        self.notify(|| Notice::MemberLeft {
+            room: room.id.clone(),
+            member,
+            reason,
+        });
+        if room.closed {
+            self.notify(|| Notice::RoomClosed {
+                room: room.id.clone(),
+            });
+        }
+    }
+
+    /// Tells the listener, if there is one; called with the room's lock
+    /// held, so that it hears one room's changes in their order.
+    fn notify(&self, notice: impl FnOnce() -> Notice) {
+        if let Some(listener) = &self.inner.listener {
+            listener.hear(notice());
         }
     }
 
@@ -373,6 +405,15 @@ impl MemoryHub {
                 .iter()
                 .map(|member| member.view.clone())
                 .collect();
+            if creating {
+                self.notify(|| Notice::RoomCreated {
+                    room: room_id.clone(),
+                });
+            }
+            self.notify(|| Notice::MemberJoined {
+                room: room_id.clone(),
+                member: view.clone(),
+            });
             room.members.push(Member {
                 view: view.clone(),
                 token_selector: token.token().secret().selector(),
@@ -408,6 +449,7 @@ impl MemoryHub {
             .ok_or(Refusal::MemberNotFound)?;
         let gone = room.remove(index, reason, self.inner.settings.limits);
         let closed = room.closed;
+        self.notify_left(&room, gone.view.id, reason);
         drop(room);
         self.forget_member(&gone);
         if closed {
@@ -557,6 +599,7 @@ impl MemoryHub {
                     && now.saturating_duration_since(member.idle_since) >= timeout
             }) {
                 let gone = room.remove(index, LeaveReason::Timeout, limits);
+                self.notify_left(&room, gone.view.id, LeaveReason::Timeout);
                 self.forget_member(&gone);
                 reaped += 1;
             }

@@ -33,6 +33,7 @@ pub use self::subscription::{InboxReader, ReaderKind, Subscription};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::Limits;
+use crate::domain::notice::Listener;
 pub use crate::domain::room::Actor;
 use crate::domain::room::{CapacityBounds, Sender};
 pub use crate::domain::token::MemberRef;
@@ -243,6 +244,11 @@ impl Hub {
     /// The in-memory backend.
     pub fn memory(settings: Settings) -> Self {
         Self::Memory(MemoryHub::new(settings))
+    }
+
+    /// The in-memory backend, whose rooms' changes `listener` hears of.
+    pub fn memory_heard(settings: Settings, listener: Arc<dyn Listener>) -> Self {
+        Self::Memory(MemoryHub::with_listener(settings, Some(listener)))
     }
 
     /// The Redis backend on `primary`, its keys under `prefix`.

@@ -26,6 +26,10 @@ pub const EVENTS_DROPPED: &str = "signalpost_events_dropped_total";
 pub const INBOX_DEPTH: &str = "signalpost_inbox_depth";
 /// Problem answers, by `code`.
 pub const REJECTIONS: &str = "signalpost_rejections_total";
+/// Webhook deliveries, by `outcome`: `delivered`, `retried` (an attempt
+/// the receiver did not take, to be made again), `failed` (given up) or
+/// `dropped` (a full queue).
+pub const WEBHOOKS: &str = "signalpost_webhooks_total";
 /// Time to the response head, by `method` and `route`.
 pub const REQUEST_DURATION: &str = "signalpost_request_duration_seconds";
 
@@ -100,6 +104,11 @@ pub fn inbox_depth(items: usize) {
 /// Counts undelivered events an inbox let go past its hard bound.
 pub fn events_dropped(events: u64) {
     metrics::counter!(EVENTS_DROPPED).increment(events);
+}
+
+/// Counts a webhook delivery's `outcome`.
+pub fn webhook(outcome: &'static str) {
+    metrics::counter!(WEBHOOKS, "outcome" => outcome).increment(1);
 }
 
 /// Counts a problem answer with its `code`.

@@ -35,3 +35,4 @@ mod signals;
 mod soak;
 mod tls;
 mod web;
+mod webhooks;

@@ -3,7 +3,10 @@ from openapi/openapi.json, as an integrator would: join, send, long-poll,
 leave, and a problem parsed as a Problem; and a join with a grant minted
 by the README's own lines."""
 
+import base64
+import http.server
 import os
+import queue
 import re
 import subprocess
 import threading
@@ -159,6 +162,53 @@ class GrantTest(unittest.TestCase):
         self.assertEqual((refused.status, refused.code), (401, "unauthorized"))
         elsewhere = join_room.sync("elsewhere", client=client, body=JoinRequest())
         self.assertEqual((elsewhere.status, elsewhere.code), (403, "forbidden"))
+
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
+class WebhookTest(unittest.TestCase):
+    """A receiver that checks each POST with the Standard Webhooks library."""
+
+    def setUp(self):
+        from standardwebhooks.webhooks import Webhook
+
+        received = queue.Queue()
+        checker = Webhook(WEBHOOK_SECRET)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                try:
+                    received.put(checker.verify(body, dict(self.headers)))
+                    self.send_response(204)
+                except Exception as error:  # a signature the library refuses
+                    received.put(error)
+                    self.send_response(400)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.receiver = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.receiver.serve_forever, daemon=True).start()
+        self.addCleanup(self.receiver.server_close)
+        self.addCleanup(self.receiver.shutdown)
+        url = f"http://127.0.0.1:{self.receiver.server_address[1]}/hook"
+        self.server = Server("--webhook-url", url, "--webhook-secret", WEBHOOK_SECRET)
+        self.addCleanup(self.server.stop)
+        self.received = received
+
+    def test_the_standard_webhooks_library_accepts_every_notice(self):
+        client = Client(base_url=self.server.base_url, timeout=DEADLINE_SECS)
+        self.addCleanup(client.get_httpx_client().close)
+        joined = join_room.sync("hooked", client=client, body=JoinRequest(name="ada"))
+        self.assertIsInstance(joined, JoinResponse)
+        notices = [self.received.get(timeout=DEADLINE_SECS) for _ in range(2)]
+        for notice in notices:
+            self.assertIsInstance(notice, dict, notice)
+        self.assertEqual([n["type"] for n in notices], ["room-created", "member-joined"])
+        self.assertEqual(notices[1]["data"]["member"]["id"], str(joined.member.id))
 
 
 if __name__ == "__main__":
