@@ -389,10 +389,9 @@ impl Config {
                 self.default_capacity, self.max_capacity
             ));
         }
-        let shared = self.redis_url.is_some() || !self.redis_sentinel.is_empty();
-        if !self.webhook_url.is_empty() && shared {
+        if !self.webhook_url.is_empty() && self.redis_cluster {
             return Err(
-                "--webhook-url works on one node for now: with Redis, webhooks are not sent yet"
+                "--webhook-url works on one Redis (or Sentinel's), not yet on a Redis Cluster"
                     .into(),
             );
         }

@@ -24,7 +24,7 @@
 //!
 //! Imports go one way, so that `src/` has no import circle: `http` may use
 //! every module but `upkeep`; `upkeep` the hub, `rate` and `observe`;
-//! `webhook` the domain, `model`, `observe` and `config`; `hub` the
+//! `webhook` the hub, the domain, `model`, `observe` and `config`; `hub` the
 //! domain, `model` and `observe`; `domain` only `model` and `observe`;
 //! `observe` only `config`; `server`, `rate`, `model` and `config` nothing
 //! of the crate. `lib.rs` wires them together. `tests/layers.rs` holds

@@ -6,12 +6,14 @@
 //! (`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body` under the
 //! `--webhook-secret`'s key).
 //!
-//! Never on a request's path: a notice is queued (bounded, per URL) and a
-//! task per URL posts them one after another, in the order they were
-//! heard, so one room's notices arrive in its order. A receiver that fails
-//! gets the notice again after 1, 2, 4 … 128 seconds (about four minutes
-//! in all), and the notices behind it wait; one that stays down fills its
-//! own queue, past which notices are dropped and counted. Every outcome is
+//! Never on a request's path, and in the order they happened, so one
+//! room's notices arrive in its order. In memory (`Webhooks`), a notice
+//! the backend tells is queued (bounded, per URL) and a task per URL posts
+//! them; one that stays down fills its own queue, past which notices are
+//! dropped. On Redis (`serve_kept`), the notices wait in Redis and the
+//! node holding the lease posts them (`hub::redis::notices`). A receiver
+//! that fails gets the notice again after 1, 2, 4 … 128 seconds (about
+//! four minutes in all), and the notices behind it wait. Every outcome is
 //! counted in `/metrics`.
 
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::notice::{Listener, Notice};
+use crate::hub::{Hub, StoredNotice};
 use crate::model::Timestamp;
 use crate::observe::metrics;
 
@@ -53,18 +56,29 @@ struct Message {
     body: Vec<u8>,
 }
 
-/// The queues of the webhook URLs: the `Listener` the backend tells.
-pub struct Webhooks {
-    queues: Vec<mpsc::Sender<Arc<Message>>>,
+impl Message {
+    /// A notice kept in Redis: its id is its entry there, the same for
+    /// whichever node posts it.
+    fn kept(notice: &StoredNotice) -> Self {
+        let at = Timestamp(std::time::UNIX_EPOCH + Duration::from_millis(notice.at_ms));
+        let data = serde_json::from_str::<serde_json::Value>(&notice.data).unwrap_or_default();
+        let body = json!({"type": notice.kind, "timestamp": at, "data": data});
+        Self {
+            id: format!("msg_{}", notice.entry),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
+    }
 }
 
-impl Webhooks {
-    /// The webhooks `config` asks for, their tasks started (they end with
-    /// `shutdown`); `None` without any `--webhook-url`.
-    pub fn start(
-        config: &Config,
-        shutdown: CancellationToken,
-    ) -> Result<Option<Arc<Self>>, String> {
+/// The webhook URLs, and how to post to them.
+pub struct Posters {
+    receivers: Vec<Receiver>,
+}
+
+impl Posters {
+    /// The posters `config` asks for; `None` without any `--webhook-url`.
+    /// Fails, saying why, on a URL or secret it cannot use.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, String> {
         if config.webhook_url.is_empty() {
             return Ok(None);
         }
@@ -80,7 +94,7 @@ impl Webhooks {
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let mut queues = Vec::new();
+        let mut receivers = Vec::new();
         for url in &config.webhook_url {
             let uri: hyper::Uri = url
                 .parse()
@@ -90,16 +104,101 @@ impl Webhooks {
                     "--webhook-url {url}: not an http:// or https:// URL"
                 ));
             }
-            let (queue, notices) = mpsc::channel(QUEUE);
-            queues.push(queue);
-            let receiver = Receiver {
+            receivers.push(Receiver {
                 url: url.clone(),
                 key: key.clone(),
                 client: client.clone(),
-            };
+            });
+        }
+        Ok(Some(Self { receivers }))
+    }
+
+    /// Posts `message` to every URL in turn, each until it takes it or its
+    /// retries run out.
+    async fn deliver(&self, message: &Message) {
+        for receiver in &self.receivers {
+            receiver.deliver(message).await;
+        }
+    }
+}
+
+/// The queues of the webhook URLs, for notices heard in this process (the
+/// memory backend): the `Listener` the backend tells.
+pub struct Webhooks {
+    queues: Vec<mpsc::Sender<Arc<Message>>>,
+}
+
+impl Webhooks {
+    /// A queue and a task for each URL of `posters` (the tasks end with
+    /// `shutdown`).
+    pub fn start(posters: Posters, shutdown: CancellationToken) -> Arc<Self> {
+        let mut queues = Vec::new();
+        for receiver in posters.receivers {
+            let (queue, notices) = mpsc::channel(QUEUE);
+            queues.push(queue);
             tokio::spawn(receiver.serve(notices, shutdown.clone()));
         }
-        Ok(Some(Arc::new(Self { queues })))
+        Arc::new(Self { queues })
+    }
+}
+
+/// Notices a holder of the Redis lease hands out at once.
+const BATCH: usize = 16;
+
+/// How often a node looks for notices kept in Redis when there were none.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Posts the notices the hub keeps (on Redis, for every node), while this
+/// node holds the lease on them; every node runs it, one at a time works.
+/// A notice is taken off once posted (or given up on); a holder that dies
+/// first leaves it for the next.
+pub async fn serve_kept(hub: Hub, posters: Posters, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = shutdown.cancelled() => return,
+        }
+        loop {
+            if !hub.hold_notices().await.unwrap_or(false) {
+                break;
+            }
+            let due = match hub.notices_due(BATCH).await {
+                Ok(due) if !due.is_empty() => due,
+                _ => break,
+            };
+            // Renewed while posting, which may take minutes of retries; a
+            // holder that loses the lease stops.
+            let lost = CancellationToken::new();
+            let keeper = tokio::spawn(keep_lease(hub.clone(), lost.clone()));
+            for notice in due {
+                if !notice.kind.is_empty() {
+                    let message = Message::kept(&notice);
+                    tokio::select! {
+                        () = posters.deliver(&message) => {}
+                        () = lost.cancelled() => break,
+                        () = shutdown.cancelled() => {
+                            keeper.abort();
+                            return;
+                        }
+                    }
+                }
+                if hub.notice_posted(&notice.entry).await.is_err() {
+                    break;
+                }
+            }
+            keeper.abort();
+        }
+    }
+}
+
+/// Renews the lease every two seconds; cancels `lost` when it is gone.
+async fn keep_lease(hub: Hub, lost: CancellationToken) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !hub.hold_notices().await.unwrap_or(false) {
+            lost.cancel();
+            return;
+        }
     }
 }
 

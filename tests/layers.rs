@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("upkeep", &["hub", "rate", "observe"]),
-    ("webhook", &["domain", "model", "observe", "config"]),
+    ("webhook", &["hub", "domain", "model", "observe", "config"]),
     ("server", &[]),
     ("hub", &["domain", "model", "observe"]),
     ("domain", &["model", "observe"]),

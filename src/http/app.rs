@@ -30,7 +30,7 @@ use crate::model::{
 };
 use crate::observe;
 use crate::rate::Limiters;
-use crate::webhook::Webhooks;
+use crate::webhook::{self, Posters, Webhooks};
 
 /// What every handler gets: one reference-counted pointer, since every
 /// extractor of every request clones it (a `CancellationToken` clone alone
@@ -80,6 +80,7 @@ impl AppState {
             member_timeout: config.member_timeout,
             max_members: config.max_members,
             max_readers: config.max_streams,
+            notices: !config.webhook_url.is_empty(),
         };
         let primary = match (&config.redis_url, config.redis_sentinel.is_empty()) {
             (Some(urls), _) if config.redis_cluster => Some(RedisPrimary::Cluster(
@@ -96,14 +97,19 @@ impl AppState {
             }),
             (None, true) => None,
         };
-        let webhooks = Webhooks::start(&config, shutdown.clone())
+        let posters = Posters::from_config(&config)
             .map_err(|problem| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem))?;
-        let hub = match (primary, webhooks) {
-            (None, Some(webhooks)) => Hub::memory_heard(settings, webhooks),
+        let hub = match (primary, posters) {
+            (None, Some(posters)) => {
+                Hub::memory_heard(settings, Webhooks::start(posters, shutdown.clone()))
+            }
             (None, None) => Hub::memory(settings),
-            // `Config::check` refuses webhooks with Redis.
-            (Some(primary), _) => {
-                Hub::redis(primary, config.redis_prefix.clone(), settings).await?
+            (Some(primary), posters) => {
+                let hub = Hub::redis(primary, config.redis_prefix.clone(), settings).await?;
+                if let Some(posters) = posters {
+                    tokio::spawn(webhook::serve_kept(hub.clone(), posters, shutdown.clone()));
+                }
+                hub
             }
         };
         let grants = Grants::from_config(&config)

@@ -207,6 +207,7 @@ mod tests {
             member_timeout: Duration::from_secs(3600),
             max_members: 4,
             max_readers: 4,
+            notices: false,
         });
         let room = RoomId::parse("lobby").unwrap();
         let spec = || JoinSpec {

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 pub use self::memory::MemoryHub;
 pub use self::places::POLLS_PER_MEMBER;
-pub use self::redis::{Primary as RedisPrimary, RedisHub};
+pub use self::redis::{Primary as RedisPrimary, RedisHub, StoredNotice};
 use self::subscription::AnyReader;
 pub use self::subscription::{InboxReader, ReaderKind, Subscription};
 use crate::domain::Refusal;
@@ -51,6 +51,9 @@ pub struct Settings {
     pub max_members: usize,
     /// Open readers (streams and waiting polls) one node may hold.
     pub max_readers: usize,
+    /// Whether the rooms' notices are kept for webhooks (`domain::notice`):
+    /// on Redis, in a stream the join and remove functions append to.
+    pub notices: bool,
 }
 
 impl Settings {
@@ -362,6 +365,32 @@ impl Hub {
         locked: bool,
     ) -> Result<RoomView, Refusal> {
         each_backend!(self, hub => hub.set_locked(room_id, actor, locked).await)
+    }
+
+    /// With notices kept in Redis for webhooks: takes or renews this
+    /// node's lease on posting them, and answers whether it holds it. In
+    /// memory, notices go straight to their listener: never.
+    pub async fn hold_notices(&self) -> Result<bool, Refusal> {
+        match self {
+            Hub::Memory(_) => Ok(false),
+            Hub::Redis(hub) => hub.hold_notices().await,
+        }
+    }
+
+    /// Up to `count` notices to post, oldest first, for the lease's holder.
+    pub async fn notices_due(&self, count: usize) -> Result<Vec<StoredNotice>, Refusal> {
+        match self {
+            Hub::Memory(_) => Ok(Vec::new()),
+            Hub::Redis(hub) => hub.notices_due(count).await,
+        }
+    }
+
+    /// Takes a notice off, posted or given up on.
+    pub async fn notice_posted(&self, entry: &str) -> Result<(), Refusal> {
+        match self {
+            Hub::Memory(_) => Ok(()),
+            Hub::Redis(hub) => hub.notice_posted(entry).await,
+        }
     }
 
     /// See `Backend::room_password`.

@@ -25,6 +25,8 @@ else
   if count >= tonumber(room[2]) then return {'room_full', local_wakes, dropped, tonumber(room[2])} end
   if (room[3] or '') ~= checked then return {'password_changed', local_wakes, dropped} end
 end
+if creating then notify('room-created', string.format('{"room_id":"%s"}', ROOM_ID)) end
+notify('member-joined', string.format('{"room_id":"%s","member":%s}', ROOM_ID, view))
 local others = member_views()
 broadcast('member-joined', joined, nil)
 redis.call('ZADD', MEMBERS, redis.call('HINCRBY', ROOM, 'seq', 1), member)

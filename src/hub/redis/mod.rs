@@ -38,7 +38,8 @@
 //!
 //! The code is split by concern: `link` connects and subscribes; `script`
 //! runs the Lua functions and reads their answers; `members` holds the
-//! token lookups, joins and removals; `rooms` signals, room views, locks
+//! token lookups, joins and removals; `notices` the notices kept for
+//! webhooks; `rooms` signals, room views, locks
 //! and the room list; `readers` opens, reads and closes this node's inbox
 //! readers, and `local` is what it keeps of their members; `reap` removes
 //! idle members.
@@ -46,6 +47,7 @@
 mod link;
 mod local;
 mod members;
+mod notices;
 mod readers;
 mod reap;
 mod rooms;
@@ -62,6 +64,7 @@ use uuid::Uuid;
 
 pub use self::link::Primary;
 use self::link::{Conn, Links, LocalMembers, ShardChannels, wake_all};
+pub use self::notices::StoredNotice;
 pub use self::readers::RedisReader;
 use self::script::Scripts;
 use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, Settings};

@@ -19,6 +19,9 @@
 -- time, so the library's functions share these as a script's locals would.
 local K, EVENTS, BYTES, HEADROOM, NODE, WAKE, ROOM_ID
 local HARD_EVENTS, HARD_BYTES, ROOM, MEMBERS
+-- The stream of notices for webhooks (KEYS[2] of a join or a removal when
+-- the nodes send webhooks), or nil.
+local NOTICES
 -- Every function answers {status, local_wakes, dropped, ...}.
 -- Members whose readers live on this node: the caller wakes them itself.
 local local_wakes
@@ -37,6 +40,7 @@ local function setup(keys, args)
   -- Limits::MEMBER_EVENT_MAX in src/domain/inbox.rs.
   HARD_EVENTS = EVENTS + HEADROOM
   HARD_BYTES = BYTES + HEADROOM * (4096 + 512)
+  NOTICES = keys[2]
   ROOM, MEMBERS = K .. 'room', K .. 'members'
   local_wakes = {}
   dropped = 0
@@ -47,6 +51,15 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- A notice for the application's back end (src/domain/notice.rs), kept in
+-- the same call as its change, so that no node's death loses it. Bounded:
+-- past 100 000 waiting, the oldest go.
+local function notify(kind, data)
+  if NOTICES then
+    redis.call('XADD', NOTICES, 'MAXLEN', '~', 100000, '*', 'k', kind, 'at', now_ms(), 'd', data)
+  end
+end
+
 local function mkey(m) return K .. 'm:' .. m end
 local function ikey(m) return K .. 'i:' .. m end
 local function nkey(m) return K .. 'n:' .. m end

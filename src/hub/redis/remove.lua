@@ -36,10 +36,13 @@ local selector = redis.call('HGET', mkey(target), 'sel')
 if selector then redis.call('DEL', tkey(selector)) end
 redis.call('DEL', mkey(target), ikey(target), nkey(target))
 broadcast('member-left', string.format('{"member_id":"%s","reason":"%s"}', target, reason), nil)
+notify('member-left', string.format('{"room_id":"%s","member_id":"%s","reason":"%s"}',
+  ROOM_ID, target, reason))
 local epoch = ''
 if redis.call('ZCARD', MEMBERS) == 0 then
   epoch = redis.call('HGET', ROOM, 'epoch')
   redis.call('DEL', ROOM, MEMBERS)
+  notify('room-closed', string.format('{"room_id":"%s"}', ROOM_ID))
 elseif redis.call('HGET', ROOM, 'owner') == target then
   redis.call('HSET', ROOM, 'owner', redis.call('ZRANGE', MEMBERS, 0, 0)[1])
   room_updated()

@@ -8,6 +8,7 @@ use sha1::Digest;
 use tracing::warn;
 use uuid::Uuid;
 
+use super::notices::NOTICES;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
@@ -169,10 +170,17 @@ impl RedisHub {
         let shared = &*self.inner;
         let limits = shared.settings.limits;
         let mut call = ::redis::cmd("FCALL");
-        call.arg(shared.scripts.name(function))
-            .arg(1)
-            .arg(format!("{}:{{{room}}}:", shared.prefix))
-            .arg(limits.events)
+        call.arg(shared.scripts.name(function));
+        // The notices' stream is outside the room's slot: `Config::check`
+        // keeps webhooks off a Cluster.
+        if shared.settings.notices && matches!(function, RoomFn::Join | RoomFn::Remove) {
+            call.arg(2)
+                .arg(format!("{}:{{{room}}}:", shared.prefix))
+                .arg(self.key(NOTICES));
+        } else {
+            call.arg(1).arg(format!("{}:{{{room}}}:", shared.prefix));
+        }
+        call.arg(limits.events)
             .arg(limits.bytes)
             .arg(limits.headroom)
             .arg(&shared.node)
