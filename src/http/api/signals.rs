@@ -54,14 +54,10 @@ async fn send_signal(
         return Err(ApiError::Forbidden);
     };
     state.limiters.check_signal(from.member)?;
-    let signal_type = SignalType::parse(&request.signal_type)?;
     if request.to == Some(from.member) {
         return Err(ApiError::InvalidRequest("`to` is the sender itself".into()));
     }
-    let payload = match request.payload {
-        Some(raw) => into_single_line_json(raw),
-        None => RawValue::NULL.to_owned(),
-    };
+    let (signal_type, payload) = type_and_payload(request.signal_type, request.payload)?;
     let recipients = state
         .hub
         .send_signal(&from, request.to, &signal_type, payload)
@@ -70,9 +66,6 @@ async fn send_signal(
     Ok(Accepted(SignalAccepted { recipients }))
 }
 
-/// The 202 and its `SignalAccepted`, written by hand: it answers every
-/// relayed signal, and `Json` serializes through serde into a buffer that
-/// grows, for one number.
 /// Send a signal to a room as the service.
 ///
 /// For the admin token: the application's back end speaks to one member
@@ -104,11 +97,7 @@ async fn send_service_signal(
     JsonBody(request): JsonBody<SignalRequest>,
 ) -> Result<Accepted, ApiError> {
     state.admin_caller(&credentials).await?;
-    let signal_type = SignalType::parse(&request.signal_type)?;
-    let payload = match request.payload {
-        Some(raw) => into_single_line_json(raw),
-        None => RawValue::NULL.to_owned(),
-    };
+    let (signal_type, payload) = type_and_payload(request.signal_type, request.payload)?;
     let recipients = state
         .hub
         .send_service_signal(&room_id, request.to, &signal_type, payload)
@@ -117,6 +106,23 @@ async fn send_service_signal(
     Ok(Accepted(SignalAccepted { recipients }))
 }
 
+/// A signal's type, checked, and its payload as relayed: on one line,
+/// `null` when none was sent.
+fn type_and_payload(
+    signal_type: String,
+    payload: Option<Box<RawValue>>,
+) -> Result<(SignalType, Box<RawValue>), ApiError> {
+    let signal_type = SignalType::parse(&signal_type)?;
+    let payload = match payload {
+        Some(raw) => into_single_line_json(raw),
+        None => RawValue::NULL.to_owned(),
+    };
+    Ok((signal_type, payload))
+}
+
+/// The 202 and its `SignalAccepted`, written by hand: it answers every
+/// relayed signal, and `Json` serializes through serde into a buffer that
+/// grows, for one number.
 struct Accepted(SignalAccepted);
 
 impl IntoResponse for Accepted {
