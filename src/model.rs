@@ -243,8 +243,10 @@ pub struct RoomView {
     pub id: RoomId,
     pub capacity: u32,
     pub locked: bool,
-    /// The owner's member id.
-    pub owner: Uuid,
+    /// The owner's member id; `null` while no member may own the room
+    /// (their join grants said `"owner": false`).
+    #[schema(required = true)]
+    pub owner: Option<Uuid>,
     /// Oldest first.
     pub members: Vec<MemberView>,
     #[schema(value_type = String, format = DateTime)]
@@ -403,7 +405,9 @@ pub struct RoomUpdatedData<'a> {
     pub room_id: &'a RoomId,
     pub locked: bool,
     pub capacity: u32,
-    pub owner: Uuid,
+    /// `null` while no member may own the room.
+    #[schema(required = true)]
+    pub owner: Option<Uuid>,
 }
 
 /// Data of `ready`, the first event of every stream (not part of the inbox).

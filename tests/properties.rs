@@ -528,7 +528,7 @@ fn event_body() -> impl Strategy<Value = (Arc<EventBody>, Expected)> {
                     room_id: &room_id,
                     locked,
                     capacity,
-                    owner,
+                    owner: Some(owner),
                 };
                 let body = EventBody::new("room-updated", &data);
                 let expected = vec![
@@ -782,6 +782,7 @@ fn join_spec(who: &Someone) -> JoinSpec {
         user_id: None,
         password_checked: None,
         password_hash: None,
+        may_own: true,
         metadata: stored_metadata(&who.metadata),
         capacity: None,
     }

@@ -23,7 +23,8 @@ pub enum Actor {
 
 /// What the rules need to know of a room's members.
 pub trait Roster {
-    fn owner(&self) -> Uuid;
+    /// `None` when no member may own the room (`owner_after_join`).
+    fn owner(&self) -> Option<Uuid>;
     fn has(&self, member: Uuid) -> bool;
 }
 
@@ -120,7 +121,9 @@ pub fn removal(
     let reason = match actor {
         Actor::Member(caller) if caller == target => LeaveReason::Left,
         Actor::Member(caller) if !room.has(caller) => return Err(Refusal::CallerGone),
-        Actor::Member(caller) if room.owner() != caller => return Err(Refusal::NotAllowed),
+        Actor::Member(caller) if room.owner() != Some(caller) => {
+            return Err(Refusal::NotAllowed);
+        }
         Actor::Member(_) | Actor::Admin => LeaveReason::Removed,
     };
     if !room.has(target) {
@@ -141,7 +144,7 @@ pub fn may_view<R: Roster>(actor: Actor, room: Option<&R>) -> Result<(), Refusal
 /// Whether `actor` may lock or unlock `room`: the admin, or its owner.
 /// `room.lua` follows it.
 pub fn may_lock<R: Roster>(actor: Actor, room: Option<&R>) -> Result<(), Refusal> {
-    may_act(actor, room, |room, caller| room.owner() == caller)
+    may_act(actor, room, |room, caller| room.owner() == Some(caller))
 }
 
 /// The admin may act on any room there is; a member, when `allowed` says
@@ -159,12 +162,19 @@ fn may_act<R: Roster>(
     }
 }
 
-/// The owner once `gone` has left: the same, or, if the owner left, the
-/// oldest member remaining; `None` when nobody remains and the room
-/// closes. `remove.lua` follows it.
-pub fn owner_after_leave(owner: Uuid, gone: Uuid, oldest_remaining: Option<Uuid>) -> Option<Uuid> {
-    let oldest = oldest_remaining?;
-    Some(if owner == gone { oldest } else { owner })
+/// The owner once `joiner` has joined: the same, or, in a room without
+/// one (its creator's grant said it may not own it, and nobody since
+/// could), the joiner if it may own the room. A member may own unless its
+/// join grant says `"owner": false`. `join.lua` follows it.
+pub fn owner_after_join(owner: Option<Uuid>, joiner: Uuid, may_own: bool) -> Option<Uuid> {
+    owner.or(may_own.then_some(joiner))
+}
+
+/// The owner once `gone` has left: the same, or, if the owner left, its
+/// heir, the oldest remaining member who may own the room (none: the room
+/// has no owner until one who may joins). `remove.lua` follows it.
+pub fn owner_after_leave(owner: Option<Uuid>, gone: Uuid, heir: Option<Uuid>) -> Option<Uuid> {
+    if owner == Some(gone) { heir } else { owner }
 }
 
 /// Who sends a signal.
@@ -225,8 +235,8 @@ mod tests {
     struct Members(Vec<Uuid>);
 
     impl Roster for Members {
-        fn owner(&self) -> Uuid {
-            self.0[0]
+        fn owner(&self) -> Option<Uuid> {
+            self.0.first().copied()
         }
 
         fn has(&self, member: Uuid) -> bool {
@@ -385,11 +395,26 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_remaining_member_owns_the_room_its_owner_left() {
+    fn the_heir_owns_the_room_its_owner_left() {
         let [owner, alice, bob] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
-        assert_eq!(owner_after_leave(owner, owner, Some(alice)), Some(alice));
-        assert_eq!(owner_after_leave(owner, bob, Some(owner)), Some(owner));
-        assert_eq!(owner_after_leave(owner, owner, None), None);
+        assert_eq!(
+            owner_after_leave(Some(owner), owner, Some(alice)),
+            Some(alice)
+        );
+        assert_eq!(
+            owner_after_leave(Some(owner), bob, Some(alice)),
+            Some(owner)
+        );
+        assert_eq!(owner_after_leave(Some(owner), owner, None), None);
+        assert_eq!(owner_after_leave(None, bob, Some(alice)), None);
+    }
+
+    #[test]
+    fn a_room_without_an_owner_takes_the_first_joiner_who_may_own_it() {
+        let [owner, alice] = [Uuid::new_v4(), Uuid::new_v4()];
+        assert_eq!(owner_after_join(None, alice, false), None);
+        assert_eq!(owner_after_join(None, alice, true), Some(alice));
+        assert_eq!(owner_after_join(Some(owner), alice, true), Some(owner));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Grant {
     pub name: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub capacity: Option<i64>,
+    /// Whether the member may own the room; absent: it may.
+    pub owner: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +55,7 @@ struct Claims {
     name: Option<String>,
     metadata: Option<serde_json::Value>,
     capacity: Option<i64>,
+    owner: Option<bool>,
 }
 
 impl Grants {
@@ -133,6 +136,7 @@ impl Grants {
             name: claims.name,
             metadata: claims.metadata,
             capacity: claims.capacity,
+            owner: claims.owner,
         })
     }
 

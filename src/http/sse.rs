@@ -215,6 +215,7 @@ mod tests {
             user_id: None,
             password_checked: None,
             password_hash: None,
+            may_own: true,
             metadata: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
             capacity: None,
         };

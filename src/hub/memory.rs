@@ -97,7 +97,8 @@ struct Room {
     id: RoomId,
     capacity: u32,
     locked: bool,
-    owner: Uuid,
+    /// `None` while no member may own it.
+    owner: Option<Uuid>,
     /// Its password's hash, a PHC string; never shown.
     password: Option<String>,
     created_at: Timestamp,
@@ -119,6 +120,8 @@ struct Member {
     /// has none.
     places: Arc<MemberPlaces>,
     idle_since: Instant,
+    /// Whether it may own the room (`room::owner_after_join`).
+    may_own: bool,
     /// Generation of the live stream; a stream whose generation is older
     /// ends at its next wake-up.
     stream: u64,
@@ -136,7 +139,7 @@ impl Room {
             id,
             capacity: 0,
             locked: false,
-            owner: Uuid::nil(),
+            owner: None,
             password: None,
             created_at: Timestamp::now(),
             members: Vec::new(),
@@ -210,14 +213,19 @@ impl Room {
             },
         );
         self.broadcast(&body, None, limits);
-        let oldest = self.members.first().map(|member| member.view.id);
-        match room::owner_after_leave(self.owner, gone.view.id, oldest) {
-            None => self.closed = true,
-            Some(owner) if owner != self.owner => {
+        if self.members.is_empty() {
+            self.closed = true;
+        } else {
+            let heir = self
+                .members
+                .iter()
+                .find(|member| member.may_own)
+                .map(|member| member.view.id);
+            let owner = room::owner_after_leave(self.owner, gone.view.id, heir);
+            if owner != self.owner {
                 self.owner = owner;
                 self.room_updated(limits);
             }
-            Some(_) => {}
         }
         info!(room = %self.id, member = %gone.view.id, reason = reason.as_str(), "member left");
         gone
@@ -225,7 +233,7 @@ impl Room {
 }
 
 impl Roster for Room {
-    fn owner(&self) -> Uuid {
+    fn owner(&self) -> Option<Uuid> {
         self.owner
     }
 
@@ -389,17 +397,23 @@ impl MemoryHub {
                 }
             };
 
+            let may_own = spec.may_own;
             let view = spec.into_view();
             let member_ref = MemberRef {
                 room: room_id.clone(),
                 member: view.id,
             };
             let token = self.issue_token(member_ref);
-            if creating {
-                room.owner = view.id;
-            }
             let joined = EventBody::new("member-joined", &MemberJoinedData { member: &view });
             room.broadcast(&joined, None, settings.limits);
+            let owner = room::owner_after_join(room.owner, view.id, may_own);
+            let owns = owner == Some(view.id);
+            if owner != room.owner {
+                room.owner = owner;
+                if !creating {
+                    room.room_updated(settings.limits);
+                }
+            }
             let others = room
                 .members
                 .iter()
@@ -421,6 +435,7 @@ impl MemoryHub {
                 wake: Arc::default(),
                 places: Arc::default(),
                 idle_since: Instant::now(),
+                may_own,
                 stream: 0,
             });
             place.keep();
@@ -429,7 +444,7 @@ impl MemoryHub {
                 room_id: room_id.clone(),
                 member: view,
                 token,
-                owner: creating,
+                owner: owns,
                 capacity: room.capacity,
                 members: others,
             });

@@ -77,6 +77,8 @@ pub struct JoinSpec {
     pub password_checked: Option<String>,
     /// The hash of the join's password, for a room it creates.
     pub password_hash: Option<String>,
+    /// Whether the member may own the room (`room::owner_after_join`).
+    pub may_own: bool,
     pub metadata: Box<RawValue>,
     pub capacity: Option<i64>,
 }

@@ -448,3 +448,48 @@ fn the_server_does_not_start_with_a_short_secret_or_a_key_it_cannot_use() {
         assert!(said.contains("--join-"), "{args:?}: {said}");
     }
 }
+
+#[tokio::test]
+async fn a_grant_that_says_owner_false_never_owns_and_the_room_waits_for_one_that_may() {
+    let app = secret_server().await;
+    let guest = |user: &str| {
+        hs256(
+            &claims("class", json!({"sub": user, "owner": false})),
+            SECRET,
+        )
+    };
+    let first =
+        Joined::from_response(join_with_grant(&app, "class", &guest("pupil-1"), json!({})).await)
+            .await;
+    assert!(!first.owner, "it made the room, and does not own it");
+    let room: Value = app
+        .get_room("class", Some(&first.token))
+        .await
+        .json()
+        .await
+        .expect("the room");
+    assert_eq!(room["owner"], Value::Null);
+    let response = app.patch_room("class", Some(&first.token), true).await;
+    assert_problem(response, 403, "forbidden").await;
+
+    let mut events = app.open_events(&first, None).await;
+    events.expect_ready(&first, 0).await;
+    let teacher = hs256(&claims("class", json!({"sub": "teacher"})), SECRET);
+    let owner =
+        Joined::from_response(join_with_grant(&app, "class", &teacher, json!({})).await).await;
+    assert!(owner.owner, "the first member who may own the room owns it");
+    events.expect("member-joined").await;
+    let updated = events.expect("room-updated").await;
+    assert_eq!(updated.data["owner"], json!(owner.member_id));
+
+    // When the owner leaves, ownership passes over members who may not own.
+    let second =
+        Joined::from_response(join_with_grant(&app, "class", &guest("pupil-2"), json!({})).await)
+            .await;
+    assert!(!second.owner);
+    events.expect("member-joined").await;
+    assert_eq!(app.leave(&owner).await.status(), 204);
+    events.expect("member-left").await;
+    let updated = events.expect("room-updated").await;
+    assert_eq!(updated.data["owner"], Value::Null, "nobody left may own it");
+}

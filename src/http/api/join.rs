@@ -35,8 +35,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// joins with a grant: `Authorization: Bearer <JWT>`, signed by the
 /// application's back end, with the claims `room` (this room's id, or a
 /// prefix ending in `*`) and `exp`, and optionally `nbf`, `sub` (shown to
-/// the others as `user_id`), and `name`, `metadata` and `capacity`, which
-/// take the place of the body's.
+/// the others as `user_id`), `name`, `metadata` and `capacity`, which
+/// take the place of the body's, and `owner`: `false` keeps the member
+/// from owning the room (the owner is the oldest member who may; a room
+/// made by one who may not has none until one who may joins).
 ///
 /// A join that creates a room may give it a `password`; a later join must
 /// give the same one, or is refused 403 `forbidden` (and counts against
@@ -79,8 +81,10 @@ async fn join_room(
     }
     let mut request: JoinRequest = body.unwrap_or_default();
     let mut user_id = None;
+    let mut may_own = true;
     if let Some(grants) = &state.grants {
         let grant = grants.check(bearer(&headers), &room_id)?;
+        may_own = grant.owner.unwrap_or(true);
         user_id = granted(&mut request, grant)?;
     }
     let password = request.password.take();
@@ -94,6 +98,7 @@ async fn join_room(
     }
     let mut spec = validate(request)?;
     spec.user_id = user_id;
+    spec.may_own = may_own;
     let joined = join_with_password(&state, room_id, spec, password).await?;
     let joined = JoinResponse::new(
         joined.room_id,
@@ -221,6 +226,7 @@ fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
         user_id: None,
         password_checked: None,
         password_hash: None,
+        may_own: true,
         metadata,
         capacity: request.capacity,
     })

@@ -105,6 +105,7 @@ impl RedisHub {
         // `join.lua` asks for it only if the join creates the room.
         let capacity = room::new_room_capacity(spec.capacity, settings.capacity_bounds());
         let (spec_checked, spec_hash) = (spec.password_checked.clone(), spec.password_hash.clone());
+        let may_own = spec.may_own;
         let view = spec.into_view();
         // Before anything is written: there is nothing to undo if it fails.
         let view_json = serde_json::to_string(&view).map_err(|_| Refusal::Internal)?;
@@ -168,6 +169,7 @@ impl RedisHub {
                     std::str::from_utf8(&digest).unwrap_or_default(),
                     spec_checked.as_deref().unwrap_or_default(),
                     spec_hash.as_deref().unwrap_or_default(),
+                    if may_own { "1" } else { "0" },
                 ],
             )
             .await;
@@ -200,6 +202,7 @@ impl RedisHub {
         let creating = rest.next().as_ref().and_then(into_u64) == Some(1);
         let epoch = rest.next().and_then(into_string).unwrap_or_default();
         let members = rest.next().map(parse_views).unwrap_or_default();
+        let owns = rest.next().as_ref().and_then(into_u64) == Some(1);
         if creating {
             let _: () = self
                 .connection()
@@ -212,7 +215,7 @@ impl RedisHub {
             room_id,
             member: view,
             token: new,
-            owner: creating,
+            owner: owns,
             capacity,
             members,
         })

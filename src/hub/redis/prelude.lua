@@ -231,8 +231,9 @@ end
 local function room_updated()
   local room = redis.call('HMGET', ROOM, 'locked', 'capacity', 'owner')
   broadcast('room-updated', string.format(
-    '{"room_id":"%s","locked":%s,"capacity":%d,"owner":"%s"}',
-    ROOM_ID, room[1] == '1' and 'true' or 'false', tonumber(room[2]), room[3]))
+    '{"room_id":"%s","locked":%s,"capacity":%d,"owner":%s}',
+    ROOM_ID, room[1] == '1' and 'true' or 'false', tonumber(room[2]),
+    room[3] and ('"' .. room[3] .. '"') or 'null'))
 end
 
 local function member_views()

@@ -44,7 +44,12 @@ if redis.call('ZCARD', MEMBERS) == 0 then
   redis.call('DEL', ROOM, MEMBERS)
   notify('room-closed', string.format('{"room_id":"%s"}', ROOM_ID))
 elseif redis.call('HGET', ROOM, 'owner') == target then
-  redis.call('HSET', ROOM, 'owner', redis.call('ZRANGE', MEMBERS, 0, 0)[1])
+  -- `room::owner_after_leave`: the heir is the oldest who may own it.
+  local heir
+  for _, m in ipairs(redis.call('ZRANGE', MEMBERS, 0, -1)) do
+    if redis.call('HGET', mkey(m), 'own') ~= '0' then heir = m break end
+  end
+  if heir then redis.call('HSET', ROOM, 'owner', heir) else redis.call('HDEL', ROOM, 'owner') end
   room_updated()
 end
 return {'ok', local_wakes, dropped, epoch, reason}

@@ -92,11 +92,11 @@ impl RedisHub {
         let mut rest = reply.rest.into_iter();
         let capacity = rest.next().as_ref().and_then(into_u64).unwrap_or(0) as u32;
         let locked = rest.next().and_then(into_string).as_deref() == Some("1");
+        // Nil (none) or an id.
         let owner = rest
             .next()
             .and_then(into_string)
-            .and_then(|owner| owner.parse().ok())
-            .unwrap_or_default();
+            .and_then(|owner| owner.parse().ok());
         let created_at = rest
             .next()
             .and_then(into_string)
