@@ -8,7 +8,7 @@
 //! So each notice is posted by the service once, and at least once across
 //! a node's death, with the same id.
 
-use ::redis::{Script, Value};
+use ::redis::Value;
 
 use super::script::{into_array, into_string, into_u64};
 use super::{RedisHub, unavailable};
@@ -43,18 +43,16 @@ impl RedisHub {
     /// Takes or renews the lease on posting the notices; whether this node
     /// holds it now.
     pub(in crate::hub) async fn hold_notices(&self) -> Result<bool, Refusal> {
-        let held: i64 = Script::new(
-            "local holder = redis.call('GET', KEYS[1]) \
-             if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
-             if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end \
-             return 0",
-        )
-        .key(self.key("notices-lease"))
-        .arg(&self.inner.node)
-        .arg(LEASE_MS)
-        .invoke_async(&mut self.connection())
-        .await
-        .map_err(unavailable)?;
+        let held: i64 = self
+            .inner
+            .scripts
+            .hold_notices
+            .key(self.key("notices-lease"))
+            .arg(&self.inner.node)
+            .arg(LEASE_MS)
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(unavailable)?;
         if held == 2 {
             // Just taken: the group may not be there yet (a fresh Redis).
             let created: Result<(), _> = ::redis::cmd("XGROUP")

@@ -85,6 +85,9 @@ pub(super) struct Scripts {
     /// Points a room's index entry at the room's epoch, if it still points
     /// at the one a reconciliation read.
     pub(super) reindex_room: Script,
+    /// Takes (2) or renews (1) the lease on posting the notices, or finds
+    /// another node holding it (0) (`notices.rs`).
+    pub(super) hold_notices: Script,
 }
 
 impl Scripts {
@@ -111,6 +114,12 @@ impl Scripts {
             forget_room: Script::new(
                 "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
                    return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+            ),
+            hold_notices: Script::new(
+                "local holder = redis.call('GET', KEYS[1]) \
+                 if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
+                 if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end \
+                 return 0",
             ),
             reindex_room: Script::new(
                 "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
