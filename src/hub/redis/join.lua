@@ -33,7 +33,7 @@ notify('member-joined', string.format('{"room_id":"%s","member":%s}', ROOM_ID, v
 local others = member_views()
 broadcast('member-joined', joined, nil)
 local owns = false
-if may_own and not redis.call('HGET', ROOM, 'owner') then
+if may_own and (creating or not redis.call('HGET', ROOM, 'owner')) then
   redis.call('HSET', ROOM, 'owner', member)
   owns = true
   -- The others learn of it; the member itself from the answer.
