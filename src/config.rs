@@ -196,6 +196,16 @@ pub struct Config {
     #[arg(help_heading = "Abuse limits")]
     pub max_members: usize,
 
+    /// Rooms the service made in advance (`POST /rooms`) that it may keep at once, with members or without; one more answers 503 `server_busy`.
+    #[arg(
+        long,
+        env = "SIGNALPOST_MAX_KEPT_ROOMS",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    #[arg(help_heading = "Abuse limits")]
+    pub max_kept_rooms: usize,
+
     /// Open SSE streams and waiting polls the whole server may hold; one more answers 503 `server_busy`.
     #[arg(
         long,
@@ -461,6 +471,7 @@ impl std::fmt::Debug for Config {
             .field("join_rate", &self.join_rate)
             .field("signal_rate", &self.signal_rate)
             .field("max_members", &self.max_members)
+            .field("max_kept_rooms", &self.max_kept_rooms)
             .field("max_streams", &self.max_streams)
             .field("header_timeout", &self.header_timeout)
             .field("write_timeout", &self.write_timeout)

@@ -253,6 +253,30 @@ pub struct RoomView {
     pub created_at: Timestamp,
 }
 
+/// Body of `PUT /rooms/{room_id}`, which makes a room before anyone
+/// joins; every field is optional.
+// No derived `Debug`: it would print the password.
+#[derive(Default, Deserialize, ToSchema)]
+#[schema(example = json!({"capacity": 8, "locked": false, "password": "s3cret", "empty_timeout": 3600}))]
+pub struct RoomCreate {
+    /// From 2 to the server's `--max-capacity`; its `--default-capacity`
+    /// when left out.
+    #[schema(minimum = 2)]
+    pub capacity: Option<i64>,
+    /// `true` refuses every join with 423 `room_locked` until the owner or
+    /// the admin unlocks it.
+    pub locked: Option<bool>,
+    /// A password every join must give, 1 to 256 bytes (403 `forbidden`
+    /// otherwise). Never shown or logged.
+    #[schema(min_length = 1, max_length = 256)]
+    pub password: Option<String>,
+    /// Seconds the room stays without members before it closes: from 1 to
+    /// 604800 (a week), 300 when left out. It counts from the room's making
+    /// and again from each time its last member leaves.
+    #[schema(minimum = 1, maximum = 604800)]
+    pub empty_timeout: Option<u64>,
+}
+
 /// Body of `PATCH /rooms/{room_id}`.
 // No derived `Debug`: it would print the password.
 #[derive(Deserialize, ToSchema)]

@@ -806,6 +806,7 @@ async fn alice_stream(
         },
         member_timeout: Duration::from_secs(3600),
         max_members: 16,
+        max_kept_rooms: 16,
         max_readers: 16,
         notices: false,
     });

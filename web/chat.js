@@ -92,6 +92,10 @@ function onMemberJoined(member) {
 }
 
 function onMemberLeft({ member_id: memberId, reason }) {
+  if (memberId === session.memberId) {
+    notice(reason === 'removed' ? 'You were removed from the room' : 'You left the room');
+    return;
+  }
   const name = names.get(memberId) ?? 'Someone';
   const how = { removed: ' (removed)', timeout: ' (connection lost)' }[reason] ?? '';
   notice(`${name} left${how}`);

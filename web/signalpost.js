@@ -187,7 +187,9 @@ export async function join(roomId, options = {}) {
  * event's data as `detail`; `statechange` ({state, transport}) and `error`
  * ({error}, fatal only when the state has become 'closed'). After a `gap` it
  * asks the room how it is, and dispatches the joins, leaves (`reason` null)
- * and `room-updated` the lost events held.
+ * and `room-updated` the lost events held. A `member-left` naming the
+ * session's own member (it left in another tab, or was removed) is the
+ * session's last event: the state becomes 'closed'.
  */
 export class Session extends EventTarget {
   #token;
@@ -501,7 +503,12 @@ export class Session extends EventTarget {
       if (kind === 'member-left') this.#resync.members.add(data.member_id);
       if (kind === 'room-updated') this.#resync.room = true;
     }
-    if (this.#apply(kind, data)) this.#emit(kind, data);
+    const own = kind === 'member-left' && data.member_id === this.memberId;
+    if (own || this.#apply(kind, data)) this.#emit(kind, data);
+    if (own && this.state !== 'closed') {
+      this.#stop();
+      this.#setState('closed');
+    }
     if (kind === 'gap' && this.state !== 'closed') this.#refreshRoom();
   }
 

@@ -16,6 +16,9 @@ pub enum Refusal {
     NotAllowed,
     #[error("no room has this id")]
     RoomNotFound,
+    /// The service asked to make a room that is there already.
+    #[error("a room with this id is there already")]
+    RoomExists,
     /// The member a call names is not in the room.
     #[error("no member with this id is in this room")]
     MemberNotFound,
@@ -42,6 +45,9 @@ pub enum Refusal {
     /// The service holds `--max-members` members.
     #[error("the service holds as many members as it may; retry later")]
     TooManyMembers,
+    /// The service keeps `--max-kept-rooms` rooms it made in advance.
+    #[error("the service keeps as many rooms made in advance as it may")]
+    TooManyRooms,
     /// This node holds `--max-streams` open readers.
     #[error("the server holds as many open streams as it may; retry later")]
     TooManyReaders,

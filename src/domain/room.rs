@@ -1,12 +1,14 @@
 //! The rules of a room, as pure functions: who may join and what capacity
 //! a new room gets, who may remove whom and why it counts as a leave, who
-//! may look at and lock a room, who owns it after its owner leaves, and who
-//! a signal goes to.
+//! may look at and lock a room, who owns it after its owner leaves, who
+//! a signal goes to, and when a room without members closes.
 //!
 //! The memory backend calls them under the room's lock. The Redis backend
 //! cannot: a room's change there is one Lua script, atomic inside Redis, so
 //! the scripts (`hub/redis/*.lua`) follow the same rules in Lua, each
 //! naming the function here it follows. The API tests run against both.
+
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -177,6 +179,48 @@ pub fn owner_after_leave(owner: Option<Uuid>, gone: Uuid, heir: Option<Uuid>) ->
     if owner == Some(gone) { heir } else { owner }
 }
 
+/// How long a room the service made in advance (`POST /rooms`) may stay
+/// without members: from 1 s to a week, 5 minutes unless it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmptyTimeout(Duration);
+
+impl EmptyTimeout {
+    pub const DEFAULT: Self = Self(Duration::from_secs(300));
+    pub const MAX_SECS: u64 = 7 * 24 * 3600;
+
+    /// The timeout of `secs` seconds, if it is in range.
+    pub fn from_secs(secs: u64) -> Option<Self> {
+        (1..=Self::MAX_SECS)
+            .contains(&secs)
+            .then(|| Self(Duration::from_secs(secs)))
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+/// Whether a room without members closes, having had none for
+/// `empty_for`: a room joins made closes as its last member leaves; one the
+/// service made in advance (`kept`: its empty timeout) waits that long for
+/// a join first. `remove.lua` and `close.lua` follow it.
+pub fn empty_room_closes(kept: Option<EmptyTimeout>, empty_for: Duration) -> bool {
+    kept.is_none_or(|timeout| empty_for >= timeout.get())
+}
+
+/// Whether the service may make a room in advance: not over one that is
+/// there, and only `within_bound` of `--max-kept-rooms`. `create.lua`
+/// follows the first.
+pub fn may_create(exists: bool, within_bound: bool) -> Result<(), Refusal> {
+    if exists {
+        Err(Refusal::RoomExists)
+    } else if !within_bound {
+        Err(Refusal::TooManyRooms)
+    } else {
+        Ok(())
+    }
+}
+
 /// Who sends a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender {
@@ -245,6 +289,27 @@ mod tests {
     }
 
     const BOUNDS: CapacityBounds = CapacityBounds { default: 2, max: 8 };
+
+    #[test]
+    fn an_empty_room_closes_at_once_unless_the_service_keeps_it_for_its_timeout() {
+        let minute = EmptyTimeout::from_secs(60);
+        assert!(empty_room_closes(None, Duration::ZERO));
+        assert!(!empty_room_closes(minute, Duration::ZERO));
+        assert!(!empty_room_closes(minute, Duration::from_secs(59)));
+        assert!(empty_room_closes(minute, Duration::from_secs(60)));
+        assert_eq!(EmptyTimeout::from_secs(0), None);
+        assert_eq!(EmptyTimeout::from_secs(EmptyTimeout::MAX_SECS + 1), None);
+        assert!(EmptyTimeout::from_secs(EmptyTimeout::MAX_SECS).is_some());
+    }
+
+    #[test]
+    fn the_service_makes_a_room_that_is_not_there_within_its_bound() {
+        assert_eq!(may_create(false, true), Ok(()));
+        assert_eq!(may_create(true, true), Err(Refusal::RoomExists));
+        assert_eq!(may_create(false, false), Err(Refusal::TooManyRooms));
+        // One that is there is named before the bound.
+        assert_eq!(may_create(true, false), Err(Refusal::RoomExists));
+    }
 
     #[test]
     fn a_join_goes_on_only_with_the_password_it_checked() {

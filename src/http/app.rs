@@ -79,6 +79,7 @@ impl AppState {
             },
             member_timeout: config.member_timeout,
             max_members: config.max_members,
+            max_kept_rooms: config.max_kept_rooms,
             max_readers: config.max_streams,
             notices: !config.webhook_url.is_empty(),
         };

@@ -39,6 +39,8 @@ pub enum ApiError {
     RoomNotFound,
     #[error("no member with this id is in this room")]
     MemberNotFound,
+    #[error("a room with this id is there already")]
+    RoomExists,
     #[error("the room is full ({capacity} members)")]
     RoomFull { capacity: u32 },
     #[error("the room is locked: it takes no new members")]
@@ -90,7 +92,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::RoomFull { .. } => StatusCode::CONFLICT,
+            Self::RoomFull { .. } | Self::RoomExists => StatusCode::CONFLICT,
             Self::RoomLocked => StatusCode::LOCKED,
             Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -115,6 +117,7 @@ impl ApiError {
             Self::Forbidden | Self::GrantForAnotherRoom | Self::WrongPassword => "forbidden",
             Self::RoomNotFound => "room_not_found",
             Self::MemberNotFound => "member_not_found",
+            Self::RoomExists => "room_exists",
             Self::RoomFull { .. } => "room_full",
             Self::RoomLocked => "room_locked",
             Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => "payload_too_large",
@@ -138,6 +141,7 @@ impl ApiError {
             Self::Forbidden | Self::GrantForAnotherRoom | Self::WrongPassword => "Forbidden",
             Self::RoomNotFound => "Room not found",
             Self::MemberNotFound => "Member not found",
+            Self::RoomExists => "Room exists",
             Self::RoomFull { .. } => "Room full",
             Self::RoomLocked => "Room locked",
             Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => "Payload too large",
@@ -170,9 +174,9 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     /// One stable word: `invalid_room_id`, `invalid_request`, `unauthorized`, `forbidden`,
-    /// `room_not_found`, `member_not_found`, `room_full`, `room_locked`, `payload_too_large`,
-    /// `inbox_full`, `rate_limited`, `server_busy`, `not_found`, `method_not_allowed`,
-    /// `unsupported_media_type`.
+    /// `room_not_found`, `member_not_found`, `room_exists`, `room_full`, `room_locked`,
+    /// `payload_too_large`, `inbox_full`, `rate_limited`, `server_busy`, `not_found`,
+    /// `method_not_allowed`, `unsupported_media_type`.
     pub code: String,
     /// The request's id, as in its `X-Request-Id` header and the server's
     /// log lines: quote it when reporting a problem.
@@ -222,6 +226,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotAllowed => Self::Forbidden,
             Refusal::RoomNotFound => Self::RoomNotFound,
             Refusal::MemberNotFound => Self::MemberNotFound,
+            Refusal::RoomExists => Self::RoomExists,
             Refusal::RoomFull { capacity } => Self::RoomFull { capacity },
             Refusal::RoomLocked => Self::RoomLocked,
             Refusal::InvalidCapacity { .. } => Self::InvalidRequest(refusal.to_string()),
@@ -236,6 +241,9 @@ impl From<Refusal> for ApiError {
             Refusal::TooManyMembers => {
                 Self::ServerBusy("the service holds as many members as it may; retry later")
             }
+            Refusal::TooManyRooms => Self::ServerBusy(
+                "the service keeps as many rooms made in advance as it may (--max-kept-rooms)",
+            ),
             Refusal::TooManyReaders => {
                 Self::ServerBusy("the server holds as many open streams as it may; retry later")
             }

@@ -206,6 +206,7 @@ mod tests {
             },
             member_timeout: Duration::from_secs(3600),
             max_members: 4,
+            max_kept_rooms: 4,
             max_readers: 4,
             notices: false,
         });

@@ -15,7 +15,7 @@
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use tracing::info;
@@ -26,12 +26,14 @@ use std::task::{Context, Poll};
 
 use super::places::{MemberPlaces, Place};
 use super::wake::Readers;
-use super::{Backend, InboxReader, JoinSpec, Joined, MemberRef, ReaderKind, Settings};
+use super::{Backend, InboxReader, JoinSpec, Joined, MemberRef, ReaderKind, RoomSpec, Settings};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::{Batch, Inbox, Limits};
 use crate::domain::notice::{Listener, Notice};
-use crate::domain::room::{self, Actor, Admission, Occupancy, Recipients, Roster, Sender};
+use crate::domain::room::{
+    self, Actor, Admission, EmptyTimeout, Occupancy, Recipients, Roster, Sender,
+};
 use crate::domain::token::{NewToken, Secret, Token};
 use crate::model::{
     LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
@@ -52,6 +54,8 @@ struct Memory {
     settings: Settings,
     /// Members in every room; bounded by `max_members`.
     members: AtomicUsize,
+    /// Rooms the service made in advance; bounded by `max_kept_rooms`.
+    kept: AtomicUsize,
     /// Open readers; bounded by `max_readers`. Shared with each
     /// `Subscription`, which gives its place back when dropped.
     readers: Arc<AtomicUsize>,
@@ -105,8 +109,26 @@ struct Room {
     /// Oldest first. A room holds at most `--max-capacity` members, so a
     /// linear search beats a map here.
     members: Vec<Member>,
-    /// Set when the last member left: the room is about to leave the map.
+    /// For a room the service made in advance: how long it stays without
+    /// members (`room::empty_room_closes`).
+    keep: Option<EmptyTimeout>,
+    /// Since when a kept room has had no members.
+    empty_since: Instant,
+    /// Set when the room closed: it is about to leave the map.
     closed: bool,
+    /// Members that left or were removed while readers of theirs were
+    /// open, until those end: bounded by the open readers.
+    departed: Vec<Departed>,
+}
+
+/// What a member that went leaves its open readers: its inbox, its own
+/// `member-left` last, for each to read what it had not, and end.
+struct Departed {
+    id: Uuid,
+    /// Its live stream's generation when it went.
+    stream: u64,
+    inbox: Inbox,
+    places: Arc<MemberPlaces>,
 }
 
 struct Member {
@@ -143,7 +165,10 @@ impl Room {
             password: None,
             created_at: Timestamp::now(),
             members: Vec::new(),
+            keep: None,
+            empty_since: Instant::now(),
             closed: false,
+            departed: Vec::new(),
         }
     }
 
@@ -203,8 +228,7 @@ impl Room {
     /// Removes a member and tells the others; the caller drops the token and,
     /// if the room is now closed, the map entry.
     fn remove(&mut self, index: usize, reason: LeaveReason, limits: Limits) -> Member {
-        let gone = self.members.remove(index);
-        gone.wake.wake();
+        let mut gone = self.members.remove(index);
         let body = EventBody::new(
             "member-left",
             &MemberLeftData {
@@ -212,20 +236,32 @@ impl Room {
                 reason,
             },
         );
+        // A member that timed out had no reader open.
+        if gone.places.open() > 0 {
+            let mut inbox = std::mem::take(&mut gone.inbox);
+            inbox.push(Arc::clone(&body), limits);
+            self.departed.push(Departed {
+                id: gone.view.id,
+                stream: gone.stream,
+                inbox,
+                places: Arc::clone(&gone.places),
+            });
+        }
+        gone.wake.wake();
         self.broadcast(&body, None, limits);
+        let heir = self
+            .members
+            .iter()
+            .find(|member| member.may_own)
+            .map(|member| member.view.id);
+        let owner = room::owner_after_leave(self.owner, gone.view.id, heir);
+        if owner != self.owner {
+            self.owner = owner;
+            self.room_updated(limits);
+        }
         if self.members.is_empty() {
-            self.closed = true;
-        } else {
-            let heir = self
-                .members
-                .iter()
-                .find(|member| member.may_own)
-                .map(|member| member.view.id);
-            let owner = room::owner_after_leave(self.owner, gone.view.id, heir);
-            if owner != self.owner {
-                self.owner = owner;
-                self.room_updated(limits);
-            }
+            self.closed = room::empty_room_closes(self.keep, Duration::ZERO);
+            self.empty_since = Instant::now();
         }
         info!(room = %self.id, member = %gone.view.id, reason = reason.as_str(), "member left");
         gone
@@ -255,6 +291,7 @@ impl MemoryHub {
                 tokens: DashMap::default(),
                 settings,
                 members: AtomicUsize::new(0),
+                kept: AtomicUsize::new(0),
                 readers: Arc::new(AtomicUsize::new(0)),
                 listener,
             }),
@@ -315,11 +352,16 @@ impl MemoryHub {
         self.inner.members.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Drops an emptied room from the map, unless a new room took its id.
+    /// Drops a closed room from the map, unless a new room took its id.
     fn forget_room(&self, room_id: &RoomId, room_arc: &Arc<Mutex<Room>>) {
-        self.inner
+        let removed = self
+            .inner
             .rooms
             .remove_if(room_id, |_, current| Arc::ptr_eq(current, room_arc));
+        // Its place among the kept rooms goes with it, once.
+        if removed.is_some() && lock(room_arc).keep.is_some() {
+            self.inner.kept.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn room(&self, room_id: &RoomId) -> Option<Arc<Mutex<Room>>> {
@@ -363,7 +405,8 @@ impl MemoryHub {
                 self.forget_room(&room_id, &room_arc);
                 continue;
             }
-            let occupancy = (!room.members.is_empty()).then(|| Occupancy {
+            // A room the service keeps is there without members too.
+            let occupancy = (!room.members.is_empty() || room.keep.is_some()).then(|| Occupancy {
                 members: room.members.len(),
                 capacity: room.capacity,
                 locked: room.locked,
@@ -451,6 +494,76 @@ impl MemoryHub {
         }
     }
 
+    fn create_now(&self, room_id: RoomId, spec: RoomSpec) -> Result<RoomView, Refusal> {
+        let memory = &*self.inner;
+        let capacity = room::new_room_capacity(spec.capacity, memory.settings.capacity_bounds())?;
+        let mut room = Room::new(room_id.clone());
+        room.capacity = capacity;
+        room.locked = spec.locked;
+        room.password = spec.password_hash;
+        room.keep = Some(spec.empty_timeout);
+        let view = room.view();
+        let room_arc = Arc::new(Mutex::new(room));
+        loop {
+            let slot = memory.rooms.entry(room_id.clone());
+            if let dashmap::Entry::Occupied(taken) = &slot {
+                let there = Arc::clone(taken.get());
+                if lock(&there).closed {
+                    // On its way out of the map: see it out, as a join does.
+                    drop(slot);
+                    self.forget_room(&room_id, &there);
+                    continue;
+                }
+            }
+            let exists = matches!(slot, dashmap::Entry::Occupied(_));
+            let place = (!exists)
+                .then(|| Place::take(&memory.kept, memory.settings.max_kept_rooms))
+                .flatten();
+            room::may_create(exists, place.is_some())?;
+            // Under the map's shard: nobody reaches the room before its
+            // notice is out.
+            let guard = lock(&room_arc);
+            slot.insert(Arc::clone(&room_arc));
+            if let Some(place) = place {
+                place.keep();
+            }
+            self.notify(|| Notice::RoomCreated {
+                room: room_id.clone(),
+            });
+            drop(guard);
+            info!(room = %room_id, "room made in advance");
+            return Ok(view);
+        }
+    }
+
+    fn end_now(&self, room_id: &RoomId) -> Result<(), Refusal> {
+        let limits = self.inner.settings.limits;
+        let room_arc = self.room(room_id).ok_or(Refusal::RoomNotFound)?;
+        let mut room = lock(&room_arc);
+        if room.closed {
+            return Err(Refusal::RoomNotFound);
+        }
+        // Nobody is to own a room that is ending: no owner passes on as
+        // its members go (`close.lua` passes none on either).
+        room.owner = None;
+        while !room.members.is_empty() {
+            let gone = room.remove(0, LeaveReason::Removed, limits);
+            self.notify_left(&room, gone.view.id, LeaveReason::Removed);
+            self.forget_member(&gone);
+        }
+        // A kept room outlives its last member: it closes here.
+        if !room.closed {
+            room.closed = true;
+            self.notify(|| Notice::RoomClosed {
+                room: room_id.clone(),
+            });
+        }
+        drop(room);
+        self.forget_room(room_id, &room_arc);
+        info!(room = %room_id, "room ended");
+        Ok(())
+    }
+
     fn remove_now(&self, room_id: &RoomId, target: Uuid, actor: Actor) -> Result<(), Refusal> {
         let Some(room_arc) = self.room(room_id) else {
             return room::removal(actor, target, None::<&Room>).map(drop);
@@ -531,12 +644,15 @@ impl MemoryHub {
             .iter()
             .filter_map(|room_arc| {
                 let room = lock(room_arc);
-                (!room.members.is_empty()).then(|| RoomSummary {
-                    id: room.id.clone(),
-                    capacity: room.capacity,
-                    locked: room.locked,
-                    member_count: room.members.len(),
-                    created_at: room.created_at,
+                // A room a join is making has no member yet, nor a keep.
+                (!room.members.is_empty() || (room.keep.is_some() && !room.closed)).then(|| {
+                    RoomSummary {
+                        id: room.id.clone(),
+                        capacity: room.capacity,
+                        locked: room.locked,
+                        member_count: room.members.len(),
+                        created_at: room.created_at,
+                    }
                 })
             })
             .collect();
@@ -593,6 +709,7 @@ impl MemoryHub {
             places,
             cursor,
             wake,
+            ended: false,
         })
     }
 
@@ -617,6 +734,19 @@ impl MemoryHub {
                 self.notify_left(&room, gone.view.id, LeaveReason::Timeout);
                 self.forget_member(&gone);
                 reaped += 1;
+            }
+            if !room.closed
+                && room.members.is_empty()
+                && room::empty_room_closes(
+                    room.keep,
+                    now.saturating_duration_since(room.empty_since),
+                )
+            {
+                room.closed = true;
+                self.notify(|| Notice::RoomClosed {
+                    room: room_id.clone(),
+                });
+                info!(room = %room_id, "kept room closed, empty for its timeout");
             }
             let closed = room.closed;
             drop(room);
@@ -655,6 +785,18 @@ impl Backend for MemoryHub {
         spec: JoinSpec,
     ) -> impl Future<Output = Result<Joined, Refusal>> + Send {
         ready(self.join_now(room_id, spec))
+    }
+
+    fn create_room(
+        &self,
+        room_id: RoomId,
+        spec: RoomSpec,
+    ) -> impl Future<Output = Result<RoomView, Refusal>> + Send {
+        ready(self.create_now(room_id, spec))
+    }
+
+    fn end_room(&self, room_id: &RoomId) -> impl Future<Output = Result<(), Refusal>> + Send {
+        ready(self.end_now(room_id))
     }
 
     fn remove_member(
@@ -773,6 +915,32 @@ pub struct MemoryReader {
     places: Arc<MemberPlaces>,
     cursor: u64,
     wake: Arc<Readers>,
+    /// Whether it read what its member left it (`Departed`): it is done.
+    ended: bool,
+}
+
+/// The rest of the inbox `member` left its reader (`Departed`), if it went
+/// with the reader open, once: `ended` says the reader had it; then the
+/// reader is done.
+fn last_read(
+    room: &mut Room,
+    member: Uuid,
+    stream: Option<u64>,
+    cursor: &mut u64,
+    ended: &mut bool,
+    wake: &Readers,
+) -> Option<Batch> {
+    if std::mem::replace(ended, true) {
+        return None;
+    }
+    let departed = room.departed.iter_mut().find(|departed| {
+        departed.id == member && stream.is_none_or(|stream| stream == departed.stream)
+    })?;
+    let (batch, moved) = departed.inbox.read_after(*cursor);
+    *cursor = moved;
+    // Looked at again, to end: nothing else will wake it.
+    wake.wake();
+    (!batch.is_empty()).then_some(batch)
 }
 
 impl InboxReader for MemoryReader {
@@ -786,15 +954,24 @@ impl InboxReader for MemoryReader {
 
     /// Always ready: the inbox is behind a lock, not a round trip.
     fn poll_read(&mut self, _: &mut Context<'_>) -> Poll<Option<Batch>> {
-        let mut room = lock(&self.room);
-        let Some(member) = room.member_mut(self.member) else {
-            return Poll::Ready(None);
+        let Self {
+            room,
+            member: id,
+            stream,
+            cursor,
+            wake,
+            ended,
+            ..
+        } = self;
+        let mut room = lock(room);
+        let Some(member) = room.member_mut(*id) else {
+            return Poll::Ready(last_read(&mut room, *id, *stream, cursor, ended, wake));
         };
-        if self.stream.is_some_and(|stream| stream != member.stream) {
+        if stream.is_some_and(|stream| stream != member.stream) {
             return Poll::Ready(None);
         }
-        let (batch, cursor) = member.inbox.read_after(self.cursor);
-        self.cursor = cursor;
+        let (batch, moved) = member.inbox.read_after(*cursor);
+        *cursor = moved;
         Poll::Ready(Some(batch))
     }
 
@@ -808,10 +985,16 @@ impl Drop for MemoryReader {
         let mut room = lock(&self.room);
         // Under the lock under which readers take their places.
         self.places.leave(self.stream.is_some(), &self.readers);
-        if let Some(member) = room.member_mut(self.member)
-            && member.places.open() == 0
-        {
-            member.idle_since = Instant::now();
+        if let Some(member) = room.member_mut(self.member) {
+            if member.places.open() == 0 {
+                member.idle_since = Instant::now();
+            }
+        } else {
+            // The last of a departed member's readers takes its inbox away.
+            room.departed.retain(|departed| {
+                !(departed.id == self.member && Arc::ptr_eq(&departed.places, &self.places))
+                    || departed.places.open() > 0
+            });
         }
     }
 }

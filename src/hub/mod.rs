@@ -35,7 +35,7 @@ use crate::domain::event::EventBody;
 use crate::domain::inbox::Limits;
 use crate::domain::notice::Listener;
 pub use crate::domain::room::Actor;
-use crate::domain::room::{CapacityBounds, Sender};
+use crate::domain::room::{CapacityBounds, EmptyTimeout, Sender};
 pub use crate::domain::token::MemberRef;
 use crate::domain::token::{NewToken, Token};
 use crate::model::{MemberView, RoomId, RoomSummary, RoomView, SignalType, Timestamp};
@@ -49,6 +49,8 @@ pub struct Settings {
     pub member_timeout: Duration,
     /// Members the whole service may hold.
     pub max_members: usize,
+    /// Rooms the service made in advance it may keep at once.
+    pub max_kept_rooms: usize,
     /// Open readers (streams and waiting polls) one node may hold.
     pub max_readers: usize,
     /// Whether the rooms' notices are kept for webhooks (`domain::notice`):
@@ -94,6 +96,17 @@ impl JoinSpec {
             joined_at: Timestamp::now(),
         }
     }
+}
+
+/// A room the service makes in advance, validated at the edge except for
+/// the capacity.
+// No `Debug`: it holds the password's hash.
+pub struct RoomSpec {
+    pub capacity: Option<i64>,
+    pub locked: bool,
+    /// The hash of the room's password, if it has one.
+    pub password_hash: Option<String>,
+    pub empty_timeout: EmptyTimeout,
 }
 
 /// A member a join made.
@@ -149,6 +162,19 @@ pub trait Backend: Clone + Send + Sync + 'static {
         room_id: RoomId,
         spec: JoinSpec,
     ) -> impl Future<Output = Result<Joined, Refusal>> + Send;
+
+    /// Makes a room without members for the service, as
+    /// `room::may_create` allows; it stays while it has members, and
+    /// closes once it has had none for its empty timeout.
+    fn create_room(
+        &self,
+        room_id: RoomId,
+        spec: RoomSpec,
+    ) -> impl Future<Output = Result<RoomView, Refusal>> + Send;
+
+    /// Ends the room for the service: every member is removed (each hears
+    /// of those removed before it, and of itself), then the room closes.
+    fn end_room(&self, room_id: &RoomId) -> impl Future<Output = Result<(), Refusal>> + Send;
 
     /// Removes `target`, as `room::removal` allows; every other member
     /// hears of it, and of a new owner.
@@ -294,6 +320,16 @@ impl Hub {
     /// See `Backend::join`.
     pub async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<Joined, Refusal> {
         each_backend!(self, hub => hub.join(room_id, spec).await)
+    }
+
+    /// See `Backend::create_room`.
+    pub async fn create_room(&self, room_id: RoomId, spec: RoomSpec) -> Result<RoomView, Refusal> {
+        each_backend!(self, hub => hub.create_room(room_id, spec).await)
+    }
+
+    /// See `Backend::end_room`.
+    pub async fn end_room(&self, room_id: &RoomId) -> Result<(), Refusal> {
+        each_backend!(self, hub => hub.end_room(room_id).await)
     }
 
     /// See `Backend::remove_member`.

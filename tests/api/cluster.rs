@@ -73,7 +73,7 @@ async fn members_joined_on_different_nodes_share_a_room_and_signal() {
         left.data,
         json!({"member_id": bob.member_id, "reason": "left"})
     );
-    bob_events.expect_end().await;
+    bob_events.expect_own_leave(&bob, "left").await;
 
     // The room disappears with its last member, for every node.
     assert_eq!(nodes[1].leave(&alice).await.status(), 204);

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::helpers::{json_body, spawn_app};
 
 /// Every call of API.md: path and method.
-const CALLS: [(&str, &str); 8] = [
+const CALLS: [(&str, &str); 11] = [
     ("/rooms/{room_id}/join", "post"),
     ("/rooms/{room_id}/members/{member_id}/events", "get"),
     ("/rooms/{room_id}/members/{member_id}/poll", "get"),
@@ -13,6 +13,9 @@ const CALLS: [(&str, &str); 8] = [
     ("/rooms/{room_id}/members/{member_id}", "delete"),
     ("/rooms/{room_id}", "get"),
     ("/rooms/{room_id}", "patch"),
+    ("/rooms/{room_id}", "put"),
+    ("/rooms/{room_id}", "delete"),
+    ("/rooms/{room_id}/signals", "post"),
     ("/rooms", "get"),
 ];
 

@@ -467,6 +467,18 @@ impl EventStream {
         self.expect("signal").await
     }
 
+    /// The stream's member is gone: its last event says so, `member-left`
+    /// naming it with `reason`, and the stream ends.
+    pub async fn expect_own_leave(&mut self, member: &Joined, reason: &str) {
+        let left = self.expect("member-left").await;
+        assert_eq!(
+            left.data,
+            json!({"member_id": member.member_id, "reason": reason}),
+            "the last event names the stream's own member"
+        );
+        self.expect_end().await;
+    }
+
     /// Waits for the stream to end (cleanly or by a closed connection);
     /// panics on an event or when it is still open after `DEADLINE`.
     pub async fn expect_end(&mut self) {

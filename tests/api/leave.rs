@@ -4,9 +4,10 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, EventStream, Joined, TestApp, assert_problem, json_body, send, spawn_app,
-    spawn_app_with,
+    ADMIN_TOKEN, EventStream, Joined, ServerProcess, TestApp, assert_problem, json_body, send,
+    spawn_app, spawn_app_with,
 };
+use crate::metrics::wait_for_sample;
 
 async fn opened(app: &TestApp, member: &Joined, member_joined: usize) -> EventStream {
     let mut events = app.open_events(member, None).await;
@@ -56,6 +57,63 @@ async fn the_owner_removing_a_member_sends_reason_removed() {
         left.data,
         json!({"member_id": bob.member_id, "reason": "removed"})
     );
+}
+
+/// Removed with a stream open, a member reads what its inbox held, then
+/// its own `member-left`, and the stream ends: however soon after a signal
+/// the removal comes, neither is lost.
+#[tokio::test]
+async fn a_removed_member_reads_its_inbox_to_the_end_then_its_own_removal() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let carol = app.join("lobby").await;
+    let mut bob_events = opened(&app, &bob, 1).await;
+
+    assert_eq!(app.signal(&carol, Some(&bob), "offer", json!(1)).await, 1);
+    let response = app
+        .remove("lobby", &bob.member_id, Some(&alice.token))
+        .await;
+    assert_eq!(response.status().as_u16(), 204);
+
+    let signal = bob_events.expect_signal().await;
+    assert_eq!(signal.data["from"], json!(carol.member_id));
+    bob_events.expect_own_leave(&bob, "removed").await;
+}
+
+/// A poll waiting when its member is removed answers with the removal.
+#[tokio::test]
+async fn a_waiting_poll_of_a_removed_member_answers_with_its_removal() {
+    // A process of its own: its poll gauge moves for this test alone.
+    let server = ServerProcess::start(&[], &[]).await;
+    let app = TestApp::at(server.addr);
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    let url = app.url(&format!("{}/poll?after=0&timeout=30", bob.path()));
+    let poll = tokio::spawn(app.client.get(url).bearer_auth(&bob.token).send());
+    wait_for_sample(&app, "signalpost_open_streams{transport=\"poll\"}", 1.0).await;
+    let response = app
+        .remove("lobby", &bob.member_id, Some(&alice.token))
+        .await;
+    assert_eq!(response.status().as_u16(), 204);
+    let answer = poll
+        .await
+        .expect("the poll task ends")
+        .expect("the poll is answered");
+    let events = json_body(answer, 200).await;
+    let events = events["events"].as_array().expect("events").clone();
+    let last = events.last().expect("the poll carries the removal");
+    assert_eq!(last["event"], json!("member-left"));
+    assert_eq!(
+        last["data"],
+        json!({"member_id": bob.member_id, "reason": "removed"})
+    );
+    assert_problem(
+        app.poll(&bob, "after=0&timeout=0").await,
+        401,
+        "unauthorized",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -236,7 +236,7 @@ async fn bob_waits_for_alices_place(
     assert_problem(refused, 503, "server_busy").await;
 
     app.leave(alice).await;
-    alice_events.expect_end().await;
+    alice_events.expect_own_leave(alice, "left").await;
     let mut bob_events = app.open_events_when_a_place_is_free(bob, None).await;
     bob_events.expect_ready(bob, 0).await;
 }

@@ -22,7 +22,8 @@ use sha2::Sha256;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::helpers::{
-    ServerProcess, TestApp, redis_cluster_backend, spawn_app_with, spawn_memory_app_with,
+    ADMIN_TOKEN, ServerProcess, TestApp, redis_cluster_backend, spawn_app_with,
+    spawn_memory_app_with,
 };
 use crate::redis_server::RedisServer;
 
@@ -212,6 +213,60 @@ async fn a_member_timed_out_is_heard_of_with_its_reason() {
         json!({"room_id": "quiet", "member_id": idle.member_id, "reason": "timeout"})
     );
     assert_eq!(receiver.next().await.body["type"], json!("room-closed"));
+}
+
+/// A room the service makes is heard of when it is made, not at its first
+/// join; when the service ends it, each member's removal, then its close.
+/// One it made and left empty closes at its timeout.
+#[tokio::test]
+async fn the_back_end_hears_of_the_rooms_it_makes_and_ends() {
+    let mut receiver = Receiver::start(0).await;
+    let app = receiver.app(&["--admin-token", ADMIN_TOKEN]).await;
+    let make = |room: &str, body: Value| {
+        app.client
+            .put(app.url(&format!("/rooms/{room}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let made = make("standup", json!({})).await.expect("answered");
+    assert_eq!(made.status(), 201);
+    let alice = app.join("standup").await;
+    let ended = app
+        .client
+        .delete(app.url("/rooms/standup"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ended.status(), 204);
+    let expected = [
+        ("room-created", json!({"room_id": "standup"})),
+        (
+            "member-joined",
+            json!({"room_id": "standup", "member": alice.member}),
+        ),
+        (
+            "member-left",
+            json!({"room_id": "standup", "member_id": alice.member_id, "reason": "removed"}),
+        ),
+        ("room-closed", json!({"room_id": "standup"})),
+    ];
+    for (kind, data) in expected {
+        let delivery = receiver.next().await;
+        assert_eq!(delivery.body["type"], json!(kind), "{delivery:?}");
+        assert_eq!(delivery.body["data"], data, "{delivery:?}");
+    }
+
+    let made = make("unused", json!({"empty_timeout": 1}))
+        .await
+        .expect("answered");
+    assert_eq!(made.status(), 201);
+    for kind in ["room-created", "room-closed"] {
+        let delivery = receiver.next().await;
+        assert_eq!(delivery.body["type"], json!(kind), "{delivery:?}");
+        assert_eq!(delivery.body["data"], json!({"room_id": "unused"}));
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 """Drives the real server with the client openapi-python-client generated
 from openapi/openapi.json, as an integrator would: join, send, long-poll,
-leave, and a problem parsed as a Problem; and a join with a grant minted
-by the README's own lines."""
+leave, and a problem parsed as a Problem; a join with a grant minted by
+the README's own lines; and the back end's calls with the admin token."""
 
 import base64
 import http.server
@@ -14,6 +14,7 @@ import unittest
 from http import HTTPStatus
 
 from signalpost_client import AuthenticatedClient, Client
+from signalpost_client.api.admin import create_room, end_room, send_service_signal
 from signalpost_client.api.inbox import poll_events
 from signalpost_client.api.rooms import join_room, leave_room
 from signalpost_client.api.signals import send_signal
@@ -21,6 +22,8 @@ from signalpost_client.models import (
     JoinRequest,
     JoinResponse,
     MemberJoinedEvent,
+    RoomCreate,
+    RoomView,
     PollResponse,
     Problem,
     SignalEvent,
@@ -209,6 +212,48 @@ class WebhookTest(unittest.TestCase):
             self.assertIsInstance(notice, dict, notice)
         self.assertEqual([n["type"] for n in notices], ["room-created", "member-joined"])
         self.assertEqual(notices[1]["data"]["member"]["id"], str(joined.member.id))
+
+
+ADMIN_TOKEN = "an-admin-token-for-the-python-client"
+
+
+class ServiceTest(unittest.TestCase):
+    """The back end's calls, with the admin token: a room made in advance,
+    a signal from the service, the room ended."""
+
+    def setUp(self):
+        self.server = Server("--admin-token", ADMIN_TOKEN)
+        self.addCleanup(self.server.stop)
+
+    def client(self, token=None):
+        if token is None:
+            client = Client(base_url=self.server.base_url, timeout=DEADLINE_SECS)
+        else:
+            client = AuthenticatedClient(base_url=self.server.base_url, token=token, timeout=DEADLINE_SECS)
+        self.addCleanup(client.get_httpx_client().close)
+        return client
+
+    def test_the_service_makes_signals_and_ends_a_room(self):
+        admin = self.client(ADMIN_TOKEN)
+        made = create_room.sync_detailed(
+            "standup", client=admin, body=RoomCreate(capacity=3, password="sesame", empty_timeout=60)
+        )
+        self.assertEqual(made.status_code, HTTPStatus.CREATED)
+        self.assertIsInstance(made.parsed, RoomView)
+        self.assertEqual((made.parsed.capacity, made.parsed.owner, made.parsed.members), (3, None, []))
+        again = create_room.sync("standup", client=admin, body=RoomCreate())
+        self.assertEqual((again.status, again.code), (409, "room_exists"))
+
+        joined = join_room.sync("standup", client=self.client(), body=JoinRequest(password="sesame"))
+        self.assertIsInstance(joined, JoinResponse)
+        member = self.client(joined.token)
+        sent = send_service_signal.sync("standup", client=admin, body=SignalRequest(type_="notice"))
+        self.assertEqual(sent.recipients, 1)
+        ended = end_room.sync_detailed("standup", client=admin)
+        self.assertEqual(ended.status_code, HTTPStatus.NO_CONTENT)
+        # The membership went with the room.
+        refused = poll_events.sync("standup", joined.member.id, client=member, after=0, timeout=0)
+        self.assertEqual((refused.status, refused.code), (401, "unauthorized"))
 
 
 if __name__ == "__main__":

@@ -398,6 +398,19 @@ test('members and owner follow member-joined, member-left and room-updated', asy
   session.close();
 });
 
+test('a member-left naming the session itself is its last event: the session closes', async () => {
+  const { EventSource, session, events } = await setUp();
+  const source = EventSource.last;
+  source.ready();
+  source.emit('member-left', { member_id: ME, reason: 'removed' }, 1);
+  assert.deepEqual(events.filter((e) => e.type === 'member-left'), [
+    { type: 'member-left', detail: { member_id: ME, reason: 'removed' } },
+  ]);
+  assert.equal(session.state, 'closed');
+  assert.equal(source.closed, true, 'the stream is closed, not reopened');
+  assert.deepEqual([...session.members.keys()], [PEER], 'the others are as they were');
+});
+
 test('listeners see the members map already updated', async () => {
   const { EventSource, session } = await setUp();
   let seen;

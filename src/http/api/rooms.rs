@@ -1,5 +1,5 @@
-//! `GET`, `PATCH` and (the admin's) `DELETE /rooms/{room_id}`, and
-//! `DELETE` of a membership.
+//! `GET` and `PATCH /rooms/{room_id}`, the admin's `PUT` (make it in
+//! advance) and `DELETE` (end it), and `DELETE` of a membership.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::Refusal;
+use crate::domain::room::EmptyTimeout;
 use crate::http::AppState;
 use crate::http::api::join::valid_password;
 use crate::http::api::{MemberParams, RoomParam, TAG_ADMIN, TAG_ROOMS};
@@ -16,12 +16,12 @@ use crate::http::auth::{Caller, Credentials, RecheckedCaller, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{JsonBody, MemberPath, RoomPath};
 use crate::http::password::PASSWORD_MAX;
-use crate::hub::Actor;
-use crate::model::{RoomId, RoomPatch, RoomView};
+use crate::hub::{Actor, RoomSpec};
+use crate::model::{RoomCreate, RoomId, RoomPatch, RoomView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_room, patch_room, end_room))
+        .routes(routes!(get_room, patch_room, create_room, end_room))
         .routes(routes!(leave_room))
 }
 
@@ -119,12 +119,81 @@ async fn patch_room(
     view.map(Json).ok_or(ApiError::Internal)
 }
 
+/// Make a room before anyone joins it.
+///
+/// For the admin token. The room has no members and no owner (the first
+/// member who may own it becomes its owner); it takes joins with the
+/// capacity, lock and password given here. It stays while it has members,
+/// and closes once it has had none for `empty_timeout` seconds, counted
+/// from now and again each time its last member leaves. The application's
+/// back end hears `room-created` now and `room-closed` then.
+#[utoipa::path(
+    put,
+    path = "/rooms/{room_id}",
+    tag = TAG_ADMIN,
+    params(RoomParam),
+    request_body = RoomCreate,
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 201, description = "The room, made", body = RoomView,
+            headers(("Location" = String, description = "The room's path"))),
+        (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not the admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`room_exists`: a room with this id is there", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: as many rooms made in advance as `--max-kept-rooms`, or the shared state cannot be reached", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_room(
+    State(state): State<AppState>,
+    RoomPath(room_id): RoomPath,
+    credentials: Credentials,
+    JsonBody(body): JsonBody<RoomCreate>,
+) -> Result<Response, ApiError> {
+    state.admin_caller(&credentials).await?;
+    let empty_timeout = match body.empty_timeout {
+        None => EmptyTimeout::DEFAULT,
+        Some(secs) => EmptyTimeout::from_secs(secs).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "`empty_timeout` is from 1 to {} seconds",
+                EmptyTimeout::MAX_SECS
+            ))
+        })?,
+    };
+    let password_hash = match body.password {
+        Some(password) if !valid_password(&password) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "`password` is 1 to {PASSWORD_MAX} bytes"
+            )));
+        }
+        Some(password) => Some(state.passwords.hash(password).await?),
+        None => None,
+    };
+    let spec = RoomSpec {
+        capacity: body.capacity,
+        locked: body.locked.unwrap_or(false),
+        password_hash,
+        empty_timeout,
+    };
+    let room = state.hub.create_room(room_id, spec).await?;
+    let location = format!("/rooms/{}", room.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(room),
+    )
+        .into_response())
+}
+
 /// End the room: every member is removed, then the room is gone.
 ///
-/// For the admin token. The room is locked first, so that no join gets in
-/// meanwhile (its members get `room-updated`); then each member is removed
-/// as by `DELETE /rooms/{room_id}/members/{member_id}` (the others get
-/// `member-left` with reason `removed`, and its stream ends).
+/// For the admin token. In one step: each member is removed as by
+/// `DELETE /rooms/{room_id}/members/{member_id}` (reason `removed`), the
+/// members still there hearing of each, and each member's stream, after
+/// what its inbox held, ends; then the room closes, made in advance or
+/// not.
 #[utoipa::path(
     delete,
     path = "/rooms/{room_id}",
@@ -145,23 +214,7 @@ async fn end_room(
     credentials: Credentials,
 ) -> Result<StatusCode, ApiError> {
     state.admin_caller(&credentials).await?;
-    state.hub.set_locked(&room_id, Actor::Admin, true).await?;
-    let room = match state.hub.room_view(&room_id, Actor::Admin).await {
-        // Its members left meanwhile: it is gone all the same.
-        Err(Refusal::RoomNotFound) => return Ok(StatusCode::NO_CONTENT),
-        room => room?,
-    };
-    for member in room.members {
-        match state
-            .hub
-            .remove_member(&room_id, member.id, Actor::Admin)
-            .await
-        {
-            // Gone already, by itself or by the reaper.
-            Ok(()) | Err(Refusal::MemberNotFound | Refusal::RoomNotFound) => {}
-            Err(refusal) => return Err(refusal.into()),
-        }
-    }
+    state.hub.end_room(&room_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +223,8 @@ async fn end_room(
 /// A member may remove itself (the others get `member-left` with reason
 /// `left`); the room's owner and the admin may remove anyone (reason
 /// `removed`). When the owner leaves, the oldest remaining member becomes
-/// owner. The last leave removes the room.
+/// owner. The last leave closes the room, unless the service made it in
+/// advance (`PUT /rooms/{room_id}`).
 #[utoipa::path(
     delete,
     path = "/rooms/{room_id}/members/{member_id}",

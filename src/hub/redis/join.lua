@@ -14,7 +14,8 @@ local may_own = ARGV[17] == '1'
 -- 64 random bits that clash: all but impossible, and refused before any change.
 if redis.call('EXISTS', tkey(selector)) == 1 then return {'token_taken', local_wakes, dropped} end
 local count = redis.call('ZCARD', MEMBERS)
-local creating = count == 0
+-- A room the service made is there without members too.
+local creating = count == 0 and redis.call('HEXISTS', ROOM, 'keep') == 0
 if creating then
   if capacity == 'bad' then return {'invalid_capacity', local_wakes, dropped} end
   if checked ~= '' then return {'password_changed', local_wakes, dropped} end

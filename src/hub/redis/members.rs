@@ -288,6 +288,7 @@ impl RedisHub {
         let mut rest = reply.rest.into_iter();
         let epoch = rest.next().and_then(into_string).unwrap_or_default();
         let reason = rest.next().and_then(into_string).unwrap_or_default();
+        let kept_due = rest.next().as_ref().and_then(into_u64);
         // Should this node die before either, the reaper deletes the entry
         // and the room's index entry.
         let _: () = self
@@ -297,6 +298,9 @@ impl RedisHub {
             .map_err(unavailable)?;
         if !epoch.is_empty() {
             self.forget_room(room_id, &epoch).await?;
+        }
+        if let Some(due) = kept_due {
+            self.kept_emptied(room_id, due).await?;
         }
         info!(room = %room_id, member = %target, reason, "member left");
         Ok(reply.status)

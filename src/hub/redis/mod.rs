@@ -10,8 +10,9 @@
 //!   as a Redis stream, the nodes holding one of its readers, and its
 //!   token's entry;
 //! - outside any room, under the hash tag `{index}`: the room index (for
-//!   `GET /rooms`) and the idle index the reaper scans, which is also the
-//!   member count;
+//!   `GET /rooms`), the idle index the reaper scans, which is also the
+//!   member count, and the index of the rooms the service made in advance
+//!   (`kept`);
 //! - on each node, only what cannot be shared: its open readers, what wakes
 //!   them and the signals that came with the wake-ups (`local`), and the
 //!   token entries it looked up lately.
@@ -39,11 +40,12 @@
 //! The code is split by concern: `link` connects and subscribes; `script`
 //! runs the Lua functions and reads their answers; `members` holds the
 //! token lookups, joins and removals; `notices` the notices kept for
-//! webhooks; `rooms` signals, room views, locks
+//! webhooks; `kept` the rooms the service makes and ends; `rooms` signals, room views, locks
 //! and the room list; `readers` opens, reads and closes this node's inbox
 //! readers, and `local` is what it keeps of their members; `reap` removes
 //! idle members.
 
+mod kept;
 mod link;
 mod local;
 mod members;
@@ -67,7 +69,7 @@ use self::link::{Conn, Links, LocalMembers, ShardChannels, wake_all};
 pub use self::notices::StoredNotice;
 pub use self::readers::RedisReader;
 use self::script::Scripts;
-use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, Settings};
+use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, RoomSpec, Settings};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::room::{Actor, Sender};
@@ -313,6 +315,15 @@ impl Backend for RedisHub {
     async fn join(&self, room_id: RoomId, spec: JoinSpec) -> Result<Joined, Refusal> {
         self.detached(|hub| async move { hub.add_member(room_id, spec).await })
             .await
+    }
+
+    async fn create_room(&self, room_id: RoomId, spec: RoomSpec) -> Result<RoomView, Refusal> {
+        self.detached(|hub| async move { hub.create(room_id, spec).await })
+            .await
+    }
+
+    async fn end_room(&self, room_id: &RoomId) -> Result<(), Refusal> {
+        self.end(room_id).await
     }
 
     async fn remove_member(

@@ -243,3 +243,45 @@ local function member_views()
   end
   return views
 end
+
+-- How long a member's inbox outlives it for the readers it had open,
+-- which read it at their wake-up: milliseconds at worst.
+local FAREWELL_MS = 10000
+
+-- Takes `target` out of the room for `reason`: its keys go, its readers
+-- wake and find it gone, the others hear of it. A member that leaves or
+-- is removed with readers open hears of it too, last: its inbox stays a
+-- while, its own `member-left` at the end, for them to read (`read.lua`).
+-- One that timed out had none that read.
+local function leave(target, reason)
+  local left = string.format('{"member_id":"%s","reason":"%s"}', target, reason)
+  wake(target)
+  redis.call('ZREM', MEMBERS, target)
+  local selector = redis.call('HGET', mkey(target), 'sel')
+  if selector then redis.call('DEL', tkey(selector)) end
+  if reason ~= 'timeout' and redis.call('EXISTS', nkey(target)) == 1 then
+    local s = load(target)
+    push(s, 'member-left', left)
+    redis.call('PEXPIRE', ikey(target), FAREWELL_MS)
+    redis.call('DEL', mkey(target), nkey(target))
+  else
+    redis.call('DEL', mkey(target), ikey(target), nkey(target))
+  end
+  broadcast('member-left', left, nil)
+  notify('member-left', string.format('{"room_id":"%s","member_id":"%s","reason":"%s"}',
+    ROOM_ID, target, reason))
+end
+
+-- Whether the room is there: it has members, or the service made it in
+-- advance (`keep`, its empty timeout in ms) and it has not closed.
+local function room_exists()
+  return redis.call('EXISTS', MEMBERS) == 1 or redis.call('HEXISTS', ROOM, 'keep') == 1
+end
+
+-- Closes the room; answers its epoch, for the room index.
+local function close_room()
+  local epoch = redis.call('HGET', ROOM, 'epoch') or ''
+  redis.call('DEL', ROOM, MEMBERS)
+  notify('room-closed', string.format('{"room_id":"%s"}', ROOM_ID))
+  return epoch
+end

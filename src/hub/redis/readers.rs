@@ -72,6 +72,7 @@ impl RedisHub {
             cursor: 0,
             plain_wakes_seen: None,
             reading: None,
+            ended: false,
         };
         if shared.primary.is_cluster() {
             let subscriber = self.subscriber();
@@ -137,17 +138,21 @@ pub struct RedisReader {
     /// A read under way: a round trip, polled to its end before the next,
     /// with the plain wake-ups there had been when it began.
     reading: Option<(Pin<Box<RedisRead>>, u64)>,
+    /// Whether it read the last of its member's inbox: the member is gone.
+    ended: bool,
 }
 
-/// A Redis read: the batch after the cursor and the cursor it moves to.
-type RedisRead = dyn Future<Output = Option<(u64, Batch)>> + Send;
+/// A Redis read: the cursor it moves to, the batch after the old one, and
+/// whether that was the last (the member is gone).
+type RedisRead = dyn Future<Output = Option<(u64, Batch, bool)>> + Send;
 
 impl RedisReader {
     /// Reads once without waiting: the events after the cursor there are
-    /// now, possibly none, and the cursor that reading them moves to;
-    /// `None` when the reader is done. Owns what it needs, so that a
-    /// reader can hold it while the round trip lasts.
-    fn read(&self) -> impl Future<Output = Option<(u64, Batch)>> + Send + 'static {
+    /// now, possibly none, the cursor that reading them moves to, and
+    /// whether they are the last of a member gone; `None` when the reader
+    /// is done. Owns what it needs, so that a reader can hold it while the
+    /// round trip lasts.
+    fn read(&self) -> impl Future<Output = Option<(u64, Batch, bool)>> + Send + 'static {
         let hub = self.hub.clone();
         let room = self.member.room.clone();
         let member = self.member.member.to_string();
@@ -162,13 +167,15 @@ impl RedisReader {
                 .run(RoomFn::Read, &room, &[&member, &cursor, &generation])
                 .await
                 .ok()?;
-            if reply.status != "ok" {
-                return None;
-            }
+            let ended = match reply.status.as_str() {
+                "ok" => false,
+                "last" => true,
+                _ => return None,
+            };
             let mut rest = reply.rest.into_iter();
             let last = rest.next().as_ref().and_then(into_u64).unwrap_or(0);
             let batch = batch_after(after, last, rest.next().map(into_array).unwrap_or_default());
-            Some((last, batch))
+            Some((last, batch, ended))
         }
     }
 }
@@ -201,6 +208,9 @@ impl InboxReader for RedisReader {
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
         if self.reading.is_none() {
             if let Some(batch) = self.take_carried(cx) {
                 return Poll::Ready(Some(batch));
@@ -213,8 +223,13 @@ impl InboxReader for RedisReader {
         let read = ready!(reading.as_mut().poll(cx));
         self.plain_wakes_seen = Some(*plain_wakes);
         self.reading = None;
-        Poll::Ready(read.map(|(cursor, batch)| {
+        Poll::Ready(read.map(|(cursor, batch, ended)| {
             self.cursor = cursor;
+            if ended {
+                self.ended = true;
+                // Looked at again, to end: nothing else will wake it.
+                self.local.wake.wake();
+            }
             batch
         }))
     }

@@ -1,6 +1,7 @@
 //! Reaping: every node removes the members nobody has read for the member
 //! timeout (and idle entries that name no member), keeps the members it
-//! holds readers of from being reaped, and mends the room index.
+//! holds readers of from being reaped, closes the kept rooms empty for
+//! their timeout (`kept`), and mends the room index.
 
 use std::time::Instant;
 
@@ -90,6 +91,7 @@ impl RedisHub {
         } else {
             self.flush_marks().await;
         }
+        self.close_idle_rooms(now).await?;
         self.reconcile_rooms().await?;
         if self.inner.primary.is_cluster() {
             let subscriber = self.subscriber();

@@ -1,5 +1,6 @@
 -- Removes a member, by the rules of `room::removal` (who may remove whom,
--- and the reason) and `room::owner_after_leave` (src/domain/room.rs).
+-- and the reason), `room::owner_after_leave` and `room::empty_room_closes`
+-- (src/domain/room.rs).
 -- ARGV[7] = the target, ARGV[8] = who asks (`admin`,
 -- `member:<id>`, or `timeout` for the reaper), ARGV[9] = the member
 -- timeout in ms (for `timeout`).
@@ -10,7 +11,7 @@ if actor == 'timeout' then
   local seen = tonumber(redis.call('HGET', mkey(target), 'seen')) or 0
   if now_ms() - seen < tonumber(ARGV[9]) then return {'busy', local_wakes, dropped, seen} end
   reason = 'timeout'
-elseif redis.call('EXISTS', ROOM) == 0 then
+elseif not room_exists() then
   return {actor == 'admin' and 'room_not_found' or 'unauthorized', local_wakes, dropped}
 elseif actor == 'admin' then
   reason = 'removed'
@@ -29,20 +30,21 @@ end
 if not is_member(target) then
   return {reason == 'left' and 'unauthorized' or 'member_not_found', local_wakes, dropped}
 end
--- Its readers, wherever they are, find it gone and end.
-wake(target)
-redis.call('ZREM', MEMBERS, target)
-local selector = redis.call('HGET', mkey(target), 'sel')
-if selector then redis.call('DEL', tkey(selector)) end
-redis.call('DEL', mkey(target), ikey(target), nkey(target))
-broadcast('member-left', string.format('{"member_id":"%s","reason":"%s"}', target, reason), nil)
-notify('member-left', string.format('{"room_id":"%s","member_id":"%s","reason":"%s"}',
-  ROOM_ID, target, reason))
-local epoch = ''
+leave(target, reason)
+-- When it empties, the room closes, or, made by the service, waits its
+-- empty timeout for a join (`room::empty_room_closes`): the caller
+-- indexes it to be looked at then (`close.lua`).
+local epoch, due = '', ''
 if redis.call('ZCARD', MEMBERS) == 0 then
-  epoch = redis.call('HGET', ROOM, 'epoch')
-  redis.call('DEL', ROOM, MEMBERS)
-  notify('room-closed', string.format('{"room_id":"%s"}', ROOM_ID))
+  local keep = redis.call('HGET', ROOM, 'keep')
+  if keep then
+    local now = now_ms()
+    redis.call('HSET', ROOM, 'emptied', now)
+    redis.call('HDEL', ROOM, 'owner')
+    due = now + tonumber(keep)
+  else
+    epoch = close_room()
+  end
 elseif redis.call('HGET', ROOM, 'owner') == target then
   -- `room::owner_after_leave`: the heir is the oldest who may own it.
   local heir
@@ -52,4 +54,4 @@ elseif redis.call('HGET', ROOM, 'owner') == target then
   if heir then redis.call('HSET', ROOM, 'owner', heir) else redis.call('HDEL', ROOM, 'owner') end
   room_updated()
 end
-return {'ok', local_wakes, dropped, epoch, reason}
+return {'ok', local_wakes, dropped, epoch, reason, due}

@@ -3,7 +3,7 @@
 -- `admin` or the calling member, ARGV[8] = `view`, `lock`, `unlock` or
 -- `password`, ARGV[9] = the password's hash (empty: none).
 local actor, op = ARGV[7], ARGV[8]
-if redis.call('ZCARD', MEMBERS) == 0 then
+if not room_exists() then
   return {actor == 'admin' and 'room_not_found' or 'forbidden', local_wakes, dropped}
 end
 if actor ~= 'admin' then

@@ -166,15 +166,28 @@ impl RedisHub {
         }
         // One command a room, not a pipeline: on a Cluster the rooms are
         // in different slots. The connection pipelines them anyway.
-        let actual: Vec<Option<String>> =
+        let actual: Vec<(Option<String>, Option<String>)> =
             futures_util::future::try_join_all(entries.iter().map(|(room, _)| {
                 let mut connection = connection.clone();
                 let key = format!("{}:{{{room}}}:room", shared.prefix);
-                async move { connection.hget(key, "epoch").await }
+                async move { connection.hmget(key, &["epoch", "keep"]).await }
             }))
             .await
             .map_err(unavailable)?;
-        for ((room, indexed), actual) in entries.into_iter().zip(actual) {
+        for ((room, indexed), (actual, keep)) in entries.into_iter().zip(actual) {
+            if keep.is_some() {
+                // A kept room whose maker died before indexing it, or whose
+                // entry the reaper deleted as its maker was under way: the
+                // reaper looks at it now.
+                let _: () = ::redis::cmd("ZADD")
+                    .arg(self.kept_key())
+                    .arg("NX")
+                    .arg(super::members::unix_ms())
+                    .arg(room.as_str())
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+            }
             match actual {
                 Some(actual) if actual == indexed => {
                     shared.missing_rooms().remove(&room);
@@ -234,7 +247,10 @@ impl RedisHub {
                 let room = format!("{}:{{{id}}}:", self.inner.prefix);
                 async move {
                     ::redis::pipe()
-                        .hmget(format!("{room}room"), &["capacity", "locked", "created_at"])
+                        .hmget(
+                            format!("{room}room"),
+                            &["capacity", "locked", "created_at", "keep"],
+                        )
                         .zcard(format!("{room}members"))
                         .query_async::<Vec<Value>>(&mut connection)
                         .await
@@ -247,7 +263,7 @@ impl RedisHub {
                 (
                     pair.first()
                         .and_then(|value| ::redis::from_redis_value_ref(value).ok())
-                        .unwrap_or((None, None, None)),
+                        .unwrap_or((None, None, None, None)),
                     pair.get(1)
                         .and_then(|value| ::redis::from_redis_value_ref(value).ok())
                         .unwrap_or(0),
@@ -257,9 +273,10 @@ impl RedisHub {
         let mut rooms: Vec<RoomSummary> = ids
             .into_iter()
             .zip(answers)
-            .filter(|(_, (_, members))| *members > 0)
+            // A room the service keeps is listed without members too.
+            .filter(|(_, ((.., keep), members))| *members > 0 || keep.is_some())
             .map(
-                |(id, ((capacity, locked, created_at), member_count))| RoomSummary {
+                |(id, ((capacity, locked, created_at, _), member_count))| RoomSummary {
                     id,
                     capacity: capacity.unwrap_or(0),
                     locked: locked.as_deref() == Some("1"),
@@ -276,5 +293,6 @@ impl RedisHub {
     }
 }
 
-/// A room hash's capacity, lock and creation time, as `GET /rooms` lists them.
-type RoomFields = (Option<u32>, Option<String>, Option<String>);
+/// A room hash's capacity, lock and creation time, as `GET /rooms` lists
+/// them, and its keep (only a kept room has one).
+type RoomFields = (Option<u32>, Option<String>, Option<String>, Option<String>);

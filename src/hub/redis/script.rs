@@ -28,10 +28,12 @@ pub(super) enum RoomFn {
     Read,
     Touch,
     Room,
+    Create,
+    Close,
 }
 
 impl RoomFn {
-    const ALL: [RoomFn; 7] = [
+    const ALL: [RoomFn; 9] = [
         RoomFn::Join,
         RoomFn::Remove,
         RoomFn::Signal,
@@ -39,6 +41,8 @@ impl RoomFn {
         RoomFn::Read,
         RoomFn::Touch,
         RoomFn::Room,
+        RoomFn::Create,
+        RoomFn::Close,
     ];
 
     fn name(self) -> &'static str {
@@ -50,6 +54,8 @@ impl RoomFn {
             RoomFn::Read => "read",
             RoomFn::Touch => "touch",
             RoomFn::Room => "room",
+            RoomFn::Create => "create",
+            RoomFn::Close => "close",
         }
     }
 
@@ -62,6 +68,8 @@ impl RoomFn {
             RoomFn::Read => include_str!("read.lua"),
             RoomFn::Touch => include_str!("touch.lua"),
             RoomFn::Room => include_str!("room.lua"),
+            RoomFn::Create => include_str!("create.lua"),
+            RoomFn::Close => include_str!("close.lua"),
         }
     }
 }
@@ -78,7 +86,7 @@ pub(super) struct Scripts {
     /// Every room function's name in Redis, in `RoomFn::ALL` order. Each
     /// ends with the library's version, a hash of its code, so that nodes
     /// of two versions can share one Redis during an upgrade.
-    names: [String; 7],
+    names: [String; 9],
     /// Drops a room from the room index only if it is still the emptied
     /// one: a join may have made a new room with that id since.
     pub(super) forget_room: Script,
@@ -182,7 +190,12 @@ impl RedisHub {
         call.arg(shared.scripts.name(function));
         // The notices' stream is outside the room's slot: `Config::check`
         // keeps webhooks off a Cluster.
-        if shared.settings.notices && matches!(function, RoomFn::Join | RoomFn::Remove) {
+        if shared.settings.notices
+            && matches!(
+                function,
+                RoomFn::Join | RoomFn::Remove | RoomFn::Create | RoomFn::Close
+            )
+        {
             call.arg(2)
                 .arg(format!("{}:{{{room}}}:", shared.prefix))
                 .arg(self.key(NOTICES));
@@ -253,6 +266,7 @@ pub(super) fn refusal(status: &str) -> Refusal {
         "unauthorized" => Refusal::CallerGone,
         "forbidden" => Refusal::NotAllowed,
         "room_not_found" => Refusal::RoomNotFound,
+        "room_exists" => Refusal::RoomExists,
         "member_not_found" => Refusal::MemberNotFound,
         "room_locked" => Refusal::RoomLocked,
         "inbox_full" => Refusal::InboxFull,

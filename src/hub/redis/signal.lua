@@ -5,7 +5,7 @@
 -- All recipients take it or none does.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
 if from == '' then
-  if redis.call('EXISTS', MEMBERS) == 0 then return {'room_not_found', local_wakes, dropped} end
+  if not room_exists() then return {'room_not_found', local_wakes, dropped} end
 else
   local sender = load_member(from)
   if not sender then return {'unauthorized', local_wakes, dropped} end
