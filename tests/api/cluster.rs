@@ -516,6 +516,45 @@ async fn a_node_killed_at_any_instant_leaves_no_key_behind() {
     }
 }
 
+/// A room the service made keeps an entry in the kept index, which the
+/// reaper looks at to close it. Should its maker die before writing it (or
+/// the reaper delete it as the maker was under way), the room index's
+/// reconciliation writes it again: the room still closes at its timeout,
+/// and nothing is left.
+#[tokio::test]
+async fn a_room_made_in_advance_closes_even_when_its_kept_entry_was_lost() {
+    let (redis, _processes, nodes) = cluster(2, &["--member-timeout", "1"]).await;
+    let made = nodes[0]
+        .client
+        .put(nodes[0].url("/rooms/orphan"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"empty_timeout": 1}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(made.status(), 201);
+    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test connects to its Redis");
+    let removed: i64 = redis::cmd("ZREM")
+        .arg("signalpost:{index}:kept")
+        .arg("orphan")
+        .query_async(&mut connection)
+        .await
+        .expect("ZREM answers");
+    assert_eq!(removed, 1, "the room was in the kept index");
+    eventually(
+        "the room closes and no key is left",
+        5 * DEADLINE,
+        || async { redis_keys(&redis).await.is_empty() },
+    )
+    .await;
+    let rooms = json_body(nodes[1].list_rooms(Some(ADMIN_TOKEN)).await, 200).await;
+    assert_eq!(rooms, json!({"rooms": []}));
+}
+
 /// Sentinel's view of the primary named `name`, as `field → value`.
 async fn sentinel_view(
     sentinel: &crate::redis_server::RedisServer,
