@@ -399,12 +399,6 @@ impl Config {
                 self.default_capacity, self.max_capacity
             ));
         }
-        if !self.webhook_url.is_empty() && self.redis_cluster {
-            return Err(
-                "--webhook-url works on one Redis (or Sentinel's), not yet on a Redis Cluster"
-                    .into(),
-            );
-        }
         if self
             .join_secret
             .as_ref()

@@ -36,9 +36,10 @@ use tracing::warn;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::domain::Refusal;
 use crate::domain::notice::{Listener, Notice};
-use crate::hub::{Hub, StoredNotice};
-use crate::model::Timestamp;
+use crate::hub::{Hub, NoticedRoom, StoredNotice};
+use crate::model::{RoomId, Timestamp};
 use crate::observe::metrics;
 
 /// Notices one URL's queue holds at most.
@@ -57,14 +58,14 @@ struct Message {
 }
 
 impl Message {
-    /// A notice kept in Redis: its id is its entry there, the same for
-    /// whichever node posts it.
-    fn kept(notice: &StoredNotice) -> Self {
+    /// A notice kept in Redis: its id is its room and its entry in the
+    /// room's stream, the same for whichever node posts it.
+    fn kept(room: &RoomId, notice: &StoredNotice) -> Self {
         let at = Timestamp(std::time::UNIX_EPOCH + Duration::from_millis(notice.at_ms));
         let data = serde_json::from_str::<serde_json::Value>(&notice.data).unwrap_or_default();
         let body = json!({"type": notice.kind, "timestamp": at, "data": data});
         Self {
-            id: format!("msg_{}", notice.entry),
+            id: format!("msg_{room}_{}", notice.entry),
             body: serde_json::to_vec(&body).unwrap_or_default(),
         }
     }
@@ -142,16 +143,20 @@ impl Webhooks {
     }
 }
 
-/// Notices a holder of the Redis lease hands out at once.
+/// Notices of one room a holder of the Redis lease reads at once.
 const BATCH: usize = 16;
+
+/// Rooms with notices a holder of the Redis lease looks at in one round.
+const ROOMS: usize = 64;
 
 /// How often a node looks for notices kept in Redis when there were none.
 const POLL: Duration = Duration::from_millis(250);
 
 /// Posts the notices the hub keeps (on Redis, for every node), while this
 /// node holds the lease on them; every node runs it, one at a time works.
-/// A notice is taken off once posted (or given up on); a holder that dies
-/// first leaves it for the next.
+/// Room after room, each room's notices in order; a notice is taken off
+/// once posted (or given up on); a holder that dies first leaves it for the
+/// next.
 pub async fn serve_kept(hub: Hub, posters: Posters, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -162,33 +167,51 @@ pub async fn serve_kept(hub: Hub, posters: Posters, shutdown: CancellationToken)
             if !hub.hold_notices().await.unwrap_or(false) {
                 break;
             }
-            let due = match hub.notices_due(BATCH).await {
-                Ok(due) if !due.is_empty() => due,
+            let rooms = match hub.noticed_rooms(ROOMS).await {
+                Ok(rooms) if !rooms.is_empty() => rooms,
                 _ => break,
             };
             // Renewed while posting, which may take minutes of retries; a
             // holder that loses the lease stops.
             let lost = CancellationToken::new();
             let keeper = tokio::spawn(keep_lease(hub.clone(), lost.clone()));
-            for notice in due {
-                if !notice.kind.is_empty() {
-                    let message = Message::kept(&notice);
-                    tokio::select! {
-                        () = posters.deliver(&message) => {}
-                        () = lost.cancelled() => break,
-                        () = shutdown.cancelled() => {
-                            keeper.abort();
-                            return;
-                        }
-                    }
+            let posted = tokio::select! {
+                posted = post_rooms(&hub, &posters, rooms) => posted,
+                () = lost.cancelled() => Ok(()),
+                () = shutdown.cancelled() => {
+                    keeper.abort();
+                    return;
                 }
-                if hub.notice_posted(&notice.entry).await.is_err() {
-                    break;
-                }
-            }
+            };
             keeper.abort();
+            if posted.is_err() {
+                break;
+            }
         }
     }
+}
+
+/// Posts every notice the rooms hold, room after room.
+async fn post_rooms(hub: &Hub, posters: &Posters, rooms: Vec<NoticedRoom>) -> Result<(), Refusal> {
+    for noticed in rooms {
+        let mut posted = false;
+        loop {
+            let notices = hub.room_notices(&noticed.room, BATCH).await?;
+            let more = notices.len() == BATCH;
+            for notice in notices {
+                posters
+                    .deliver(&Message::kept(&noticed.room, &notice))
+                    .await;
+                hub.notice_posted(&noticed.room, &notice.entry).await?;
+                posted = true;
+            }
+            if !more {
+                break;
+            }
+        }
+        hub.settle_noticed(&noticed, posted).await?;
+    }
+    Ok(())
 }
 
 /// Renews the lease every two seconds; cancels `lost` when it is gone.

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 pub use self::memory::MemoryHub;
 pub use self::places::POLLS_PER_MEMBER;
-pub use self::redis::{Primary as RedisPrimary, RedisHub, StoredNotice};
+pub use self::redis::{NoticedRoom, Primary as RedisPrimary, RedisHub, StoredNotice};
 use self::subscription::AnyReader;
 pub use self::subscription::{InboxReader, ReaderKind, Subscription};
 use crate::domain::Refusal;
@@ -415,19 +415,39 @@ impl Hub {
         }
     }
 
-    /// Up to `count` notices to post, oldest first, for the lease's holder.
-    pub async fn notices_due(&self, count: usize) -> Result<Vec<StoredNotice>, Refusal> {
+    /// Up to `count` rooms with notices to post, for the lease's holder.
+    pub async fn noticed_rooms(&self, count: usize) -> Result<Vec<NoticedRoom>, Refusal> {
         match self {
             Hub::Memory(_) => Ok(Vec::new()),
-            Hub::Redis(hub) => hub.notices_due(count).await,
+            Hub::Redis(hub) => hub.noticed_rooms(count).await,
         }
     }
 
-    /// Takes a notice off, posted or given up on.
-    pub async fn notice_posted(&self, entry: &str) -> Result<(), Refusal> {
+    /// Up to `count` of a room's notices to post, oldest first.
+    pub async fn room_notices(
+        &self,
+        room: &RoomId,
+        count: usize,
+    ) -> Result<Vec<StoredNotice>, Refusal> {
+        match self {
+            Hub::Memory(_) => Ok(Vec::new()),
+            Hub::Redis(hub) => hub.room_notices(room, count).await,
+        }
+    }
+
+    /// Takes a room's notice off, posted or given up on.
+    pub async fn notice_posted(&self, room: &RoomId, entry: &str) -> Result<(), Refusal> {
         match self {
             Hub::Memory(_) => Ok(()),
-            Hub::Redis(hub) => hub.notice_posted(entry).await,
+            Hub::Redis(hub) => hub.notice_posted(room, entry).await,
+        }
+    }
+
+    /// Done with a noticed room for now (`posted`: it had notices).
+    pub async fn settle_noticed(&self, noticed: &NoticedRoom, posted: bool) -> Result<(), Refusal> {
+        match self {
+            Hub::Memory(_) => Ok(()),
+            Hub::Redis(hub) => hub.settle_noticed(noticed, posted).await,
         }
     }
 

@@ -149,9 +149,8 @@ pub async fn spawn_app_with(args: &[&str]) -> TestApp {
     spawn_memory_app_with(args).await
 }
 
-/// One node in memory with the given flags, whatever backend the tests
-/// run against: for what only one node does so far (webhooks).
-pub async fn spawn_memory_app_with(args: &[&str]) -> TestApp {
+/// One node in memory with the given flags.
+async fn spawn_memory_app_with(args: &[&str]) -> TestApp {
     let shutdown = CancellationToken::new();
     let (addr, handle) = spawn_node(args, shutdown.clone()).await;
     test_app(addr, handle, shutdown, None, true)

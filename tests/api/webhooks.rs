@@ -21,11 +21,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::helpers::{
-    ADMIN_TOKEN, ServerProcess, TestApp, redis_cluster_backend, spawn_app_with,
-    spawn_memory_app_with,
-};
-use crate::redis_server::RedisServer;
+use crate::helpers::{ADMIN_TOKEN, ServerProcess, TestApp, spawn_app_with};
+use crate::redis_server::{RedisCluster, RedisServer};
 
 const KEY: [u8; 32] = [42; 32];
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -135,11 +132,7 @@ impl Receiver {
         let secret = secret();
         let mut args = vec!["--webhook-url", &self.url, "--webhook-secret", &secret];
         args.extend_from_slice(more);
-        if redis_cluster_backend() {
-            spawn_memory_app_with(&args).await
-        } else {
-            spawn_app_with(&args).await
-        }
+        spawn_app_with(&args).await
     }
 }
 
@@ -298,24 +291,28 @@ async fn a_receiver_that_fails_gets_the_same_message_again_and_the_rest_after_it
     );
 }
 
-/// On Redis: the node posting the notices dies with SIGKILL while the
+/// On one Redis: the node posting the notices dies with SIGKILL while the
 /// receiver refuses them; another node posts them, with the same ids,
 /// once the dead one's lease runs out. Real processes, a real redis-server.
 #[tokio::test]
 async fn a_notice_pending_when_its_node_is_killed_is_posted_by_another() {
-    let mut receiver = Receiver::start(usize::MAX).await;
     let redis = RedisServer::start().await;
-    let url = redis.url();
+    killed_while_posting(&["--redis-url", &redis.url()]).await;
+}
+
+/// The same on a Redis Cluster, where each room's notices are in its slot.
+#[tokio::test]
+async fn on_a_cluster_a_notice_pending_when_its_node_is_killed_is_posted_by_another() {
+    let cluster = RedisCluster::start().await;
+    killed_while_posting(&["--redis-url", &cluster.urls(), "--redis-cluster"]).await;
+}
+
+async fn killed_while_posting(redis: &[&str]) {
+    let mut receiver = Receiver::start(usize::MAX).await;
     let secret = secret();
     let hook = receiver.url.clone();
-    let args = [
-        "--redis-url",
-        &url,
-        "--webhook-url",
-        &hook,
-        "--webhook-secret",
-        &secret,
-    ];
+    let mut args = vec!["--webhook-url", &hook, "--webhook-secret", &secret];
+    args.extend_from_slice(redis);
     // The first node alone takes the lease, and keeps trying the notices.
     let mut first = ServerProcess::start(&args, &[]).await;
     let node = TestApp::at(first.addr);
@@ -351,7 +348,7 @@ async fn a_notice_pending_when_its_node_is_killed_is_posted_by_another() {
 }
 
 #[test]
-fn the_server_does_not_start_with_a_webhook_secret_it_cannot_use_or_on_a_redis_cluster() {
+fn the_server_does_not_start_with_a_webhook_secret_it_cannot_use() {
     for args in [
         vec!["--webhook-url", "http://127.0.0.1:9/hook"],
         vec![
@@ -365,15 +362,6 @@ fn the_server_does_not_start_with_a_webhook_secret_it_cannot_use_or_on_a_redis_c
             "http://127.0.0.1:9/hook",
             "--webhook-secret",
             "not-whsec",
-        ],
-        vec![
-            "--webhook-url",
-            "http://127.0.0.1:9/hook",
-            "--webhook-secret",
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "--redis-cluster",
-            "--redis-url",
-            "redis://127.0.0.1:9",
         ],
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalpost"))

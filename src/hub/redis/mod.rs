@@ -8,11 +8,12 @@
 //!   one slot: the room hash, the members in join order, and per member a
 //!   hash (view, inbox counters, idle clock, stream generation), the inbox
 //!   as a Redis stream, the nodes holding one of its readers, and its
-//!   token's entry;
+//!   token's entry; with webhooks, the room's notices;
 //! - outside any room, under the hash tag `{index}`: the room index (for
 //!   `GET /rooms`), the idle index the reaper scans, which is also the
-//!   member count, and the index of the rooms the service made in advance
-//!   (`kept`);
+//!   member count, the index of the rooms the service made in advance
+//!   (`kept`), and, with webhooks, the index of the rooms with notices
+//!   waiting (`noticed`) and the lease on posting them;
 //! - on each node, only what cannot be shared: its open readers, what wakes
 //!   them and the signals that came with the wake-ups (`local`), and the
 //!   token entries it looked up lately.
@@ -66,7 +67,7 @@ use uuid::Uuid;
 
 pub use self::link::Primary;
 use self::link::{Conn, Links, LocalMembers, ShardChannels, wake_all};
-pub use self::notices::StoredNotice;
+pub use self::notices::{NoticedRoom, StoredNotice};
 pub use self::readers::RedisReader;
 use self::script::Scripts;
 use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, RoomSpec, Settings};

@@ -19,8 +19,8 @@
 -- time, so the library's functions share these as a script's locals would.
 local K, EVENTS, BYTES, HEADROOM, NODE, WAKE, ROOM_ID
 local HARD_EVENTS, HARD_BYTES, ROOM, MEMBERS
--- The stream of notices for webhooks (KEYS[2] of a join or a removal when
--- the nodes send webhooks), or nil.
+-- The room's stream of notices for webhooks (KEYS[2] of the functions that
+-- notify, when the nodes send webhooks), or nil.
 local NOTICES
 -- Every function answers {status, local_wakes, dropped, ...}.
 -- Members whose readers live on this node: the caller wakes them itself.
@@ -53,10 +53,10 @@ local function now_ms()
 end
 -- A notice for the application's back end (src/domain/notice.rs), kept in
 -- the same call as its change, so that no node's death loses it. Bounded:
--- past 100 000 waiting, the oldest go.
+-- past 10 000 waiting in one room, its oldest go.
 local function notify(kind, data)
   if NOTICES then
-    redis.call('XADD', NOTICES, 'MAXLEN', '~', 100000, '*', 'k', kind, 'at', now_ms(), 'd', data)
+    redis.call('XADD', NOTICES, 'MAXLEN', '~', 10000, '*', 'k', kind, 'at', now_ms(), 'd', data)
   end
 end
 

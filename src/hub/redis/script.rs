@@ -8,7 +8,6 @@ use sha1::Digest;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::notices::NOTICES;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
@@ -96,6 +95,14 @@ pub(super) struct Scripts {
     /// Takes (2) or renews (1) the lease on posting the notices, or finds
     /// another node holding it (0) (`notices.rs`).
     pub(super) hold_notices: Script,
+    /// Takes a posted notice off its room's stream, and the stream with
+    /// its last notice (`notices.rs`).
+    pub(super) notice_posted: Script,
+    /// Schedules a room's second look, or takes it out of the `noticed`
+    /// index after that look found nothing, unless it was marked since
+    /// (`notices.rs`). A second look's time ends in `.5`: a mark, whole
+    /// milliseconds, never does.
+    pub(super) settle_noticed: Script,
 }
 
 impl Scripts {
@@ -128,6 +135,17 @@ impl Scripts {
                  if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
                  if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end \
                  return 0",
+            ),
+            notice_posted: Script::new(
+                "redis.call('XDEL', KEYS[1], ARGV[1]) \
+                 if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end return 1",
+            ),
+            settle_noticed: Script::new(
+                "local mark = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) \
+                 local seen = tonumber(ARGV[2]) \
+                 if mark ~= seen then return 0 end \
+                 if ARGV[3] == '0' and seen % 1 ~= 0 then return redis.call('ZREM', KEYS[1], ARGV[1]) end \
+                 redis.call('ZADD', KEYS[1], tonumber(ARGV[4]) + 0.5, ARGV[1]) return 1",
             ),
             reindex_room: Script::new(
                 "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
@@ -188,17 +206,18 @@ impl RedisHub {
         let limits = shared.settings.limits;
         let mut call = ::redis::cmd("FCALL");
         call.arg(shared.scripts.name(function));
-        // The notices' stream is outside the room's slot: `Config::check`
-        // keeps webhooks off a Cluster.
-        if shared.settings.notices
+        let notifies = shared.settings.notices
             && matches!(
                 function,
                 RoomFn::Join | RoomFn::Remove | RoomFn::Create | RoomFn::Close
-            )
-        {
+            );
+        if notifies {
+            // Marked before the call, so that a node dying after it leaves
+            // its notices found (`notices.rs`).
+            self.mark_noticed(room).await?;
             call.arg(2)
                 .arg(format!("{}:{{{room}}}:", shared.prefix))
-                .arg(self.key(NOTICES));
+                .arg(self.notices_key(room));
         } else {
             call.arg(1).arg(format!("{}:{{{room}}}:", shared.prefix));
         }
@@ -250,6 +269,10 @@ impl RedisHub {
             && dropped > 0
         {
             metrics::events_dropped(dropped);
+        }
+        if notifies && status == "ok" {
+            // Marked again: the lease holder looks at it now.
+            self.mark_noticed(room).await?;
         }
         Ok(Reply {
             status,
