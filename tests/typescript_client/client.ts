@@ -10,6 +10,7 @@ import type { components, paths } from './schema.js';
 type InboxEvent = components['schemas']['InboxEvent'];
 
 const SECRET = 'a-secret-of-at-least-32-bytes-for-typescript';
+const ADMIN = 'an-admin-token-for-the-typescript-client';
 const DEADLINE_MS = 10_000;
 
 function fail(message: string): never {
@@ -36,7 +37,7 @@ function describe(event: InboxEvent): string {
 
 async function startServer(): Promise<{ base: string; stop: () => void }> {
   const server = spawn(process.env.SIGNALPOST_BIN ?? fail('SIGNALPOST_BIN'), [
-    '--listen', '127.0.0.1:0', '--join-secret', SECRET,
+    '--listen', '127.0.0.1:0', '--join-secret', SECRET, '--admin-token', ADMIN,
   ], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'inherit'] });
   const address = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the server did not log its address')), DEADLINE_MS);
@@ -58,6 +59,17 @@ export async function main(): Promise<void> {
   const { base, stop } = await startServer();
   try {
     const client = createClient<paths>({ baseUrl: base });
+    const admin = { Authorization: `Bearer ${ADMIN}` };
+    // The back end makes the room before anyone joins.
+    const made = await client.PUT('/rooms/{room_id}', {
+      params: { path: { room_id: 'ts' } },
+      headers: admin,
+      body: { capacity: 4, empty_timeout: 60 },
+    });
+    const room = made.data ?? fail(`make the room: ${JSON.stringify(made.error)}`);
+    if (room.owner !== null || room.members.length !== 0 || room.capacity !== 4) {
+      fail(`a room made in advance: ${JSON.stringify(room)}`);
+    }
     const grant = (user: string) =>
       jwt.sign({ room: 'ts', sub: user }, SECRET, { algorithm: 'HS256', expiresIn: 60 });
     const join = async (user: string, name: string) => {
@@ -93,7 +105,29 @@ export async function main(): Promise<void> {
     if (JSON.stringify(seen) !== JSON.stringify(expected)) {
       fail(`events: ${JSON.stringify(seen)}, expected ${JSON.stringify(expected)}`);
     }
-    console.log(`typescript client: ${seen.join('; ')}`);
+
+    // The service speaks to the room, then ends it.
+    const notice = await client.POST('/rooms/{room_id}/signals', {
+      params: { path: { room_id: 'ts' } },
+      headers: admin,
+      body: { type: 'notice', payload: { text: 'closing' } },
+    });
+    if (notice.data?.recipients !== 2) fail(`service signal: ${JSON.stringify(notice.error)}`);
+    const after = events.at(-1)?.id ?? 0;
+    const next = await client.GET('/rooms/{room_id}/members/{member_id}/poll', {
+      params: { path: { room_id: 'ts', member_id: alice.member.id }, query: { after, timeout: 0 } },
+      headers: { Authorization: `Bearer ${alice.token}` },
+    });
+    const more = (next.data?.events ?? fail(`poll: ${JSON.stringify(next.error)}`)).map(describe);
+    if (JSON.stringify(more) !== JSON.stringify(['signal notice from the service'])) {
+      fail(`after the service's signal: ${JSON.stringify(more)}`);
+    }
+    const ended = await client.DELETE('/rooms/{room_id}', {
+      params: { path: { room_id: 'ts' } },
+      headers: admin,
+    });
+    if (ended.response.status !== 204) fail(`end the room: ${ended.response.status}`);
+    console.log(`typescript client: ${[...seen, ...more].join('; ')}`);
   } finally {
     stop();
   }
