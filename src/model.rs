@@ -277,6 +277,20 @@ pub struct RoomCreate {
     pub empty_timeout: Option<u64>,
 }
 
+/// Body of `PATCH /rooms/{room_id}/members/{member_id}`: what the member
+/// shows the others. A field left out stays as it is.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"metadata": {"audio": false, "video": true}}))]
+pub struct MemberPatch {
+    /// Display name, at most 64 characters; `null` takes it away.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 64)]
+    pub name: Option<Option<String>>,
+    /// Any JSON object of at most 4 KiB, in place of the one there.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
 /// Body of `PATCH /rooms/{room_id}`.
 // No derived `Debug`: it would print the password.
 #[derive(Deserialize, ToSchema)]
@@ -368,6 +382,12 @@ pub struct PollResponse {
 /// Data of `member-joined`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemberJoinedData<'a> {
+    pub member: &'a MemberView,
+}
+
+/// Data of `member-updated`: the member as it is now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberUpdatedData<'a> {
     pub member: &'a MemberView,
 }
 

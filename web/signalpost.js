@@ -25,7 +25,7 @@
  */
 
 /** The inbox events a session re-dispatches, as named on the SSE stream. */
-const EVENT_KINDS = ['member-joined', 'member-left', 'signal', 'room-updated', 'gap'];
+const EVENT_KINDS = ['member-joined', 'member-left', 'member-updated', 'signal', 'room-updated', 'gap'];
 /** Stream errors in a row, without a `ready` between, before 'auto' gives up on SSE. */
 const STREAM_ERRORS_BEFORE_POLL = 3;
 /** Seconds one long-poll may wait on the server (API.md's default). */
@@ -183,11 +183,12 @@ export async function join(roomId, options = {}) {
 
 /**
  * One member's presence in one room, made by {@link join}. Dispatches
- * `member-joined`, `member-left`, `signal`, `room-updated` and `gap` with the
- * event's data as `detail`; `statechange` ({state, transport}) and `error`
- * ({error}, fatal only when the state has become 'closed'). After a `gap` it
- * asks the room how it is, and dispatches the joins, leaves (`reason` null)
- * and `room-updated` the lost events held. A `member-left` naming the
+ * `member-joined`, `member-left`, `member-updated`, `signal`, `room-updated`
+ * and `gap` with the event's data as `detail`; `statechange` ({state,
+ * transport}) and `error` ({error}, fatal only when the state has become
+ * 'closed'). After a `gap` it asks the room how it is, and dispatches the
+ * joins, leaves (`reason` null), updates and `room-updated` the lost events
+ * held. A `member-left` naming the
  * session's own member (it left in another tab, or was removed) is the
  * session's last event: the state becomes 'closed'.
  */
@@ -233,6 +234,8 @@ export class Session extends EventTarget {
     /** @type {string} */ this.roomId = answer.room_id;
     /** @type {string} */ this.memberId = answer.member.id;
     /** @type {string|null} */ this.name = answer.member.name;
+    /** @type {object} What this member shows the others besides its name; `update()` changes it. */
+    this.metadata = answer.member.metadata;
     /** @type {boolean} Kept up to date by `room-updated`. */
     this.owner = answer.owner;
     /** @type {number} */ this.capacity = answer.capacity;
@@ -246,6 +249,20 @@ export class Session extends EventTarget {
     this.transport = wanted === 'poll' || (wanted === 'auto' && !env.EventSource) ? 'poll' : 'sse';
     /** @type {number} The highest inbox event id processed; resumes start after it. */
     this.lastEventId = 0;
+  }
+
+  /**
+   * Changes what this member shows the others: `{name}` (null takes it
+   * away), `{metadata}` (an object, in place of the one there), or both.
+   * The others get `member-updated`, and whoever joins later sees it so:
+   * the place for state such as a muted microphone. Resolves to the member
+   * as it is now.
+   */
+  async update(changes) {
+    const member = await this.#call('PATCH', `/rooms/${encodeURIComponent(this.roomId)}/members/${this.memberId}`, changes);
+    this.name = member.name;
+    this.metadata = member.metadata;
+    return member;
   }
 
   /**
@@ -501,6 +518,7 @@ export class Session extends EventTarget {
     if (this.#resync) {
       if (kind === 'member-joined') this.#resync.members.add(data.member.id);
       if (kind === 'member-left') this.#resync.members.add(data.member_id);
+      if (kind === 'member-updated') this.#resync.members.add(data.member.id);
       if (kind === 'room-updated') this.#resync.room = true;
     }
     const own = kind === 'member-left' && data.member_id === this.memberId;
@@ -525,6 +543,10 @@ export class Session extends EventTarget {
       }
       case 'member-left':
         return this.members.delete(data.member_id);
+      case 'member-updated':
+        if (!this.members.has(data.member.id)) return false;
+        this.members.set(data.member.id, data.member);
+        return true;
       case 'room-updated':
         this.owner = data.owner === this.memberId;
         this.capacity = data.capacity;
@@ -576,7 +598,10 @@ export class Session extends EventTarget {
       if (!listed.has(id) && !touched.members.has(id)) missed.push(['member-left', { member_id: id, reason: null }]);
     }
     for (const [id, member] of listed) {
-      if (!this.members.has(id) && !touched.members.has(id)) missed.push(['member-joined', { member }]);
+      if (touched.members.has(id)) continue;
+      const known = this.members.get(id);
+      if (!known) missed.push(['member-joined', { member }]);
+      else if (JSON.stringify(known) !== JSON.stringify(member)) missed.push(['member-updated', { member }]);
     }
     if (!touched.room) {
       // Always told: the session does not know who owned the room before.

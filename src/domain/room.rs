@@ -149,6 +149,23 @@ pub fn may_lock<R: Roster>(actor: Actor, room: Option<&R>) -> Result<(), Refusal
     may_act(actor, room, |room, caller| room.owner() == Some(caller))
 }
 
+/// Whether `actor` may change what `target` shows the others (its name and
+/// metadata): the member itself, or the admin. `update.lua` follows it.
+pub fn may_update(actor: Actor, target: Uuid, room: Option<&impl Roster>) -> Result<(), Refusal> {
+    match actor {
+        Actor::Member(caller) if caller != target => Err(Refusal::NotAllowed),
+        Actor::Member(_) => room
+            .filter(|room| room.has(target))
+            .map(drop)
+            .ok_or(Refusal::CallerGone),
+        Actor::Admin => match room {
+            None => Err(Refusal::RoomNotFound),
+            Some(room) if !room.has(target) => Err(Refusal::MemberNotFound),
+            Some(_) => Ok(()),
+        },
+    }
+}
+
 /// The admin may act on any room there is; a member, when `allowed` says
 /// so. Nobody but the admin learns from a refusal which rooms exist.
 fn may_act<R: Roster>(
@@ -309,6 +326,32 @@ mod tests {
         assert_eq!(may_create(false, false), Err(Refusal::TooManyRooms));
         // One that is there is named before the bound.
         assert_eq!(may_create(true, false), Err(Refusal::RoomExists));
+    }
+
+    #[test]
+    fn a_member_changes_what_it_shows_and_the_admin_any_member_s() {
+        let (members, [owner, alice, _]) = three();
+        let room = Some(&members);
+        assert_eq!(may_update(Actor::Member(alice), alice, room), Ok(()));
+        assert_eq!(may_update(Actor::Admin, alice, room), Ok(()));
+        // Not even the owner changes another's.
+        assert_eq!(
+            may_update(Actor::Member(owner), alice, room),
+            Err(Refusal::NotAllowed)
+        );
+        let stranger = Uuid::new_v4();
+        assert_eq!(
+            may_update(Actor::Member(stranger), stranger, room),
+            Err(Refusal::CallerGone)
+        );
+        assert_eq!(
+            may_update(Actor::Admin, stranger, room),
+            Err(Refusal::MemberNotFound)
+        );
+        assert_eq!(
+            may_update(Actor::Admin, alice, None::<&Members>),
+            Err(Refusal::RoomNotFound)
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ use std::task::{Context, Poll};
 
 use super::places::{MemberPlaces, Place};
 use super::wake::Readers;
-use super::{Backend, InboxReader, JoinSpec, Joined, MemberRef, ReaderKind, RoomSpec, Settings};
+use super::{
+    Backend, InboxReader, JoinSpec, Joined, MemberChange, MemberRef, ReaderKind, RoomSpec, Settings,
+};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::{Batch, Inbox, Limits};
@@ -36,8 +38,8 @@ use crate::domain::room::{
 };
 use crate::domain::token::{NewToken, Secret, Token};
 use crate::model::{
-    LeaveReason, MemberJoinedData, MemberLeftData, MemberView, RoomId, RoomSummary,
-    RoomUpdatedData, RoomView, Timestamp,
+    LeaveReason, MemberJoinedData, MemberLeftData, MemberUpdatedData, MemberView, RoomId,
+    RoomSummary, RoomUpdatedData, RoomView, Timestamp,
 };
 
 /// The in-memory state. Cheap to clone.
@@ -564,6 +566,29 @@ impl MemoryHub {
         Ok(())
     }
 
+    fn update_now(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+        change: &MemberChange,
+    ) -> Result<MemberView, Refusal> {
+        let limits = self.inner.settings.limits;
+        self.with_room(
+            room_id,
+            |room| room::may_update(actor, target, room),
+            |room| {
+                let member = room.member_mut(target)?;
+                change.apply(&mut member.view);
+                let view = member.view.clone();
+                let body = EventBody::new("member-updated", &MemberUpdatedData { member: &view });
+                room.broadcast(&body, Some(target), limits);
+                Some(view)
+            },
+        )?
+        .ok_or(Refusal::MemberNotFound)
+    }
+
     fn remove_now(&self, room_id: &RoomId, target: Uuid, actor: Actor) -> Result<(), Refusal> {
         let Some(room_arc) = self.room(room_id) else {
             return room::removal(actor, target, None::<&Room>).map(drop);
@@ -797,6 +822,16 @@ impl Backend for MemoryHub {
 
     fn end_room(&self, room_id: &RoomId) -> impl Future<Output = Result<(), Refusal>> + Send {
         ready(self.end_now(room_id))
+    }
+
+    fn update_member(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+        change: MemberChange,
+    ) -> impl Future<Output = Result<MemberView, Refusal>> + Send {
+        ready(self.update_now(room_id, target, actor, &change))
     }
 
     fn remove_member(

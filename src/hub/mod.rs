@@ -109,6 +109,27 @@ pub struct RoomSpec {
     pub empty_timeout: EmptyTimeout,
 }
 
+/// A change to what a member shows the others, validated at the edge: a
+/// field left `None` stays as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MemberChange {
+    /// `Some(None)` takes the name away.
+    pub name: Option<Option<String>>,
+    pub metadata: Option<Box<RawValue>>,
+}
+
+impl MemberChange {
+    /// `view` with the change made.
+    pub fn apply(&self, view: &mut MemberView) {
+        if let Some(name) = &self.name {
+            view.name.clone_from(name);
+        }
+        if let Some(metadata) = &self.metadata {
+            view.metadata.clone_from(metadata);
+        }
+    }
+}
+
 /// A member a join made.
 // No `Debug`: it holds the member's token.
 pub struct Joined {
@@ -175,6 +196,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Ends the room for the service: every member is removed (each hears
     /// of those removed before it, and of itself), then the room closes.
     fn end_room(&self, room_id: &RoomId) -> impl Future<Output = Result<(), Refusal>> + Send;
+
+    /// Changes what `target` shows the others, as `room::may_update`
+    /// allows; every other member hears of it (`member-updated`).
+    fn update_member(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+        change: MemberChange,
+    ) -> impl Future<Output = Result<MemberView, Refusal>> + Send;
 
     /// Removes `target`, as `room::removal` allows; every other member
     /// hears of it, and of a new owner.
@@ -330,6 +361,17 @@ impl Hub {
     /// See `Backend::end_room`.
     pub async fn end_room(&self, room_id: &RoomId) -> Result<(), Refusal> {
         each_backend!(self, hub => hub.end_room(room_id).await)
+    }
+
+    /// See `Backend::update_member`.
+    pub async fn update_member(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+        change: MemberChange,
+    ) -> Result<MemberView, Refusal> {
+        each_backend!(self, hub => hub.update_member(room_id, target, actor, change).await)
     }
 
     /// See `Backend::remove_member`.

@@ -20,6 +20,7 @@ mod inbox_sse;
 mod join;
 mod leave;
 mod limits;
+mod members;
 mod metrics;
 mod openapi_file;
 mod passwords;

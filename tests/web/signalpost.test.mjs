@@ -200,7 +200,7 @@ async function setUp(options = {}, answer = joinAnswer()) {
     ...options,
   });
   const events = [];
-  for (const type of ['member-joined', 'member-left', 'signal', 'room-updated', 'gap', 'statechange', 'error']) {
+  for (const type of ['member-joined', 'member-left', 'member-updated', 'signal', 'room-updated', 'gap', 'statechange', 'error']) {
     session.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
   }
   return { server, clock, EventSource, session, events };
@@ -717,6 +717,34 @@ test('setLocked() patches the room', async () => {
   session.close();
 });
 
+test('update() patches the own member and keeps its name and metadata', async () => {
+  const { server, session } = await setUp();
+  server.route('PATCH', new RegExp(`/rooms/standup/members/${ME}$`), (r) => ({
+    body: { id: ME, name: r.body.name, user_id: null, metadata: r.body.metadata, joined_at: 'now' },
+  }));
+  const member = await session.update({ name: 'ada', metadata: { audio: false } });
+  assert.deepEqual(member.metadata, { audio: false });
+  assert.equal(session.name, 'ada');
+  assert.deepEqual(session.metadata, { audio: false });
+  const request = server.requests.at(-1);
+  assert.deepEqual(request.body, { name: 'ada', metadata: { audio: false } });
+  assert.equal(request.headers.Authorization, `Bearer ${TOKEN}`);
+  session.close();
+});
+
+test('member-updated replaces the member in the members map, and only a known one', async () => {
+  const { EventSource, session, events } = await setUp();
+  const source = EventSource.last;
+  source.ready();
+  const muted = { ...session.members.get(PEER), metadata: { audio: false } };
+  source.emit('member-updated', { member: muted }, 1);
+  assert.deepEqual(session.members.get(PEER), muted);
+  source.emit('member-updated', { member: { ...other, metadata: {} } }, 2);
+  assert.equal(session.members.has(OTHER), false, 'an update of a stranger adds nobody');
+  assert.deepEqual(events.filter((e) => e.type === 'member-updated').map((e) => e.detail.member.id), [PEER]);
+  session.close();
+});
+
 test('iceServers() gets the list with the token', async () => {
   const { server, session } = await setUp();
   const list = [{ urls: ['turn:turn.example.com'], username: '1:m', credential: 'c' }];
@@ -927,6 +955,22 @@ const roomView = (members, { owner = ME, locked = false } = {}) => ({
   owner,
   members: [{ id: ME, name: 'ada', metadata: {}, joined_at: '2026-01-01T00:00:01Z' }, ...members],
   created_at: '2026-01-01T00:00:00Z',
+});
+
+test('a gap announces a member whose view changed meanwhile as member-updated', async () => {
+  const { server, EventSource, session, events } = await setUp();
+  const muted = { ...peer, metadata: { audio: false } };
+  server.route('GET', /\/rooms\/standup$/, () => ({ body: roomView([muted]) }));
+  const source = EventSource.last;
+  source.ready();
+  source.emit('gap', { from: 1, to: 2 });
+  await server.settle();
+  assert.deepEqual(
+    events.filter((e) => e.type === 'member-updated'),
+    [{ type: 'member-updated', detail: { member: muted } }],
+  );
+  assert.deepEqual(session.members.get(PEER), muted);
+  session.close();
 });
 
 test('a gap refreshes members, owner and lock from the room and announces what was missed', async () => {

@@ -16,9 +16,10 @@ use utoipa::openapi::{OpenApi, RefOr};
 
 /// Every event a long-poll returns, with its data's schema: `ready`, which
 /// only a stream sends and which has no id, is not among them.
-pub const EVENTS: [(&str, &str); 5] = [
+pub const EVENTS: [(&str, &str); 6] = [
     ("member-joined", "MemberJoinedData"),
     ("member-left", "MemberLeftData"),
+    ("member-updated", "MemberUpdatedData"),
     ("signal", "SignalData"),
     ("room-updated", "RoomUpdatedData"),
     ("gap", "GapData"),

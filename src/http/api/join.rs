@@ -202,9 +202,9 @@ fn granted(request: &mut JoinRequest, grant: Grant) -> Result<Option<String>, Ap
     Ok(grant.user_id)
 }
 
-fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
-    if request
-        .name
+/// A member's name, if it is one: at most `NAME_MAX` characters.
+pub fn checked_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    if name
         .as_ref()
         .is_some_and(|name| name.chars().count() > NAME_MAX)
     {
@@ -212,25 +212,33 @@ fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
             "`name` is at most {NAME_MAX} characters"
         )));
     }
+    Ok(name)
+}
+
+/// A member's metadata as it is kept: a JSON object of at most
+/// `METADATA_MAX` bytes.
+pub fn checked_metadata(value: serde_json::Value) -> Result<Box<RawValue>, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest(
+            "`metadata` must be a JSON object".into(),
+        ));
+    }
+    let text = serde_json::to_string(&value).map_err(|_| ApiError::Internal)?;
+    if text.len() > METADATA_MAX {
+        return Err(ApiError::InvalidRequest(format!(
+            "`metadata` is at most {METADATA_MAX} bytes of JSON"
+        )));
+    }
+    RawValue::from_string(text).map_err(|_| ApiError::Internal)
+}
+
+fn validate(request: JoinRequest) -> Result<JoinSpec, ApiError> {
     let metadata = match request.metadata {
         None => RawValue::from_string("{}".into()).expect("{} is JSON"),
-        Some(value @ serde_json::Value::Object(_)) => {
-            let text = serde_json::to_string(&value).expect("a JSON value serializes");
-            if text.len() > METADATA_MAX {
-                return Err(ApiError::InvalidRequest(format!(
-                    "`metadata` is at most {METADATA_MAX} bytes of JSON"
-                )));
-            }
-            RawValue::from_string(text).expect("serde_json writes valid JSON")
-        }
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "`metadata` must be a JSON object".into(),
-            ));
-        }
+        Some(value) => checked_metadata(value)?,
     };
     Ok(JoinSpec {
-        name: request.name,
+        name: checked_name(request.name)?,
         user_id: None,
         password_checked: None,
         password_hash: None,

@@ -10,19 +10,19 @@ use utoipa_axum::routes;
 
 use crate::domain::room::EmptyTimeout;
 use crate::http::AppState;
-use crate::http::api::join::valid_password;
+use crate::http::api::join::{checked_metadata, checked_name, valid_password};
 use crate::http::api::{MemberParams, RoomParam, TAG_ADMIN, TAG_ROOMS};
 use crate::http::auth::{Caller, Credentials, RecheckedCaller, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{JsonBody, MemberPath, RoomPath};
 use crate::http::password::PASSWORD_MAX;
-use crate::hub::{Actor, RoomSpec};
-use crate::model::{RoomCreate, RoomId, RoomPatch, RoomView};
+use crate::hub::{Actor, MemberChange, RoomSpec};
+use crate::model::{MemberPatch, MemberView, RoomCreate, RoomId, RoomPatch, RoomView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_room, patch_room, create_room, end_room))
-        .routes(routes!(leave_room))
+        .routes(routes!(leave_room, update_member))
 }
 
 /// Who acts on `room`: the admin, a member of it, or (403) a stranger.
@@ -252,4 +252,56 @@ async fn leave_room(
     // The cookie's token is dead now; let the browser drop it.
     let expired = member_cookie(&room_id, member_id, None, state.config.tls_cert.is_some());
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
+}
+
+/// Change what a member shows the others: its name or its metadata.
+///
+/// For the member itself, or the admin. Every other member gets
+/// `member-updated` with the member as it is now, and whoever joins later
+/// sees it so, in the join's answer and in the room: the place for state
+/// the others must see whenever they come, such as whether a microphone
+/// is on. A member's changes count against its `--signal-rate`.
+#[utoipa::path(
+    patch,
+    path = "/rooms/{room_id}/members/{member_id}",
+    tag = TAG_ROOMS,
+    params(MemberParams),
+    request_body = MemberPatch,
+    security(("bearer" = []), ("token" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The member, as it is now", body = MemberView),
+        (status = 400, description = "`invalid_room_id` or `invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: neither that member nor the admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`room_not_found` or `member_not_found` (admin only)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: this member changes or sends too fast", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+async fn update_member(
+    State(state): State<AppState>,
+    MemberPath(room_id, member_id): MemberPath,
+    RecheckedCaller(caller): RecheckedCaller,
+    JsonBody(patch): JsonBody<MemberPatch>,
+) -> Result<Json<MemberView>, ApiError> {
+    let actor = actor(&caller, &room_id)?;
+    if let Actor::Member(member) = actor {
+        state.limiters.check_signal(member)?;
+    }
+    if patch.name.is_none() && patch.metadata.is_none() {
+        return Err(ApiError::InvalidRequest(
+            "a patch changes `name`, `metadata` or both".into(),
+        ));
+    }
+    let change = MemberChange {
+        name: patch.name.map(checked_name).transpose()?,
+        metadata: patch.metadata.map(checked_metadata).transpose()?,
+    };
+    let view = state
+        .hub
+        .update_member(&room_id, member_id, actor, change)
+        .await?;
+    Ok(Json(view))
 }

@@ -24,14 +24,18 @@ use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::room::{self, Actor};
 use crate::domain::token::{NewToken, Token};
-use crate::hub::{JoinSpec, Joined, MemberRef};
-use crate::model::{MemberJoinedData, RoomId, Timestamp};
+use crate::hub::{JoinSpec, Joined, MemberChange, MemberRef};
+use crate::model::{MemberJoinedData, MemberUpdatedData, MemberView, RoomId, Timestamp};
 
 /// How long a token entry looked up in Redis is used again without
 /// looking, by the operations that check their caller again in the room's
 /// function (`Backend::authenticate_recent`): a member signalling five
 /// times a second then costs Redis one lookup in twenty-five.
 const TOKEN_CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// How many times a change to a member's view reads it again when the
+/// view changed between its read and its change.
+const UPDATE_TRIES: usize = 3;
 
 /// Token entries a node keeps; past it, it starts afresh.
 const TOKEN_CACHE_MAX: usize = 65_536;
@@ -219,6 +223,63 @@ impl RedisHub {
             capacity,
             members,
         })
+    }
+
+    /// Reads the member's view, makes the change, and has `update.lua`
+    /// write it if the view is still the one read.
+    pub(super) async fn update(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+        change: &MemberChange,
+    ) -> Result<MemberView, Refusal> {
+        let actor = match actor {
+            Actor::Admin => "admin".to_owned(),
+            Actor::Member(caller) => caller.to_string(),
+        };
+        let key = format!("{}:{{{room_id}}}:m:{target}", self.inner.prefix);
+        for _ in 0..UPDATE_TRIES {
+            let stored: Option<String> = self
+                .connection()
+                .hget(&key, "view")
+                .await
+                .map_err(unavailable)?;
+            let Some(stored) = stored else {
+                // No such member: the function says why in the rule's words.
+                let reply = self
+                    .run(
+                        RoomFn::Update,
+                        room_id,
+                        &[&target.to_string(), &actor, "", "", ""],
+                    )
+                    .await?;
+                if reply.status == "changed" {
+                    continue;
+                }
+                return Err(refusal(&reply.status));
+            };
+            let mut view: MemberView =
+                serde_json::from_str(&stored).map_err(|_| Refusal::Internal)?;
+            change.apply(&mut view);
+            let view_json = serde_json::to_string(&view).map_err(|_| Refusal::Internal)?;
+            let data = serde_json::to_string(&MemberUpdatedData { member: &view })
+                .map_err(|_| Refusal::Internal)?;
+            let reply = self
+                .run(
+                    RoomFn::Update,
+                    room_id,
+                    &[&target.to_string(), &actor, &stored, &view_json, &data],
+                )
+                .await?;
+            match reply.status.as_str() {
+                "ok" => return Ok(view),
+                "changed" => continue,
+                other => return Err(refusal(other)),
+            }
+        }
+        // Changed at every read: another change of it is under way.
+        Err(Refusal::Unavailable)
     }
 
     pub(super) async fn remove_by(

@@ -70,12 +70,12 @@ use self::link::{Conn, Links, LocalMembers, ShardChannels, wake_all};
 pub use self::notices::{NoticedRoom, StoredNotice};
 pub use self::readers::RedisReader;
 use self::script::Scripts;
-use super::{Backend, JoinSpec, Joined, MemberRef, ReaderKind, RoomSpec, Settings};
+use super::{Backend, JoinSpec, Joined, MemberChange, MemberRef, ReaderKind, RoomSpec, Settings};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::room::{Actor, Sender};
 use crate::domain::token::Token;
-use crate::model::{RoomId, RoomSummary, RoomView};
+use crate::model::{MemberView, RoomId, RoomSummary, RoomView};
 
 /// A Redis call failed: logged here, and to the client the shared state
 /// cannot be reached just now.
@@ -325,6 +325,16 @@ impl Backend for RedisHub {
 
     async fn end_room(&self, room_id: &RoomId) -> Result<(), Refusal> {
         self.end(room_id).await
+    }
+
+    async fn update_member(
+        &self,
+        room_id: &RoomId,
+        target: Uuid,
+        actor: Actor,
+        change: MemberChange,
+    ) -> Result<MemberView, Refusal> {
+        self.update(room_id, target, actor, &change).await
     }
 
     async fn remove_member(

@@ -109,9 +109,15 @@ impl RedisHub {
 
 /// The kinds an inbox holds, as the `&'static str` the SSE writer takes.
 fn event_kind(kind: &str) -> Option<&'static str> {
-    ["member-joined", "member-left", "room-updated", SIGNAL]
-        .into_iter()
-        .find(|known| *known == kind)
+    [
+        "member-joined",
+        "member-left",
+        "member-updated",
+        "room-updated",
+        SIGNAL,
+    ]
+    .into_iter()
+    .find(|known| *known == kind)
 }
 
 /// One open reader on this node.

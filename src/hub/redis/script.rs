@@ -29,10 +29,11 @@ pub(super) enum RoomFn {
     Room,
     Create,
     Close,
+    Update,
 }
 
 impl RoomFn {
-    const ALL: [RoomFn; 9] = [
+    const ALL: [RoomFn; 10] = [
         RoomFn::Join,
         RoomFn::Remove,
         RoomFn::Signal,
@@ -42,6 +43,7 @@ impl RoomFn {
         RoomFn::Room,
         RoomFn::Create,
         RoomFn::Close,
+        RoomFn::Update,
     ];
 
     fn name(self) -> &'static str {
@@ -55,6 +57,7 @@ impl RoomFn {
             RoomFn::Room => "room",
             RoomFn::Create => "create",
             RoomFn::Close => "close",
+            RoomFn::Update => "update",
         }
     }
 
@@ -69,6 +72,7 @@ impl RoomFn {
             RoomFn::Room => include_str!("room.lua"),
             RoomFn::Create => include_str!("create.lua"),
             RoomFn::Close => include_str!("close.lua"),
+            RoomFn::Update => include_str!("update.lua"),
         }
     }
 }
@@ -85,7 +89,7 @@ pub(super) struct Scripts {
     /// Every room function's name in Redis, in `RoomFn::ALL` order. Each
     /// ends with the library's version, a hash of its code, so that nodes
     /// of two versions can share one Redis during an upgrade.
-    names: [String; 9],
+    names: [String; 10],
     /// Drops a room from the room index only if it is still the emptied
     /// one: a join may have made a new room with that id since.
     pub(super) forget_room: Script,
