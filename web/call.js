@@ -4,9 +4,17 @@
 // `candidate`). Both sides of a pair create their connection, the newcomer
 // for every member already there, the others on `member-joined`; the pattern
 // resolves any glare between the two.
+//
+// Whether a member's microphone and camera are on, and whether it shares
+// its screen, is state in its metadata (`session.update`), so every other
+// member sees it on its tile, whenever it comes. A device chosen or a
+// screen shared replaces the track its senders send (`replaceTrack`). The
+// chat beside the videos is `chat` signals, as on the chat page.
 
 import { join, SignalpostError } from './signalpost.js';
 import { $, describeError, displayName, pageTransport, showError, showState } from './page.js';
+import { connectionQuality, describeQuality, STATS_EVERY_MS } from './call-stats.js';
+import { download, startRecording } from './call-record.js';
 
 const params = new URLSearchParams(location.search);
 const transport = pageTransport(params);
@@ -43,8 +51,15 @@ const heldSignals = new Map();
 let session = null;
 let localStream = null;
 let iceServers = pageIceServers;
+/** What this member shows the others of its media, as its metadata says. */
+const media = { audio: true, video: true, screen: false };
+/** The shared screen's track while sharing; senders send it instead of the camera's. */
+let screenTrack = null;
+/** Stops the recording under way, resolving to its file. */
+let stopRecording = null;
+let statsTimer = null;
 
-window.app = { session, peers };
+window.app = { session, peers, recordings: [] };
 
 form.room.value = params.get('room') ?? '';
 form.name.value = localStorage.getItem('signalpost.name') ?? '';
@@ -52,6 +67,13 @@ $('chat-link').href = chatHref(form.room.value);
 form.addEventListener('submit', onJoin);
 $('leave').addEventListener('click', () => leave());
 lockButton.addEventListener('click', toggleLock);
+$('mic').addEventListener('click', () => toggleTrack('audio'));
+$('camera').addEventListener('click', () => toggleTrack('video'));
+$('share').addEventListener('click', () => toggleShare().catch((error) => showError(describeMediaError(error))));
+$('record').addEventListener('click', () => toggleRecording().catch((error) => showError(error.message)));
+$('mic-select').addEventListener('change', (e) => chooseDevice('audio', e.target.value));
+$('camera-select').addEventListener('change', (e) => chooseDevice('video', e.target.value));
+$('call-chat-form').addEventListener('submit', sendChat);
 // Leaving on the way out frees the seat at once instead of after the
 // member timeout.
 addEventListener('pagehide', () => session?.leave().catch(() => {}));
@@ -78,7 +100,8 @@ async function onJoin(event) {
   let joined;
   try {
     // The chat page may share the room; `app` tells its members apart.
-    joined = await join(room, { name: name || undefined, metadata: { app: 'call' }, transport });
+    Object.assign(media, { audio: true, video: true, screen: false });
+    joined = await join(room, { name: name || undefined, metadata: mediaMetadata(), transport });
   } catch (error) {
     stopLocalMedia();
     showState('closed', null);
@@ -93,6 +116,7 @@ async function onJoin(event) {
   session.addEventListener('statechange', (e) => onStateChange(e.detail));
   session.addEventListener('member-joined', (e) => connectTo(e.detail.member));
   session.addEventListener('member-left', (e) => disconnectFrom(e.detail.member_id));
+  session.addEventListener('member-updated', (e) => onMemberUpdated(e.detail.member));
   session.addEventListener('signal', (e) => onSignal(e.detail));
   session.addEventListener('room-updated', (e) => onRoomUpdated(e.detail));
   session.addEventListener('gap', () => onGap());
@@ -104,6 +128,8 @@ async function onJoin(event) {
   // Not awaited: negotiation must not wait on it (the others' offers are
   // already coming). The connections take the servers' list when it comes.
   useServerIceServers();
+  fillDeviceChoices();
+  statsTimer = setInterval(showQuality, STATS_EVERY_MS);
   setBusy(false);
 }
 
@@ -113,6 +139,8 @@ function enterCall(room, name) {
   $('room-name').textContent = room;
   $('local-name').textContent = name ? `${name} (you)` : 'You';
   localVideo.srcObject = localStream;
+  showOwnMedia();
+  $('call-messages').replaceChildren();
   lockButton.hidden = !session.owner;
   updateLockButton();
   updateAlone();
@@ -191,6 +219,7 @@ function connectTo(member) {
     // A null candidate only marks the end of gathering; the peer needs nothing.
     if (candidate) send(peer, 'candidate', candidate.toJSON()).catch((error) => reportPeerError(peer, error));
   };
+  showMemberMedia(peer.tile, member);
   pc.ontrack = ({ track, streams }) => {
     const video = peer.tile.querySelector('video');
     const stream = streams[0] ?? video.srcObject ?? new MediaStream();
@@ -204,7 +233,9 @@ function connectTo(member) {
     if (pc.connectionState === 'failed') pc.restartIce();
   };
 
-  for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+  for (const track of localStream.getTracks()) {
+    pc.addTrack(track.kind === 'video' && screenTrack ? screenTrack : track, localStream);
+  }
   const held = heldSignals.get(member.id) ?? [];
   heldSignals.delete(member.id);
   for (const signal of held) onSignal(signal);
@@ -231,6 +262,10 @@ function send(peer, type, payload) {
 }
 
 function onSignal(signal) {
+  if (signal.type === 'chat') {
+    showChat(signal);
+    return;
+  }
   // The service's signals (`from: null`) are no peer's.
   if (!WEBRTC_SIGNALS.has(signal.type) || signal.from === null) return;
   // A sender's member-joined comes before its signals, so it has a
@@ -348,6 +383,9 @@ async function leave() {
 function tearDown() {
   for (const memberId of [...records.keys()]) disconnectFrom(memberId);
   heldSignals.clear();
+  clearInterval(statsTimer);
+  statsTimer = null;
+  if (stopRecording) toggleRecording().catch(() => {});
   stopLocalMedia();
   session = null;
   $('call').hidden = true;
@@ -357,6 +395,8 @@ function tearDown() {
 
 function stopLocalMedia() {
   for (const track of localStream?.getTracks() ?? []) track.stop();
+  screenTrack?.stop();
+  screenTrack = null;
   localStream = null;
   localVideo.srcObject = null;
 }
@@ -376,7 +416,11 @@ function createTile(member) {
   const state = document.createElement('span');
   state.className = 'peer-state';
   state.textContent = ' · connecting';
-  caption.append(name, state);
+  const shown = document.createElement('span');
+  shown.className = 'peer-media';
+  const quality = document.createElement('span');
+  quality.className = 'peer-stats';
+  caption.append(name, state, shown, quality);
   tile.append(video, caption);
   tiles.insertBefore(tile, $('alone'));
   return tile;
@@ -437,4 +481,201 @@ function describeMediaError(error) {
     default:
       return `The camera or microphone cannot be used: ${error?.message ?? error}`;
   }
+}
+
+/** This member's metadata: the page it is on, and its media. */
+function mediaMetadata() {
+  return { app: 'call', ...media };
+}
+
+/** Tells the others what this member's media are now. */
+function publishMedia() {
+  showOwnMedia();
+  session?.update({ metadata: mediaMetadata() }).catch((error) => showError(describeError(error)));
+}
+
+/** Turns this member's microphone (`audio`) or camera (`video`) on or off. */
+function toggleTrack(kind) {
+  if (!localStream) return;
+  media[kind] = !media[kind];
+  for (const track of localStream.getTracks()) {
+    if (track.kind === kind) track.enabled = media[kind];
+  }
+  publishMedia();
+}
+
+/** What a member's metadata says of its media, in words. */
+function mediaWords(metadata) {
+  const words = [];
+  if (metadata?.audio === false) words.push('muted');
+  if (metadata?.video === false && !metadata?.screen) words.push('camera off');
+  if (metadata?.screen) words.push('sharing screen');
+  return words.join(' · ');
+}
+
+function showMemberMedia(tile, member) {
+  const metadata = member.metadata ?? {};
+  tile.dataset.audio = metadata.audio === false ? 'off' : 'on';
+  tile.dataset.video = metadata.video === false && !metadata.screen ? 'off' : 'on';
+  tile.dataset.screen = metadata.screen ? 'on' : 'off';
+  tile.querySelector('.peer-media').textContent = mediaWords(metadata);
+}
+
+function showOwnMedia() {
+  showMemberMedia(localVideo.closest('.tile'), { metadata: media });
+  for (const [id, on] of [['mic', media.audio], ['camera', media.video], ['share', media.screen]]) {
+    $(id).setAttribute('aria-pressed', String(on));
+  }
+  $('mic').textContent = media.audio ? 'Mute' : 'Unmute';
+  $('camera').textContent = media.video ? 'Stop video' : 'Start video';
+  $('share').textContent = media.screen ? 'Stop sharing' : 'Share screen';
+}
+
+function onMemberUpdated(member) {
+  const peer = records.get(member.id);
+  if (!peer) return;
+  peer.member = member;
+  peer.tile.querySelector('.peer-name').textContent = displayName(member);
+  showMemberMedia(peer.tile, member);
+}
+
+/** The senders of every connection that send `kind`. */
+function senders(kind) {
+  return [...records.values()]
+    .flatMap(({ pc }) => pc.getSenders())
+    .filter((sender) => sender.track?.kind === kind);
+}
+
+/** Lists the microphones and cameras, the ones in use chosen. */
+async function fillDeviceChoices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [kind, select] of [['audio', $('mic-select')], ['video', $('camera-select')]]) {
+    const current = localStream?.getTracks().find((track) => track.kind === kind)?.getSettings().deviceId;
+    select.replaceChildren(...devices
+      .filter((device) => device.kind === `${kind}input`)
+      .map((device, index) => new Option(device.label || `${kind === 'audio' ? 'Microphone' : 'Camera'} ${index + 1}`,
+        device.deviceId, false, device.deviceId === current)));
+  }
+}
+
+/** Takes the microphone or camera `deviceId` in place of the one in use. */
+async function chooseDevice(kind, deviceId) {
+  if (!localStream) return;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: deviceId } } });
+    const track = stream.getTracks()[0];
+    track.enabled = media[kind];
+    const old = localStream.getTracks().find((t) => t.kind === kind);
+    // While sharing, the senders keep the screen; the camera waits.
+    if (!(kind === 'video' && screenTrack)) {
+      await Promise.all(senders(kind).map((sender) => sender.replaceTrack(track)));
+    }
+    if (old) {
+      localStream.removeTrack(old);
+      old.stop();
+    }
+    localStream.addTrack(track);
+    if (!screenTrack) localVideo.srcObject = localStream;
+  } catch (error) {
+    showError(describeMediaError(error));
+  }
+}
+
+/** Shares the screen in place of the camera, or goes back to the camera. */
+async function toggleShare() {
+  if (!localStream) return;
+  if (screenTrack) {
+    stopSharing();
+    return;
+  }
+  const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  screenTrack = stream.getVideoTracks()[0];
+  // The browser's own "Stop sharing" ends the track.
+  screenTrack.addEventListener('ended', stopSharing);
+  await Promise.all(senders('video').map((sender) => sender.replaceTrack(screenTrack)));
+  localVideo.srcObject = new MediaStream([screenTrack]);
+  localVideo.closest('.tile').classList.add('screen');
+  media.screen = true;
+  publishMedia();
+}
+
+function stopSharing() {
+  if (!screenTrack) return;
+  const camera = localStream?.getVideoTracks()[0] ?? null;
+  for (const sender of senders('video')) sender.replaceTrack(camera).catch(() => {});
+  screenTrack.stop();
+  screenTrack = null;
+  localVideo.srcObject = localStream;
+  localVideo.closest('.tile').classList.remove('screen');
+  media.screen = false;
+  publishMedia();
+}
+
+/** Starts recording every tile and voice, or stops and offers the file. */
+async function toggleRecording() {
+  const button = $('record');
+  if (stopRecording) {
+    const stop = stopRecording;
+    stopRecording = null;
+    button.setAttribute('aria-pressed', 'false');
+    button.textContent = 'Record';
+    const blob = await stop();
+    window.app.recordings.push(blob);
+    download(blob, session?.roomId ?? 'call');
+    return;
+  }
+  stopRecording = startRecording(
+    () => [...document.querySelectorAll('#tiles video')],
+    () => [
+      ...(localStream?.getAudioTracks() ?? []),
+      ...[...records.values()].flatMap(({ pc }) => pc.getReceivers().map((r) => r.track))
+        .filter((track) => track.kind === 'audio'),
+    ],
+  );
+  window.app.recordedChunks = stopRecording.chunks;
+  button.setAttribute('aria-pressed', 'true');
+  button.textContent = 'Stop recording';
+}
+
+/** Shows each connection's round-trip time, bitrate and loss on its tile. */
+async function showQuality() {
+  for (const peer of records.values()) {
+    if (peer.pc.connectionState !== 'connected') continue;
+    try {
+      const quality = await connectionQuality(peer.pc, peer.stats ?? null);
+      peer.stats = quality.totals;
+      peer.tile.querySelector('.peer-stats').textContent = describeQuality(quality);
+      if (quality.rttMs !== null) peer.tile.dataset.rttMs = String(quality.rttMs);
+    } catch {
+      // A connection closing meanwhile has no figures.
+    }
+  }
+}
+
+function sendChat(event) {
+  event.preventDefault();
+  const input = event.target.text;
+  const text = input.value.trim();
+  if (!text || !session) return;
+  input.value = '';
+  showChat({ from: session.memberId, payload: { text }, sent_at: new Date().toISOString() });
+  session.broadcast('chat', { text }).catch((error) => showError(describeError(error)));
+}
+
+function showChat(signal) {
+  if (typeof signal.payload?.text !== 'string') return;
+  const mine = signal.from === session?.memberId;
+  const member = signal.from === null ? null : session?.members.get(signal.from);
+  const item = document.createElement('li');
+  if (mine) item.className = 'mine';
+  const who = document.createElement('span');
+  who.className = 'author';
+  who.textContent = mine ? 'You' : signal.from === null ? 'The service' : member ? displayName(member) : 'Someone';
+  const text = document.createElement('span');
+  text.className = 'text';
+  text.textContent = signal.payload.text;
+  item.append(who, text);
+  const list = $('call-messages');
+  list.append(item);
+  list.scrollTop = list.scrollHeight;
 }
