@@ -362,8 +362,8 @@ pub struct RoomList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolledEvent {
     pub id: u64,
-    /// `member-joined`, `member-left`, `signal`, `room-updated`, or `gap`
-    /// (whose `id` is its `to`).
+    /// `member-joined`, `member-left`, `member-updated`, `signal`,
+    /// `room-updated`, or `gap` (whose `id` is its `to`).
     pub event: &'static str,
     /// The event's data; see the `*Data` schemas.
     #[schema(value_type = Object)]

@@ -26,7 +26,8 @@ use crate::http::password::Passwords;
 use crate::http::{api, web};
 use crate::hub::{Hub, RedisPrimary, Settings};
 use crate::model::{
-    GapData, LeaveReason, MemberJoinedData, MemberLeftData, ReadyData, RoomUpdatedData, SignalData,
+    GapData, LeaveReason, MemberJoinedData, MemberLeftData, MemberUpdatedData, ReadyData,
+    RoomUpdatedData, SignalData,
 };
 use crate::observe;
 use crate::rate::Limiters;
@@ -145,7 +146,7 @@ impl AppState {
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(Problem, ReadyData, GapData, MemberJoinedData, MemberLeftData, LeaveReason, SignalData, RoomUpdatedData)),
+    components(schemas(Problem, ReadyData, GapData, MemberJoinedData, MemberLeftData, MemberUpdatedData, LeaveReason, SignalData, RoomUpdatedData)),
     tags(
         (name = "rooms", description = "Join, leave, look at and lock rooms"),
         (name = "inbox", description = "A member's events: SSE stream or long-poll"),

@@ -26,6 +26,8 @@ function describe(event: InboxEvent): string {
       return `joined ${event.data.member.name ?? 'someone'} (${event.data.member.user_id ?? 'no user'})`;
     case 'member-left':
       return `left ${event.data.member_id}: ${event.data.reason}`;
+    case 'member-updated':
+      return `updated ${event.data.member.name ?? 'someone'}`;
     case 'signal':
       return `signal ${event.data.type} from ${event.data.from ?? 'the service'}`;
     case 'room-updated':

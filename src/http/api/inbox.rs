@@ -49,8 +49,9 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
 /// The stream opens with `ready` (`ReadyData`, no `id:`), then every event
 /// not yet delivered, then live events, each written as `id: N`,
 /// `event: <kind>`, `data: <JSON>`. Kinds: `member-joined`
-/// (`MemberJoinedData`), `member-left` (`MemberLeftData`), `signal`
-/// (`SignalData`), `room-updated` (`RoomUpdatedData`), and `gap`
+/// (`MemberJoinedData`), `member-left` (`MemberLeftData`),
+/// `member-updated` (`MemberUpdatedData`), `signal` (`SignalData`),
+/// `room-updated` (`RoomUpdatedData`), and `gap`
 /// (`GapData`, no `id:`) when events after the resume point are no longer
 /// held: each one the `InboxEvent` of its kind (`SignalEvent` for
 /// `signal`, and so on), its three fields written as three lines (OpenAPI
