@@ -36,6 +36,11 @@ const POLL_GRACE = 10;
  * the server's default member timeout (30 s) so a retrying member is not reaped. */
 const RETRY_FIRST_MS = 500;
 const RETRY_CAP_MS = 10_000;
+/** After 'auto' fell back to long-poll, the stream is tried again after this
+ * long, doubling up to the cap: a laptop that leaves the network whose
+ * proxy buffered streams gets SSE back. */
+const PROBE_FIRST_MS = 60_000;
+const PROBE_CAP_MS = 600_000;
 /** `EventSource.CLOSED`, spelled out because the constructor may be a test fake. */
 const CLOSED = 2;
 
@@ -161,7 +166,8 @@ async function call(env, method, url, { token, body, signal, keepalive } = {}) {
  *   for a server that lets in only joins with one (`--join-secret`, `--join-key`).
  * @param {string} [options.baseUrl] '' for the page's own origin, or 'http://host:port'.
  * @param {'auto'|'sse'|'poll'} [options.transport] 'auto' starts with SSE and
- *   falls back to long-poll for good when the stream does not work.
+ *   falls back to long-poll when the stream does not work, trying the
+ *   stream again now and then.
  * @param {number} [options.readyTimeout] Milliseconds 'auto' waits for the stream's `ready`.
  * @returns {Promise<Session>} Rejects with a {@link SignalpostError}.
  */
@@ -208,6 +214,13 @@ export class Session extends EventTarget {
   #retryTimer = null;
   /** The deadline for the stream's `ready` ('auto' only). */
   #readyTimer = null;
+  /** Whether 'auto' fell back to long-poll, and tries the stream again now and then. */
+  #probing = false;
+  /** A stream tried while polling, until its `ready` makes it the session's. */
+  #probe = null;
+  /** The next try of the stream, or the deadline of the one under way. */
+  #probeTimer = null;
+  #probeDelay = PROBE_FIRST_MS;
   /** Failures since the last working read: picks the retry delay, and counts stream errors. */
   #failures = 0;
   /** Grows on every stop, so an answer to a read that was stopped is ignored. */
@@ -334,8 +347,12 @@ export class Session extends EventTarget {
     }
     // The statechange listener may have closed or reconnected the session itself.
     if (generation !== this.#generation) return;
-    if (this.transport === 'poll') this.#pollLoop();
-    else this.#openStream();
+    if (this.transport === 'poll') {
+      this.#pollLoop();
+      this.#scheduleProbe();
+    } else {
+      this.#openStream();
+    }
   }
 
   #call(method, path, body) {
@@ -347,6 +364,25 @@ export class Session extends EventTarget {
   #openStream() {
     // Only the newest stream may live: the server keeps one per member anyway.
     this.#source?.close();
+    const source = this.#newStream();
+    this.#source = source;
+    source.addEventListener('ready', () => {
+      if (source !== this.#source) return;
+      this.#env.clearTimeout(this.#readyTimer);
+      this.#failures = 0;
+      this.#setState('live');
+    });
+    source.onerror = () => this.#onStreamError(source);
+    if (this.#mayFallBack) {
+      // A buffering proxy answers 200 and then holds everything back: no
+      // error ever comes, only silence.
+      this.#env.clearTimeout(this.#readyTimer);
+      this.#readyTimer = this.#env.setTimeout(() => this.#fallBack(), this.#readyTimeout);
+    }
+  }
+
+  /** An EventSource of the inbox after `lastEventId`, whose events count once it is `#source`. */
+  #newStream() {
     const query = new URLSearchParams();
     // On the page's own origin the join's HttpOnly cookie opens the stream,
     // which keeps the token out of URLs.
@@ -357,13 +393,6 @@ export class Session extends EventTarget {
     // this URL until an `id:` gives them a `Last-Event-ID` header.
     query.set('last_event_id', String(this.lastEventId));
     const source = new this.#env.EventSource(`${this.#baseUrl}${this.#urls.events}?${query}`);
-    this.#source = source;
-    source.addEventListener('ready', () => {
-      if (source !== this.#source) return;
-      this.#env.clearTimeout(this.#readyTimer);
-      this.#failures = 0;
-      this.#setState('live');
-    });
     for (const kind of EVENT_KINDS) {
       source.addEventListener(kind, (e) => {
         if (source !== this.#source) return;
@@ -373,13 +402,50 @@ export class Session extends EventTarget {
         this.#receive(kind, id, JSON.parse(e.data));
       });
     }
-    source.onerror = () => this.#onStreamError(source);
-    if (this.#mayFallBack) {
-      // A buffering proxy answers 200 and then holds everything back: no
-      // error ever comes, only silence.
-      this.#env.clearTimeout(this.#readyTimer);
-      this.#readyTimer = this.#env.setTimeout(() => this.#fallBack(), this.#readyTimeout);
-    }
+    return source;
+  }
+
+  /** Tries the stream again later, while 'auto' reads by long-poll. */
+  #scheduleProbe() {
+    if (!this.#probing || this.state === 'closed') return;
+    this.#env.clearTimeout(this.#probeTimer);
+    this.#probeTimer = this.#env.setTimeout(() => this.#probeStream(), this.#probeDelay);
+    this.#probeDelay = Math.min(PROBE_CAP_MS, this.#probeDelay * 2);
+  }
+
+  /**
+   * Opens a stream beside the polls. If its `ready` comes within
+   * `readyTimeout`, the stream has proved itself: the poll stops and the
+   * stream reads on. It resumes after the last event processed when it
+   * opened, so what the polls brought meanwhile comes again, and is dropped
+   * by id: nothing lost, nothing twice. Otherwise it is closed, and tried
+   * again later.
+   */
+  #probeStream() {
+    if (!this.#probing || this.state === 'closed' || this.transport !== 'poll') return;
+    const source = this.#newStream();
+    this.#probe = source;
+    const giveUp = () => {
+      if (this.#probe !== source) return;
+      source.close();
+      this.#probe = null;
+      this.#scheduleProbe();
+    };
+    source.addEventListener('ready', () => {
+      if (this.#probe !== source) return;
+      this.#probe = null;
+      this.#stop();
+      this.#probing = false;
+      this.#probeDelay = PROBE_FIRST_MS;
+      this.#mayFallBack = true;
+      this.transport = 'sse';
+      this.#source = source;
+      source.onerror = () => this.#onStreamError(source);
+      this.#failures = 0;
+      this.#setState('live');
+    });
+    source.onerror = giveUp;
+    this.#probeTimer = this.#env.setTimeout(giveUp, this.#readyTimeout);
   }
 
   #onStreamError(source) {
@@ -437,10 +503,13 @@ export class Session extends EventTarget {
     this.#stop();
     const generation = this.#generation;
     this.#mayFallBack = false;
+    this.#probing = true;
     this.transport = 'poll';
     this.#failures = 0;
     this.#setState('polling');
-    if (generation === this.#generation) this.#pollLoop();
+    if (generation !== this.#generation) return;
+    this.#pollLoop();
+    this.#scheduleProbe();
   }
 
   async #pollLoop() {
@@ -620,7 +689,10 @@ export class Session extends EventTarget {
     this.#poll = null;
     this.#env.clearTimeout(this.#readyTimer);
     this.#env.clearTimeout(this.#retryTimer);
-    this.#readyTimer = this.#retryTimer = null;
+    this.#env.clearTimeout(this.#probeTimer);
+    this.#readyTimer = this.#retryTimer = this.#probeTimer = null;
+    this.#probe?.close();
+    this.#probe = null;
   }
 
   #setState(state) {

@@ -433,9 +433,70 @@ test('auto falls back to long-poll when ready does not come within readyTimeout'
   assert.deepEqual(events.at(-1), { type: 'statechange', detail: { state: 'polling', transport: 'poll' } });
   const poll = await server.next('GET', /\/poll\?/);
   assert.match(poll.url, /after=0&timeout=25$/);
-  // For good: no stream is tried again.
-  clock.tick(60_000);
+  // Not for good: the stream is tried again a minute later.
+  clock.tick(59_999);
   assert.equal(EventSource.instances.length, 1);
+  clock.tick(1);
+  assert.equal(EventSource.instances.length, 2);
+  session.close();
+  assert.equal(EventSource.last.closed, true, 'closing the session closes the try too');
+});
+
+/** A session of 'auto' that fell back to long-poll, its poll answered with events 1 and 2. */
+async function fellBack() {
+  const setup = await setUp({ readyTimeout: 3000 });
+  const { server, clock } = setup;
+  clock.tick(3000);
+  const poll = await server.next('GET', /\/poll\?/);
+  poll.respond({ body: { events: [
+    { id: 1, event: 'signal', data: signal(1) },
+    { id: 2, event: 'signal', data: signal(2) },
+  ] } });
+  await server.settle();
+  return setup;
+}
+
+test('a stream tried again while polling takes over once its ready comes, without losing or repeating events', async () => {
+  const { server, clock, EventSource, session, events } = await fellBack();
+  assert.equal(session.lastEventId, 2);
+  const polling = await server.next('GET', /\/poll\?/);
+  assert.match(polling.url, /after=2&/);
+  clock.tick(60_000);
+  const probe = EventSource.last;
+  assert.match(probe.url, /last_event_id=2/);
+  assert.equal(session.transport, 'poll', 'the polls go on until the stream proves itself');
+  probe.ready(2);
+  assert.equal(session.transport, 'sse');
+  assert.equal(session.state, 'live');
+  assert.equal(polling.aborted, true, 'the poll under way is stopped');
+  // The stream carries what the polls had already brought, and more.
+  probe.emit('signal', signal(2), 2);
+  probe.emit('signal', signal(3), 3);
+  const seen = events.filter((e) => e.type === 'signal').map((e) => e.detail.payload.n);
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.deepEqual(events.filter((e) => e.type === 'statechange').map((e) => e.detail), [
+    { state: 'polling', transport: 'poll' },
+    { state: 'live', transport: 'sse' },
+  ]);
+  session.close();
+});
+
+test('a stream tried again that stays silent is closed, and tried later still, the wait doubling', async () => {
+  const { server, clock, EventSource, session } = await fellBack();
+  await server.next('GET', /\/poll\?/);
+  clock.tick(60_000);
+  const first = EventSource.last;
+  clock.tick(3000);
+  assert.equal(first.closed, true);
+  assert.equal(session.transport, 'poll');
+  clock.tick(119_999);
+  assert.equal(EventSource.last, first);
+  clock.tick(1);
+  const second = EventSource.last;
+  assert.notEqual(second, first);
+  second.fail({ closed: true });
+  assert.equal(second.closed, true, 'a try that fails is closed at once');
+  assert.equal(session.state, 'polling');
   session.close();
 });
 
