@@ -38,7 +38,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::domain::Refusal;
 use crate::domain::notice::{Listener, Notice};
-use crate::hub::{Hub, NoticedRoom, StoredNotice};
+use crate::hub::{NoticedRoom, RedisHub, StoredNotice};
 use crate::model::{RoomId, Timestamp};
 use crate::observe::metrics;
 
@@ -54,7 +54,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A notice, as every receiver gets it.
 struct Message {
     id: String,
-    body: Vec<u8>,
+    /// Shared by every attempt and every URL.
+    body: Bytes,
 }
 
 impl Message {
@@ -66,7 +67,7 @@ impl Message {
         let body = json!({"type": notice.kind, "timestamp": at, "data": data});
         Self {
             id: format!("msg_{room}_{}", notice.entry),
-            body: serde_json::to_vec(&body).unwrap_or_default(),
+            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         }
     }
 }
@@ -157,7 +158,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// Room after room, each room's notices in order; a notice is taken off
 /// once posted (or given up on); a holder that dies first leaves it for the
 /// next.
-pub async fn serve_kept(hub: Hub, posters: Posters, shutdown: CancellationToken) {
+pub async fn serve_kept(hub: RedisHub, posters: Posters, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
@@ -192,7 +193,11 @@ pub async fn serve_kept(hub: Hub, posters: Posters, shutdown: CancellationToken)
 }
 
 /// Posts every notice the rooms hold, room after room.
-async fn post_rooms(hub: &Hub, posters: &Posters, rooms: Vec<NoticedRoom>) -> Result<(), Refusal> {
+async fn post_rooms(
+    hub: &RedisHub,
+    posters: &Posters,
+    rooms: Vec<NoticedRoom>,
+) -> Result<(), Refusal> {
     for noticed in rooms {
         let mut posted = false;
         loop {
@@ -215,7 +220,7 @@ async fn post_rooms(hub: &Hub, posters: &Posters, rooms: Vec<NoticedRoom>) -> Re
 }
 
 /// Renews the lease every two seconds; cancels `lost` when it is gone.
-async fn keep_lease(hub: Hub, lost: CancellationToken) {
+async fn keep_lease(hub: RedisHub, lost: CancellationToken) {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         if !hub.hold_notices().await.unwrap_or(false) {
@@ -254,7 +259,7 @@ impl Listener for Webhooks {
 
 /// The JSON a receiver gets: the notice's `type`, when it happened, and
 /// its `data`.
-fn body(notice: &Notice) -> Vec<u8> {
+fn body(notice: &Notice) -> Bytes {
     let data = match notice {
         Notice::RoomCreated { room } | Notice::RoomClosed { room } => json!({"room_id": room}),
         Notice::MemberJoined { room, member } => json!({"room_id": room, "member": member}),
@@ -265,7 +270,7 @@ fn body(notice: &Notice) -> Vec<u8> {
         } => json!({"room_id": room, "member_id": member, "reason": reason}),
     };
     let body = json!({"type": notice.kind(), "timestamp": Timestamp::now(), "data": data});
-    serde_json::to_vec(&body).unwrap_or_default()
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// One webhook URL, and how to sign for it.
@@ -321,7 +326,7 @@ impl Receiver {
             .header("webhook-id", &message.id)
             .header("webhook-timestamp", &timestamp)
             .header("webhook-signature", signature)
-            .body(Full::new(Bytes::from(message.body.clone())))
+            .body(Full::new(message.body.clone()))
             .map_err(|error| error.to_string())?;
         let response = tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(request))
             .await

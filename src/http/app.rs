@@ -108,8 +108,12 @@ impl AppState {
             (None, None) => Hub::memory(settings),
             (Some(primary), posters) => {
                 let hub = Hub::redis(primary, config.redis_prefix.clone(), settings).await?;
-                if let Some(posters) = posters {
-                    tokio::spawn(webhook::serve_kept(hub.clone(), posters, shutdown.clone()));
+                if let (Some(posters), Hub::Redis(redis)) = (posters, &hub) {
+                    tokio::spawn(webhook::serve_kept(
+                        redis.clone(),
+                        posters,
+                        shutdown.clone(),
+                    ));
                 }
                 hub
             }

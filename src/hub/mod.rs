@@ -447,52 +447,6 @@ impl Hub {
         each_backend!(self, hub => hub.set_locked(room_id, actor, locked).await)
     }
 
-    /// With notices kept in Redis for webhooks: takes or renews this
-    /// node's lease on posting them, and answers whether it holds it. In
-    /// memory, notices go straight to their listener: never.
-    pub async fn hold_notices(&self) -> Result<bool, Refusal> {
-        match self {
-            Hub::Memory(_) => Ok(false),
-            Hub::Redis(hub) => hub.hold_notices().await,
-        }
-    }
-
-    /// Up to `count` rooms with notices to post, for the lease's holder.
-    pub async fn noticed_rooms(&self, count: usize) -> Result<Vec<NoticedRoom>, Refusal> {
-        match self {
-            Hub::Memory(_) => Ok(Vec::new()),
-            Hub::Redis(hub) => hub.noticed_rooms(count).await,
-        }
-    }
-
-    /// Up to `count` of a room's notices to post, oldest first.
-    pub async fn room_notices(
-        &self,
-        room: &RoomId,
-        count: usize,
-    ) -> Result<Vec<StoredNotice>, Refusal> {
-        match self {
-            Hub::Memory(_) => Ok(Vec::new()),
-            Hub::Redis(hub) => hub.room_notices(room, count).await,
-        }
-    }
-
-    /// Takes a room's notice off, posted or given up on.
-    pub async fn notice_posted(&self, room: &RoomId, entry: &str) -> Result<(), Refusal> {
-        match self {
-            Hub::Memory(_) => Ok(()),
-            Hub::Redis(hub) => hub.notice_posted(room, entry).await,
-        }
-    }
-
-    /// Done with a noticed room for now (`posted`: it had notices).
-    pub async fn settle_noticed(&self, noticed: &NoticedRoom, posted: bool) -> Result<(), Refusal> {
-        match self {
-            Hub::Memory(_) => Ok(()),
-            Hub::Redis(hub) => hub.settle_noticed(noticed, posted).await,
-        }
-    }
-
     /// See `Backend::room_password`.
     pub async fn room_password(&self, room_id: &RoomId) -> Result<Option<String>, Refusal> {
         each_backend!(self, hub => hub.room_password(room_id).await)

@@ -75,7 +75,7 @@ impl RedisHub {
 
     /// Takes or renews the lease on posting the notices; whether this node
     /// holds it now.
-    pub(in crate::hub) async fn hold_notices(&self) -> Result<bool, Refusal> {
+    pub async fn hold_notices(&self) -> Result<bool, Refusal> {
         let held: i64 = self
             .inner
             .scripts
@@ -91,10 +91,7 @@ impl RedisHub {
 
     /// Up to `count` rooms due to be looked at, those marked longest ago
     /// first. Call only while holding the lease.
-    pub(in crate::hub) async fn noticed_rooms(
-        &self,
-        count: usize,
-    ) -> Result<Vec<NoticedRoom>, Refusal> {
+    pub async fn noticed_rooms(&self, count: usize) -> Result<Vec<NoticedRoom>, Refusal> {
         let due: Vec<(String, String)> = ::redis::cmd("ZRANGE")
             .arg(self.key(NOTICED))
             .arg("-inf")
@@ -120,7 +117,7 @@ impl RedisHub {
     }
 
     /// Up to `count` of the room's notices, oldest first.
-    pub(in crate::hub) async fn room_notices(
+    pub async fn room_notices(
         &self,
         room: &RoomId,
         count: usize,
@@ -138,11 +135,7 @@ impl RedisHub {
     }
 
     /// Takes a posted notice (or one given up on) off its room's stream.
-    pub(in crate::hub) async fn notice_posted(
-        &self,
-        room: &RoomId,
-        entry: &str,
-    ) -> Result<(), Refusal> {
+    pub async fn notice_posted(&self, room: &RoomId, entry: &str) -> Result<(), Refusal> {
         self.inner
             .scripts
             .notice_posted
@@ -158,11 +151,7 @@ impl RedisHub {
     /// whether there was anything): unless it was marked since, it is
     /// looked at again later, or, if this was that later look and it found
     /// nothing, it leaves the index.
-    pub(in crate::hub) async fn settle_noticed(
-        &self,
-        noticed: &NoticedRoom,
-        posted: bool,
-    ) -> Result<(), Refusal> {
+    pub async fn settle_noticed(&self, noticed: &NoticedRoom, posted: bool) -> Result<(), Refusal> {
         self.inner
             .scripts
             .settle_noticed
