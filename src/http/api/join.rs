@@ -87,15 +87,7 @@ async fn join_room(
         may_own = grant.owner.unwrap_or(true);
         user_id = granted(&mut request, grant)?;
     }
-    let password = request.password.take();
-    if password
-        .as_ref()
-        .is_some_and(|password| !valid_password(password))
-    {
-        return Err(ApiError::InvalidRequest(format!(
-            "`password` is 1 to {PASSWORD_MAX} bytes"
-        )));
-    }
+    let password = request.password.take().map(checked_password).transpose()?;
     let mut spec = validate(request)?;
     spec.user_id = user_id;
     spec.may_own = may_own;
@@ -122,9 +114,15 @@ async fn join_room(
         .into_response())
 }
 
-/// Whether a password is one a room may have.
-pub fn valid_password(password: &str) -> bool {
-    (1..=PASSWORD_MAX).contains(&password.len())
+/// A password, if it is one a room may have: 1 to `PASSWORD_MAX` bytes.
+pub fn checked_password(password: String) -> Result<String, ApiError> {
+    if (1..=PASSWORD_MAX).contains(&password.len()) {
+        Ok(password)
+    } else {
+        Err(ApiError::InvalidRequest(format!(
+            "`password` is 1 to {PASSWORD_MAX} bytes"
+        )))
+    }
 }
 
 /// How many times a join looks at a room's password before it gives up on

@@ -10,12 +10,11 @@ use utoipa_axum::routes;
 
 use crate::domain::room::EmptyTimeout;
 use crate::http::AppState;
-use crate::http::api::join::{checked_metadata, checked_name, valid_password};
+use crate::http::api::join::{checked_metadata, checked_name, checked_password};
 use crate::http::api::{MemberParams, RoomParam, TAG_ADMIN, TAG_ROOMS};
 use crate::http::auth::{Caller, Credentials, RecheckedCaller, member_cookie};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{JsonBody, MemberPath, RoomPath};
-use crate::http::password::PASSWORD_MAX;
 use crate::hub::{Actor, MemberChange, RoomSpec};
 use crate::model::{MemberPatch, MemberView, RoomCreate, RoomId, RoomPatch, RoomView};
 
@@ -98,14 +97,11 @@ async fn patch_room(
         ));
     }
     let hash = match patch.password {
-        Some(Some(password)) if !valid_password(&password) => {
-            return Err(ApiError::InvalidRequest(format!(
-                "`password` is 1 to {PASSWORD_MAX} bytes, or null to take it away"
-            )));
-        }
         // Hashed before the backend is asked whether the caller may set
         // it: only members of the room get this far.
-        Some(Some(password)) => Some(Some(state.passwords.hash(password).await?)),
+        Some(Some(password)) => Some(Some(
+            state.passwords.hash(checked_password(password)?).await?,
+        )),
         Some(None) => Some(None),
         None => None,
     };
@@ -162,12 +158,7 @@ async fn create_room(
             ))
         })?,
     };
-    let password_hash = match body.password {
-        Some(password) if !valid_password(&password) => {
-            return Err(ApiError::InvalidRequest(format!(
-                "`password` is 1 to {PASSWORD_MAX} bytes"
-            )));
-        }
+    let password_hash = match body.password.map(checked_password).transpose()? {
         Some(password) => Some(state.passwords.hash(password).await?),
         None => None,
     };

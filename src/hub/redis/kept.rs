@@ -68,10 +68,6 @@ impl RedisHub {
             return Err(Refusal::TooManyRooms);
         }
         let created_at = Timestamp::now();
-        let created_text = serde_json::to_value(created_at)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .unwrap_or_default();
         let reply = self
             .run(
                 RoomFn::Create,
@@ -79,7 +75,7 @@ impl RedisHub {
                 &[
                     &capacity.to_string(),
                     if spec.locked { "1" } else { "0" },
-                    &created_text,
+                    &created_at.to_string(),
                     &epoch,
                     &keep_ms.to_string(),
                     spec.password_hash.as_deref().unwrap_or_default(),

@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 use tracing::info;
 use uuid::Uuid;
 
-use super::script::{RoomFn, into_string, into_u64, parse_views, refusal};
+use super::script::{RoomFn, actor_arg, into_string, into_u64, parse_views, refusal};
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
@@ -151,10 +151,7 @@ impl RedisHub {
         let capacity_arg = capacity
             .as_ref()
             .map_or_else(|_| "bad".to_owned(), u32::to_string);
-        let created_at = serde_json::to_value(Timestamp::now())
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let created_at = Timestamp::now().to_string();
         let member_id = view.id.to_string();
         let selector = format!("{:016x}", token.secret().selector());
         let digest = hex(&token.digest());
@@ -234,10 +231,7 @@ impl RedisHub {
         actor: Actor,
         change: &MemberChange,
     ) -> Result<MemberView, Refusal> {
-        let actor = match actor {
-            Actor::Admin => "admin".to_owned(),
-            Actor::Member(caller) => caller.to_string(),
-        };
+        let actor = actor_arg(actor);
         let key = format!("{}:{{{room_id}}}:m:{target}", self.inner.prefix);
         for _ in 0..UPDATE_TRIES {
             let stored: Option<String> = self

@@ -10,7 +10,7 @@ use ::redis::{AsyncCommands, Value};
 use uuid::Uuid;
 
 use super::local::Mark;
-use super::script::{RoomFn, into_string, into_u64, parse_views, refusal};
+use super::script::{RoomFn, actor_arg, into_string, into_u64, parse_views, refusal};
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
@@ -75,10 +75,7 @@ impl RedisHub {
         op: &str,
         password: Option<&str>,
     ) -> Result<RoomView, Refusal> {
-        let actor = match actor {
-            Actor::Admin => "admin".to_owned(),
-            Actor::Member(caller) => caller.to_string(),
-        };
+        let actor = actor_arg(actor);
         let reply = self
             .run(
                 RoomFn::Room,

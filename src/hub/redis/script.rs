@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
+use crate::domain::room::Actor;
 use crate::model::{MemberView, RoomId};
 use crate::observe::metrics;
 
@@ -282,6 +283,15 @@ impl RedisHub {
             status,
             rest: parts.collect(),
         })
+    }
+}
+
+/// Who acts, as `room.lua` and `update.lua` take it: `admin`, or the
+/// calling member's id.
+pub(super) fn actor_arg(actor: Actor) -> String {
+    match actor {
+        Actor::Admin => "admin".to_owned(),
+        Actor::Member(caller) => caller.to_string(),
     }
 }
 
