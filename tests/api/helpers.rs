@@ -781,7 +781,8 @@ impl TestApp {
     }
 }
 
-fn with_token(request: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+/// `request` with `token` as its bearer, if any.
+pub fn with_token(request: RequestBuilder, token: Option<&str>) -> RequestBuilder {
     match token {
         Some(token) => request.bearer_auth(token),
         None => request,

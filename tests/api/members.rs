@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     ADMIN_TOKEN, Joined, TestApp, assert_problem, json_body, send, spawn_app_with,
-    spawn_one_node_with,
+    spawn_one_node_with, with_token,
 };
 
 async fn patch(
@@ -15,11 +15,8 @@ async fn patch(
     token: Option<&str>,
     body: Value,
 ) -> reqwest::Response {
-    let mut request = app.client.patch(app.url(&member.path())).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    send(request).await
+    let request = app.client.patch(app.url(&member.path())).json(&body);
+    send(with_token(request, token)).await
 }
 
 async fn admin_app() -> TestApp {

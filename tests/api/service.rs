@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, DEADLINE, TestApp, assert_problem, eventually, json_body, spawn_app_with,
+    ADMIN_TOKEN, DEADLINE, TestApp, assert_problem, eventually, json_body, send, spawn_app_with,
+    with_token,
 };
 
 async fn admin_app() -> TestApp {
@@ -24,10 +25,7 @@ async fn call(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("the call is answered")
+    send(with_token(request, token)).await
 }
 
 async fn service_signal(
