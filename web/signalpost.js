@@ -410,7 +410,6 @@ export class Session extends EventTarget {
     if (!this.#probing || this.state === 'closed') return;
     this.#env.clearTimeout(this.#probeTimer);
     this.#probeTimer = this.#env.setTimeout(() => this.#probeStream(), this.#probeDelay);
-    this.#probeDelay = Math.min(PROBE_CAP_MS, this.#probeDelay * 2);
   }
 
   /**
@@ -429,6 +428,7 @@ export class Session extends EventTarget {
       if (this.#probe !== source) return;
       source.close();
       this.#probe = null;
+      this.#probeDelay = Math.min(PROBE_CAP_MS, this.#probeDelay * 2);
       this.#scheduleProbe();
     };
     source.addEventListener('ready', () => {

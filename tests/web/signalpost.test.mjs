@@ -481,6 +481,17 @@ test('a stream tried again while polling takes over once its ready comes, withou
   session.close();
 });
 
+test('reconnecting while polling keeps the next try of the stream where it was', async () => {
+  const { clock, EventSource, session } = await fellBack();
+  session.reconnect();
+  session.reconnect();
+  clock.tick(59_999);
+  assert.equal(EventSource.instances.length, 1);
+  clock.tick(1);
+  assert.equal(EventSource.instances.length, 2, 'a reconnect does not push the try back');
+  session.close();
+});
+
 test('a stream tried again that stays silent is closed, and tried later still, the wait doubling', async () => {
   const { server, clock, EventSource, session } = await fellBack();
   await server.next('GET', /\/poll\?/);
