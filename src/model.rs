@@ -454,12 +454,44 @@ pub struct RoomUpdatedData<'a> {
     pub owner: Option<Uuid>,
 }
 
+/// Body of `POST /streams`: several members' inboxes to read on one stream.
+// No derived `Debug`: it would print the tokens.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"inboxes": [
+    {"room_id": "lobby", "member_id": "6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b", "token": "tok_…", "last_event_id": 0},
+    {"room_id": "standup", "member_id": "0b7e5d2a-1c3f-4a6b-8d9e-2f4a6c8e0b1d", "token": "tok_…", "last_event_id": 12}
+]}))]
+pub struct SharedStreamRequest {
+    /// 1 to 32 inboxes, each another member's.
+    pub inboxes: Vec<SharedInbox>,
+    /// Seconds between keep-alive comments, as `keep_alive` of one
+    /// inbox's stream: 1 or more; the server's `--keep-alive` at most.
+    #[schema(minimum = 1)]
+    pub keep_alive: Option<u64>,
+}
+
+/// One inbox of a `SharedStreamRequest`.
+#[derive(Deserialize, ToSchema)]
+pub struct SharedInbox {
+    /// The room the member is in.
+    pub room_id: String,
+    pub member_id: Uuid,
+    /// The member's token, as its join answered it: each inbox is opened by its own.
+    pub token: String,
+    /// Resume after this event id, as `Last-Event-ID` does on one inbox's
+    /// stream (acknowledging every event up to it); omitted, after the last
+    /// one acknowledged.
+    pub last_event_id: Option<u64>,
+}
+
 /// Data of `ready`, the first event of every stream (not part of the inbox).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadyData {
     pub member_id: Uuid,
     /// The id this stream resumes after; 0 for the start.
     pub last_event_id: u64,
+    /// Seconds of silence after which this stream carries a keep-alive comment.
+    pub keep_alive: f64,
 }
 
 /// Data of `gap`: events `from` to `to` (inclusive) are no longer held.

@@ -626,7 +626,7 @@ fn check_ready(event: &Dispatched, member_id: Uuid, cursor: u64) -> Result<(), T
     prop_assert_eq!(event.data_lines, 1);
     prop_assert_eq!(
         parse_json(&event.data)?,
-        json!({"member_id": member_id, "last_event_id": cursor})
+        json!({"member_id": member_id, "last_event_id": cursor, "keep_alive": 15.0})
     );
     Ok(())
 }
@@ -637,6 +637,7 @@ fn stream_bytes(member_id: Uuid, cursor: u64, batches: &[(Vec<Sent>, bool)]) -> 
     let mut bytes = ready_frame(&ReadyData {
         member_id,
         last_event_id: cursor,
+        keep_alive: 15.0,
     });
     for (items, keep_alive) in batches {
         write_batch(&mut bytes, &batch_of(items));
@@ -676,7 +677,7 @@ proptest! {
         member_id in uuid(),
         cursor in any::<u64>(),
     ) {
-        let frame = ready_frame(&ReadyData { member_id, last_event_id: cursor });
+        let frame = ready_frame(&ReadyData { member_id, last_event_id: cursor, keep_alive: 15.0 });
         let text = String::from_utf8(frame).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let parsed = parse_event_stream(&text);
         prop_assert_eq!(parsed.events.len(), 1, "{:?}", text);
@@ -850,6 +851,7 @@ async fn alice_stream(
     let first = ready_frame(&ReadyData {
         member_id: alice,
         last_event_id: subscription.cursor(),
+        keep_alive: 15.0,
     });
     let shutdown = CancellationToken::new();
     let body = EventStream::new(

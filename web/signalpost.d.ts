@@ -67,10 +67,20 @@ export interface JoinOptions {
   grant?: string;
   /** `''` (the default) for the page's own origin, or `'http://host:port'`. */
   baseUrl?: string;
-  /** `'auto'` (the default) starts with SSE and falls back to long-poll. */
+  /**
+   * `'auto'` (the default) reads by long-poll beside each new stream until
+   * the stream proves itself, and falls back to long-poll when it does not.
+   */
   transport?: 'auto' | Transport;
   /** Milliseconds `'auto'` waits for the stream's `ready`. */
   readyTimeout?: number;
+  /**
+   * Whether the page's sessions read their inboxes on one connection shared
+   * by all of the origin's tabs (a SharedWorker running `signalpost-shared.js`,
+   * served beside `signalpost.js`). By default, where it helps: a page of
+   * the server's own origin over HTTP/1.1.
+   */
+  shareConnection?: boolean;
 }
 
 /** A failed call: the server's problem (`code`), another answer, or none. */

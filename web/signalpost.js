@@ -13,6 +13,10 @@
  * The inbox is read by Server-Sent Events, or by long-poll where a proxy
  * buffers or breaks the stream. Either way every event is delivered once and
  * in inbox order, and a reconnect resumes after the last event processed.
+ * With the default transport a poll reads beside each new stream until the
+ * stream proves itself, so a proxy that holds the stream back costs no wait;
+ * and a stream cut after some silence is reopened at once, asking for
+ * keep-alives inside that silence.
  *
  * A session ends only when the server itself says the member is gone (a
  * problem+json 401 or 403); any other failure of a read is retried.
@@ -41,8 +45,16 @@ const RETRY_CAP_MS = 10_000;
  * proxy buffered streams gets SSE back. */
 const PROBE_FIRST_MS = 60_000;
 const PROBE_CAP_MS = 600_000;
+/** How long a poll beside a new stream may be ahead of it, with an event the
+ * stream has not brought, before the stream counts as held back by a proxy. */
+const LAG_MS = 500;
+/** The fewest seconds between keep-alives a session asks for, and the least
+ * silence after which a cut counts as a proxy's idle limit. */
+const KEEP_ALIVE_MIN = 1;
 /** `EventSource.CLOSED`, spelled out because the constructor may be a test fake. */
 const CLOSED = 2;
+/** How often a tab tells the shared worker it is alive (the worker drops a tab silent for 30 s). */
+const ALIVE_EVERY_MS = 10_000;
 
 /**
  * A failed call: a problem+json answer of the server (`status`, `code`,
@@ -114,6 +126,76 @@ function isPageOrigin(baseUrl) {
 }
 
 /**
+ * Whether sessions of this page should read through the shared worker by
+ * default: the page speaks HTTP/1.x to its origin (over HTTP/2 and 3 every
+ * stream is one more stream of one connection, and nothing is gained), and
+ * this module is served from that origin, as a SharedWorker's script must be.
+ */
+function sharingHelps() {
+  if (typeof globalThis.SharedWorker !== 'function' || !globalThis.location) return false;
+  try {
+    if (new URL(import.meta.url).origin !== globalThis.location.origin) return false;
+  } catch {
+    return false;
+  }
+  const protocol = globalThis.performance?.getEntriesByType?.('navigation')?.[0]?.nextHopProtocol ?? '';
+  return !/^(h2|h3)/.test(protocol);
+}
+
+/** This page's port to the shared worker, made on first use, and the sources open on it. */
+let sharedPort = null;
+const sharedSources = new Map();
+let sharedSourceIds = 0;
+
+function sharedWorkerPort() {
+  if (sharedPort) return sharedPort;
+  const worker = new globalThis.SharedWorker(new URL('./signalpost-shared.js', import.meta.url), { name: 'signalpost' });
+  sharedPort = worker.port;
+  sharedPort.onmessage = (e) => sharedSources.get(e.data?.source)?.receive(e.data);
+  sharedPort.start();
+  globalThis.setInterval(() => sharedPort.postMessage({ op: 'alive' }), ALIVE_EVERY_MS);
+  return sharedPort;
+}
+
+/**
+ * A member's inbox read through the shared worker, in place of an
+ * `EventSource` and with its interface: the same events with the same
+ * `lastEventId`, and `onerror` with `readyState` CONNECTING (the worker
+ * reconnects) or CLOSED (the server refused the stream).
+ */
+class SharedInboxSource extends EventTarget {
+  readyState = 0;
+  onerror = null;
+  #id = ++sharedSourceIds;
+  #port;
+
+  constructor(port, inbox) {
+    super();
+    this.#port = port;
+    sharedSources.set(this.#id, this);
+    port.postMessage({ op: 'open', source: this.#id, ...inbox });
+  }
+
+  receive({ kind, data, id, closed }) {
+    if (this.readyState === CLOSED) return;
+    if (kind === 'error') {
+      this.readyState = closed ? CLOSED : 0;
+      if (closed) sharedSources.delete(this.#id);
+      this.onerror?.(new Event('error'));
+      return;
+    }
+    this.readyState = 1;
+    this.dispatchEvent(new MessageEvent(kind, { data, lastEventId: id }));
+  }
+
+  close() {
+    if (!sharedSources.delete(this.#id)) return;
+    this.readyState = CLOSED;
+    this.#port.postMessage({ op: 'close', source: this.#id });
+  }
+}
+
+/**
  * The test hooks, each defaulting to the global of that name. The globals
  * are looked up at call time and called unbound from `globalThis`, since
  * `fetch` and timers throw "Illegal invocation" with any other `this`.
@@ -124,6 +206,7 @@ function environment(options) {
     EventSource: options.EventSource ?? globalThis.EventSource,
     setTimeout: options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms)),
     clearTimeout: options.clearTimeout ?? ((handle) => globalThis.clearTimeout(handle)),
+    now: options.now ?? (() => Date.now()),
   };
 }
 
@@ -165,10 +248,15 @@ async function call(env, method, url, { token, body, signal, keepalive } = {}) {
  * @param {string} [options.grant] The join grant (a JWT) your back end signed,
  *   for a server that lets in only joins with one (`--join-secret`, `--join-key`).
  * @param {string} [options.baseUrl] '' for the page's own origin, or 'http://host:port'.
- * @param {'auto'|'sse'|'poll'} [options.transport] 'auto' starts with SSE and
- *   falls back to long-poll when the stream does not work, trying the
- *   stream again now and then.
+ * @param {'auto'|'sse'|'poll'} [options.transport] 'auto' reads by long-poll
+ *   beside each new stream until the stream's `ready` shows it works, falls
+ *   back to long-poll when it does not, and tries the stream again now and then.
  * @param {number} [options.readyTimeout] Milliseconds 'auto' waits for the stream's `ready`.
+ * @param {boolean} [options.shareConnection] Whether the page's sessions read
+ *   their inboxes on one connection, through a SharedWorker that all of the
+ *   origin's tabs share. By default they do where it helps: a page served
+ *   over HTTP/1.1, which allows six connections per origin (a stream per
+ *   tab would leave the seventh tab none), from the server's own origin.
  * @returns {Promise<Session>} Rejects with a {@link SignalpostError}.
  */
 export async function join(roomId, options = {}) {
@@ -208,8 +296,20 @@ export class Session extends EventTarget {
   #mayFallBack;
   /** The open EventSource, when reading by SSE. */
   #source = null;
-  /** The AbortController of the running poll, when reading by long-poll. */
+  /** The AbortController of the running poll, when reading by long-poll or beside a new stream. */
   #poll = null;
+  /** Whether the running poll reads beside a stream that has not proved itself ('auto'). */
+  #pollBeside = false;
+  /** The id the newest stream resumed after: a poll delivering later ones is ahead of it. */
+  #streamFrom = 0;
+  /** The deadline by which a stream the poll is ahead of must show its `ready`. */
+  #lagTimer = null;
+  /** When the live stream last brought something (ms), to tell an idle cut. */
+  #heardAt = 0;
+  /** The server's keep-alive interval in seconds, from `ready`. */
+  #serverKeepAlive = Infinity;
+  /** The keep-alive interval asked for, once a cut showed a proxy's idle limit. */
+  #keepAlive = null;
   /** The pending retry. */
   #retryTimer = null;
   /** The deadline for the stream's `ready` ('auto' only). */
@@ -227,6 +327,8 @@ export class Session extends EventTarget {
   #generation = 0;
   /** Whether the stream URL must carry the token: another origin, or a cookie seen refused. */
   #streamNeedsToken;
+  /** Whether the inbox is read through the shared worker, until it refuses once. */
+  #shared;
   /**
    * While the room is asked for after a gap: what inbox events have set
    * since, `{members: Set of ids joined or left, room: whether it was updated}`.
@@ -242,6 +344,9 @@ export class Session extends EventTarget {
     this.#urls = { events: answer.events_url, poll: answer.poll_url };
     this.#streamNeedsToken = !isPageOrigin(options.baseUrl);
     this.#readyTimeout = options.readyTimeout ?? 4000;
+    this.#shared = (options.shareConnection ?? sharingHelps())
+      && typeof globalThis.SharedWorker === 'function'
+      && isPageOrigin(options.baseUrl);
     const wanted = options.transport ?? 'auto';
     this.#mayFallBack = wanted === 'auto';
     /** @type {string} */ this.roomId = answer.room_id;
@@ -369,16 +474,32 @@ export class Session extends EventTarget {
     source.addEventListener('ready', () => {
       if (source !== this.#source) return;
       this.#env.clearTimeout(this.#readyTimer);
+      this.#stopPollBeside();
       this.#failures = 0;
       this.#setState('live');
     });
     source.onerror = () => this.#onStreamError(source);
     if (this.#mayFallBack) {
       // A buffering proxy answers 200 and then holds everything back: no
-      // error ever comes, only silence.
+      // error ever comes, only silence. Meanwhile a poll reads, so the
+      // session does not wait for the stream to prove itself.
       this.#env.clearTimeout(this.#readyTimer);
       this.#readyTimer = this.#env.setTimeout(() => this.#fallBack(), this.#readyTimeout);
+      if (!this.#pollBeside) {
+        this.#pollBeside = true;
+        this.#pollLoop();
+      }
     }
+  }
+
+  #stopPollBeside() {
+    if (!this.#pollBeside) return;
+    this.#pollBeside = false;
+    this.#env.clearTimeout(this.#lagTimer);
+    this.#lagTimer = null;
+    const poll = this.#poll;
+    this.#poll = null;
+    poll?.abort();
   }
 
   /** An EventSource of the inbox after `lastEventId`, whose events count once it is `#source`. */
@@ -392,10 +513,26 @@ export class Session extends EventTarget {
     // never processed would be skipped. The browser's own reconnects reuse
     // this URL until an `id:` gives them a `Last-Event-ID` header.
     query.set('last_event_id', String(this.lastEventId));
-    const source = new this.#env.EventSource(`${this.#baseUrl}${this.#urls.events}?${query}`);
+    if (this.#keepAlive !== null) query.set('keep_alive', String(this.#keepAlive));
+    this.#streamFrom = this.lastEventId;
+    const source = this.#shared
+      ? new SharedInboxSource(sharedWorkerPort(), {
+          room_id: this.roomId,
+          member_id: this.memberId,
+          token: this.#token,
+          last_event_id: this.lastEventId,
+          keep_alive: this.#keepAlive,
+        })
+      : new this.#env.EventSource(`${this.#baseUrl}${this.#urls.events}?${query}`);
+    source.addEventListener('ready', (e) => {
+      this.#heardAt = this.#env.now();
+      const keepAlive = JSON.parse(e.data)?.keep_alive;
+      if (typeof keepAlive === 'number' && keepAlive > 0) this.#serverKeepAlive = keepAlive;
+    });
     for (const kind of EVENT_KINDS) {
       source.addEventListener(kind, (e) => {
         if (source !== this.#source) return;
+        this.#heardAt = this.#env.now();
         // The browser keeps the last `id:` for events without one (gap), so
         // only id-carrying kinds may read it.
         const id = kind === 'gap' ? undefined : Number(e.lastEventId);
@@ -428,6 +565,8 @@ export class Session extends EventTarget {
       if (this.#probe !== source) return;
       source.close();
       this.#probe = null;
+      this.#env.clearTimeout(this.#lagTimer);
+      this.#lagTimer = null;
       this.#probeDelay = Math.min(PROBE_CAP_MS, this.#probeDelay * 2);
       this.#scheduleProbe();
     };
@@ -450,6 +589,7 @@ export class Session extends EventTarget {
 
   #onStreamError(source) {
     if (source !== this.#source) return;
+    const wasLive = this.state === 'live';
     this.#failures += 1;
     this.#setState('reconnecting');
     // The statechange listener may have closed or reconnected the session.
@@ -459,9 +599,32 @@ export class Session extends EventTarget {
     } else if (source.readyState === CLOSED) {
       source.close();
       this.#source = null;
+      // The shared stream was refused: whatever the check finds, this
+      // session reads on its own from now on.
+      this.#shared = false;
       this.#recheckStream();
+    } else if (wasLive) {
+      // A working stream was cut, most often by a proxy's idle limit: reopen
+      // at once rather than after the browser's retry delay, during which a
+      // signal would wait, and ask for keep-alives inside that limit.
+      this.#learnIdleLimit();
+      this.#openStream();
     }
     // Otherwise the browser reconnects by itself, sending `Last-Event-ID`.
+  }
+
+  /**
+   * A stream cut after `silence` seconds without a byte the session saw,
+   * and before the server's next keep-alive was due, may have met a proxy
+   * that cuts idle responses: ask for keep-alives at half that silence. The
+   * interval only ever shrinks, to one a second at least; a cut of another
+   * kind costs the session no more than a comment a second.
+   */
+  #learnIdleLimit() {
+    const silence = (this.#env.now() - this.#heardAt) / 1000;
+    if (!(silence >= KEEP_ALIVE_MIN) || silence >= this.#serverKeepAlive) return;
+    const wanted = Math.max(KEEP_ALIVE_MIN, Math.floor(silence / 2));
+    if (this.#keepAlive === null || wanted < this.#keepAlive) this.#keepAlive = wanted;
   }
 
   /**
@@ -532,19 +695,44 @@ export class Session extends EventTarget {
       events = answer?.events;
       if (!Array.isArray(events)) throw SignalpostError.network('a poll answer without an events list');
     } catch (error) {
-      if (controller === this.#poll) this.#onReadFailure(error, () => this.#pollLoop());
+      if (controller !== this.#poll) return;
+      if (this.#pollBeside && !isRefusedForGood(error)) {
+        // The stream beside it reads on, and is what retries.
+        this.#pollBeside = false;
+        this.#poll = null;
+      } else {
+        this.#onReadFailure(error, () => this.#pollLoop());
+      }
       return;
     } finally {
       this.#env.clearTimeout(deadline);
     }
-    this.#failures = 0;
-    this.#setState('polling');
+    if (!this.#pollBeside) {
+      this.#failures = 0;
+      this.#setState('polling');
+    }
     for (const { id, event, data } of events) {
       // A listener may have closed or reconnected the session meanwhile.
       if (controller !== this.#poll) return;
+      if ((this.#pollBeside || this.#probe) && id > this.#streamFrom) this.#watchLag();
       this.#receive(event, id, data);
     }
     if (controller === this.#poll) this.#pollLoop();
+  }
+
+  /**
+   * The poll beside a new stream, or the polls beside a stream tried again,
+   * brought an event the stream should carry too. A stream that works shows its `ready` before that event, or just
+   * after; one a proxy holds back shows nothing, however long its timeout.
+   */
+  #watchLag() {
+    if (this.#lagTimer !== null) return;
+    const probe = this.#probe;
+    this.#lagTimer = this.#env.setTimeout(() => {
+      this.#lagTimer = null;
+      if (this.#pollBeside) this.#fallBack();
+      else if (probe !== null && probe === this.#probe) probe.onerror?.();
+    }, LAG_MS);
   }
 
   /** Ends the session when the member is gone, else retries later. */
@@ -687,6 +875,9 @@ export class Session extends EventTarget {
     this.#source = null;
     this.#poll?.abort();
     this.#poll = null;
+    this.#pollBeside = false;
+    this.#env.clearTimeout(this.#lagTimer);
+    this.#lagTimer = null;
     this.#env.clearTimeout(this.#readyTimer);
     this.#env.clearTimeout(this.#retryTimer);
     this.#env.clearTimeout(this.#probeTimer);

@@ -1,5 +1,6 @@
 //! The `text/event-stream` wire format: frames for inbox events, `ready`,
-//! `gap` and keep-alive comments, and the body stream of one open inbox.
+//! `gap` and keep-alive comments, and the body streams of one open inbox
+//! and of several inboxes shared on one connection.
 //!
 //! Every `data:` line is JSON that serde_json wrote, or a signal's data
 //! (`EventBody::signal`): our own text around a payload that
@@ -19,6 +20,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::domain::inbox::{Batch, Item};
 use crate::hub::Subscription;
 use crate::model::{GapData, ReadyData};
+use uuid::Uuid;
 
 /// Sent when a stream has been idle for `--keep-alive`.
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -34,9 +36,42 @@ pub fn ready_frame(ready: &ReadyData) -> Vec<u8> {
 
 /// Appends one batch: gaps (no `id:`) and events, in inbox order.
 pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
+    write_items(frame, batch, None);
+}
+
+/// Appends one batch of `member`'s inbox on a shared stream, where every
+/// frame says whose inbox it is and where in it: `id: <member>/<place>`,
+/// the place being the event's id, a gap's `to`, or `ready`'s resume point.
+pub fn write_shared_batch(frame: &mut Vec<u8>, member: &Uuid, batch: &Batch) {
+    write_items(frame, batch, Some(member));
+}
+
+/// `ready` for `member`'s inbox on a shared stream, with its `id:`.
+pub fn write_shared_ready(frame: &mut Vec<u8>, ready: &ReadyData) {
+    write_shared_id(frame, &ready.member_id, ready.last_event_id);
+    frame.extend_from_slice(&ready_frame(ready));
+}
+
+fn write_shared_id(frame: &mut Vec<u8>, member: &Uuid, place: u64) {
+    frame.extend_from_slice(b"id: ");
+    frame.extend_from_slice(
+        member
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    frame.push(b'/');
+    frame.extend_from_slice(itoa::Buffer::new().format(place).as_bytes());
+    frame.push(b'\n');
+}
+
+fn write_items(frame: &mut Vec<u8>, batch: &Batch, shared: Option<&Uuid>) {
     for item in &batch.items {
         match item {
             Item::Gap { from, to } => {
+                if let Some(member) = shared {
+                    write_shared_id(frame, member, *to);
+                }
                 frame.extend_from_slice(b"event: gap\ndata: ");
                 serde_json::to_writer(
                     &mut *frame,
@@ -50,11 +85,17 @@ pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
             }
             Item::Event(entry) => {
                 frame.reserve(entry.body.size() + entry.body.kind.len() + 40);
-                // itoa, not `write!`: the formatting machinery was most of
-                // the framing's cost.
-                frame.extend_from_slice(b"id: ");
-                frame.extend_from_slice(itoa::Buffer::new().format(entry.id).as_bytes());
-                frame.extend_from_slice(b"\nevent: ");
+                match shared {
+                    Some(member) => write_shared_id(frame, member, entry.id),
+                    None => {
+                        // itoa, not `write!`: the formatting machinery was
+                        // most of the framing's cost.
+                        frame.extend_from_slice(b"id: ");
+                        frame.extend_from_slice(itoa::Buffer::new().format(entry.id).as_bytes());
+                        frame.push(b'\n');
+                    }
+                }
+                frame.extend_from_slice(b"event: ");
                 frame.extend_from_slice(entry.body.kind.as_bytes());
                 frame.extend_from_slice(b"\ndata: ");
                 entry.body.write_json(frame);
@@ -77,14 +118,7 @@ pub fn write_batch(frame: &mut Vec<u8>, batch: &Batch) {
 pub struct EventStream {
     first: Option<Bytes>,
     subscription: Subscription,
-    keep_alive: Duration,
-    /// When the stream last sent something.
-    sent_at: Instant,
-    /// Fires at `sent_at + keep_alive` or earlier. One timer for the
-    /// stream's life, moved only when it fires: a new one per event was a
-    /// registration in the timer wheel and its removal, for every event of
-    /// every stream.
-    timer: Pin<Box<Sleep>>,
+    keep_alive: KeepAliveTimer,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
 }
@@ -99,27 +133,51 @@ impl EventStream {
         Self {
             first: Some(Bytes::from(first)),
             subscription,
-            keep_alive,
-            sent_at: Instant::now(),
-            timer: Box::pin(tokio::time::sleep(keep_alive)),
+            keep_alive: KeepAliveTimer::new(keep_alive),
             shutdown: Box::pin(shutdown.cancelled_owned()),
             done: false,
         }
     }
+}
 
-    /// A keep-alive comment if the stream has been silent for `keep_alive`.
-    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
+/// When a stream is due a keep-alive comment.
+struct KeepAliveTimer {
+    every: Duration,
+    /// When the stream last sent something.
+    sent_at: Instant,
+    /// Fires at `sent_at + every` or earlier. One timer for the stream's
+    /// life, moved only when it fires: a new one per event was a
+    /// registration in the timer wheel and its removal, for every event of
+    /// every stream.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl KeepAliveTimer {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            sent_at: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(every)),
+        }
+    }
+
+    fn sent(&mut self) {
+        self.sent_at = Instant::now();
+    }
+
+    /// A keep-alive comment if the stream has been silent for `every`.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         loop {
             ready!(self.timer.as_mut().poll(cx));
             let now = Instant::now();
-            let due = self.sent_at + self.keep_alive;
+            let due = self.sent_at + self.every;
             if now < due {
                 // Events went out since the timer was set.
                 self.timer.as_mut().reset(due);
                 continue;
             }
             self.sent_at = now;
-            self.timer.as_mut().reset(now + self.keep_alive);
+            self.timer.as_mut().reset(now + self.every);
             return Poll::Ready(Bytes::from_static(KEEP_ALIVE));
         }
     }
@@ -146,15 +204,104 @@ impl HttpBody for EventStream {
             Poll::Ready(Some(batch)) => {
                 let mut frame = Vec::new();
                 write_batch(&mut frame, &batch);
-                this.sent_at = Instant::now();
+                this.keep_alive.sent();
                 Some(Bytes::from(frame))
             }
             Poll::Ready(None) => None,
-            Poll::Pending => match this.poll_keep_alive(cx) {
-                Poll::Ready(comment) => Some(comment),
-                Poll::Pending if this.shutdown.as_mut().poll(cx).is_ready() => None,
-                Poll::Pending => return Poll::Pending,
-            },
+            Poll::Pending => ready!(idle(&mut this.keep_alive, &mut this.shutdown, cx)),
+        };
+        this.done = chunk.is_none();
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+/// What an open stream with nothing to send writes: a keep-alive comment
+/// when one is due, or its end (`None`) once the server shuts down.
+fn idle(
+    keep_alive: &mut KeepAliveTimer,
+    shutdown: &mut Pin<Box<WaitForCancellationFutureOwned>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Bytes>> {
+    match keep_alive.poll(cx) {
+        Poll::Ready(comment) => Poll::Ready(Some(comment)),
+        Poll::Pending if shutdown.as_mut().poll(cx).is_ready() => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// The body of a stream of several inboxes (`POST /streams`): `first`
+/// (each inbox's `ready` and backlog), then each inbox's live events as
+/// they arrive, framed by `write_shared_batch`, and a keep-alive comment
+/// whenever the whole stream idles for `keep_alive`. An inbox whose member
+/// is gone, or whose reader a newer one replaced, drops out after its last
+/// event; the stream ends when none is left, or the server shuts down.
+pub struct SharedStream {
+    first: Option<Bytes>,
+    inboxes: Vec<(Uuid, Subscription)>,
+    keep_alive: KeepAliveTimer,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    done: bool,
+}
+
+impl SharedStream {
+    pub fn new(
+        first: Vec<u8>,
+        inboxes: Vec<(Uuid, Subscription)>,
+        keep_alive: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            first: Some(Bytes::from(first)),
+            inboxes,
+            keep_alive: KeepAliveTimer::new(keep_alive),
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+            done: false,
+        }
+    }
+}
+
+impl HttpBody for SharedStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        // One batch of each inbox that has one, so a busy inbox cannot
+        // hold the others back.
+        let mut frame = Vec::new();
+        let mut at = 0;
+        while let Some((member, subscription)) = this.inboxes.get_mut(at) {
+            match subscription.poll_next(cx) {
+                Poll::Ready(Some(batch)) => {
+                    write_shared_batch(&mut frame, member, &batch);
+                    at += 1;
+                }
+                Poll::Ready(None) => {
+                    this.inboxes.swap_remove(at);
+                }
+                Poll::Pending => at += 1,
+            }
+        }
+        let chunk = if !frame.is_empty() {
+            this.keep_alive.sent();
+            Some(Bytes::from(frame))
+        } else if this.inboxes.is_empty() {
+            None
+        } else {
+            ready!(idle(&mut this.keep_alive, &mut this.shutdown, cx))
         };
         this.done = chunk.is_none();
         Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
@@ -276,6 +423,7 @@ mod tests {
         let ready = ready_frame(&ReadyData {
             member_id: uuid::Uuid::nil(),
             last_event_id: 0,
+            keep_alive: 15.0,
         });
         let text = String::from_utf8(ready).unwrap();
         assert!(text.starts_with("event: ready\ndata: {"));

@@ -454,9 +454,15 @@ impl EventStream {
     pub async fn expect_ready(&mut self, member: &Joined, last_event_id: u64) {
         let ready = self.expect("ready").await;
         assert_eq!(
-            ready.data,
-            json!({"member_id": member.member_id, "last_event_id": last_event_id}),
-            "the ready event names the member and the resume point"
+            (&ready.data["member_id"], &ready.data["last_event_id"]),
+            (&json!(member.member_id), &json!(last_event_id)),
+            "the ready event names the member and the resume point: {ready:?}"
+        );
+        assert!(
+            ready.data["keep_alive"]
+                .as_f64()
+                .is_some_and(|secs| secs > 0.0),
+            "the ready event says the keep-alive interval: {ready:?}"
         );
         assert_eq!(ready.id, None, "ready carries no id: {ready:?}");
     }
@@ -511,6 +517,29 @@ impl RawLines {
                 Err(_) => panic!("no SSE line arrived within {DEADLINE:?}"),
                 Ok(None) => panic!("the SSE stream ended while a line was expected"),
                 Ok(Some(Err(error))) => panic!("the SSE stream failed: {error}"),
+                Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
+            }
+        }
+    }
+}
+
+impl RawLines {
+    /// Waits for the stream to end, passing over comment lines; panics on
+    /// any other line, or when it is still open after `DEADLINE`.
+    pub async fn expect_end(&mut self) {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                assert!(
+                    line.starts_with(b":"),
+                    "expected the stream to end, got {:?}",
+                    String::from_utf8_lossy(&line)
+                );
+                continue;
+            }
+            match tokio::time::timeout(DEADLINE, self.bytes.next()).await {
+                Err(_) => panic!("the SSE stream was still open after {DEADLINE:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return,
                 Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
             }
         }
@@ -713,7 +742,13 @@ impl TestApp {
 
     /// Opens the member's stream and reads it line by line.
     pub async fn open_raw_events(&self, member: &Joined) -> RawLines {
-        let response = tokio::time::timeout(DEADLINE, self.events_request(member, None).send())
+        self.open_raw_events_with(self.events_request(member, None))
+            .await
+    }
+
+    /// Opens a stream with a request of the test's making, read line by line.
+    pub async fn open_raw_events_with(&self, request: RequestBuilder) -> RawLines {
+        let response = tokio::time::timeout(DEADLINE, request.send())
             .await
             .unwrap_or_else(|_| panic!("the event stream answered no headers within {DEADLINE:?}"))
             .expect("the event stream request is sent");

@@ -3,7 +3,10 @@
 
 use serde_json::json;
 
-use crate::helpers::{RawLines, assert_rfc3339_utc, assert_same_member, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Joined, RawLines, TestApp, assert_problem, assert_rfc3339_utc, assert_same_member, send,
+    spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn events_answers_an_unbuffered_event_stream() {
@@ -41,7 +44,8 @@ async fn the_stream_opens_with_a_ready_event_without_an_id() {
     assert_eq!(ready.event, "ready", "the first event is ready: {ready:?}");
     assert_eq!(
         ready.data,
-        json!({"member_id": alice.member_id, "last_event_id": 0})
+        json!({"member_id": alice.member_id, "last_event_id": 0, "keep_alive": 15.0}),
+        "ready names the member, the resume point and the keep-alive interval"
     );
     assert_eq!(ready.id, None, "ready has no id: line");
 }
@@ -136,6 +140,70 @@ async fn the_stream_repeats_the_keep_alive_comment() {
             comments += 1;
         }
     }
+}
+
+/// Alice's stream with `?keep_alive=` and her bearer token.
+fn keep_alive_request(app: &TestApp, member: &Joined, secs: &str) -> reqwest::RequestBuilder {
+    app.client
+        .get(app.url(&format!("{}?keep_alive={secs}", member.events_url)))
+        .bearer_auth(&member.token)
+}
+
+#[tokio::test]
+async fn a_stream_may_ask_for_keep_alives_sooner_than_the_servers() {
+    let app = spawn_app_with(&["--keep-alive", "600"]).await;
+    let alice = app.join("lobby").await;
+
+    let request = keep_alive_request(&app, &alice, "1");
+    let mut lines = app.open_raw_events_with(request).await;
+
+    assert_eq!(lines.next_line().await, "event: ready");
+    let ready: serde_json::Value = serde_json::from_str(
+        lines
+            .next_line()
+            .await
+            .strip_prefix("data: ")
+            .expect("a data line"),
+    )
+    .expect("ready's data is JSON");
+    assert_eq!(ready["keep_alive"], json!(1.0));
+    // Within the helpers' deadline, so long before the server's 600 s.
+    while lines.next_line().await != ": keep-alive" {}
+}
+
+#[tokio::test]
+async fn a_keep_alive_asked_for_above_the_servers_is_the_servers() {
+    let app = spawn_app_with(&["--keep-alive", "2"]).await;
+    let alice = app.join("lobby").await;
+
+    let request = keep_alive_request(&app, &alice, "3600");
+    let mut events = app.open_events_with(request).await;
+
+    let ready = events.expect("ready").await;
+    assert_eq!(ready.data["keep_alive"], json!(2.0));
+}
+
+#[tokio::test]
+async fn a_keep_alive_of_zero_or_not_a_number_is_refused_and_opens_nothing() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let mut open = app.open_events(&alice, None).await;
+    open.expect_ready(&alice, 0).await;
+
+    for bad in ["0", "-1", "1.5", "soon"] {
+        let request = keep_alive_request(&app, &alice, bad);
+        let problem = assert_problem(send(request).await, 400, "invalid_request").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("keep_alive")),
+            "{bad}: {problem}"
+        );
+    }
+    // The refused requests did not replace the open stream.
+    let bob = app.join("lobby").await;
+    let joined = open.expect("member-joined").await;
+    assert_same_member(&joined.data["member"], &bob.member);
 }
 
 #[tokio::test]

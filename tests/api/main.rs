@@ -31,6 +31,7 @@ mod resume;
 mod rooms;
 mod running;
 mod service;
+mod shared_stream;
 mod shutdown;
 mod signals;
 mod soak;

@@ -7,13 +7,14 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BINARY = join(ROOT, 'target', 'debug', 'signalpost');
+/** The debug build unless told otherwise (bench/proxies runs the release build). */
+const BINARY = process.env.SIGNALPOST_BINARY ? resolve(ROOT, process.env.SIGNALPOST_BINARY) : join(ROOT, 'target', 'debug', 'signalpost');
 const ARTIFACTS = join(ROOT, 'tests', 'artifacts');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
@@ -115,16 +116,21 @@ export function browserTest(name, { serverArgs = [], timeout = 90_000 } = {}, bo
     const server = await startServer(serverArgs);
     const pages = [];
     const contexts = [];
-    const open = async (path = '/', { viewport = { width: 1000, height: 720 } } = {}) => {
-      const context = await (await sharedBrowser()).newContext({ viewport });
-      contexts.push(context);
-      await context.grantPermissions(['camera', 'microphone'], { origin: server.url });
+    // `base`: another origin in front of the server (a reverse proxy);
+    // `proxy`: a forward proxy for the context; `initScript`: runs in the
+    // page before its own scripts.
+    // `tabOf`: a page whose context (one browser profile) this one shares, as a new tab.
+    const open = async (path = '/', { viewport = { width: 1000, height: 720 }, base = server.url, proxy, initScript, tabOf } = {}) => {
+      const context = tabOf?.context() ?? await (await sharedBrowser()).newContext({ viewport, ...(proxy ? { proxy } : {}) });
+      if (!tabOf) contexts.push(context);
+      await context.grantPermissions(['camera', 'microphone'], { origin: base });
+      if (initScript) await context.addInitScript(initScript);
       const page = await context.newPage();
       const entry = { page, console: [] };
       page.on('console', (message) => entry.console.push(`[${message.type()}] ${message.text()}`));
       page.on('pageerror', (error) => entry.console.push(`[pageerror] ${error.stack ?? error}`));
       pages.push(entry);
-      await page.goto(server.url + path);
+      await page.goto(base + path);
       return page;
     };
     try {

@@ -197,6 +197,7 @@ async function setUp(options = {}, answer = joinAnswer()) {
     EventSource,
     setTimeout: clock.setTimeout,
     clearTimeout: clock.clearTimeout,
+    now: () => clock.now,
     ...options,
   });
   const events = [];
@@ -423,14 +424,16 @@ test('listeners see the members map already updated', async () => {
 test('auto falls back to long-poll when ready does not come within readyTimeout', async () => {
   const { server, clock, EventSource, session, events } = await setUp({ readyTimeout: 3000 });
   const source = EventSource.last;
+  const beside = await server.next('GET', /\/poll\?/);
   clock.tick(2999);
   assert.equal(session.transport, 'sse');
-  assert.equal(server.held.length, 0);
+  assert.equal(session.state, 'connecting');
   clock.tick(1);
   assert.equal(source.closed, true);
   assert.equal(session.transport, 'poll');
   assert.equal(session.state, 'polling');
   assert.deepEqual(events.at(-1), { type: 'statechange', detail: { state: 'polling', transport: 'poll' } });
+  assert.equal(beside.aborted, true);
   const poll = await server.next('GET', /\/poll\?/);
   assert.match(poll.url, /after=0&timeout=25$/);
   // Not for good: the stream is tried again a minute later.
@@ -481,6 +484,27 @@ test('a stream tried again while polling takes over once its ready comes, withou
   session.close();
 });
 
+test('a stream tried again while polling that lags behind the polls is given up', async () => {
+  const { server, clock, EventSource, session } = await fellBack();
+  // A minute of polls answered with nothing, none left to time out.
+  for (let i = 0; i < 6; i++) {
+    (await server.next('GET', /\/poll\?/)).respond({ body: { events: [] } });
+    await server.settle();
+    clock.tick(10_000);
+  }
+  const probe = EventSource.last;
+  assert.notEqual(probe.url.indexOf('last_event_id=2'), -1);
+  const polling = await server.next('GET', /\/poll\?/);
+  polling.respond({ body: { events: [{ id: 3, event: 'signal', data: signal(3) }] } });
+  await server.settle();
+  clock.tick(500);
+  assert.equal(probe.closed, true);
+  assert.equal(session.transport, 'poll');
+  probe.ready(2);
+  assert.equal(session.transport, 'poll', 'its late ready changes nothing');
+  session.close();
+});
+
 test('reconnecting while polling keeps the next try of the stream where it was', async () => {
   const { clock, EventSource, session } = await fellBack();
   session.reconnect();
@@ -513,21 +537,102 @@ test('a stream tried again that stays silent is closed, and tried later still, t
 
 test('auto falls back after three stream errors without a ready between', async () => {
   const { server, EventSource, session } = await setUp();
-  const source = EventSource.last;
-  source.ready();
-  source.emit('signal', signal(1), 1);
-  source.fail();
-  source.fail();
+  EventSource.last.ready();
+  EventSource.last.emit('signal', signal(1), 1);
+  // A live stream's cut is reopened at once: its first error…
+  EventSource.last.fail();
+  assert.equal(EventSource.instances.length, 2);
+  // …then the browser retries the new one by itself: the second.
+  EventSource.last.fail();
   assert.equal(session.state, 'reconnecting');
-  source.ready(1);
-  source.fail();
-  source.fail();
+  assert.equal(EventSource.instances.length, 2);
+  EventSource.last.ready(1);
+  EventSource.last.fail();
+  EventSource.last.fail();
   assert.equal(session.transport, 'sse', 'a ready resets the count');
+  const source = EventSource.last;
   source.fail();
   assert.equal(source.closed, true);
   assert.equal(session.transport, 'poll');
+  const poll = await server.next('GET', /\/poll\?after=1&timeout=25/);
+  assert.ok(poll, 'the poll resumes where the stream stopped');
+  session.close();
+});
+
+test('auto reads by poll beside a new stream, and stops the poll once the stream is ready', async () => {
+  const { server, EventSource, session, events } = await setUp();
+  const beside = await server.next('GET', /\/poll\?/);
+  assert.match(beside.url, /after=0&timeout=25$/);
+  beside.respond({ body: { events: [{ id: 1, event: 'signal', data: signal(1) }] } });
+  await server.settle();
+  assert.deepEqual(types(events), ['signal'], 'what the poll brings is dispatched before the stream is ready');
+  assert.equal(session.state, 'connecting', 'the poll beside does not make the session polling');
+  const next = await server.next('GET', /\/poll\?/);
+  assert.match(next.url, /after=1&/);
+  EventSource.last.ready();
+  assert.equal(next.aborted, true);
+  assert.equal(session.state, 'live');
+  // The stream started at 0: what the poll brought is not dispatched again.
+  EventSource.last.emit('signal', signal(1), 1);
+  EventSource.last.emit('signal', signal(2), 2);
+  assert.deepEqual(events.filter((e) => e.type === 'signal').map((e) => e.detail.payload.n), [1, 2]);
+  await server.settle();
+  assert.equal(server.held.filter((r) => !r.aborted).length, 0, 'no poll runs beside a live stream');
+  session.close();
+});
+
+test('a stream whose ready comes no sooner than half a second after the poll brought an event is given up for long-poll', async () => {
+  const { server, clock, EventSource, session } = await setUp({ readyTimeout: 4000 });
+  const stream = EventSource.last;
+  const beside = await server.next('GET', /\/poll\?/);
+  beside.respond({ body: { events: [{ id: 1, event: 'signal', data: signal(1) }] } });
+  await server.settle();
+  clock.tick(499);
+  assert.equal(session.transport, 'sse');
+  clock.tick(1);
+  assert.equal(stream.closed, true, 'a proxy holds the stream back: it is closed');
+  assert.equal(session.transport, 'poll');
+  assert.equal(session.state, 'polling');
   const poll = await server.next('GET', /\/poll\?/);
-  assert.match(poll.url, /after=1&/, 'the poll resumes where the stream stopped');
+  assert.match(poll.url, /after=1&/);
+  session.close();
+});
+
+test('a poll beside a stream that fails is dropped, the stream reading on; a 401 still closes', async () => {
+  const { server, EventSource, session } = await setUp();
+  const beside = await server.next('GET', /\/poll\?/);
+  beside.respond(NETWORK);
+  await server.settle();
+  assert.equal(session.state, 'connecting');
+  assert.equal(server.requests.filter((r) => r.url.includes('/poll')).length, 1, 'not retried');
+  EventSource.last.ready();
+  assert.equal(session.state, 'live');
+  session.close();
+
+  const second = await setUp();
+  (await second.server.next('GET', /\/poll\?/)).respond(problem(401, 'unauthorized'));
+  const { error } = await nextEvent(second.session, 'error');
+  assert.equal(error.code, 'unauthorized');
+  assert.equal(second.session.state, 'closed');
+});
+
+test('a live stream cut after some silence is reopened at once, asking for keep-alives inside it', async () => {
+  const { clock, EventSource, session } = await setUp();
+  EventSource.last.emit('ready', { member_id: ME, last_event_id: 0, keep_alive: 15 });
+  EventSource.last.emit('signal', signal(1), 1);
+  clock.tick(5200);
+  EventSource.last.fail();
+  assert.equal(EventSource.instances.length, 2, 'no wait for the browser\'s retry');
+  const url = new URL(EventSource.last.url, 'http://x');
+  assert.equal(url.searchParams.get('keep_alive'), '2');
+  assert.equal(url.searchParams.get('last_event_id'), '1');
+  EventSource.last.emit('ready', { member_id: ME, last_event_id: 1, keep_alive: 2 });
+  assert.equal(session.state, 'live');
+  // A cut after more silence than the server's keep-alive is not an idle
+  // limit (the comments were flowing): the interval stays.
+  clock.tick(20_000);
+  EventSource.last.fail();
+  assert.equal(new URL(EventSource.last.url, 'http://x').searchParams.get('keep_alive'), '2');
   session.close();
 });
 
@@ -982,12 +1087,14 @@ test('close() from a statechange listener during reconnect() opens no stream', a
 test('close() from a statechange listener when auto gives up on the stream starts no poll', async () => {
   const { server, EventSource, session } = await setUp();
   session.addEventListener('statechange', (e) => e.detail.state === 'polling' && session.close());
+  const beside = await server.next('GET', /\/poll\?/);
   EventSource.last.fail();
   EventSource.last.fail();
   EventSource.last.fail();
   await server.settle();
   assert.equal(session.state, 'closed');
-  assert.equal(server.requests.filter((r) => r.url.includes('/poll')).length, 0);
+  assert.equal(beside.aborted, true, 'the poll beside the stream is stopped too');
+  assert.equal(server.requests.filter((r) => r.url.includes('/poll')).length, 1, 'no poll after the one beside');
 });
 
 // The token goes into a stream URL only where the cookie cannot open it.

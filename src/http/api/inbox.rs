@@ -11,13 +11,15 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::domain::token::Token;
 use crate::http::AppState;
 use crate::http::api::{MemberParams, TAG_INBOX, written_json};
 use crate::http::auth::RecheckedCaller;
 use crate::http::error::{ApiError, Problem};
+use crate::http::extract::JsonBody;
 use crate::http::extract::{MemberPath, QueryParams};
 use crate::http::{poll, sse};
-use crate::model::{PollResponse, ReadyData};
+use crate::model::{PollResponse, ReadyData, RoomId, SharedStreamRequest};
 
 /// Longest long-poll wait, in seconds.
 const POLL_TIMEOUT_MAX: u64 = 60;
@@ -26,6 +28,7 @@ const POLL_TIMEOUT_DEFAULT: u64 = 25;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(stream_events))
+        .routes(routes!(stream_shared))
         .routes(routes!(poll_events))
 }
 
@@ -37,9 +40,33 @@ struct StreamQuery {
     /// The member token, where no `Authorization` header can be set (`EventSource`).
     #[allow(dead_code)]
     token: Option<String>,
+    /// Seconds between keep-alive comments on this stream, 1 up to the
+    /// server's `--keep-alive` (its `ready` says which): for a client whose
+    /// proxy cuts responses idle for less than that.
+    #[param(value_type = Option<u64>, minimum = 1)]
+    keep_alive: Option<KeepAlive>,
 }
 
-const STREAM_EXAMPLE: &str = "event: ready\ndata: {\"member_id\":\"6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b\",\"last_event_id\":0}\n\n\
+/// A stream's keep-alive interval asked for in whole seconds, checked while
+/// the query is parsed. A value above the server's own interval is no
+/// error: the server's interval is the most it sends, and a client that
+/// learnt its proxy's limit on another server need not know this one's.
+#[derive(Debug)]
+struct KeepAlive(u64);
+
+impl<'de> Deserialize<'de> for KeepAlive {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let secs = u64::deserialize(deserializer)?;
+        if secs == 0 {
+            return Err(serde::de::Error::custom(
+                "`keep_alive` is a whole number of seconds, 1 or more",
+            ));
+        }
+        Ok(Self(secs))
+    }
+}
+
+const STREAM_EXAMPLE: &str = "event: ready\ndata: {\"member_id\":\"6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b\",\"last_event_id\":0,\"keep_alive\":15.0}\n\n\
 id: 1\nevent: member-joined\ndata: {\"member\":{\"id\":\"0b7e…\",\"name\":\"bob\",\"user_id\":null,\"metadata\":{},\"joined_at\":\"2026-11-23T10:00:00.000Z\"}}\n\n\
 id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"offer\",\"payload\":{\"type\":\"offer\",\"sdp\":\"v=0…\"},\"sent_at\":\"2026-11-23T10:00:01.000Z\"}\n\n\
 : keep-alive\n\n";
@@ -59,7 +86,9 @@ id: 2\nevent: signal\ndata: {\"from\":\"0b7e…\",\"to\":\"6f1c…\",\"type\":\"
 /// 3.2's `itemSchema` would). Reconnect with `Last-Event-ID: N` (or `?last_event_id=N`) to get
 /// every held event after N, which also acknowledges every event up to N.
 /// An idle stream carries a `: keep-alive` comment every `--keep-alive`
-/// seconds. Opening a second stream for the member closes the first.
+/// seconds (its `ready` says how many), or every `keep_alive` seconds when
+/// the query asks for fewer: a client whose streams are cut after some
+/// seconds of silence asks for comments inside that limit. Opening a second stream for the member closes the first.
 #[utoipa::path(
     get,
     path = "/rooms/{room_id}/members/{member_id}/events",
@@ -114,16 +143,127 @@ async fn stream_events(
         .hub
         .open_stream(&me, header_id.or(query.last_event_id))
         .await?;
+    let keep_alive = match query.keep_alive {
+        Some(KeepAlive(secs)) => state.config.keep_alive.min(Duration::from_secs(secs)),
+        None => state.config.keep_alive,
+    };
     let first = sse::ready_frame(&ReadyData {
         member_id,
         last_event_id: subscription.cursor(),
+        keep_alive: keep_alive.as_secs_f64(),
     });
-    let body = sse::EventStream::new(
-        first,
-        subscription,
-        state.config.keep_alive,
-        state.shutdown.clone(),
-    );
+    let body = sse::EventStream::new(first, subscription, keep_alive, state.shutdown.clone());
+    Ok((stream_headers(), Body::new(body)).into_response())
+}
+
+/// Most inboxes one shared stream may read: a browser's tabs of one origin.
+const SHARED_INBOXES_MAX: usize = 32;
+
+const SHARED_STREAM_EXAMPLE: &str = "id: 6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b/0\nevent: ready\ndata: {\"member_id\":\"6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b\",\"last_event_id\":0,\"keep_alive\":15.0}\n\n\
+id: 0b7e5d2a-1c3f-4a6b-8d9e-2f4a6c8e0b1d/12\nevent: ready\ndata: {\"member_id\":\"0b7e5d2a-1c3f-4a6b-8d9e-2f4a6c8e0b1d\",\"last_event_id\":12,\"keep_alive\":15.0}\n\n\
+id: 6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b/1\nevent: signal\ndata: {\"from\":\"9a8b…\",\"to\":\"6f1c…\",\"type\":\"offer\",\"payload\":{\"type\":\"offer\",\"sdp\":\"v=0…\"},\"sent_at\":\"2026-11-23T10:00:01.000Z\"}\n\n\
+id: 0b7e5d2a-1c3f-4a6b-8d9e-2f4a6c8e0b1d/20\nevent: gap\ndata: {\"from\":13,\"to\":20}\n\n\
+: keep-alive\n\n";
+
+/// Read several members' inboxes on one stream.
+///
+/// For a browser whose tabs each hold a membership: over HTTP/1.1 it
+/// allows six connections per origin, and one stream per tab would take
+/// them all. The body names each inbox with its member's token and the id
+/// to resume after. The answer is one Server-Sent-Events stream carrying
+/// what each inbox's own stream would (`ready` first, then its backlog and
+/// live events, and `gap` where events are no longer held), every frame
+/// with `id: <member_id>/<place>`: the event's id, the gap's `to`, or the
+/// resume point of `ready`. To add or drop an inbox, open a new stream
+/// with the new list, each inbox resuming after the last place seen:
+/// opening an inbox here closes any other stream of it, as a second
+/// stream of one inbox does. An inbox whose member is gone carries its own
+/// `member-left` last, then drops out; the stream ends with its last
+/// inbox. The whole request is refused, opening nothing, when any inbox
+/// is: 401 when a token opens no member, 403 when it opens another
+/// member than the one named.
+#[utoipa::path(
+    post,
+    path = "/streams",
+    tag = TAG_INBOX,
+    request_body = SharedStreamRequest,
+    responses(
+        (status = 200, description = "The inboxes as one event stream", content_type = "text/event-stream", body = String,
+            headers(
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream"),
+            ),
+            example = json!(SHARED_STREAM_EXAMPLE)),
+        (status = 400, description = "`invalid_request`: no inbox, more than 32, one named twice, a room id or `keep_alive` out of its rules", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: a token that opens no member", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a token of another member than the one named", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`server_busy`: the server holds as many open streams as it may", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+    )
+)]
+async fn stream_shared(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<SharedStreamRequest>,
+) -> Result<Response, ApiError> {
+    if request.inboxes.is_empty() || request.inboxes.len() > SHARED_INBOXES_MAX {
+        return Err(ApiError::InvalidRequest(format!(
+            "`inboxes` lists 1 to {SHARED_INBOXES_MAX} inboxes"
+        )));
+    }
+    let keep_alive = match request.keep_alive {
+        Some(0) => {
+            return Err(ApiError::InvalidRequest(
+                "`keep_alive` is a whole number of seconds, 1 or more".into(),
+            ));
+        }
+        Some(secs) => state.config.keep_alive.min(Duration::from_secs(secs)),
+        None => state.config.keep_alive,
+    };
+    let mut wanted = Vec::with_capacity(request.inboxes.len());
+    for (at, inbox) in request.inboxes.iter().enumerate() {
+        let room = RoomId::parse(&inbox.room_id).map_err(|_| {
+            ApiError::InvalidRequest(format!("`inboxes[{at}].room_id` is not a room id"))
+        })?;
+        if wanted
+            .iter()
+            .any(|(_, member, _)| *member == inbox.member_id)
+        {
+            return Err(ApiError::InvalidRequest(format!(
+                "`inboxes[{at}]` names a member already listed"
+            )));
+        }
+        wanted.push((room, inbox.member_id, inbox.last_event_id));
+    }
+    // Every token is checked before any inbox is opened: opening one
+    // closes its other reader, and a refused request must change nothing.
+    let mut members = Vec::with_capacity(wanted.len());
+    for ((room, member_id, last_event_id), inbox) in wanted.into_iter().zip(&request.inboxes) {
+        let token = Token::parse(&inbox.token).ok_or(ApiError::Unauthorized)?;
+        let caller = state
+            .hub
+            .authenticate_recent(&token)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        let me = crate::http::auth::Caller::Member(caller).into_member(&room, member_id)?;
+        members.push((me, last_event_id));
+    }
+    let mut first = Vec::new();
+    let mut inboxes = Vec::with_capacity(members.len());
+    for (me, last_event_id) in members {
+        let subscription = state.hub.open_stream(&me, last_event_id).await?;
+        sse::write_shared_ready(
+            &mut first,
+            &ReadyData {
+                member_id: me.member,
+                last_event_id: subscription.cursor(),
+                keep_alive: keep_alive.as_secs_f64(),
+            },
+        );
+        inboxes.push((me.member, subscription));
+    }
+    let body = sse::SharedStream::new(first, inboxes, keep_alive, state.shutdown.clone());
     Ok((stream_headers(), Body::new(body)).into_response())
 }
 
