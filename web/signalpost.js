@@ -142,6 +142,14 @@ function sharingHelps() {
   return !/^(h2|h3)/.test(protocol);
 }
 
+/** Whether a session of these options reads through the shared worker. */
+function wantsSharing(options, baseUrl) {
+  return (options.shareConnection ?? sharingHelps())
+    && options.transport !== 'poll'
+    && typeof globalThis.SharedWorker === 'function'
+    && isPageOrigin(baseUrl);
+}
+
 /** This page's port to the shared worker, made on first use, and the sources open on it. */
 let sharedPort = null;
 const sharedSources = new Map();
@@ -266,6 +274,8 @@ export async function join(roomId, options = {}) {
   for (const key of ['name', 'metadata', 'capacity', 'password']) {
     if (options[key] !== undefined) body[key] = options[key];
   }
+  // A shared worker takes a moment to start: let it start during the join.
+  if (wantsSharing(options, baseUrl)) sharedWorkerPort();
   const answer = await call(env, 'POST', `${baseUrl}/rooms/${encodeURIComponent(roomId)}/join`, {
     body,
     token: options.grant,
@@ -344,9 +354,7 @@ export class Session extends EventTarget {
     this.#urls = { events: answer.events_url, poll: answer.poll_url };
     this.#streamNeedsToken = !isPageOrigin(options.baseUrl);
     this.#readyTimeout = options.readyTimeout ?? 4000;
-    this.#shared = (options.shareConnection ?? sharingHelps())
-      && typeof globalThis.SharedWorker === 'function'
-      && isPageOrigin(options.baseUrl);
+    this.#shared = wantsSharing(options, options.baseUrl);
     const wanted = options.transport ?? 'auto';
     this.#mayFallBack = wanted === 'auto';
     /** @type {string} */ this.roomId = answer.room_id;

@@ -80,7 +80,7 @@ async function ping(alice, bob) {
  * The call through `base` (a reverse proxy's origin) or `proxy` (a forward
  * proxy), then a ping after `idleMs` of silence. Asserts both figures.
  */
-async function callThrough(open, name, { base, proxy, idleMs, beforePing = async () => {} }) {
+async function callThrough(open, name, { base, proxy, idleMs, beforePing = async () => {}, recorded = true }) {
   const room = roomName(name.replace(/\W+/g, '-'));
   const options = { base, proxy, initScript: instrument };
   const alice = await open(`/?room=${room}`, options);
@@ -94,6 +94,8 @@ async function callThrough(open, name, { base, proxy, idleMs, beforePing = async
   const transport = await alice.evaluate(() => window.app.session.transport);
   const reconnects = await alice.evaluate(() => window.timing.reconnects);
   const figures = { path: name, connected_ms: connectedMs, idle_s: idleMs / 1000, delivery_ms: deliveryMs, transport, reconnects };
+  // Recorded before the limits are checked: a run that misses them still counts.
+  if (recorded) await record(figures);
   assert.ok(connectedMs <= CONNECT_MS, `${name}: connected ${connectedMs} ms after the joins`);
   assert.ok(deliveryMs <= DELIVERY_MS, `${name}: a signal after ${idleMs} ms of silence took ${deliveryMs} ms`);
   return { alice, bob, transport, reconnects, figures };
@@ -106,7 +108,6 @@ async function record(figures) {
 
 browserTest('direct: the call connects at once, on SSE', {}, async ({ server, open }) => {
   const { transport, figures } = await callThrough(open, 'direct', { base: server.url, idleMs: 2000 });
-  await record(figures);
   assert.equal(transport, 'sse');
 });
 
@@ -114,7 +115,6 @@ browserTest('through nginx that buffers and compresses: connected at once, by lo
   const nginx = await startBufferingNginx(server.url);
   try {
     const { transport, figures } = await callThrough(open, 'nginx buffering', { base: nginx.url, idleMs: 2000 });
-    await record(figures);
     assert.equal(transport, 'poll', 'the stream never proved itself');
   } finally {
     await nginx.stop();
@@ -125,7 +125,6 @@ browserTest('through mitmproxy, which holds whole bodies: connected at once, by 
   const mitm = await startMitmproxy(server.url);
   try {
     const { transport, figures } = await callThrough(open, 'mitmproxy', { base: mitm.url, idleMs: 2000 });
-    await record(figures);
     assert.equal(transport, 'poll');
   } finally {
     await mitm.stop();
@@ -138,7 +137,6 @@ browserTest('through squid as a forward proxy: connected at once, on SSE', {}, a
     // Chromium sends loopback requests past any proxy unless told not to.
     const proxy = { server: squid.url, bypass: '<-loopback>' };
     const { transport, figures } = await callThrough(open, 'squid', { base: server.url, proxy, idleMs: 2000 });
-    await record(figures);
     assert.equal(transport, 'sse');
   } finally {
     await squid.stop();
@@ -152,6 +150,7 @@ browserTest('through nginx that cuts idle responses: signals after idle still ar
     const { alice, bob, transport, reconnects, figures } = await callThrough(open, `nginx idle cut ${IDLE_CUT_SECS} s`, {
       base: nginx.url,
       idleMs: (IDLE_CUT_SECS + 1) * 1000,
+      recorded: false,
       beforePing: (page) => page.waitForFunction(() => window.timing.reconnects >= 1 && window.app.session.state === 'live', null, WAIT),
     });
     assert.equal(transport, 'sse');
