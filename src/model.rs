@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -466,8 +466,34 @@ pub struct SharedStreamRequest {
     pub inboxes: Vec<SharedInbox>,
     /// Seconds between keep-alive comments, as `keep_alive` of one
     /// inbox's stream: 1 or more; the server's `--keep-alive` at most.
-    #[schema(minimum = 1)]
-    pub keep_alive: Option<u64>,
+    #[schema(value_type = Option<u64>, minimum = 1)]
+    pub keep_alive: Option<KeepAlive>,
+}
+
+/// A stream's keep-alive interval asked for in whole seconds, checked while
+/// the query or body is parsed. A value above the server's own interval is
+/// no error: the server's interval is the most it sends, and a client that
+/// learnt its proxy's limit on another server need not know this one's.
+#[derive(Debug)]
+pub struct KeepAlive(u64);
+
+impl KeepAlive {
+    /// The interval a stream gets: the one asked for, the server's at most.
+    pub fn interval(asked: Option<Self>, server: Duration) -> Duration {
+        asked.map_or(server, |Self(secs)| server.min(Duration::from_secs(secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for KeepAlive {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let secs = u64::deserialize(deserializer)?;
+        if secs == 0 {
+            return Err(serde::de::Error::custom(
+                "`keep_alive` is a whole number of seconds, 1 or more",
+            ));
+        }
+        Ok(Self(secs))
+    }
 }
 
 /// One inbox of a `SharedStreamRequest`.

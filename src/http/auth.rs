@@ -53,6 +53,13 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// origin, and curl), else the member cookie that join set.
 pub struct Credentials(Option<String>);
 
+impl Credentials {
+    /// A token presented in a request's body rather than its head.
+    pub fn of(token: String) -> Self {
+        Self(Some(token))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Credentials {
     type Rejection = std::convert::Infallible;
 

@@ -116,11 +116,8 @@ fn write_items(frame: &mut Vec<u8>, batch: &Batch, shared: Option<&Uuid>) {
 /// subscription's async fn) a tenth of the instructions of every copy a
 /// broadcast delivers.
 pub struct EventStream {
-    first: Option<Bytes>,
     subscription: Subscription,
-    keep_alive: KeepAliveTimer,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    done: bool,
+    around: AroundEvents,
 }
 
 impl EventStream {
@@ -131,12 +128,153 @@ impl EventStream {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
-            first: Some(Bytes::from(first)),
             subscription,
+            around: AroundEvents::new(first, keep_alive, shutdown),
+        }
+    }
+}
+
+impl HttpBody for EventStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let subscription = &mut this.subscription;
+        this.around.poll_frame(cx, |cx| {
+            subscription.poll_next(cx).map(|batch| {
+                batch.map(|batch| {
+                    let mut frame = Vec::new();
+                    write_batch(&mut frame, &batch);
+                    frame
+                })
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.around.done
+    }
+}
+
+/// The body of a stream of several inboxes (`POST /streams`): `first`
+/// (each inbox's `ready` and backlog), then each inbox's live events as
+/// they arrive, framed by `write_shared_batch`, and a keep-alive comment
+/// whenever the whole stream idles for `keep_alive`. An inbox whose member
+/// is gone, or whose reader a newer one replaced, drops out after its last
+/// event; the stream ends when none is left, or the server shuts down.
+pub struct SharedStream {
+    inboxes: Vec<(Uuid, Subscription)>,
+    around: AroundEvents,
+}
+
+impl SharedStream {
+    pub fn new(
+        first: Vec<u8>,
+        inboxes: Vec<(Uuid, Subscription)>,
+        keep_alive: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inboxes,
+            around: AroundEvents::new(first, keep_alive, shutdown),
+        }
+    }
+}
+
+impl HttpBody for SharedStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let inboxes = &mut this.inboxes;
+        this.around.poll_frame(cx, |cx| {
+            // One batch of each inbox that has one, so a busy inbox cannot
+            // hold the others back.
+            let mut frame = Vec::new();
+            let mut at = 0;
+            while let Some((member, subscription)) = inboxes.get_mut(at) {
+                match subscription.poll_next(cx) {
+                    Poll::Ready(Some(batch)) => {
+                        write_shared_batch(&mut frame, member, &batch);
+                        at += 1;
+                    }
+                    Poll::Ready(None) => {
+                        inboxes.swap_remove(at);
+                    }
+                    Poll::Pending => at += 1,
+                }
+            }
+            if !frame.is_empty() {
+                Poll::Ready(Some(frame))
+            } else if inboxes.is_empty() {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.around.done
+    }
+}
+
+/// What every stream body writes around its inboxes' events: the first
+/// chunk, a keep-alive comment whenever it idles, and its end.
+struct AroundEvents {
+    first: Option<Bytes>,
+    keep_alive: KeepAliveTimer,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    done: bool,
+}
+
+impl AroundEvents {
+    fn new(first: Vec<u8>, keep_alive: Duration, shutdown: CancellationToken) -> Self {
+        Self {
+            first: Some(Bytes::from(first)),
             keep_alive: KeepAliveTimer::new(keep_alive),
             shutdown: Box::pin(shutdown.cancelled_owned()),
             done: false,
         }
+    }
+
+    /// The next chunk of the body. `events` polls the inboxes: a frame of
+    /// their events, `None` once none is left to read, or pending.
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        events: impl FnOnce(&mut Context<'_>) -> Poll<Option<Vec<u8>>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        // Events first, then the keep-alive, then shutdown: a stream ends
+        // only once what was there to read has been written.
+        let chunk = match events(cx) {
+            Poll::Ready(Some(frame)) => {
+                self.keep_alive.sent();
+                Some(Bytes::from(frame))
+            }
+            Poll::Ready(None) => None,
+            Poll::Pending => match self.keep_alive.poll(cx) {
+                Poll::Ready(comment) => Some(comment),
+                Poll::Pending if self.shutdown.as_mut().poll(cx).is_ready() => None,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        self.done = chunk.is_none();
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
     }
 }
 
@@ -180,135 +318,6 @@ impl KeepAliveTimer {
             self.timer.as_mut().reset(now + self.every);
             return Poll::Ready(Bytes::from_static(KEEP_ALIVE));
         }
-    }
-}
-
-impl HttpBody for EventStream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(Ok(Frame::data(first))));
-        }
-        // Events first, then the keep-alive, then shutdown: a stream ends
-        // only once what was there to read has been written.
-        let chunk = match this.subscription.poll_next(cx) {
-            Poll::Ready(Some(batch)) => {
-                let mut frame = Vec::new();
-                write_batch(&mut frame, &batch);
-                this.keep_alive.sent();
-                Some(Bytes::from(frame))
-            }
-            Poll::Ready(None) => None,
-            Poll::Pending => ready!(idle(&mut this.keep_alive, &mut this.shutdown, cx)),
-        };
-        this.done = chunk.is_none();
-        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
-    }
-}
-
-/// What an open stream with nothing to send writes: a keep-alive comment
-/// when one is due, or its end (`None`) once the server shuts down.
-fn idle(
-    keep_alive: &mut KeepAliveTimer,
-    shutdown: &mut Pin<Box<WaitForCancellationFutureOwned>>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Bytes>> {
-    match keep_alive.poll(cx) {
-        Poll::Ready(comment) => Poll::Ready(Some(comment)),
-        Poll::Pending if shutdown.as_mut().poll(cx).is_ready() => Poll::Ready(None),
-        Poll::Pending => Poll::Pending,
-    }
-}
-
-/// The body of a stream of several inboxes (`POST /streams`): `first`
-/// (each inbox's `ready` and backlog), then each inbox's live events as
-/// they arrive, framed by `write_shared_batch`, and a keep-alive comment
-/// whenever the whole stream idles for `keep_alive`. An inbox whose member
-/// is gone, or whose reader a newer one replaced, drops out after its last
-/// event; the stream ends when none is left, or the server shuts down.
-pub struct SharedStream {
-    first: Option<Bytes>,
-    inboxes: Vec<(Uuid, Subscription)>,
-    keep_alive: KeepAliveTimer,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    done: bool,
-}
-
-impl SharedStream {
-    pub fn new(
-        first: Vec<u8>,
-        inboxes: Vec<(Uuid, Subscription)>,
-        keep_alive: Duration,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self {
-            first: Some(Bytes::from(first)),
-            inboxes,
-            keep_alive: KeepAliveTimer::new(keep_alive),
-            shutdown: Box::pin(shutdown.cancelled_owned()),
-            done: false,
-        }
-    }
-}
-
-impl HttpBody for SharedStream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(Ok(Frame::data(first))));
-        }
-        // One batch of each inbox that has one, so a busy inbox cannot
-        // hold the others back.
-        let mut frame = Vec::new();
-        let mut at = 0;
-        while let Some((member, subscription)) = this.inboxes.get_mut(at) {
-            match subscription.poll_next(cx) {
-                Poll::Ready(Some(batch)) => {
-                    write_shared_batch(&mut frame, member, &batch);
-                    at += 1;
-                }
-                Poll::Ready(None) => {
-                    this.inboxes.swap_remove(at);
-                }
-                Poll::Pending => at += 1,
-            }
-        }
-        let chunk = if !frame.is_empty() {
-            this.keep_alive.sent();
-            Some(Bytes::from(frame))
-        } else if this.inboxes.is_empty() {
-            None
-        } else {
-            ready!(idle(&mut this.keep_alive, &mut this.shutdown, cx))
-        };
-        this.done = chunk.is_none();
-        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
     }
 }
 

@@ -11,15 +11,14 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::token::Token;
 use crate::http::AppState;
 use crate::http::api::{MemberParams, TAG_INBOX, written_json};
-use crate::http::auth::RecheckedCaller;
+use crate::http::auth::{Credentials, RecheckedCaller};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::JsonBody;
 use crate::http::extract::{MemberPath, QueryParams};
 use crate::http::{poll, sse};
-use crate::model::{PollResponse, ReadyData, RoomId, SharedStreamRequest};
+use crate::model::{KeepAlive, PollResponse, ReadyData, RoomId, SharedStreamRequest};
 
 /// Longest long-poll wait, in seconds.
 const POLL_TIMEOUT_MAX: u64 = 60;
@@ -45,25 +44,6 @@ struct StreamQuery {
     /// proxy cuts responses idle for less than that.
     #[param(value_type = Option<u64>, minimum = 1)]
     keep_alive: Option<KeepAlive>,
-}
-
-/// A stream's keep-alive interval asked for in whole seconds, checked while
-/// the query is parsed. A value above the server's own interval is no
-/// error: the server's interval is the most it sends, and a client that
-/// learnt its proxy's limit on another server need not know this one's.
-#[derive(Debug)]
-struct KeepAlive(u64);
-
-impl<'de> Deserialize<'de> for KeepAlive {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let secs = u64::deserialize(deserializer)?;
-        if secs == 0 {
-            return Err(serde::de::Error::custom(
-                "`keep_alive` is a whole number of seconds, 1 or more",
-            ));
-        }
-        Ok(Self(secs))
-    }
 }
 
 const STREAM_EXAMPLE: &str = "event: ready\ndata: {\"member_id\":\"6f1c2b0e-3a4d-4e5f-9a8b-7c6d5e4f3a2b\",\"last_event_id\":0,\"keep_alive\":15.0}\n\n\
@@ -143,10 +123,7 @@ async fn stream_events(
         .hub
         .open_stream(&me, header_id.or(query.last_event_id))
         .await?;
-    let keep_alive = match query.keep_alive {
-        Some(KeepAlive(secs)) => state.config.keep_alive.min(Duration::from_secs(secs)),
-        None => state.config.keep_alive,
-    };
+    let keep_alive = KeepAlive::interval(query.keep_alive, state.config.keep_alive);
     let first = sse::ready_frame(&ReadyData {
         member_id,
         last_event_id: subscription.cursor(),
@@ -205,49 +182,40 @@ id: 0b7e5d2a-1c3f-4a6b-8d9e-2f4a6c8e0b1d/20\nevent: gap\ndata: {\"from\":13,\"to
 )]
 async fn stream_shared(
     State(state): State<AppState>,
-    JsonBody(request): JsonBody<SharedStreamRequest>,
+    JsonBody(SharedStreamRequest {
+        inboxes,
+        keep_alive,
+    }): JsonBody<SharedStreamRequest>,
 ) -> Result<Response, ApiError> {
-    if request.inboxes.is_empty() || request.inboxes.len() > SHARED_INBOXES_MAX {
+    if inboxes.is_empty() || inboxes.len() > SHARED_INBOXES_MAX {
         return Err(ApiError::InvalidRequest(format!(
             "`inboxes` lists 1 to {SHARED_INBOXES_MAX} inboxes"
         )));
     }
-    let keep_alive = match request.keep_alive {
-        Some(0) => {
-            return Err(ApiError::InvalidRequest(
-                "`keep_alive` is a whole number of seconds, 1 or more".into(),
-            ));
-        }
-        Some(secs) => state.config.keep_alive.min(Duration::from_secs(secs)),
-        None => state.config.keep_alive,
-    };
-    let mut wanted = Vec::with_capacity(request.inboxes.len());
-    for (at, inbox) in request.inboxes.iter().enumerate() {
-        let room = RoomId::parse(&inbox.room_id).map_err(|_| {
+    let keep_alive = KeepAlive::interval(keep_alive, state.config.keep_alive);
+    let mut rooms = Vec::with_capacity(inboxes.len());
+    for (at, inbox) in inboxes.iter().enumerate() {
+        rooms.push(RoomId::parse(&inbox.room_id).map_err(|_| {
             ApiError::InvalidRequest(format!("`inboxes[{at}].room_id` is not a room id"))
-        })?;
-        if wanted
+        })?);
+        if inboxes[..at]
             .iter()
-            .any(|(_, member, _)| *member == inbox.member_id)
+            .any(|earlier| earlier.member_id == inbox.member_id)
         {
             return Err(ApiError::InvalidRequest(format!(
                 "`inboxes[{at}]` names a member already listed"
             )));
         }
-        wanted.push((room, inbox.member_id, inbox.last_event_id));
     }
     // Every token is checked before any inbox is opened: opening one
     // closes its other reader, and a refused request must change nothing.
-    let mut members = Vec::with_capacity(wanted.len());
-    for ((room, member_id, last_event_id), inbox) in wanted.into_iter().zip(&request.inboxes) {
-        let token = Token::parse(&inbox.token).ok_or(ApiError::Unauthorized)?;
-        let caller = state
-            .hub
-            .authenticate_recent(&token)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        let me = crate::http::auth::Caller::Member(caller).into_member(&room, member_id)?;
-        members.push((me, last_event_id));
+    let mut members = Vec::with_capacity(inboxes.len());
+    for (room, inbox) in rooms.into_iter().zip(inboxes) {
+        let caller = state.recent_caller(&Credentials::of(inbox.token)).await?;
+        members.push((
+            caller.into_member(&room, inbox.member_id)?,
+            inbox.last_event_id,
+        ));
     }
     let mut first = Vec::new();
     let mut inboxes = Vec::with_capacity(members.len());
