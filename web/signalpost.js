@@ -132,7 +132,7 @@ function isPageOrigin(baseUrl) {
  * this module is served from that origin, as a SharedWorker's script must be.
  */
 function sharingHelps() {
-  if (typeof globalThis.SharedWorker !== 'function' || !globalThis.location) return false;
+  if (!globalThis.location) return false;
   try {
     if (new URL(import.meta.url).origin !== globalThis.location.origin) return false;
   } catch {
@@ -503,8 +503,7 @@ export class Session extends EventTarget {
   #stopPollBeside() {
     if (!this.#pollBeside) return;
     this.#pollBeside = false;
-    this.#env.clearTimeout(this.#lagTimer);
-    this.#lagTimer = null;
+    this.#clearLag();
     const poll = this.#poll;
     this.#poll = null;
     poll?.abort();
@@ -573,8 +572,7 @@ export class Session extends EventTarget {
       if (this.#probe !== source) return;
       source.close();
       this.#probe = null;
-      this.#env.clearTimeout(this.#lagTimer);
-      this.#lagTimer = null;
+      this.#clearLag();
       this.#probeDelay = Math.min(PROBE_CAP_MS, this.#probeDelay * 2);
       this.#scheduleProbe();
     };
@@ -730,8 +728,9 @@ export class Session extends EventTarget {
 
   /**
    * The poll beside a new stream, or the polls beside a stream tried again,
-   * brought an event the stream should carry too. A stream that works shows its `ready` before that event, or just
-   * after; one a proxy holds back shows nothing, however long its timeout.
+   * brought an event the stream should carry too. A stream that works shows
+   * its `ready` before that event, or just after; one a proxy holds back
+   * shows nothing, however long its timeout.
    */
   #watchLag() {
     if (this.#lagTimer !== null) return;
@@ -739,8 +738,14 @@ export class Session extends EventTarget {
     this.#lagTimer = this.#env.setTimeout(() => {
       this.#lagTimer = null;
       if (this.#pollBeside) this.#fallBack();
+      // A try of the stream gives up on an error, as on this.
       else if (probe !== null && probe === this.#probe) probe.onerror?.();
     }, LAG_MS);
+  }
+
+  #clearLag() {
+    this.#env.clearTimeout(this.#lagTimer);
+    this.#lagTimer = null;
   }
 
   /** Ends the session when the member is gone, else retries later. */
@@ -884,8 +889,7 @@ export class Session extends EventTarget {
     this.#poll?.abort();
     this.#poll = null;
     this.#pollBeside = false;
-    this.#env.clearTimeout(this.#lagTimer);
-    this.#lagTimer = null;
+    this.#clearLag();
     this.#env.clearTimeout(this.#readyTimer);
     this.#env.clearTimeout(this.#retryTimer);
     this.#env.clearTimeout(this.#probeTimer);

@@ -504,6 +504,25 @@ pub struct RawLines {
 impl RawLines {
     /// The next line, without its line ending; panics when none comes within `DEADLINE`.
     pub async fn next_line(&mut self) -> String {
+        self.next_line_or_end()
+            .await
+            .expect("the SSE stream ended while a line was expected")
+    }
+
+    /// Waits for the stream to end, passing over comment lines; panics on
+    /// any other line, or when it is still open after `DEADLINE`.
+    pub async fn expect_end(&mut self) {
+        while let Some(line) = self.next_line_or_end().await {
+            assert!(
+                line.starts_with(':'),
+                "expected the stream to end, got {line:?}"
+            );
+        }
+    }
+
+    /// The next line, or `None` when the stream ends (cleanly or by a
+    /// closed connection); panics when neither comes within `DEADLINE`.
+    async fn next_line_or_end(&mut self) -> Option<String> {
         loop {
             if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
                 let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
@@ -511,35 +530,11 @@ impl RawLines {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
-                return String::from_utf8(line).expect("SSE lines are UTF-8");
+                return Some(String::from_utf8(line).expect("SSE lines are UTF-8"));
             }
             match tokio::time::timeout(DEADLINE, self.bytes.next()).await {
-                Err(_) => panic!("no SSE line arrived within {DEADLINE:?}"),
-                Ok(None) => panic!("the SSE stream ended while a line was expected"),
-                Ok(Some(Err(error))) => panic!("the SSE stream failed: {error}"),
-                Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
-            }
-        }
-    }
-}
-
-impl RawLines {
-    /// Waits for the stream to end, passing over comment lines; panics on
-    /// any other line, or when it is still open after `DEADLINE`.
-    pub async fn expect_end(&mut self) {
-        loop {
-            if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                assert!(
-                    line.starts_with(b":"),
-                    "expected the stream to end, got {:?}",
-                    String::from_utf8_lossy(&line)
-                );
-                continue;
-            }
-            match tokio::time::timeout(DEADLINE, self.bytes.next()).await {
-                Err(_) => panic!("the SSE stream was still open after {DEADLINE:?}"),
-                Ok(None) | Ok(Some(Err(_))) => return,
+                Err(_) => panic!("no SSE line nor the end arrived within {DEADLINE:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return None,
                 Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
             }
         }

@@ -7,8 +7,8 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,36 +30,16 @@ async function freePort() {
   return port;
 }
 
-/** Resolves once `port` accepts a connection, rejects when `child` exits or the time is up. */
-async function listening(port, child, what, logOf) {
-  const started = Date.now();
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before listening:\n${await logOf()}`);
-    }
-    const open = await new Promise((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => { socket.destroy(); resolve(true); });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() - started > START_MS) throw new Error(`${what} did not listen on ${port} within ${START_MS} ms:\n${await logOf()}`);
-    // Polling a port has no event to wait on; the deadline above bounds it.
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /**
- * Runs `command args` with `dir` as its scratch directory until `stop()`,
- * which signals the pid and waits for the exit.
+ * Runs `command args` with `dir` as its scratch directory, and resolves
+ * once its output shows `ready` (each tool says when it listens), to the
+ * proxy and `stop()`, which signals the pid, waits for the exit and
+ * removes `dir`. Rejects when it exits first or says nothing in time.
  */
-async function run(what, command, args, { dir, port, logFile }) {
+async function run(what, command, args, { dir, port, ready }) {
   if (!existsSync(command)) throw new Error(`${command} is missing: scripts/test installs it`);
   const child = spawn(command, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const logOf = async () => output + (logFile ? await readFile(logFile, 'utf8').catch(() => '') : '');
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -71,12 +51,28 @@ async function run(what, command, args, { dir, port, logFile }) {
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    await listening(port, child, what, logOf);
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what} did not say it listens within ${START_MS} ms:\n${output}`)), START_MS);
+      const read = (chunk) => {
+        // mitmproxy logs every request: keep the tail, for a failure's message.
+        output = (output + chunk).slice(-65_536);
+        if (ready.test(output)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout.on('data', read);
+      child.stderr.on('data', read);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`${what} exited (${code ?? signal}) before listening:\n${output}`));
+      });
+    });
   } catch (error) {
     await stop();
     throw error;
   }
-  return { url: `http://127.0.0.1:${port}`, port, stop, log: logOf };
+  return { url: `http://127.0.0.1:${port}`, port, stop, log: () => output };
 }
 
 /** A scratch directory every worker user may write (nginx's and squid's drop root). */
@@ -96,7 +92,7 @@ async function nginx(upstream, settings) {
   const config = `
 worker_processes 1;
 pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
+error_log stderr notice;
 daemon off;
 events { worker_connections 256; }
 http {
@@ -119,7 +115,8 @@ ${settings}
 }
 `;
   await writeFile(join(dir, 'nginx.conf'), config);
-  return run('nginx', NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf')], { dir, port, logFile: join(dir, 'error.log') });
+  // Its sockets are bound before it starts its workers.
+  return run('nginx', NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf')], { dir, port, ready: /start worker processes/ });
 }
 
 /**
@@ -160,7 +157,8 @@ coredump_dir ${dir}
 shutdown_lifetime 0 seconds
 `;
   await writeFile(join(dir, 'squid.conf'), config);
-  return run('squid', SQUID, ['-N', '-f', join(dir, 'squid.conf')], { dir, port, logFile: join(dir, 'cache.log') });
+  // `-d 1` copies its log's first level to stderr, where it says it listens.
+  return run('squid', SQUID, ['-N', '-d', '1', '-f', join(dir, 'squid.conf')], { dir, port, ready: /Accepting HTTP Socket connections/ });
 }
 
 /** mitmproxy as a reverse proxy to `upstream`; it holds every body until it is whole. */
@@ -173,6 +171,5 @@ export async function startMitmproxy(upstream) {
     '--listen-port', String(port),
     '--set', `confdir=${dir}`,
     '--set', 'keep_host_header=true',
-    '--quiet',
-  ], { dir, port });
+  ], { dir, port, ready: /listening at 127\.0\.0\.1:/ });
 }
