@@ -20,9 +20,22 @@ rust_server() { # peer, dir
     signalpost|signalpost-poll) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}") ;;
     signalpost-redis|signalpost-redis-x2|signalpost-redis-x3) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}" --redis-url "${redis_url:?start_redis first}") ;;
     signalpost-cluster-x3) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}" --redis-url "${redis_url:?start_redis_cluster first}" --redis-cluster) ;;
+    signalpost-tls|signalpost-h2) server=("$2/signalpost" --listen 127.0.0.1:0 "${signalpost_flags[@]}" --tls-cert "${tls_cert:?make_certificate first}" --tls-key "$tls_key") ;;
     floor) server=("$2/floor" --listen 127.0.0.1:0) ;;
+    floor-tls|floor-h2) server=("$2/floor" --listen 127.0.0.1:0 --tls-cert "${tls_cert:?make_certificate first}" --tls-key "$tls_key") ;;
     *) return 1 ;;
   esac
+}
+
+# A self-signed certificate for 127.0.0.1, made for this run, for the
+# peers reached over HTTPS: the server presents it and the generator trusts
+# it (`--ca`). Sets tls_cert and tls_key.
+make_certificate() { # folder
+  tls_cert=$1/cert.pem
+  tls_key=$1/key.pem
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$tls_key" -out "$tls_cert" 2>/dev/null
 }
 
 # Prints the address a server logged once it is listening. Fails when the

@@ -4,12 +4,18 @@
 // room, leave, and a `member-left` when a socket goes away.
 //
 //   node server.js [--port 0] [--host 127.0.0.1] [--capacity 10]
+//                  [--tls-cert PEM --tls-key PEM]
+//
+// With a certificate it serves HTTPS (and so `wss`) with Node's own TLS,
+// as a Node developer would put socket.io behind HTTPS.
 //
 // Prints `listening on HOST:PORT` once it accepts connections; with port 0
 // the system picks a free one, and the line names it.
 'use strict';
 
+const fs = require('node:fs');
 const http = require('node:http');
+const https = require('node:https');
 const { Server } = require('socket.io');
 
 function option(name, fallback) {
@@ -22,7 +28,11 @@ const port = Number(option('port', '0'));
 const defaultCapacity = Number(option('capacity', '10'));
 const maxCapacity = 50;
 
-const httpServer = http.createServer();
+const tlsCert = option('tls-cert', null);
+const tlsKey = option('tls-key', null);
+const httpServer = tlsCert && tlsKey
+  ? https.createServer({ cert: fs.readFileSync(tlsCert), key: fs.readFileSync(tlsKey) })
+  : http.createServer();
 // Both transports stay on: the benchmark drives websocket and long-polling
 // clients against this same process.
 const io = new Server(httpServer, { transports: ['polling', 'websocket'] });

@@ -19,12 +19,16 @@ fn color(peer: &str) -> &'static str {
     match peer {
         "signalpost" => "#1f6fb4",
         "signalpost-poll" => "#7fb2e0",
+        "signalpost-tls" => "#3d8fd6",
+        "signalpost-h2" => "#174f80",
         "signalpost-redis" => "#2a9d8f",
         "signalpost-redis-x2" => "#3fb8a8",
         "signalpost-redis-x3" => "#62cbbd",
         "signalpost-cluster-x3" => "#1d6f65",
         "floor" => "#7a7a7a",
+        "floor-tls" | "floor-h2" => "#a8a8a8",
         "sio-ws" => "#d0432b",
+        "sio-wss" => "#e87a5f",
         _ => "#f0a070",
     }
 }

@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 client over tokio's `TcpStream`: keep-alive connections
+//! A small HTTP/1.1 client over TCP or TLS (`tls::Conn`): keep-alive connections
 //! in a free list, one request at a time per connection (as a browser
 //! does, no pipelining), `Content-Length` and chunked bodies, and open
 //! streams read chunk by chunk.
@@ -13,7 +13,9 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::tls::{self, Conn};
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -22,7 +24,8 @@ const MAX_HEAD: usize = 64 * 1024;
 
 pub struct Client {
     addr: SocketAddr,
-    idle: Mutex<Vec<TcpStream>>,
+    tls: Option<TlsConnector>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 #[derive(Debug)]
@@ -110,7 +113,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>> {
 }
 
 /// Reads from `stream` into `buf` until a whole response head is there.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<(Head, usize)>> {
+async fn read_head(stream: &mut Conn, buf: &mut Vec<u8>) -> Result<Option<(Head, usize)>> {
     loop {
         if let Some(parsed) = parse_head(buf)? {
             return Ok(Some(parsed));
@@ -128,9 +131,11 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<(
 }
 
 impl Client {
-    pub fn new(addr: SocketAddr) -> Self {
+    /// `tls`: HTTPS, offering HTTP/1.1 only.
+    pub fn new(addr: SocketAddr, tls: Option<TlsConnector>) -> Self {
         Self {
             addr,
+            tls,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -139,13 +144,8 @@ impl Client {
         self.addr
     }
 
-    pub async fn connect(&self) -> Result<TcpStream> {
-        let stream = TcpStream::connect(self.addr)
-            .await
-            .with_context(|| format!("connecting to {}", self.addr))?;
-        // Small requests must leave at once, not wait for a delayed ACK.
-        stream.set_nodelay(true)?;
-        Ok(stream)
+    pub async fn connect(&self) -> Result<Conn> {
+        tls::connect(self.addr, self.tls.as_ref()).await
     }
 
     /// Sends `request` on an idle connection or a new one, and reads the answer.
@@ -164,8 +164,8 @@ impl Client {
 
     /// One request and its answer on `stream`; `None` if the connection
     /// turned out closed before the answer began (only then is a retry safe).
-    async fn exchange(&self, mut stream: TcpStream, request: &[u8]) -> Result<Option<Response>> {
-        if stream.write_all(request).await.is_err() {
+    async fn exchange(&self, mut stream: Conn, request: &[u8]) -> Result<Option<Response>> {
+        if write(&mut stream, request).await.is_err() {
             return Ok(None);
         }
         let mut buf = Vec::with_capacity(1024);
@@ -228,7 +228,7 @@ impl Client {
         let mut buf = Vec::with_capacity(READ_CHUNK);
         let mut opened = None;
         if let Some(mut stream) = reused
-            && stream.write_all(request).await.is_ok()
+            && write(&mut stream, request).await.is_ok()
             && let Some(head) = read_head(&mut stream, &mut buf).await?
         {
             opened = Some((stream, head));
@@ -239,7 +239,7 @@ impl Client {
                 // No idle connection, or one the server had closed.
                 buf.clear();
                 let mut stream = self.connect().await?;
-                stream.write_all(request).await?;
+                write(&mut stream, request).await?;
                 let head = read_head(&mut stream, &mut buf)
                     .await?
                     .context("the server closed the stream without answering")?;
@@ -271,6 +271,12 @@ impl Client {
             }
         }
     }
+}
+
+/// Writes a whole request; over TLS, flushed out of the TLS session too.
+async fn write(stream: &mut Conn, request: &[u8]) -> std::io::Result<()> {
+    stream.write_all(request).await?;
+    stream.flush().await
 }
 
 /// Undoes `Transfer-Encoding: chunked` across reads of any size.

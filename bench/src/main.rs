@@ -14,13 +14,16 @@
 //! - `report`, `chart`: medians, the markdown table, the SVG.
 
 mod chart;
+mod http;
 mod http1;
+mod http2;
 mod peer;
 mod procfs;
 mod recorder;
 mod report;
 mod scenario;
 mod socketio;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +36,7 @@ use clap::{Parser, Subcommand};
 use crate::peer::{Ctx, PeerKind};
 use crate::recorder::Recorder;
 use crate::scenario::{Run, Scenario, Sizes};
+use crate::tls::Transport;
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +72,10 @@ enum Command {
         /// (`signalpost-redis-x3` for three nodes of `signalpost-redis`).
         #[arg(long)]
         label: Option<String>,
+        /// The certificate the server presents, in PEM, trusted by the
+        /// generator: needed by the peers reached over TLS.
+        #[arg(long)]
+        ca: Option<PathBuf>,
         #[arg(long, value_enum)]
         scenario: Scenario,
         /// Which repetition this is, recorded in the run.
@@ -113,6 +121,7 @@ fn main() -> ExitCode {
             pid,
             backend_pid,
             label,
+            ca,
             scenario,
             repeat,
             smoke,
@@ -144,6 +153,7 @@ fn main() -> ExitCode {
                 peer,
                 &addr,
                 (&pid, &backend_pid),
+                ca.as_deref(),
                 scenario,
                 repeat,
                 &sizes,
@@ -193,6 +203,7 @@ async fn run_one(
     peer: PeerKind,
     addrs: &[SocketAddr],
     (pids, backend_pids): (&[u32], &[u32]),
+    ca: Option<&std::path::Path>,
     scenario: Scenario,
     repeat: u32,
     sizes: &Sizes,
@@ -204,12 +215,26 @@ async fn run_one(
         repeat,
         ..Run::default()
     };
-    let outcome = match procfs::Process::with_backend(pids, backend_pids) {
-        Ok(server) => {
-            let ctx = Arc::new(Ctx::new(peer, addrs, Arc::new(Recorder::new())));
+    let transport = match peer.tls() {
+        Some(h2) if ca.is_none() => Err(anyhow::anyhow!(
+            "{} is reached over TLS{}: give --ca",
+            peer.name(),
+            if h2 { " (HTTP/2)" } else { "" }
+        )),
+        Some(h2) => Transport::new(ca, h2),
+        None => Ok(Transport::Plain),
+    };
+    let outcome = match (procfs::Process::with_backend(pids, backend_pids), transport) {
+        (Ok(server), Ok(transport)) => {
+            let ctx = Arc::new(Ctx::new(
+                peer,
+                transport,
+                addrs,
+                Arc::new(Recorder::new()),
+            ));
             scenario::run(ctx, server, scenario, sizes, &mut run).await
         }
-        Err(error) => Err(error),
+        (Err(error), _) | (_, Err(error)) => Err(error),
     };
     run.wall_secs = started.elapsed().as_secs_f64();
     match outcome {

@@ -12,9 +12,10 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::http1;
+use crate::http;
 use crate::recorder::{Recorder, candidate_payload};
 use crate::socketio;
+use crate::tls::Transport;
 
 /// How long a join, a handshake or an inbox's first event may take before
 /// the member counts as failed.
@@ -43,10 +44,21 @@ pub enum PeerKind {
     /// signalpost keeping its state in a redis-server (`--redis-url`), one
     /// node: SSE inbox, as `signalpost`.
     SignalpostRedis,
+    /// signalpost over HTTPS, HTTP/1.1.
+    SignalpostTls,
+    /// signalpost over HTTPS, HTTP/2: each member's inbox and requests on
+    /// one connection of its own.
+    SignalpostH2,
     /// The minimal axum relay of `src/bin/floor.rs`.
     Floor,
+    /// The floor over HTTPS, HTTP/1.1.
+    FloorTls,
+    /// The floor over HTTPS, HTTP/2.
+    FloorH2,
     /// socket.io v4 over its websocket transport.
     SioWs,
+    /// socket.io v4 over its websocket transport on TLS (`wss`, Node's own TLS).
+    SioWss,
     /// socket.io v4 over its long-polling transport.
     SioPolling,
 }
@@ -57,9 +69,23 @@ impl PeerKind {
             Self::Signalpost => "signalpost",
             Self::SignalpostPoll => "signalpost-poll",
             Self::SignalpostRedis => "signalpost-redis",
+            Self::SignalpostTls => "signalpost-tls",
+            Self::SignalpostH2 => "signalpost-h2",
             Self::Floor => "floor",
+            Self::FloorTls => "floor-tls",
+            Self::FloorH2 => "floor-h2",
             Self::SioWs => "sio-ws",
+            Self::SioWss => "sio-wss",
             Self::SioPolling => "sio-polling",
+        }
+    }
+
+    /// Whether it is reached over TLS, and whether it speaks HTTP/2 there.
+    pub fn tls(self) -> Option<bool> {
+        match self {
+            Self::SignalpostTls | Self::FloorTls | Self::SioWss => Some(false),
+            Self::SignalpostH2 | Self::FloorH2 => Some(true),
+            _ => None,
         }
     }
 }
@@ -67,10 +93,11 @@ impl PeerKind {
 /// Everything a generator process shares with its members.
 pub struct Ctx {
     pub kind: PeerKind,
+    pub transport: Transport,
     /// The first node's connections, for the setup's own requests.
-    pub http: Arc<http1::Client>,
+    pub http: Arc<http::Client>,
     /// Every node's: members join through each in turn.
-    nodes: Vec<Arc<http1::Client>>,
+    nodes: Vec<Arc<http::Client>>,
     next_node: AtomicUsize,
     pub recorder: Arc<Recorder>,
     posts: Arc<Semaphore>,
@@ -88,7 +115,7 @@ pub struct Member {
     pub id: String,
     /// The connections its requests go on: its own, as a browser's would
     /// be, or the generator's shared pool where only setup uses them.
-    http: Arc<http1::Client>,
+    http: Arc<http::Client>,
     link: Link,
 }
 
@@ -121,13 +148,19 @@ pub enum Sent {
 
 impl Ctx {
     /// `addrs`: the nodes of the server, at least one.
-    pub fn new(kind: PeerKind, addrs: &[SocketAddr], recorder: Arc<Recorder>) -> Self {
-        let nodes: Vec<Arc<http1::Client>> = addrs
+    pub fn new(
+        kind: PeerKind,
+        transport: Transport,
+        addrs: &[SocketAddr],
+        recorder: Arc<Recorder>,
+    ) -> Self {
+        let nodes: Vec<Arc<http::Client>> = addrs
             .iter()
-            .map(|addr| Arc::new(http1::Client::new(*addr)))
+            .map(|addr| Arc::new(http::Client::new(*addr, &transport)))
             .collect();
         Self {
             kind,
+            transport,
             http: nodes[0].clone(),
             nodes,
             next_node: AtomicUsize::new(0),
@@ -155,15 +188,21 @@ impl Ctx {
         let node = &self.nodes[self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len()];
         let http = match connections {
             Connections::Shared => node.clone(),
-            Connections::OwnPerMember => Arc::new(http1::Client::new(node.addr())),
+            Connections::OwnPerMember => {
+                Arc::new(http::Client::new(node.addr(), &self.transport))
+            }
         };
         let joining = async {
             match self.kind {
-                PeerKind::Signalpost | PeerKind::SignalpostPoll | PeerKind::SignalpostRedis => {
-                    self.join_signalpost(http, room, capacity).await
+                PeerKind::Signalpost
+                | PeerKind::SignalpostPoll
+                | PeerKind::SignalpostRedis
+                | PeerKind::SignalpostTls
+                | PeerKind::SignalpostH2 => self.join_signalpost(http, room, capacity).await,
+                PeerKind::Floor | PeerKind::FloorTls | PeerKind::FloorH2 => {
+                    self.join_floor(http, room).await
                 }
-                PeerKind::Floor => self.join_floor(http, room).await,
-                PeerKind::SioWs => {
+                PeerKind::SioWs | PeerKind::SioWss => {
                     socketio::join_websocket(self, room, capacity)
                         .await
                         .map(|(id, out)| Member {
@@ -188,7 +227,7 @@ impl Ctx {
 
     async fn join_signalpost(
         &self,
-        http: Arc<http1::Client>,
+        http: Arc<http::Client>,
         room: &str,
         capacity: u32,
     ) -> Result<Member> {
@@ -235,7 +274,7 @@ impl Ctx {
         })
     }
 
-    async fn join_floor(&self, http: Arc<http1::Client>, room: &str) -> Result<Member> {
+    async fn join_floor(&self, http: Arc<http::Client>, room: &str) -> Result<Member> {
         #[derive(Deserialize)]
         struct Joined {
             member_id: u64,
@@ -256,55 +295,31 @@ impl Ctx {
         })
     }
 
-    /// The bytes of a request to this server.
-    pub fn request_bytes(
-        &self,
-        method: &str,
-        path: &str,
-        auth: Option<&str>,
-        body: Option<&str>,
-    ) -> Vec<u8> {
-        let mut headers = Vec::with_capacity(2);
-        if let Some(auth) = auth {
-            headers.push(("authorization", auth));
-        }
-        if body.is_some() {
-            headers.push(("content-type", "application/json"));
-        }
-        http1::request(
-            method,
-            path,
-            self.addr(),
-            &headers,
-            body.unwrap_or("").as_bytes(),
-        )
-    }
-
     /// One request on `http`'s connections, its whole answer read.
     pub async fn request(
         &self,
-        http: &http1::Client,
+        http: &http::Client,
         method: &str,
         path: &str,
         auth: Option<&str>,
         body: Option<&str>,
-    ) -> Result<http1::Response> {
-        http.send(&self.request_bytes(method, path, auth, body))
+    ) -> Result<http::Response> {
+        http.send(method, path, &headers(auth, body), body.unwrap_or("").as_bytes())
             .await
     }
 
     /// Opens an SSE inbox, starts its reader, and waits for `ready`.
     async fn open_sse(
         &self,
-        http: &Arc<http1::Client>,
+        http: &Arc<http::Client>,
         path: &str,
         auth: Option<&str>,
     ) -> Result<()> {
-        let request = self.request_bytes("GET", path, auth, None);
         start_reader(|ready| {
             read_sse(
                 http.clone(),
-                request,
+                path.to_owned(),
+                auth.map(str::to_owned),
                 self.recorder.clone(),
                 ready,
                 self.open_inboxes.clone(),
@@ -314,7 +329,7 @@ impl Ctx {
     }
 
     /// Starts a member's long-poll loop, and waits for its first answer.
-    async fn open_polls(&self, http: &Arc<http1::Client>, path: &str, auth: &str) -> Result<()> {
+    async fn open_polls(&self, http: &Arc<http::Client>, path: &str, auth: &str) -> Result<()> {
         start_reader(|ready| {
             read_polls(
                 http.clone(),
@@ -357,11 +372,11 @@ impl Ctx {
                 let Ok(permit) = self.posts.clone().try_acquire_owned() else {
                     return Sent::Shed;
                 };
-                let request = match link {
+                let (auth, body) = match link {
                     Link::Signalpost { auth } => {
                         let to = to.map_or_else(String::new, |to| format!("\"to\":\"{}\",", to.id));
                         let body = format!("{{{to}\"type\":\"candidate\",\"payload\":{payload}}}");
-                        self.request_bytes("POST", "/signals", Some(auth), Some(&body))
+                        (Some(auth.clone()), body)
                     }
                     _ => {
                         let to = to.map_or("null", |to| to.id.as_str());
@@ -369,14 +384,17 @@ impl Ctx {
                             "{{\"from\":{},\"to\":{to},\"type\":\"candidate\",\"payload\":{payload}}}",
                             from.id
                         );
-                        self.request_bytes("POST", "/signals", None, Some(&body))
+                        (None, body)
                     }
                 };
                 self.recorder.dispatched(copies);
                 let ctx = Arc::clone(self);
                 let http = from.http.clone();
                 tokio::spawn(async move {
-                    let outcome = http.send(&request).await;
+                    let headers = headers(auth.as_deref(), Some(&body));
+                    let outcome = http
+                        .send("POST", "/signals", &headers, body.as_bytes())
+                        .await;
                     drop(permit);
                     match outcome {
                         Ok(answer) if answer.status == 202 => {}
@@ -403,6 +421,18 @@ impl Ctx {
     }
 }
 
+/// The headers of a request to signalpost or the floor.
+fn headers<'a>(auth: Option<&'a str>, body: Option<&str>) -> Vec<(&'static str, &'a str)> {
+    let mut headers = Vec::with_capacity(2);
+    if let Some(auth) = auth {
+        headers.push(("authorization", auth));
+    }
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    headers
+}
+
 /// Runs an inbox reader of its own, and waits until it says the inbox
 /// flows (or why it does not).
 async fn start_reader<R: Future<Output = ()> + Send + 'static>(
@@ -419,8 +449,9 @@ async fn start_reader<R: Future<Output = ()> + Send + 'static>(
 /// Reads one SSE inbox until it ends: `ready` releases the join (and
 /// counts the inbox as open), every `data:` line goes to the recorder.
 async fn read_sse(
-    http: Arc<http1::Client>,
-    request: Vec<u8>,
+    http: Arc<http::Client>,
+    path: String,
+    auth: Option<String>,
     recorder: Arc<Recorder>,
     ready: oneshot::Sender<Result<(), String>>,
     open: Arc<AtomicUsize>,
@@ -429,7 +460,7 @@ async fn read_sse(
     let mut open_guard = None;
     let mut pending: Vec<u8> = Vec::new();
     let outcome = http
-        .stream(&request, |data| {
+        .stream(&path, &headers(auth.as_deref(), None), |data| {
             pending.extend_from_slice(data);
             let mut start = 0;
             while let Some(end) = memchr::memchr(b'\n', &pending[start..]) {
@@ -464,7 +495,7 @@ async fn read_sse(
 /// seen, as the API's clients do, and every event's data goes to the
 /// recorder.
 async fn read_polls(
-    http: Arc<http1::Client>,
+    http: Arc<http::Client>,
     path: String,
     auth: String,
     recorder: Arc<Recorder>,
@@ -490,14 +521,10 @@ async fn read_polls(
             (false, None) => format!("timeout={POLL_WAIT_SECS}"),
             (false, Some(id)) => format!("after={id}&timeout={POLL_WAIT_SECS}"),
         };
-        let request = http1::request(
-            "GET",
-            &format!("{path}?{query}"),
-            http.addr(),
-            &headers,
-            b"",
-        );
-        let answer = match http.send(&request).await {
+        let answer = match http
+            .send("GET", &format!("{path}?{query}"), &headers, b"")
+            .await
+        {
             Ok(answer) if answer.status == 200 => answer,
             Ok(answer) => break format!("a poll answered {}", answer.status),
             Err(error) => break format!("{error:#}"),

@@ -13,14 +13,19 @@ use crate::chart;
 use crate::scenario::{Run, Sizes, Window};
 
 /// The peers in the order of the table's columns.
-pub const PEERS: [(&str, &str); 9] = [
+pub const PEERS: [(&str, &str); 14] = [
     ("signalpost", "signalpost (SSE)"),
+    ("signalpost-tls", "signalpost HTTPS/1.1"),
+    ("signalpost-h2", "signalpost HTTPS/2"),
     ("signalpost-redis", "signalpost on Redis"),
     ("signalpost-redis-x2", "2 nodes on Redis"),
     ("signalpost-redis-x3", "3 nodes on Redis"),
     ("signalpost-cluster-x3", "3 nodes on a 3-primary Cluster"),
     ("floor", "floor (axum relay)"),
+    ("floor-tls", "floor HTTPS/1.1"),
+    ("floor-h2", "floor HTTPS/2"),
     ("sio-ws", "socket.io websocket"),
+    ("sio-wss", "socket.io wss"),
     ("signalpost-poll", "signalpost long-poll"),
     ("sio-polling", "socket.io polling"),
 ];

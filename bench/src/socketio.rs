@@ -20,9 +20,10 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::http1;
+use crate::http;
 use crate::peer::{Ctx, OpenGuard};
 use crate::recorder::Recorder;
+use crate::tls;
 
 /// The engine.io record separator between packets of one polling body.
 const SEPARATOR: char = '\x1e';
@@ -37,8 +38,11 @@ pub async fn join_websocket(
     room: &str,
     capacity: u32,
 ) -> Result<(String, mpsc::UnboundedSender<String>)> {
-    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", ctx.addr());
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+    let tls = ctx.transport.tls();
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{}/socket.io/?EIO=4&transport=websocket", ctx.addr());
+    let conn = tls::connect(ctx.addr(), tls).await?;
+    let (socket, _) = tokio_tungstenite::client_async_with_config(url, conn, None)
         .await
         .context("websocket handshake")?;
     let (mut sink, mut stream) = socket.split();
@@ -87,7 +91,7 @@ pub async fn join_websocket(
 /// socket id and the sender of the socket's outgoing packets.
 pub async fn join_polling(
     ctx: &Ctx,
-    http: &Arc<http1::Client>,
+    http: &Arc<http::Client>,
     room: &str,
     capacity: u32,
 ) -> Result<(String, mpsc::UnboundedSender<String>)> {
@@ -107,7 +111,6 @@ pub async fn join_polling(
     let (control_tx, control_rx) = mpsc::unbounded_channel();
 
     let http_post = http.clone();
-    let addr = ctx.addr();
     let post_path = path.clone();
     tokio::spawn(async move {
         while let Some(first) = out_rx.recv().await {
@@ -119,14 +122,11 @@ pub async fn join_polling(
                 batch.push(SEPARATOR);
                 batch.push_str(&packet);
             }
-            let request = http1::request(
-                "POST",
-                &post_path,
-                addr,
-                &[("content-type", "text/plain;charset=UTF-8")],
-                batch.as_bytes(),
-            );
-            match http_post.send(&request).await {
+            let headers = [("content-type", "text/plain;charset=UTF-8")];
+            match http_post
+                .send("POST", &post_path, &headers, batch.as_bytes())
+                .await
+            {
                 Ok(answer) if answer.status == 200 => {}
                 _ => return,
             }
@@ -137,13 +137,12 @@ pub async fn join_polling(
     let open = OpenGuard::new(ctx.open_inboxes.clone());
     let out = out_tx.clone();
     let http = http.clone();
-    let poll = http1::request("GET", &path, addr, &[], b"");
     tokio::spawn(async move {
         let _open = open;
         // Each turn is one long-poll; the server answers at least every
         // ping interval, and the generator's deadline ends the process.
         loop {
-            let body = match http.send(&poll).await {
+            let body = match http.send("GET", &path, &[], b"").await {
                 Ok(answer) if answer.status == 200 => answer.body,
                 _ => return,
             };

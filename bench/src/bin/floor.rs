@@ -5,7 +5,11 @@
 //! bounds, no history, no resume: whatever signalpost spends beyond this is
 //! the price of its rules.
 //!
-//! `floor [--listen 127.0.0.1:0]`; prints `listening on ADDR` when ready.
+//! `floor [--listen 127.0.0.1:0] [--tls-cert PEM --tls-key PEM]`; prints
+//! `listening on ADDR` when ready. With a certificate it speaks HTTPS,
+//! HTTP/2 or HTTP/1.1 by ALPN, as an axum application on rustls is
+//! commonly served: hyper's automatic builder at its defaults on each
+//! accepted TLS stream.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -116,10 +120,13 @@ async fn signal(State(floor): State<Shared>, body: Bytes) -> Response {
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut listen = String::from("127.0.0.1:0");
+    let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--listen", Some(addr)) => listen = addr,
-            _ => anyhow::bail!("usage: floor [--listen ADDR]"),
+            ("--tls-cert", Some(path)) => cert = Some(path),
+            ("--tls-key", Some(path)) => key = Some(path),
+            _ => anyhow::bail!("usage: floor [--listen ADDR] [--tls-cert PEM --tls-key PEM]"),
         }
     }
     let app = Router::new()
@@ -128,6 +135,11 @@ async fn main() -> anyhow::Result<()> {
         .route("/signals", post(signal))
         .with_state(Shared::default());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
+    if let (Some(cert), Some(key)) = (cert, key) {
+        let acceptor = tls_acceptor(&cert, &key)?;
+        println!("listening on {}", listener.local_addr()?);
+        return serve_tls(listener, acceptor, app).await;
+    }
     println!("listening on {}", listener.local_addr()?);
     // Without it a small SSE write waits for the client's delayed ACK.
     let listener = listener.tap_io(|socket| {
@@ -137,4 +149,43 @@ async fn main() -> anyhow::Result<()> {
     // streams would never finish by themselves anyway.
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+fn tls_acceptor(cert: &str, key: &str) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let (socket, _) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(socket).await else {
+                return;
+            };
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
