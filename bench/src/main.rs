@@ -226,12 +226,7 @@ async fn run_one(
     };
     let outcome = match (procfs::Process::with_backend(pids, backend_pids), transport) {
         (Ok(server), Ok(transport)) => {
-            let ctx = Arc::new(Ctx::new(
-                peer,
-                transport,
-                addrs,
-                Arc::new(Recorder::new()),
-            ));
+            let ctx = Arc::new(Ctx::new(peer, transport, addrs, Arc::new(Recorder::new())));
             scenario::run(ctx, server, scenario, sizes, &mut run).await
         }
         (Err(error), _) | (_, Err(error)) => Err(error),

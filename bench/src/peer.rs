@@ -186,11 +186,15 @@ impl Ctx {
     ) -> Result<Member> {
         // The next node's: members of one room join through different nodes.
         let node = &self.nodes[self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len()];
-        let http = match connections {
-            Connections::Shared => node.clone(),
-            Connections::OwnPerMember => {
-                Arc::new(http::Client::new(node.addr(), &self.transport))
-            }
+        // Over HTTP/2 every member has a connection of its own: one shared
+        // connection would hold at most the server's concurrent streams
+        // (hyper's 200), and a browser page with one member has one.
+        let own =
+            connections == Connections::OwnPerMember || matches!(self.transport, Transport::H2(_));
+        let http = if own {
+            Arc::new(http::Client::new(node.addr(), &self.transport))
+        } else {
+            node.clone()
         };
         let joining = async {
             match self.kind {
@@ -304,8 +308,13 @@ impl Ctx {
         auth: Option<&str>,
         body: Option<&str>,
     ) -> Result<http::Response> {
-        http.send(method, path, &headers(auth, body), body.unwrap_or("").as_bytes())
-            .await
+        http.send(
+            method,
+            path,
+            &headers(auth, body),
+            body.unwrap_or("").as_bytes(),
+        )
+        .await
     }
 
     /// Opens an SSE inbox, starts its reader, and waits for `ready`.

@@ -40,7 +40,10 @@ pub async fn join_websocket(
 ) -> Result<(String, mpsc::UnboundedSender<String>)> {
     let tls = ctx.transport.tls();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
-    let url = format!("{scheme}://{}/socket.io/?EIO=4&transport=websocket", ctx.addr());
+    let url = format!(
+        "{scheme}://{}/socket.io/?EIO=4&transport=websocket",
+        ctx.addr()
+    );
     let conn = tls::connect(ctx.addr(), tls).await?;
     let (socket, _) = tokio_tungstenite::client_async_with_config(url, conn, None)
         .await

@@ -1,6 +1,7 @@
-//! Connections hyper serves: TLS (HTTP/2 or HTTP/1.1 by ALPN), HTTP/2
-//! with prior knowledge, and the HTTP/1.1 that `http1` hands over. hyper
-//! gives such a connection no idle deadline of its own; `Activity` is it.
+//! Connections hyper serves: HTTP/2 (over TLS by ALPN, or with prior
+//! knowledge), and the HTTP/1.1 that `http1` hands over; and the TLS
+//! handshake before either. hyper gives such a connection no idle
+//! deadline of its own; `Activity` is it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,26 +25,28 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
+use super::http1::TlsSocket;
 use super::{App, ConnectionLimits, timed};
 
-/// Serves a TLS connection with hyper, HTTP/2 or HTTP/1.1 as ALPN chose,
-/// once the handshake is done within the header timeout.
-pub(super) async fn serve_tls(
+/// The TLS handshake, within the header timeout; `None` when it failed.
+pub(super) async fn handshake(
     socket: TcpStream,
     peer: SocketAddr,
-    app: impl App,
-    builder: &auto::Builder<TokioExecutor>,
-    shutdown: &CancellationToken,
     limits: &ConnectionLimits,
     acceptor: &TlsAcceptor,
-) {
+) -> Option<TlsSocket> {
     let handshake = acceptor.accept(timed(socket, limits));
-    let stream = match tokio::time::timeout(limits.header_timeout, handshake).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
-        Err(_) => return debug!(%peer, "TLS handshake too slow"),
-    };
-    serve_io(stream, peer, app, builder, shutdown, limits.header_timeout).await;
+    match tokio::time::timeout(limits.header_timeout, handshake).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            debug!(%error, %peer, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake too slow");
+            None
+        }
+    }
 }
 
 pub(super) async fn serve_io<IO>(

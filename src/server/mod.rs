@@ -3,8 +3,9 @@
 //! nothing of routes, state or problem+json.
 //!
 //! The accept loop here gives each accepted socket a task, served by
-//! `http1` while it speaks plain HTTP/1.1 and by hyper otherwise (`hyper_conn`:
-//! TLS, HTTP/2, the rest of HTTP/1.1), with what `axum::serve` does not
+//! `http1` while it speaks HTTP/1.1 (cleartext, or TLS whose ALPN chose
+//! it) and by hyper otherwise (`hyper_conn`: HTTP/2, the rest of
+//! HTTP/1.1), with what `axum::serve` does not
 //! offer: a bound on the request head and on the time to send it
 //! (slow-loris), a cutoff for clients that stop reading, `TCP_NODELAY`, the
 //! peer address for per-client limits, and a graceful shutdown with a hard
@@ -31,8 +32,8 @@ use tokio_util::task::TaskTracker;
 use tower::Service;
 use tracing::{debug, warn};
 
-use self::http1::{Ended, Rewind};
-use self::hyper_conn::{serve_io, serve_tls};
+use self::http1::{Ended, Rewind, TlsSocket};
+use self::hyper_conn::{handshake, serve_io};
 
 /// What the server serves: the application, as a service from a request to
 /// its answer that never fails (a failure is an answer too). Cloned for
@@ -137,11 +138,8 @@ pub async fn serve(
         let limits = Arc::clone(&limits);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            if let Some(acceptor) = &limits.tls {
-                Box::pin(serve_tls(
-                    socket, peer, app, &builder, &shutdown, &limits, acceptor,
-                ))
-                .await;
+            if limits.tls.is_some() {
+                Box::pin(serve_tls(socket, peer, app, &builder, &limits, &shutdown)).await;
                 return;
             }
             let mut app = app;
@@ -166,6 +164,44 @@ pub async fn serve(
     tokio::select! {
         () = connections.wait() => {}
         () = tokio::time::sleep(limits.grace) => warn!("connections still open after the shutdown grace; closing them"),
+    }
+}
+
+/// A TLS connection: HTTP/2 if ALPN chose it, hyper's; HTTP/1.1 as on
+/// cleartext, `http1`'s until it needs hyper. An idle member over HTTPS
+/// then costs what it costs in cleartext, and TLS's own state.
+async fn serve_tls(
+    socket: TcpStream,
+    peer: std::net::SocketAddr,
+    mut app: impl App,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: &ConnectionLimits,
+    shutdown: &CancellationToken,
+) {
+    let Some(acceptor) = &limits.tls else {
+        return;
+    };
+    let Some(stream) = Box::pin(handshake(socket, peer, limits, acceptor)).await else {
+        return;
+    };
+    let header_timeout = limits.header_timeout;
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Box::pin(serve_io(
+            stream,
+            peer,
+            app,
+            builder,
+            shutdown,
+            header_timeout,
+        ))
+        .await;
+        return;
+    }
+    let ended: Ended<TlsSocket> =
+        Box::pin(http1::serve(stream, peer, &mut app, limits, shutdown)).await;
+    if let Ended::Hyper(read, stream) = ended {
+        let io = Rewind::new(read, stream);
+        Box::pin(serve_io(io, peer, app, builder, shutdown, header_timeout)).await;
     }
 }
 

@@ -2,19 +2,26 @@
 //! keep-alive, pipelining, `Expect: 100-continue`, `Connection: close`,
 //! streams and polls on connections that carried other requests, and what
 //! the server's own path hands to hyper (chunked bodies, HTTP/1.0, `HEAD`,
-//! HTTP/2) answered the same.
+//! HTTP/2) answered the same; and the same over HTTPS, where ALPN chose
+//! HTTP/1.1.
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::helpers::{DEADLINE, Joined, ServerProcess, TestApp, spawn_app, spawn_app_with};
 use crate::metrics::wait_for_sample;
+use crate::tls::{TestCertificate, connect_tls, spawn_https};
+
+/// A connection, cleartext or TLS.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
 
 /// An HTTP/1.1 response read off a raw connection: status, headers, and the
 /// body with the chunked framing undone, as far as it has arrived.
 struct RawStream {
-    socket: TcpStream,
+    socket: Box<dyn Connection>,
     buffer: Vec<u8>,
     /// Event-stream text taken out of chunks, not yet read as events.
     events: String,
@@ -25,6 +32,17 @@ impl RawStream {
         let socket = TcpStream::connect(app.addr)
             .await
             .expect("the server accepts connections");
+        RawStream::over(Box::new(socket))
+    }
+
+    /// Over TLS, where ALPN chose HTTP/1.1.
+    async fn connect_tls(app: &TestApp, connector: &TlsConnector) -> RawStream {
+        let tls = connect_tls(app, connector).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        RawStream::over(Box::new(tls))
+    }
+
+    fn over(socket: Box<dyn Connection>) -> RawStream {
         RawStream {
             socket,
             buffer: Vec::new(),
@@ -37,6 +55,8 @@ impl RawStream {
             .write_all(request.as_bytes())
             .await
             .expect("the request is written");
+        // TLS may hold the last record back until told.
+        self.socket.flush().await.expect("the request is sent");
     }
 
     /// Sends `request` in two writes, split at `at`. The yield between
@@ -213,6 +233,15 @@ impl RawStream {
         assert_eq!(header(&headers, "transfer-encoding"), Some("chunked"));
         let ready = self.expect_event("ready").await;
         assert_eq!(ready["member_id"], json!(member.member_id));
+    }
+
+    /// `GET /metrics`, whole.
+    async fn metrics(&mut self) -> String {
+        self.send("GET /metrics HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
+            .await;
+        let (status, headers) = self.head().await;
+        assert_eq!(status, 200, "{headers:?}");
+        String::from_utf8(self.body(&headers).await).expect("metrics are text")
     }
 
     /// Whether the server closes the connection with nothing more to say.
@@ -579,4 +608,178 @@ async fn a_head_that_arrives_in_pieces_is_still_served() {
         .send_in_two(&stream_request(&alice, &alice.token), 20)
         .await;
     stream.expect_stream_of(&alice).await;
+}
+
+/// `POST /signals` from `from` to `to`.
+fn signal_request(from: &Joined, to: &Joined, payload: &Value) -> String {
+    let body = json!({"to": to.member_id, "type": "offer", "payload": payload}).to_string();
+    format!(
+        "POST /signals HTTP/1.1\r\nHost: signalpost.test\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{body}",
+        from.token,
+        body.len()
+    )
+}
+
+/// Over HTTPS the own path serves HTTP/1.1 as in cleartext: a join, then
+/// the member's stream on the same connection, and signals sent on another
+/// kept-alive connection, each arriving on the stream as it is sent (TLS
+/// holds nothing back).
+#[tokio::test]
+async fn over_https_a_join_a_stream_and_signals_on_kept_connections() {
+    let (app, connector, _certificate) = spawn_https(&[], b"http/1.1").await;
+    let mut alice_connection = RawStream::connect_tls(&app, &connector).await;
+    alice_connection
+        .send(&join_request("secure", r#"{"name": "alice"}"#))
+        .await;
+    let alice = alice_connection.expect_joined().await;
+    alice_connection
+        .send(&stream_request(&alice, &alice.token))
+        .await;
+    alice_connection.expect_stream_of(&alice).await;
+
+    let mut bob_connection = RawStream::connect_tls(&app, &connector).await;
+    bob_connection.send(&join_request("secure", "{}")).await;
+    let bob = bob_connection.expect_joined().await;
+    alice_connection.expect_event("member-joined").await;
+    for n in 0..3 {
+        bob_connection
+            .send(&signal_request(&bob, &alice, &json!({ "n": n })))
+            .await;
+        let (status, _, body) = bob_connection.json_answer().await;
+        assert_eq!(status, 202, "{body}");
+        let signal = alice_connection.expect_event("signal").await;
+        assert_eq!(signal["payload"], json!({ "n": n }));
+    }
+}
+
+/// Requests sent together are answered in order, and an answer of many
+/// TLS records (the OpenAPI document) arrives whole.
+#[tokio::test]
+async fn over_https_pipelined_requests_and_a_large_answer_arrive_whole() {
+    let (app, connector, _certificate) = spawn_https(&[], b"http/1.1").await;
+    let mut stream = RawStream::connect_tls(&app, &connector).await;
+    stream
+        .send(&format!(
+            "{}GET /openapi.json HTTP/1.1\r\nHost: signalpost.test\r\n\r\n{}",
+            join_request("piped", r#"{"name": "first"}"#),
+            join_request("piped", r#"{"name": "second"}"#),
+        ))
+        .await;
+    assert_eq!(stream.expect_joined().await.member["name"], json!("first"));
+    let (status, _, document) = stream.json_answer().await;
+    assert_eq!(status, 200);
+    assert!(document["paths"]["/signals"].is_object(), "{document}");
+    let second = stream.expect_joined().await;
+    assert_eq!(second.member["name"], json!("second"));
+}
+
+/// What the own path hands to hyper over TLS (a chunked body, HTTP/1.0)
+/// is answered on the same connection, with the bytes already read.
+#[tokio::test]
+async fn over_https_a_chunked_body_and_http_1_0_go_to_hyper_on_the_same_connection() {
+    let (app, connector, _certificate) = spawn_https(&[], b"http/1.1").await;
+    let mut stream = RawStream::connect_tls(&app, &connector).await;
+    let body = r#"{"name": "chunky"}"#;
+    let chunks = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    stream
+        .send(&(join_head("chunked", "Transfer-Encoding: chunked\r\n") + &chunks))
+        .await;
+    assert_eq!(stream.expect_joined().await.member["name"], json!("chunky"));
+    stream
+        .send("GET /healthz HTTP/1.0\r\nHost: signalpost.test\r\n\r\n")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200, "{headers:?}");
+}
+
+/// A poll waiting over TLS notices its client go, though TLS's bytes
+/// cannot be peeked at: the place it held is free again.
+#[tokio::test]
+async fn over_https_a_client_that_leaves_a_waiting_poll_gives_its_place_back() {
+    // A process of its own: its poll gauge moves for this test alone.
+    let certificate = TestCertificate::new();
+    let mut flags = vec!["--max-streams", "1"];
+    flags.extend_from_slice(&certificate.flags());
+    let server = ServerProcess::start(&flags, &[]).await;
+    let app = TestApp::at(server.addr);
+    let connector = certificate.connector(b"http/1.1");
+    let mut stream = RawStream::connect_tls(&app, &connector).await;
+    stream.send(&join_request("lean", "{}")).await;
+    let alice = stream.expect_joined().await;
+    let mut bob_connection = RawStream::connect_tls(&app, &connector).await;
+    bob_connection.send(&join_request("lean", "{}")).await;
+    let bob = bob_connection.expect_joined().await;
+    let last = stream.last_event_id(&alice).await;
+    stream
+        .send(&poll_request(&alice, &format!("after={last}&timeout=60")))
+        .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let polls = "signalpost_open_streams{transport=\"poll\"} 1\n";
+    while !bob_connection.metrics().await.contains(polls) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the poll is not counted open within {DEADLINE:?}"
+        );
+    }
+
+    // Closed as a browser closes: close_notify, then the socket.
+    drop(stream);
+    loop {
+        bob_connection.send(&stream_request(&bob, &bob.token)).await;
+        let (status, headers) = bob_connection.head().await;
+        if status == 200 {
+            break;
+        }
+        bob_connection.body(&headers).await;
+        assert!(
+            tokio::time::Instant::now() < deadline + DEADLINE,
+            "no stream place came free within {DEADLINE:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Events of many TLS records each, read late through a small window,
+/// arrive whole and in order.
+#[tokio::test]
+async fn over_https_large_events_read_late_arrive_whole_to_the_last() {
+    let (app, connector, _certificate) = spawn_https(&[], b"http/1.1").await;
+    let mut joining = RawStream::connect_tls(&app, &connector).await;
+    joining.send(&join_request("window", "{}")).await;
+    let alice = joining.expect_joined().await;
+    joining.send(&join_request("window", "{}")).await;
+    let bob = joining.expect_joined().await;
+
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let tcp = socket.connect(app.addr).await.expect("the server accepts");
+    let tls = connector
+        .connect(
+            tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("a name"),
+            tcp,
+        )
+        .await
+        .expect("the TLS handshake succeeds");
+    let mut stream = RawStream::over(Box::new(tls));
+    stream.send(&stream_request(&alice, &alice.token)).await;
+    stream.expect_stream_of(&alice).await;
+
+    // Just under the payload limit of 64 KiB, more than the socket's
+    // buffers take while the client does not read.
+    let filler = "x".repeat(60 * 1024);
+    for n in 0..8 {
+        joining
+            .send(&signal_request(
+                &bob,
+                &alice,
+                &json!({ "n": n, "filler": filler }),
+            ))
+            .await;
+        let (status, _, body) = joining.json_answer().await;
+        assert_eq!(status, 202, "{body}");
+    }
+    for n in 0..8 {
+        let signal = stream.expect_event("signal").await;
+        assert_eq!(signal["payload"]["n"], json!(n));
+    }
 }

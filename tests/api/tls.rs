@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use crate::helpers::{DEADLINE, spawn_app_with};
+use crate::helpers::{DEADLINE, TestApp, spawn_app_with};
 
 const INBOXES: usize = 20;
 
@@ -94,31 +94,91 @@ async fn join_and_stream(
     (cookie, stream)
 }
 
-#[tokio::test]
-async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
-    let dir = std::env::temp_dir().join(format!("signalpost-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
-    let (certified, cert, key) = certificate(&dir);
-    let app = spawn_app_with(&["--tls-cert", &cert, "--tls-key", &key]).await;
+/// A self-signed certificate for `localhost`, in PEM files that live as
+/// long as it does.
+pub struct TestCertificate {
+    certified: rcgen::CertifiedKey<rcgen::KeyPair>,
+    dir: std::path::PathBuf,
+    pub cert: String,
+    pub key: String,
+}
 
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(certified.cert.der().clone())
-        .expect("the test's certificate is a root");
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS 1.2 and 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+impl TestCertificate {
+    pub fn new() -> TestCertificate {
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "signalpost-tls-{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let (certified, cert, key) = certificate(&dir);
+        TestCertificate {
+            certified,
+            dir,
+            cert,
+            key,
+        }
+    }
+
+    /// The server flags that present it.
+    pub fn flags(&self) -> [&str; 4] {
+        ["--tls-cert", &self.cert, "--tls-key", &self.key]
+    }
+
+    /// A connector that trusts it and offers `alpn`.
+    pub fn connector(&self, alpn: &[u8]) -> TlsConnector {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(self.certified.cert.der().clone())
+            .expect("the test's certificate is a root");
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+impl Drop for TestCertificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A server speaking HTTPS with a certificate made for the test, started
+/// with `args` besides; a connector that trusts it and offers `alpn`; and
+/// the certificate, whose files must outlive the server's start.
+pub async fn spawn_https(args: &[&str], alpn: &[u8]) -> (TestApp, TlsConnector, TestCertificate) {
+    let certificate = TestCertificate::new();
+    let mut all = certificate.flags().to_vec();
+    all.extend_from_slice(args);
+    let app = spawn_app_with(&all).await;
+    let connector = certificate.connector(alpn);
+    (app, connector, certificate)
+}
+
+/// A TLS connection to `app`, through `connector`.
+pub async fn connect_tls(
+    app: &TestApp,
+    connector: &TlsConnector,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("the server accepts");
-    let tls = TlsConnector::from(Arc::new(config))
+    connector
         .connect(ServerName::try_from("localhost").expect("a name"), tcp)
         .await
-        .expect("the TLS handshake succeeds with the test's root");
+        .expect("the TLS handshake succeeds with the test's root")
+}
+
+#[tokio::test]
+async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
+    let (app, connector, _certificate) = spawn_https(&[], b"h2").await;
+    let tls = connect_tls(&app, &connector).await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(&b"h2"[..]),
@@ -152,7 +212,6 @@ async fn an_http2_client_holds_twenty_inboxes_on_one_tls_connection() {
         }
     }
     assert_eq!(streams.len(), INBOXES);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -25,6 +25,7 @@
 
 mod read;
 mod rewind;
+mod socket;
 mod stream;
 mod write;
 
@@ -34,35 +35,35 @@ use std::pin::Pin;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use self::read::read_request;
 pub use self::rewind::Rewind;
+pub use self::socket::{Socket, TlsSocket};
 use self::stream::StreamBody;
 use self::write::answer;
 use super::{App, ConnectionLimits};
 
 /// How a connection served here ended.
-pub enum Ended {
+pub enum Ended<S> {
     /// It is closed, or the client went away.
     Closed,
     /// It needs hyper from here on: the socket, with what was read from it
     /// and not used.
-    Hyper(Bytes, TcpStream),
+    Hyper(Bytes, S),
 }
 
 /// Serves requests on `socket` until it closes, a stream takes it over, or
 /// a request needs hyper.
-pub async fn serve(
-    mut socket: TcpStream,
+pub async fn serve<S: Socket>(
+    mut socket: S,
     peer: SocketAddr,
     app: &mut impl App,
     limits: &ConnectionLimits,
     shutdown: &CancellationToken,
-) -> Ended {
+) -> Ended<S> {
     let mut read = BytesMut::new();
     // Boxed, once for all the connection's requests, and gone before a
     // stream starts: what this future holds lives as long as the member's
@@ -82,8 +83,9 @@ pub async fn serve(
         // The loop above ends on anything but `KeepAlive`.
         Next::KeepAlive | Next::Gone => return Ended::Closed,
         Next::Close => {
-            // A shutdown of a TCP socket does not wait.
-            let _ = socket.shutdown().await;
+            // A shutdown of a TCP socket does not wait; TLS's close_notify
+            // waits no longer than a write may.
+            let _ = tokio::time::timeout(limits.write_timeout, socket.shutdown()).await;
             return Ended::Closed;
         }
         Next::Hyper => return Ended::Hyper(read.freeze(), socket),
@@ -109,8 +111,8 @@ enum Next {
 }
 
 /// Reads one request, answers it, and says what comes next.
-async fn exchange(
-    socket: &mut TcpStream,
+async fn exchange<S: Socket>(
+    socket: &mut S,
     read: &mut BytesMut,
     peer: SocketAddr,
     app: &mut impl App,
@@ -139,7 +141,7 @@ async fn exchange(
             Err(never) => match never {},
         },
         // A poll may wait for a minute; the client may not.
-        () = closed(socket) => return Next::Gone,
+        () = socket.closed(read) => return Next::Gone,
     };
     answer(
         socket,
@@ -148,17 +150,6 @@ async fn exchange(
         limits.write_timeout,
     )
     .await
-}
-
-/// Ready when the client has closed its side of the connection. Bytes
-/// waiting to be read are the next request, sent early: the connection is
-/// then not watched until it is read.
-async fn closed(socket: &TcpStream) {
-    let mut probe = [0; 1];
-    match socket.peek(&mut probe).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
-    }
 }
 
 /// Why no request was read.

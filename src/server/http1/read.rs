@@ -16,20 +16,16 @@ use axum::http::{Method, Request, Uri};
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use super::socket::{READ_SIZE, Socket};
 use super::write::{answer, send};
 use super::{Next, NotRead};
 use crate::server::{ConnectionLimits, Unreadable};
 
 /// The most header lines a request may have, as in hyper.
 const MAX_HEADERS: usize = 100;
-
-/// What a read asks the socket for at least. Heads and bodies are mostly
-/// well under it, so one read takes a whole request.
-const READ_SIZE: usize = 4096;
 
 /// Finds the blank line that ends a head. Built once: building the
 /// searcher cost more than a search.
@@ -43,8 +39,8 @@ static BARE_BLANK_LINE: LazyLock<memmem::Finder<'static>> =
 
 /// Reads the next request's head, and its body if it has one: the request,
 /// and whether the client asked to close the connection after it.
-pub(super) async fn read_request(
-    socket: &mut TcpStream,
+pub(super) async fn read_request<S: Socket>(
+    socket: &mut S,
     read: &mut BytesMut,
     peer: SocketAddr,
     limits: &ConnectionLimits,
@@ -132,7 +128,7 @@ pub(super) async fn read_request(
 /// Says 408, as hyper does, when a request begun was not finished by
 /// `deadline` (rather than cut off by the client); the connection closes
 /// after it either way.
-async fn too_slow(socket: &mut TcpStream, deadline: Instant, limits: &ConnectionLimits) {
+async fn too_slow(socket: &mut impl Socket, deadline: Instant, limits: &ConnectionLimits) {
     if Instant::now() >= deadline {
         refuse(socket, Unreadable::TooSlow, limits).await;
     }
@@ -147,7 +143,7 @@ fn head_too_large(limits: &ConnectionLimits) -> Unreadable {
 /// Answers a request that cannot be read, as problem+json like every
 /// error, and closes the connection: what follows the bad bytes cannot be
 /// told apart from them.
-async fn refuse(socket: &mut TcpStream, why: Unreadable, limits: &ConnectionLimits) -> NotRead {
+async fn refuse(socket: &mut impl Socket, why: Unreadable, limits: &ConnectionLimits) -> NotRead {
     let refusal = (limits.unreadable)(why);
     if matches!(
         answer(socket, refusal, true, limits.write_timeout).await,
@@ -158,8 +154,8 @@ async fn refuse(socket: &mut TcpStream, why: Unreadable, limits: &ConnectionLimi
     // A socket closed with bytes unread is reset, and the reset can reach
     // the client before it has read the answer: say that nothing more
     // comes, then take in what the client still sends, for a moment.
-    let _ = socket.shutdown().await;
     let deadline = Instant::now() + LINGER;
+    let _ = tokio::time::timeout_at(deadline, socket.shutdown()).await;
     let mut scratch = [0; 4096];
     for _ in 0..LINGER_READS {
         match tokio::time::timeout_at(
@@ -184,7 +180,7 @@ const LINGER_READS: usize = 64;
 /// more before `deadline`, has gone, or (with `shutdown`, while no request
 /// has begun) the server is shutting down.
 async fn fill(
-    socket: &mut TcpStream,
+    socket: &mut impl Socket,
     read: &mut BytesMut,
     deadline: Instant,
     mut timer: Pin<&mut Sleep>,

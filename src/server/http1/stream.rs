@@ -34,6 +34,9 @@ pub(super) struct StreamBody<S = TcpStream> {
     chunk: Option<Chunk>,
     /// Set while a write waits for the client to read.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// A chunk was written that TLS may still hold back: it is flushed
+    /// before the stream waits for its next event.
+    unflushed: bool,
     /// The body has ended: the chunk being written is the last.
     last: bool,
 }
@@ -69,6 +72,7 @@ impl<S> StreamBody<S> {
             write_timeout,
             chunk: None,
             stalled: None,
+            unflushed: false,
             last: false,
         }
     }
@@ -96,6 +100,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamBody<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> StreamBody<S> {
+    /// Ready when a write that waits for the client has waited for the
+    /// write timeout: the client reads nothing, and the stream ends (its
+    /// events stay held for a resume). Only a write that waits gets a
+    /// timer.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let write_timeout = self.write_timeout;
+        self.stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(write_timeout)))
+            .as_mut()
+            .poll(cx)
+    }
+
+    /// Sends what TLS held back of the chunks written: ready with whether
+    /// the stream goes on.
+    fn poll_flushed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if !self.unflushed {
+            return Poll::Ready(true);
+        }
+        match Pin::new(&mut self.socket).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                self.stalled = None;
+                Poll::Ready(true)
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(false),
+            Poll::Pending => self.poll_stalled(cx).map(|()| false),
+        }
+    }
+
+    /// The last chunk is written: flushed, then the answer is complete.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.poll_flushed(cx) {
+            Poll::Ready(true) => {
+                // A shutdown of a TCP socket does not wait, and TLS's
+                // close_notify need not arrive: the chunks said where the
+                // answer ends.
+                let _ = Pin::new(&mut self.socket).poll_shutdown(cx);
+                Poll::Ready(())
+            }
+            Poll::Ready(false) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for StreamBody<S> {
     type Output = ();
 
@@ -118,27 +168,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for StreamBody<S> {
                     Poll::Ready(Ok(_)) => {
                         this.chunk = None;
                         this.stalled = None;
-                        if this.last {
-                            // The answer is complete; a shutdown of a TCP
-                            // socket does not wait.
-                            let _ = Pin::new(&mut this.socket).poll_shutdown(cx);
-                            return Poll::Ready(());
-                        }
+                        this.unflushed = true;
                     }
-                    Poll::Pending => {
-                        // Only a write that waits gets a timer.
-                        let write_timeout = this.write_timeout;
-                        let stalled = this
-                            .stalled
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(write_timeout)));
-                        return match stalled.as_mut().poll(cx) {
-                            // The client reads nothing: the stream ends, and
-                            // its events stay held for a resume.
-                            Poll::Ready(()) => Poll::Ready(()),
-                            Poll::Pending => Poll::Pending,
-                        };
-                    }
+                    Poll::Pending => return this.poll_stalled(cx),
                 }
+            }
+            if this.last {
+                return this.poll_finish(cx);
             }
             match this.body.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(data))) if data.is_empty() => {}
@@ -149,7 +185,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for StreamBody<S> {
                     this.chunk = Some(chunk(Bytes::new()));
                     this.last = true;
                 }
-                Poll::Pending => return Poll::Pending,
+                // Nothing more for now: what TLS held back goes out before
+                // the stream waits.
+                Poll::Pending => {
+                    return match this.poll_flushed(cx) {
+                        Poll::Ready(false) => Poll::Ready(()),
+                        Poll::Ready(true) | Poll::Pending => Poll::Pending,
+                    };
+                }
             }
         }
     }
@@ -203,6 +246,35 @@ mod tests {
         assert_eq!(framed(b""), b"0\r\n\r\n");
     }
 
+    /// What the writer holds back (TLS's records, here a `BufWriter`) goes
+    /// out before the stream waits for its next event.
+    #[tokio::test]
+    async fn what_the_writer_holds_back_goes_out_before_the_stream_waits() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = tokio::io::duplex(64 * 1024);
+        let (events, waiting) =
+            tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(1);
+        let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(waiting));
+        let stream = StreamBody::new(
+            tokio::io::BufWriter::new(server),
+            body,
+            Duration::from_secs(5),
+        );
+        let streaming = tokio::spawn(stream);
+        events
+            .send(Ok(Bytes::from_static(b"data: hi\n\n")))
+            .await
+            .expect("the stream takes the event");
+        let mut got = [0; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut got))
+            .await
+            .expect("the event goes out while the stream waits for the next")
+            .expect("the client reads");
+        assert_eq!(&got[..read], b"a\r\ndata: hi\n\n\r\n");
+        drop(events);
+        streaming.await.expect("the stream ends");
+    }
+
     /// A stream's chunk, written the same way as `send` writes: a client
     /// that reads a large backlog slowly but on and on keeps its stream.
     #[tokio::test(start_paused = true)]
@@ -215,6 +287,7 @@ mod tests {
             write_timeout: Duration::from_secs(1),
             chunk: None,
             stalled: None,
+            unflushed: false,
             last: false,
         };
         let reader = tokio::spawn(read_slowly(client));

@@ -11,15 +11,15 @@ use axum::http::response::Parts;
 use axum::http::{Response, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::net::TcpStream;
 use tokio_util::io::poll_write_buf;
 
 use super::Next;
+use super::socket::Socket;
 
 /// Writes `response`'s head, and its body when its length is known; says
 /// what comes next.
 pub(super) async fn answer(
-    socket: &mut TcpStream,
+    socket: &mut impl Socket,
     response: Response<Body>,
     close: bool,
     write_timeout: Duration,
@@ -178,7 +178,12 @@ pub(super) async fn send(
             _ => return false,
         }
     }
-    true
+    // TLS takes what it cannot send at once into records of its own: out
+    // with them too. A TCP socket holds nothing back.
+    matches!(
+        tokio::time::timeout(write_timeout, tokio::io::AsyncWriteExt::flush(writer)).await,
+        Ok(Ok(()))
+    )
 }
 
 #[cfg(test)]
@@ -236,6 +241,29 @@ mod tests {
             !text.contains("content-length") && !text.contains("transfer-encoding"),
             "{text}"
         );
+    }
+
+    /// What the writer holds back (TLS's records, here a `BufWriter`) goes
+    /// out with the answer.
+    #[tokio::test]
+    async fn what_the_writer_holds_back_goes_out_with_the_answer() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = tokio::io::duplex(4096);
+        let mut writer = tokio::io::BufWriter::new(server);
+        assert!(
+            send(
+                &mut writer,
+                &b"HTTP/1.1 204 No Content\r\n\r\n"[..],
+                Duration::from_secs(1)
+            )
+            .await
+        );
+        let mut got = [0; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut got))
+            .await
+            .expect("the answer went out")
+            .expect("the client reads");
+        assert_eq!(&got[..read], b"HTTP/1.1 204 No Content\r\n\r\n");
     }
 
     /// A slow reader is never stalled for the write timeout, though the

@@ -1,0 +1,96 @@
+//! What this module needs of a connection beyond reading and writing:
+//! to wait for the client's next bytes without a buffer to read them into,
+//! and to notice that the client has gone while an answer is prepared.
+//! A plain TCP socket does both with the kernel's help; a TLS stream over
+//! one asks its socket, and rustls for what it already holds.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::server::TlsStream;
+
+/// What a read asks the socket for at least: heads and bodies are mostly
+/// well under it, so one read takes a whole request.
+pub(super) const READ_SIZE: usize = 4096;
+
+/// A connection this module serves.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready when a read would find something (or find the client gone).
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Ready when the client has closed its side of the connection. Bytes
+    /// it sends meanwhile are the next request, sent early: they are kept
+    /// (in `read`, or in the socket) and the connection is then not
+    /// watched until it is read.
+    fn closed(&mut self, read: &mut BytesMut) -> impl Future<Output = ()> + Send;
+}
+
+impl Socket for TcpStream {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+
+    async fn closed(&mut self, _read: &mut BytesMut) {
+        // A peek leaves the bytes in the kernel, and needs no buffer.
+        let mut probe = [0; 1];
+        match self.peek(&mut probe).await {
+            Ok(0) | Err(_) => {}
+            Ok(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// How TLS connections reach this module: through the write timeout that
+/// hyper's connections need too (`server::timed`).
+pub type TlsSocket = TlsStream<Pin<Box<TimeoutStream<TcpStream>>>>;
+
+impl Socket for TlsSocket {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (io, tls) = self.get_mut();
+        // Records already read may hold more than the last read took.
+        match tls.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
+            // An error is for the read to report.
+            _ => return Poll::Ready(Ok(())),
+        }
+        io.as_ref().get_ref().get_ref().poll_read_ready(cx)
+    }
+
+    async fn closed(&mut self, read: &mut BytesMut) {
+        // Encrypted, the bytes cannot be peeked at: a close is a
+        // close_notify or the end of the stream, and anything else is the
+        // next request, kept in `read`.
+        loop {
+            if std::future::poll_fn(|cx| self.poll_read_ready(cx))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            read.reserve(READ_SIZE);
+            let once = std::future::poll_fn(|cx| {
+                Poll::Ready(tokio_util::io::poll_read_buf(
+                    Pin::new(&mut *self),
+                    cx,
+                    read,
+                ))
+            });
+            match once.await {
+                Poll::Ready(Ok(0) | Err(_)) => return,
+                Poll::Ready(Ok(_)) => std::future::pending().await,
+                // Only TLS's own records came: nothing to keep.
+                Poll::Pending => {
+                    if read.is_empty() {
+                        *read = BytesMut::new();
+                    }
+                }
+            }
+        }
+    }
+}
