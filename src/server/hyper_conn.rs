@@ -26,7 +26,7 @@ use tower::ServiceExt;
 use tracing::debug;
 
 use super::http1::TlsSocket;
-use super::{App, ConnectionLimits, timed};
+use super::{App, ConnectionLimits};
 
 /// The TLS handshake, within the header timeout; `None` when it failed.
 pub(super) async fn handshake(
@@ -35,9 +35,9 @@ pub(super) async fn handshake(
     limits: &ConnectionLimits,
     acceptor: &TlsAcceptor,
 ) -> Option<TlsSocket> {
-    let handshake = acceptor.accept(timed(socket, limits));
+    let handshake = acceptor.accept(socket);
     match tokio::time::timeout(limits.header_timeout, handshake).await {
-        Ok(Ok(stream)) => Some(stream),
+        Ok(Ok(stream)) => Some(Box::new(stream)),
         Ok(Err(error)) => {
             debug!(%error, %peer, "TLS handshake failed");
             None

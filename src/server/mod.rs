@@ -205,13 +205,17 @@ async fn serve_tls(
     }
 }
 
-/// A TCP socket that gives up on a write blocked for `write_timeout`.
+/// A connection for hyper that gives up on a write blocked for
+/// `write_timeout`.
 ///
 /// A client that stops reading would otherwise hold its connection, and
 /// the inbox events written into it, for as long as it likes. The stream's
 /// events stay held for a resume; the buffers between it and the client
 /// stay bounded by `max_buf_size` and the kernel.
-fn timed(socket: TcpStream, limits: &ConnectionLimits) -> Pin<Box<TimeoutStream<TcpStream>>> {
+fn timed<S>(socket: S, limits: &ConnectionLimits) -> Pin<Box<TimeoutStream<S>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
     let mut socket = TimeoutStream::new(socket);
     socket.set_write_timeout(Some(limits.write_timeout));
     Box::pin(socket)

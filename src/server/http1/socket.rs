@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::server::TlsStream;
 
 /// What a read asks the socket for at least: heads and bodies are mostly
@@ -46,9 +45,10 @@ impl Socket for TcpStream {
     }
 }
 
-/// How TLS connections reach this module: through the write timeout that
-/// hyper's connections need too (`server::timed`).
-pub type TlsSocket = TlsStream<Pin<Box<TimeoutStream<TcpStream>>>>;
+/// A TLS connection, boxed: rustls's state is over a kilobyte, and the
+/// futures that pass the connection on hold it once, not in each of their
+/// places for it. This module times its writes itself.
+pub type TlsSocket = Box<TlsStream<TcpStream>>;
 
 impl Socket for TlsSocket {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -59,7 +59,7 @@ impl Socket for TlsSocket {
             // An error is for the read to report.
             _ => return Poll::Ready(Ok(())),
         }
-        io.as_ref().get_ref().get_ref().poll_read_ready(cx)
+        io.poll_read_ready(cx)
     }
 
     async fn closed(&mut self, read: &mut BytesMut) {
