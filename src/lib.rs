@@ -58,7 +58,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
         _ => None,
     };
     let limits = server::ConnectionLimits {

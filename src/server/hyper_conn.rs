@@ -20,12 +20,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
 use super::http1::TlsSocket;
+use super::tls::LeanTls;
 use super::{App, ConnectionLimits};
 
 /// The TLS handshake, within the header timeout; `None` when it failed.
@@ -33,9 +34,9 @@ pub(super) async fn handshake(
     socket: TcpStream,
     peer: SocketAddr,
     limits: &ConnectionLimits,
-    acceptor: &TlsAcceptor,
+    config: &Arc<ServerConfig>,
 ) -> Option<TlsSocket> {
-    let handshake = acceptor.accept(socket);
+    let handshake = LeanTls::accept(socket, Arc::clone(config));
     match tokio::time::timeout(limits.header_timeout, handshake).await {
         Ok(Ok(stream)) => Some(Box::new(stream)),
         Ok(Err(error)) => {

@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
@@ -84,7 +84,7 @@ pub struct ConnectionLimits {
     /// After shutdown starts, how long open connections get to finish.
     pub grace: Duration,
     /// With `--tls-cert`: every connection is TLS, served by hyper.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<ServerConfig>>,
     /// The answer to a request that cannot be read. The application says
     /// how its errors read; this layer only when to say one.
     pub unreadable: fn(Unreadable) -> Response<Body>,
@@ -178,14 +178,14 @@ async fn serve_tls(
     limits: &ConnectionLimits,
     shutdown: &CancellationToken,
 ) {
-    let Some(acceptor) = &limits.tls else {
+    let Some(config) = &limits.tls else {
         return;
     };
-    let Some(stream) = Box::pin(handshake(socket, peer, limits, acceptor)).await else {
+    let Some(stream) = Box::pin(handshake(socket, peer, limits, config)).await else {
         return;
     };
     let header_timeout = limits.header_timeout;
-    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+    if stream.alpn_protocol() == Some(b"h2") {
         Box::pin(serve_io(
             stream,
             peer,

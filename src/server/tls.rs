@@ -1,17 +1,21 @@
 //! TLS: the rustls server configuration from `--tls-cert` and `--tls-key`,
-//! offering HTTP/2 and HTTP/1.1 by ALPN.
+//! offering HTTP/2 and HTTP/1.1 by ALPN, and the connection that speaks it
+//! (`LeanTls`).
+
+mod lean;
+
+pub use self::lean::LeanTls;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// The acceptor for the certificate chain and key in these PEM files.
-pub fn acceptor(cert: &Path, key: &Path) -> std::io::Result<TlsAcceptor> {
+/// The configuration for the certificate chain and key in these PEM files.
+pub fn config(cert: &Path, key: &Path) -> std::io::Result<Arc<ServerConfig>> {
     let invalid = |what: &Path, error: &dyn std::fmt::Display| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -34,5 +38,5 @@ pub fn acceptor(cert: &Path, key: &Path) -> std::io::Result<TlsAcceptor> {
     // HTTP/2 first: a browser then holds every inbox of an origin on one
     // connection, past HTTP/1.1's six.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }

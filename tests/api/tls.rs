@@ -128,14 +128,23 @@ impl TestCertificate {
 
     /// A connector that trusts it and offers `alpn`.
     pub fn connector(&self, alpn: &[u8]) -> TlsConnector {
+        self.connector_for(alpn, tokio_rustls::rustls::DEFAULT_VERSIONS)
+    }
+
+    /// The same, speaking only the TLS `versions` given.
+    pub fn connector_for(
+        &self,
+        alpn: &[u8],
+        versions: &[&'static tokio_rustls::rustls::SupportedProtocolVersion],
+    ) -> TlsConnector {
         let mut roots = RootCertStore::empty();
         roots
             .add(self.certified.cert.der().clone())
             .expect("the test's certificate is a root");
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS 1.2 and 1.3")
+            .with_protocol_versions(versions)
+            .expect("versions the provider speaks")
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![alpn.to_vec()];
@@ -286,5 +295,36 @@ async fn an_idle_http2_connection_is_closed_and_one_with_a_stream_is_kept() {
     let ended = tokio::time::timeout(std::time::Duration::from_millis(900), &mut connection).await;
     assert!(ended.is_err(), "the connection with a stream is kept");
     let health = request(&mut sender, "GET", "http://localhost/healthz", None).await;
+    assert_eq!(health.status(), 200);
+}
+
+/// TLS 1.2 clients are served as TLS 1.3 ones are, on either protocol.
+#[tokio::test]
+async fn tls_1_2_clients_are_served_over_http_1_1_and_http_2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certificate = TestCertificate::new();
+    let app = spawn_app_with(&certificate.flags()).await;
+    let tls12 = [&tokio_rustls::rustls::version::TLS12];
+
+    let mut tls = connect_tls(&app, &certificate.connector_for(b"http/1.1", &tls12)).await;
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2)
+    );
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("the request is written");
+    tls.flush().await.expect("the request is sent");
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, tls.read_to_end(&mut answer))
+        .await
+        .expect("answered within the deadline")
+        .expect("the answer is read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+    let tls = connect_tls(&app, &certificate.connector_for(b"h2", &tls12)).await;
+    let mut sender = http2(tls).await;
+    let health = request(&mut sender, "GET", "https://localhost/healthz", None).await;
     assert_eq!(health.status(), 200);
 }

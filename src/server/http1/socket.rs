@@ -12,7 +12,8 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
+
+use crate::server::tls::LeanTls;
 
 /// What a read asks the socket for at least: heads and bodies are mostly
 /// well under it, so one read takes a whole request.
@@ -48,18 +49,11 @@ impl Socket for TcpStream {
 /// A TLS connection, boxed: rustls's state is over a kilobyte, and the
 /// futures that pass the connection on hold it once, not in each of their
 /// places for it. This module times its writes itself.
-pub type TlsSocket = Box<TlsStream<TcpStream>>;
+pub type TlsSocket = Box<LeanTls>;
 
 impl Socket for TlsSocket {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let (io, tls) = self.get_mut();
-        // Records already read may hold more than the last read took.
-        match tls.process_new_packets() {
-            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
-            // An error is for the read to report.
-            _ => return Poll::Ready(Ok(())),
-        }
-        io.poll_read_ready(cx)
+        LeanTls::poll_read_ready(self, cx)
     }
 
     async fn closed(&mut self, read: &mut BytesMut) {
