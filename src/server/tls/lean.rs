@@ -255,27 +255,60 @@ impl AsyncRead for LeanTls {
     }
 }
 
+impl LeanTls {
+    /// Encrypts `data` (as much as one call takes) into records that go
+    /// out at the next flush, or once they are a write's worth.
+    fn poll_encrypt(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.outgoing.len() >= MAX_WRITE {
+            ready!(self.poll_send(cx))?;
+        }
+        match self.process(Some(data))? {
+            Some(written) => Poll::Ready(Ok(written)),
+            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+}
+
+/// Writes are encrypted at once and sent on `poll_flush`: an answer's head
+/// and body, or an event's chunk framing and data, then leave in one
+/// system call. Vectored writes become one record.
 impl AsyncWrite for LeanTls {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_encrypt(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        slices: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if data.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        // Records not yet written stay within one write's worth.
-        if this.outgoing.len() >= MAX_WRITE {
-            ready!(this.poll_send(cx))?;
-        }
-        let Some(written) = this.process(Some(data))? else {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        let mut pieces = slices.iter().filter(|slice| !slice.is_empty());
+        let (Some(first), Some(_)) = (pieces.next(), pieces.next()) else {
+            let one = slices.iter().find(|slice| !slice.is_empty());
+            return this.poll_encrypt(cx, one.map_or(&[][..], |slice| &slice[..]));
         };
-        if let Poll::Ready(Err(error)) = this.poll_send(cx) {
-            return Poll::Ready(Err(error));
+        let total = slices.iter().map(|slice| slice.len()).sum::<usize>();
+        let mut joined = Vec::with_capacity(total.min(MAX_WRITE).max(first.len()));
+        for slice in slices {
+            let take = slice.len().min(MAX_WRITE.saturating_sub(joined.len()));
+            joined.extend_from_slice(&slice[..take]);
+            if joined.len() >= MAX_WRITE {
+                break;
+            }
         }
-        Poll::Ready(Ok(written))
+        this.poll_encrypt(cx, &joined)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
