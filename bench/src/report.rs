@@ -405,6 +405,43 @@ pub fn targets(
             }),
             met: open.map(|open| open >= size),
         });
+        // Over HTTPS: at most 8 KiB a member, and a third of socket.io's
+        // per `wss` client.
+        let wss = get("sio-wss").and_then(kib);
+        for (peer, label) in [
+            ("signalpost-tls", "HTTPS/1.1"),
+            ("signalpost-h2", "HTTPS/2"),
+        ] {
+            let Some(mine) = get(peer).and_then(kib) else {
+                continue;
+            };
+            targets.push(Target {
+                target: format!(
+                    "server memory per idle member over {label} ≤ 8 KiB and ≤ ⅓ of socket.io's per wss client ({size} members)"
+                ),
+                measured: match wss {
+                    Some(wss) => format!("{mine:.1} KiB vs {wss:.1} KiB ({:.2}×)", mine / wss),
+                    None => format!("{mine:.1} KiB"),
+                },
+                met: Some(mine <= 8.0 && wss.is_none_or(|wss| mine <= wss / 3.0)),
+            });
+        }
+    }
+    let h2 = get("signalpost-h2");
+    if let Some((mine, clear)) = both(relay_cpu(h2), relay_cpu(sp)) {
+        targets.push(Target {
+            target: "server CPU per relayed signal over HTTPS/2 ≤ 1.3× over cleartext HTTP/1.1".into(),
+            measured: format!("{mine:.1} µs vs {clear:.1} µs ({:.2}×)", mine / clear),
+            met: Some(mine <= clear * 1.3),
+        });
+    }
+    let p99 = |summary: Option<&Summary>| summary.and_then(|s| s.relay_p99_ms);
+    if let Some((mine, floor)) = both(p99(h2), p99(get("floor-h2"))) {
+        targets.push(Target {
+            target: "relay p99 over HTTPS/2 ≤ the floor's over HTTPS/2".into(),
+            measured: format!("{mine:.2} ms vs {floor:.2} ms"),
+            met: Some(mine <= floor),
+        });
     }
     targets
 }
