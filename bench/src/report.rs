@@ -430,7 +430,8 @@ pub fn targets(
     let h2 = get("signalpost-h2");
     if let Some((mine, clear)) = both(relay_cpu(h2), relay_cpu(sp)) {
         targets.push(Target {
-            target: "server CPU per relayed signal over HTTPS/2 ≤ 1.3× over cleartext HTTP/1.1".into(),
+            target: "server CPU per relayed signal over HTTPS/2 ≤ 1.3× over cleartext HTTP/1.1"
+                .into(),
             measured: format!("{mine:.1} µs vs {clear:.1} µs ({:.2}×)", mine / clear),
             met: Some(mine <= clear * 1.3),
         });

@@ -235,6 +235,11 @@ impl RawStream {
         assert_eq!(ready["member_id"], json!(member.member_id));
     }
 
+    /// Says it is done (close_notify over TLS) and closes.
+    async fn close(mut self) {
+        let _ = self.socket.shutdown().await;
+    }
+
     /// `GET /metrics`, whole.
     async fn metrics(&mut self) -> String {
         self.send("GET /metrics HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
@@ -723,7 +728,7 @@ async fn over_https_a_client_that_leaves_a_waiting_poll_gives_its_place_back() {
     }
 
     // Closed as a browser closes: close_notify, then the socket.
-    drop(stream);
+    stream.close().await;
     loop {
         bob_connection.send(&stream_request(&bob, &bob.token)).await;
         let (status, headers) = bob_connection.head().await;

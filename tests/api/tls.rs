@@ -328,3 +328,30 @@ async fn tls_1_2_clients_are_served_over_http_1_1_and_http_2() {
     let health = request(&mut sender, "GET", "https://localhost/healthz", None).await;
     assert_eq!(health.status(), 200);
 }
+
+/// A client that opens a connection and never finishes its handshake, or
+/// sends something that is not TLS, holds it no longer than the header
+/// timeout.
+#[tokio::test]
+async fn a_handshake_never_finished_or_not_tls_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certificate = TestCertificate::new();
+    let mut flags = certificate.flags().to_vec();
+    flags.extend_from_slice(&["--header-timeout", "0.3"]);
+    let app = spawn_app_with(&flags).await;
+    for hello in [
+        &b""[..],
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("the server accepts");
+        tcp.write_all(hello).await.expect("written");
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(DEADLINE, tcp.read_to_end(&mut rest)).await;
+        assert!(
+            ended.is_ok(),
+            "the server closes the connection within the deadline"
+        );
+    }
+}
