@@ -69,7 +69,7 @@ export async function startServer(args = []) {
     });
   });
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${args.includes('--tls-cert') ? 'https' : 'http'}://127.0.0.1:${port}`,
     log: () => log,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -82,12 +82,15 @@ export async function startServer(args = []) {
   };
 }
 
-/** Launches Debian's Chromium with fake media devices; each launch has a fresh temporary profile. */
-export async function launchBrowser() {
+/**
+ * Launches Debian's Chromium with fake media devices, and `extraArgs`;
+ * each launch has a fresh temporary profile.
+ */
+export async function launchBrowser(extraArgs = []) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install it with \`apt-get install chromium\``);
   }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
 
 /** The one Chromium of this test file, launched on first use and closed after its last test. */
@@ -104,7 +107,7 @@ function sharedBrowser() {
  * `open(path)` for pages, each in its own browser context (its own storage,
  * its own camera grant), as separate people would be.
  */
-export function browserTest(name, { serverArgs = [], timeout = 90_000 } = {}, body) {
+export function browserTest(name, { serverArgs = [], timeout = 90_000, browserArgs } = {}, body) {
   if (!closesBrowser) {
     closesBrowser = true;
     after(async () => {
@@ -114,6 +117,8 @@ export function browserTest(name, { serverArgs = [], timeout = 90_000 } = {}, bo
   }
   test(name, { timeout }, async () => {
     const server = await startServer(serverArgs);
+    // A Chromium of its own for a test that needs other flags.
+    const own = browserArgs ? launchBrowser(browserArgs) : null;
     const pages = [];
     const contexts = [];
     // `base`: another origin in front of the server (a reverse proxy);
@@ -121,7 +126,9 @@ export function browserTest(name, { serverArgs = [], timeout = 90_000 } = {}, bo
     // page before its own scripts.
     // `tabOf`: a page whose context (one browser profile) this one shares, as a new tab.
     const open = async (path = '/', { viewport = { width: 1000, height: 720 }, base = server.url, proxy, initScript, tabOf } = {}) => {
-      const context = tabOf?.context() ?? await (await sharedBrowser()).newContext({ viewport, ...(proxy ? { proxy } : {}) });
+      // A server over HTTPS presents a certificate the test made.
+      const options = { viewport, ignoreHTTPSErrors: base.startsWith('https:'), ...(proxy ? { proxy } : {}) };
+      const context = tabOf?.context() ?? await (await (own ?? sharedBrowser())).newContext(options);
       if (!tabOf) contexts.push(context);
       await context.grantPermissions(['camera', 'microphone'], { origin: base });
       if (initScript) await context.addInitScript(initScript);
@@ -140,6 +147,7 @@ export function browserTest(name, { serverArgs = [], timeout = 90_000 } = {}, bo
       throw error;
     } finally {
       await Promise.all(contexts.map((context) => context.close().catch(() => {})));
+      await (await own?.catch(() => null))?.close();
       await server.stop();
     }
   });
