@@ -57,11 +57,57 @@ fn invalid(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Er
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
 
-/// Makes `out` `len` longer, zeroed, for rustls to write into; the slice.
-fn room(out: &mut BytesMut, len: usize) -> &mut [u8] {
+/// Why rustls wrote nothing into the room it was given.
+enum Short {
+    /// The room was too small: it needs this much.
+    Needs(usize),
+    Failed(String),
+}
+
+impl From<EncodeError> for Short {
+    fn from(error: EncodeError) -> Self {
+        match error {
+            EncodeError::InsufficientSize(short) => Self::Needs(short.required_size),
+            error => Self::Failed(error.to_string()),
+        }
+    }
+}
+
+impl From<EncryptError> for Short {
+    fn from(error: EncryptError) -> Self {
+        match error {
+            EncryptError::InsufficientSize(short) => Self::Needs(short.required_size),
+            error => Self::Failed(error.to_string()),
+        }
+    }
+}
+
+/// Appends to `out` what `write` puts into a room at its end, `need` bytes
+/// at first and as much as it then says it needs.
+fn append(
+    out: &mut BytesMut,
+    mut need: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+) -> io::Result<()> {
     let start = out.len();
-    out.resize(start + len, 0);
-    &mut out[start..]
+    loop {
+        out.resize(start + need, 0);
+        match write(&mut out[start..]) {
+            Ok(written) => {
+                out.truncate(start + written);
+                return Ok(());
+            }
+            Err(Short::Needs(more)) if more > need => need = more,
+            Err(Short::Needs(_)) => {
+                out.truncate(start);
+                return Err(invalid("rustls asked for less room than it had"));
+            }
+            Err(Short::Failed(error)) => {
+                out.truncate(start);
+                return Err(invalid(error));
+            }
+        }
+    }
 }
 
 /// Frees a buffer that holds nothing.
@@ -128,21 +174,9 @@ impl LeanTls {
                     }
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let mut need = READ_SIZE;
-                    loop {
-                        let start = self.outgoing.len();
-                        match encode.encode(room(&mut self.outgoing, need)) {
-                            Ok(written) => {
-                                self.outgoing.truncate(start + written);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(short)) => {
-                                self.outgoing.truncate(start);
-                                need = short.required_size;
-                            }
-                            Err(error) => return Err(invalid(error.to_string())),
-                        }
-                    }
+                    append(&mut self.outgoing, READ_SIZE, |room| {
+                        encode.encode(room).map_err(Short::from)
+                    })?;
                 }
                 // Written in order with what follows: `outgoing` is sent
                 // before anything is waited for.
@@ -153,21 +187,10 @@ impl LeanTls {
                     blocked = true;
                     if let Some(data) = write.filter(|_| !self.write_closed) {
                         let data = &data[..data.len().min(MAX_WRITE)];
-                        let mut need = data.len() + RECORD_OVERHEAD * (data.len() / 16_384 + 1);
-                        loop {
-                            let start = self.outgoing.len();
-                            match traffic.encrypt(data, room(&mut self.outgoing, need)) {
-                                Ok(written) => {
-                                    self.outgoing.truncate(start + written);
-                                    break;
-                                }
-                                Err(EncryptError::InsufficientSize(short)) => {
-                                    self.outgoing.truncate(start);
-                                    need = short.required_size;
-                                }
-                                Err(error) => return Err(invalid(error.to_string())),
-                            }
-                        }
+                        let need = data.len() + RECORD_OVERHEAD * (data.len() / 16_384 + 1);
+                        append(&mut self.outgoing, need, |room| {
+                            traffic.encrypt(data, room).map_err(Short::from)
+                        })?;
                         wrote = Some(data.len());
                     }
                 }
@@ -322,11 +345,11 @@ impl AsyncWrite for LeanTls {
             let UnbufferedStatus { discard, state } =
                 this.conn.process_tls_records(&mut this.incoming);
             if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
-                let start = this.outgoing.len();
-                match traffic.queue_close_notify(room(&mut this.outgoing, 64)) {
-                    Ok(written) => this.outgoing.truncate(start + written),
-                    Err(_) => this.outgoing.truncate(start),
-                }
+                // Without it the client sees the connection end, as it
+                // would after a network failure: nothing is lost either way.
+                let _ = append(&mut this.outgoing, 64, |room| {
+                    traffic.queue_close_notify(room).map_err(Short::from)
+                });
             }
             this.incoming.advance(discard);
         }
