@@ -16,6 +16,7 @@ mod hyper_conn;
 pub mod tls;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use tower::Service;
 use tracing::{debug, warn};
 
-use self::http1::{Ended, Rewind, TlsSocket};
+use self::http1::{Ended, Rewind, Socket};
 use self::hyper_conn::{handshake, serve_io};
 
 /// What the server serves: the application, as a service from a request to
@@ -138,23 +139,16 @@ pub async fn serve(
         let limits = Arc::clone(&limits);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            if limits.tls.is_some() {
-                Box::pin(serve_tls(socket, peer, app, &builder, &limits, &shutdown)).await;
-                return;
-            }
-            let mut app = app;
-            let ended = Box::pin(http1::serve(socket, peer, &mut app, &limits, &shutdown)).await;
-            if let Ended::Hyper(read, socket) = ended {
-                let io = Rewind::new(read, timed(socket, &limits));
-                Box::pin(serve_io(
-                    io,
-                    peer,
-                    app,
-                    &builder,
-                    &shutdown,
-                    limits.header_timeout,
-                ))
-                .await;
+            match &limits.tls {
+                Some(config) => {
+                    Box::pin(serve_tls(
+                        socket, config, peer, app, &builder, &limits, &shutdown,
+                    ))
+                    .await;
+                }
+                None => {
+                    Box::pin(serve_http1(socket, peer, app, &builder, &limits, &shutdown)).await;
+                }
             }
         });
     }
@@ -168,40 +162,58 @@ pub async fn serve(
 }
 
 /// A TLS connection: HTTP/2 if ALPN chose it, hyper's; HTTP/1.1 as on
-/// cleartext, `http1`'s until it needs hyper. An idle member over HTTPS
-/// then costs what it costs in cleartext, and TLS's own state.
+/// cleartext. An idle member over HTTPS then costs what it costs in
+/// cleartext, and TLS's own state.
 async fn serve_tls(
     socket: TcpStream,
-    peer: std::net::SocketAddr,
+    config: &Arc<ServerConfig>,
+    peer: SocketAddr,
+    app: impl App,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: &ConnectionLimits,
+    shutdown: &CancellationToken,
+) {
+    let Some(stream) = Box::pin(handshake(socket, peer, limits, config)).await else {
+        return;
+    };
+    if stream.alpn_protocol() == Some(b"h2") {
+        let io = timed(stream, limits);
+        Box::pin(serve_io(
+            io,
+            peer,
+            app,
+            builder,
+            shutdown,
+            limits.header_timeout,
+        ))
+        .await;
+        return;
+    }
+    serve_http1(stream, peer, app, builder, limits, shutdown).await;
+}
+
+/// An HTTP/1.1 connection, cleartext or TLS: `http1`'s until it needs
+/// hyper, then hyper's, with the bytes already read.
+async fn serve_http1<S: Socket>(
+    socket: S,
+    peer: SocketAddr,
     mut app: impl App,
     builder: &auto::Builder<TokioExecutor>,
     limits: &ConnectionLimits,
     shutdown: &CancellationToken,
 ) {
-    let Some(config) = &limits.tls else {
-        return;
-    };
-    let Some(stream) = Box::pin(handshake(socket, peer, limits, config)).await else {
-        return;
-    };
-    let header_timeout = limits.header_timeout;
-    if stream.alpn_protocol() == Some(b"h2") {
+    let ended = Box::pin(http1::serve(socket, peer, &mut app, limits, shutdown)).await;
+    if let Ended::Hyper(read, socket) = ended {
+        let io = Rewind::new(read, timed(socket, limits));
         Box::pin(serve_io(
-            stream,
+            io,
             peer,
             app,
             builder,
             shutdown,
-            header_timeout,
+            limits.header_timeout,
         ))
         .await;
-        return;
-    }
-    let ended: Ended<TlsSocket> =
-        Box::pin(http1::serve(stream, peer, &mut app, limits, shutdown)).await;
-    if let Ended::Hyper(read, stream) = ended {
-        let io = Rewind::new(read, stream);
-        Box::pin(serve_io(io, peer, app, builder, shutdown, header_timeout)).await;
     }
 }
 

@@ -10,7 +10,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::helpers::{DEADLINE, Joined, ServerProcess, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    DEADLINE, Joined, ServerProcess, TestApp, per_node_bound_skipped_on_cluster, spawn_app,
+    spawn_app_with,
+};
 use crate::metrics::wait_for_sample;
 use crate::tls::{TestCertificate, connect_tls, spawn_https};
 
@@ -786,5 +789,67 @@ async fn over_https_large_events_read_late_arrive_whole_to_the_last() {
     for n in 0..8 {
         let signal = stream.expect_event("signal").await;
         assert_eq!(signal["payload"]["n"], json!(n));
+    }
+}
+
+/// A stream on a TLS connection that hyper serves (it carried a chunked
+/// body first) whose client stops reading is cut after the write timeout,
+/// as on cleartext (`faults.rs`): the only stream place comes free.
+#[tokio::test]
+async fn over_https_a_reader_that_stops_on_a_connection_hyper_serves_is_cut_off() {
+    // The cut is seen through the stream cap, which each node keeps alone.
+    if per_node_bound_skipped_on_cluster("--max-streams") {
+        return;
+    }
+    let flags = [
+        "--write-timeout",
+        "0.3",
+        "--max-streams",
+        "1",
+        "--signal-rate",
+        "100000",
+    ];
+    let (app, connector, _certificate) = spawn_https(&flags, b"http/1.1").await;
+    let mut stalled = RawStream::connect_tls(&app, &connector).await;
+    let body = "{}";
+    let chunks = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    stalled
+        .send(&(join_head("stall", "Transfer-Encoding: chunked\r\n") + &chunks))
+        .await;
+    let alice = stalled.expect_joined().await;
+    stalled.send(&stream_request(&alice, &alice.token)).await;
+    stalled.expect_stream_of(&alice).await;
+
+    // Alice reads nothing more; Bob sends until her inbox is full.
+    let mut bob_connection = RawStream::connect_tls(&app, &connector).await;
+    bob_connection.send(&join_request("stall", "{}")).await;
+    let bob = bob_connection.expect_joined().await;
+    let pad = "x".repeat(32 * 1024);
+    for sent in 0.. {
+        assert!(sent < 3_000, "the inbox never filled up");
+        bob_connection
+            .send(&signal_request(&bob, &alice, &json!({ "pad": pad })))
+            .await;
+        let (status, _, body) = bob_connection.json_answer().await;
+        match status {
+            202 => {}
+            429 => break,
+            _ => panic!("{status}: {body}"),
+        }
+    }
+
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        bob_connection.send(&stream_request(&bob, &bob.token)).await;
+        let (status, headers) = bob_connection.head().await;
+        if status == 200 {
+            break;
+        }
+        bob_connection.body(&headers).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled stream kept its place past {DEADLINE:?}"
+        );
+        tokio::task::yield_now().await;
     }
 }
