@@ -6,7 +6,6 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::LazyLock;
-use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::socket::{READ_SIZE, Socket};
+use super::socket::{Socket, read_some};
 use super::write::{answer, send};
 use super::{Next, NotRead};
 use crate::server::{ConnectionLimits, Unreadable};
@@ -183,50 +182,20 @@ async fn fill(
     socket: &mut impl Socket,
     read: &mut BytesMut,
     deadline: Instant,
-    mut timer: Pin<&mut Sleep>,
+    timer: Pin<&mut Sleep>,
     shutdown: Option<&CancellationToken>,
 ) -> bool {
-    loop {
-        let shutdown = shutdown.filter(|_| read.is_empty());
-        let ready = tokio::select! {
-            biased;
-            ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)) => ready.is_ok(),
-            () = async {
-                match shutdown {
-                    Some(shutdown) => shutdown.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            } => false,
-            () = passed(timer.as_mut(), deadline) => false,
-        };
-        if !ready {
-            return false;
-        }
-        // Room only once there is something to read: a connection waiting
-        // for its next request holds no buffer.
-        read.reserve(READ_SIZE);
-        // Through `poll_read`, not `try_read`: after a read that did not
-        // fill the room, it forgets the socket's readiness, so the wait for
-        // the next request goes to epoll rather than to one more read that
-        // finds nothing, a system call per request.
-        let once = std::future::poll_fn(|cx| {
-            Poll::Ready(tokio_util::io::poll_read_buf(
-                Pin::new(&mut *socket),
-                cx,
-                read,
-            ))
-        });
-        match once.await {
-            Poll::Ready(Ok(0)) => return false,
-            Poll::Ready(Ok(_)) => return true,
-            // Nothing after all: wait again, without the room.
-            Poll::Pending => {
-                if read.is_empty() {
-                    *read = BytesMut::new();
-                }
+    let shutdown = shutdown.filter(|_| read.is_empty());
+    tokio::select! {
+        biased;
+        got = read_some(socket, read) => got,
+        () = async {
+            match shutdown {
+                Some(shutdown) => shutdown.cancelled().await,
+                None => std::future::pending().await,
             }
-            Poll::Ready(Err(_)) => return false,
-        }
+        } => false,
+        () = passed(timer, deadline) => false,
     }
 }
 

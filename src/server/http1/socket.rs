@@ -17,7 +17,7 @@ use crate::server::tls::LeanTls;
 
 /// What a read asks the socket for at least: heads and bodies are mostly
 /// well under it, so one read takes a whole request.
-pub(super) const READ_SIZE: usize = 4096;
+const READ_SIZE: usize = 4096;
 
 /// A connection this module serves.
 pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -60,29 +60,43 @@ impl Socket for TlsSocket {
         // Encrypted, the bytes cannot be peeked at: a close is a
         // close_notify or the end of the stream, and anything else is the
         // next request, kept in `read`.
-        loop {
-            if std::future::poll_fn(|cx| self.poll_read_ready(cx))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            read.reserve(READ_SIZE);
-            let once = std::future::poll_fn(|cx| {
-                Poll::Ready(tokio_util::io::poll_read_buf(
-                    Pin::new(&mut *self),
-                    cx,
-                    read,
-                ))
-            });
-            match once.await {
-                Poll::Ready(Ok(0) | Err(_)) => return,
-                Poll::Ready(Ok(_)) => std::future::pending().await,
-                // Only TLS's own records came: nothing to keep.
-                Poll::Pending => {
-                    if read.is_empty() {
-                        *read = BytesMut::new();
-                    }
+        if read_some(self, read).await {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Reads what the client sends next into `read`, which gets room only
+/// once there is something to read: a connection waiting for its next
+/// request holds no buffer. False when the client has gone.
+pub(super) async fn read_some(socket: &mut impl Socket, read: &mut BytesMut) -> bool {
+    loop {
+        if std::future::poll_fn(|cx| socket.poll_read_ready(cx))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        read.reserve(READ_SIZE);
+        // Through `poll_read`, not `try_read`: after a read that did not
+        // fill the room, it forgets the socket's readiness, so the wait for
+        // the next request goes to epoll rather than to one more read that
+        // finds nothing, a system call per request.
+        let once = std::future::poll_fn(|cx| {
+            Poll::Ready(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *socket),
+                cx,
+                read,
+            ))
+        });
+        match once.await {
+            Poll::Ready(Ok(0) | Err(_)) => return false,
+            Poll::Ready(Ok(_)) => return true,
+            // Nothing after all (over TLS: only TLS's own records): wait
+            // again, without the room.
+            Poll::Pending => {
+                if read.is_empty() {
+                    *read = BytesMut::new();
                 }
             }
         }
