@@ -10,7 +10,7 @@ use axum::http::header::{self};
 use axum::http::response::Parts;
 use axum::http::{Response, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio_util::io::poll_write_buf;
 
 use super::Next;
@@ -179,11 +179,13 @@ pub(super) async fn send(
         }
     }
     // TLS takes what it cannot send at once into records of its own: out
-    // with them too. A TCP socket holds nothing back.
-    matches!(
-        tokio::time::timeout(write_timeout, tokio::io::AsyncWriteExt::flush(writer)).await,
-        Ok(Ok(()))
-    )
+    // with them too. A TCP socket holds nothing back, and its flush needs
+    // no timer.
+    let mut flush = std::pin::pin!(tokio::io::AsyncWriteExt::flush(writer));
+    if let Some(flushed) = flush.as_mut().now_or_never() {
+        return flushed.is_ok();
+    }
+    matches!(tokio::time::timeout(write_timeout, flush).await, Ok(Ok(())))
 }
 
 #[cfg(test)]

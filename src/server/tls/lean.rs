@@ -357,12 +357,3 @@ impl AsyncWrite for LeanTls {
         Pin::new(&mut this.tcp).poll_shutdown(cx)
     }
 }
-
-impl std::fmt::Debug for LeanTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeanTls")
-            .field("handshaken", &self.handshaken)
-            .field("read_closed", &self.read_closed)
-            .finish_non_exhaustive()
-    }
-}
