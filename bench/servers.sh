@@ -95,6 +95,13 @@ start_redis_cluster() { # log file, command prefix…
   redis_url=${redis_url%,}
 }
 
+# The started redis-servers' addresses, comma-separated, from redis_url
+# (`redis://a,redis://b`).
+redis_addrs() {
+  local url=${redis_url//redis:\/\//}
+  echo "$url"
+}
+
 # One redis-server (more arguments after `--`… are its own), on the next
 # free port from 6400. Sets redis_pid and redis_port, adds to redis_pids.
 start_one_redis() { # log file, command prefix… [redis-server flags…]

@@ -14,6 +14,7 @@
 //! - `report`, `chart`: medians, the markdown table, the SVG.
 
 mod chart;
+mod commandstats;
 mod http;
 mod http1;
 mod http2;
@@ -68,6 +69,11 @@ enum Command {
         /// memory are measured too.
         #[arg(long, value_delimiter = ',')]
         backend_pid: Vec<u32>,
+        /// The store's addresses (redis-server, or each primary of a
+        /// Cluster), for the time its commands took (`INFO commandstats`);
+        /// only loopback addresses are accepted.
+        #[arg(long, value_delimiter = ',')]
+        backend_addr: Vec<SocketAddr>,
         /// The name the run is reported under, when not the peer's own
         /// (`signalpost-redis-x3` for three nodes of `signalpost-redis`).
         #[arg(long)]
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
             addr,
             pid,
             backend_pid,
+            backend_addr,
             label,
             ca,
             scenario,
@@ -129,7 +136,11 @@ fn main() -> ExitCode {
             strict,
             max_secs,
         } => {
-            if let Some(addr) = addr.iter().find(|addr| !addr.ip().is_loopback()) {
+            if let Some(addr) = addr
+                .iter()
+                .chain(&backend_addr)
+                .find(|addr| !addr.ip().is_loopback())
+            {
                 eprintln!("signalpost-bench: only loopback targets are allowed, not {addr}");
                 return ExitCode::from(2);
             }
@@ -151,7 +162,7 @@ fn main() -> ExitCode {
                 .expect("a tokio runtime starts");
             let mut run = runtime.block_on(run_one(
                 peer,
-                &addr,
+                (&addr, &backend_addr),
                 (&pid, &backend_pid),
                 ca.as_deref(),
                 scenario,
@@ -201,7 +212,7 @@ fn main() -> ExitCode {
 
 async fn run_one(
     peer: PeerKind,
-    addrs: &[SocketAddr],
+    (addrs, backend_addrs): (&[SocketAddr], &[SocketAddr]),
     (pids, backend_pids): (&[u32], &[u32]),
     ca: Option<&std::path::Path>,
     scenario: Scenario,
@@ -226,7 +237,9 @@ async fn run_one(
     };
     let outcome = match (procfs::Process::with_backend(pids, backend_pids), transport) {
         (Ok(server), Ok(transport)) => {
-            let ctx = Arc::new(Ctx::new(peer, transport, addrs, Arc::new(Recorder::new())));
+            let mut ctx = Ctx::new(peer, transport, addrs, Arc::new(Recorder::new()));
+            ctx.backend_addrs = backend_addrs.to_vec();
+            let ctx = Arc::new(ctx);
             scenario::run(ctx, server, scenario, sizes, &mut run).await
         }
         (Err(error), _) | (_, Err(error)) => Err(error),

@@ -106,6 +106,9 @@ pub struct Ctx {
     /// Sends the server refused or that failed on the way, and the last reason.
     pub send_errors: Arc<AtomicU64>,
     pub last_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// The store's addresses, whose command time is measured
+    /// (`commandstats`); empty for peers without one.
+    pub backend_addrs: Vec<SocketAddr>,
 }
 
 /// One member of one room, joined and with its inbox open.
@@ -169,6 +172,7 @@ impl Ctx {
             open_inboxes: Arc::new(AtomicUsize::new(0)),
             send_errors: Arc::new(AtomicU64::new(0)),
             last_error: Arc::new(std::sync::Mutex::new(None)),
+            backend_addrs: Vec::new(),
         }
     }
 

@@ -41,6 +41,12 @@ pub struct Summary {
     pub relay_cpu_us: Option<f64>,
     /// The backend process's CPU (redis-server), for peers that have one.
     pub relay_backend_cpu_us: Option<f64>,
+    /// Its functions' time by its own account (`INFO commandstats`), their
+    /// calls, and its other commands (those they called included), per
+    /// relayed signal.
+    pub relay_backend_script_us: Option<f64>,
+    pub relay_backend_scripts: Option<f64>,
+    pub relay_backend_commands: Option<f64>,
     pub relay_generator_cpu_us: Option<f64>,
     pub relay_late: u64,
     pub relay_shed: u64,
@@ -155,16 +161,19 @@ pub fn summarize(runs: &[Run], peer: &str) -> Summary {
                 .collect(),
         )
     };
-    let of_backend = |scenario: &'static str| {
+    let of_backend = |scenario: &'static str, pick: fn(&Window) -> Option<f64>| {
         median(
             mine(scenario)
-                .filter_map(|run| run.latency.as_ref()?.backend_cpu_us_per_msg)
+                .filter_map(|run| pick(run.latency.as_ref()?))
                 .collect(),
         )
     };
     let mut summary = Summary {
-        relay_backend_cpu_us: of_backend("relay"),
-        fanout_backend_cpu_us: of_backend("fanout"),
+        relay_backend_cpu_us: of_backend("relay", |w| w.backend_cpu_us_per_msg),
+        relay_backend_script_us: of_backend("relay", |w| w.backend_script_us_per_msg),
+        relay_backend_scripts: of_backend("relay", |w| w.backend_scripts_per_msg),
+        relay_backend_commands: of_backend("relay", |w| w.backend_commands_per_msg),
+        fanout_backend_cpu_us: of_backend("fanout", |w| w.backend_cpu_us_per_msg),
         relay_p50_ms: of("relay", |w| w.p50_ms),
         relay_p99_ms: of("relay", |w| w.p99_ms),
         relay_max_ms: of("relay", |w| w.max_ms),
@@ -437,6 +446,7 @@ pub fn targets(
         });
     }
     let p99 = |summary: Option<&Summary>| summary.and_then(|s| s.relay_p99_ms);
+    redis_targets(get("signalpost-redis"), sp, &mut targets);
     if let Some((mine, floor)) = both(p99(h2), p99(get("floor-h2"))) {
         targets.push(Target {
             target: "relay p99 over HTTPS/2 ≤ the floor's over HTTPS/2".into(),
@@ -445,6 +455,47 @@ pub fn targets(
         });
     }
     targets
+}
+
+/// The scale-out issue's targets for one node on one redis-server.
+fn redis_targets(redis: Option<&Summary>, memory: Option<&Summary>, targets: &mut Vec<Target>) {
+    let Some(redis) = redis else {
+        return;
+    };
+    if let Some(held) = redis.held_rate {
+        targets.push(Target {
+            target: "one node on Redis: at least 18 000 signals/s held".into(),
+            measured: format!("{held:.0} signals/s"),
+            met: Some(held >= 18_000.0),
+        });
+    }
+    if let Some(us) = redis.relay_backend_script_us {
+        let cpu = redis.relay_backend_cpu_us.map_or(String::new(), |cpu| {
+            format!(" (its whole CPU: {cpu:.1} µs)")
+        });
+        targets.push(Target {
+            target:
+                "one node on Redis: Redis functions' time per relayed signal ≤ 20 µs (commandstats)"
+                    .into(),
+            measured: format!("{us:.1} µs{cpu}"),
+            met: Some(us <= 20.0),
+        });
+    }
+    if let Some((node, alone)) = redis.relay_cpu_us.zip(memory.and_then(|s| s.relay_cpu_us)) {
+        targets.push(Target {
+            target: "one node on Redis: node CPU per relayed signal ≤ 1.5× the memory node's"
+                .into(),
+            measured: format!("{node:.1} µs vs {alone:.1} µs ({:.2}×)", node / alone),
+            met: Some(node <= alone * 1.5),
+        });
+    }
+    if let Some(p99) = redis.relay_p99_ms {
+        targets.push(Target {
+            target: "one node on Redis: relay p99 at 2 000/s ≤ 2 ms".into(),
+            measured: format!("{p99:.2} ms"),
+            met: Some(p99 <= 2.0),
+        });
+    }
 }
 
 fn cell(value: Option<f64>, decimals: usize) -> String {
@@ -511,6 +562,17 @@ pub fn table(
             row("relay: Redis CPU µs per relayed signal".into(), &|s| {
                 cell(s.relay_backend_cpu_us, 1)
             });
+            row(
+                "relay: Redis functions' time µs / functions / other commands per relayed signal (commandstats)".into(),
+                &|s| {
+                    format!(
+                        "{} / {} / {}",
+                        cell(s.relay_backend_script_us, 1),
+                        cell(s.relay_backend_scripts, 2),
+                        cell(s.relay_backend_commands, 2)
+                    )
+                },
+            );
         }
         row(
             "relay: the generator's own CPU µs per signal".into(),

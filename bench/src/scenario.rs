@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
 
+use crate::commandstats;
 use crate::peer::{Connections, Ctx, Member, Sent};
 use crate::procfs::Process;
 
@@ -187,6 +188,16 @@ pub struct Window {
     /// The same for the server's backend process (redis-server), if any.
     #[serde(default)]
     pub backend_cpu_us_per_msg: Option<f64>,
+    /// The time the backend's functions took by its own account (`INFO
+    /// commandstats`), and their calls, per delivered copy.
+    #[serde(default)]
+    pub backend_script_us_per_msg: Option<f64>,
+    #[serde(default)]
+    pub backend_scripts_per_msg: Option<f64>,
+    /// The backend's other commands per delivered copy, those the
+    /// functions called included.
+    #[serde(default)]
+    pub backend_commands_per_msg: Option<f64>,
 }
 
 impl Window {
@@ -393,6 +404,7 @@ async fn measure(
     let cpu_before = server.cpu()?;
     let own_before = generator.cpu()?;
     let backend_before = backend.map(|backend| backend.cpu()).transpose()?;
+    let commands_before = commands(ctx).await?;
     let driven = drive(ctx, routes, copies, rate, secs, next_seq).await;
     drain(ctx, drain_secs).await;
     let cpu = server.cpu()?.saturating_sub(cpu_before);
@@ -401,7 +413,18 @@ async fn measure(
         (Some(backend), Some(before)) => Some(backend.cpu()?.saturating_sub(before)),
         _ => None,
     };
+    let commands = match (commands(ctx).await?, commands_before) {
+        (Some(after), Some(before)) => Some(after.since(before)),
+        _ => None,
+    };
     let receipts = ctx.recorder.receipts();
+    let per_copy_count = |count: u64| {
+        if receipts.delivered == 0 {
+            0.0
+        } else {
+            count as f64 / receipts.delivered as f64
+        }
+    };
     let per_copy = |spent: Duration| {
         if receipts.delivered == 0 {
             0.0
@@ -431,7 +454,19 @@ async fn measure(
         cpu_us_per_msg: per_copy(cpu),
         generator_cpu_us_per_msg: per_copy(own),
         backend_cpu_us_per_msg: backend_cpu.map(per_copy),
+        backend_script_us_per_msg: commands
+            .map(|totals| per_copy(Duration::from_micros(totals.scripts.usec))),
+        backend_scripts_per_msg: commands.map(|totals| per_copy_count(totals.scripts.calls)),
+        backend_commands_per_msg: commands.map(|totals| per_copy_count(totals.commands.calls)),
     })
+}
+
+/// The store's commandstats, when the peer has a store.
+async fn commands(ctx: &Ctx) -> Result<Option<commandstats::Totals>> {
+    if ctx.backend_addrs.is_empty() {
+        return Ok(None);
+    }
+    commandstats::read_all(&ctx.backend_addrs).await.map(Some)
 }
 
 fn scheduled(rate: f64, secs: f64) -> u64 {
