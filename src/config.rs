@@ -320,6 +320,13 @@ pub struct Config {
     #[arg(help_heading = "ICE servers")]
     pub turn_ttl: Duration,
 
+    /// Seconds a WHIP or WHEP offer waits for the member's answer before it
+    /// is refused 504 `no_answer` and its member leaves; OBS gives up on
+    /// its request after 8.
+    #[arg(long, env = "SIGNALPOST_ANSWER_TIMEOUT", value_name = "SECS", default_value = "6", value_parser = parse_seconds)]
+    #[arg(help_heading = "Rooms and inboxes")]
+    pub answer_timeout: Duration,
+
     /// Share the state with every node pointed at this Redis
     /// (`redis://host:6379`, `rediss://` for TLS), so that several nodes
     /// serve one service behind any load balancer. Without it, the state
@@ -484,6 +491,7 @@ impl std::fmt::Debug for Config {
                 &self.turn_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("turn_ttl", &self.turn_ttl)
+            .field("answer_timeout", &self.answer_timeout)
             // A Redis URL may carry a password.
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
             .field("redis_cluster", &self.redis_cluster)

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LINK, LOCATION, RETRY_AFTER,
+};
 use axum::http::{HeaderName, HeaderValue, Method};
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
@@ -211,6 +213,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(api::join::router())
         .merge(api::inbox::router())
         .merge(api::signals::router())
+        .merge(api::whip::router())
         .merge(api::rooms::router())
         .merge(api::admin::router())
         .merge(api::ice::router())
@@ -287,9 +290,11 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
             .allow_headers([
                 AUTHORIZATION,
                 CONTENT_TYPE,
+                IF_MATCH,
                 HeaderName::from_static("last-event-id"),
             ])
-            .expose_headers([RETRY_AFTER, observe::request::HEADER])
+            // Location, ETag and Link: what WHIP and WHEP clients read.
+            .expose_headers([RETRY_AFTER, observe::request::HEADER, LOCATION, ETAG, LINK])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }

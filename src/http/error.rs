@@ -74,6 +74,18 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the body must be JSON, sent with Content-Type: application/json")]
     UnsupportedMediaType,
+    /// A body that must be of another type than JSON (`application/sdp`).
+    #[error("the body must be sent with Content-Type: {0}")]
+    WrongMediaType(&'static str),
+    /// A WHIP or WHEP offer that got no answer; the text says why.
+    #[error("{0}")]
+    NoAnswer(&'static str),
+    /// A WHIP or WHEP offer that names no member, to a room without an
+    /// owner to answer it.
+    #[error("the room has no owner to answer, and the request names no member (`?to=`)")]
+    NoReceiver,
+    #[error("`If-Match` does not name this session's ETag")]
+    PreconditionFailed,
     /// The cause is logged where it happens; the client learns nothing of it.
     #[error("the server failed to answer this request")]
     Internal,
@@ -92,7 +104,9 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             Self::RoomNotFound | Self::MemberNotFound | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::RoomFull { .. } | Self::RoomExists => StatusCode::CONFLICT,
+            Self::RoomFull { .. } | Self::RoomExists | Self::NoReceiver => StatusCode::CONFLICT,
+            Self::NoAnswer(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::RoomLocked => StatusCode::LOCKED,
             Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -100,7 +114,9 @@ impl ApiError {
             Self::InboxFull | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::WrongMediaType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,7 +142,10 @@ impl ApiError {
             Self::ServerBusy(_) => "server_busy",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::WrongMediaType(_) => "unsupported_media_type",
+            Self::NoAnswer(_) => "no_answer",
+            Self::NoReceiver => "no_receiver",
+            Self::PreconditionFailed => "precondition_failed",
             Self::Internal => "internal_error",
         }
     }
@@ -150,7 +169,10 @@ impl ApiError {
             Self::ServerBusy(_) => "Server busy",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
-            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::UnsupportedMediaType | Self::WrongMediaType(_) => "Unsupported media type",
+            Self::NoAnswer(_) => "No answer",
+            Self::NoReceiver => "No receiver",
+            Self::PreconditionFailed => "Precondition failed",
             Self::Internal => "Internal server error",
         }
     }
@@ -176,7 +198,8 @@ pub struct Problem {
     /// One stable word: `invalid_room_id`, `invalid_request`, `unauthorized`, `forbidden`,
     /// `room_not_found`, `member_not_found`, `room_exists`, `room_full`, `room_locked`,
     /// `payload_too_large`, `inbox_full`, `rate_limited`, `server_busy`, `not_found`,
-    /// `method_not_allowed`, `unsupported_media_type`.
+    /// `method_not_allowed`, `unsupported_media_type`; for WHIP and WHEP, `no_answer`,
+    /// `no_receiver`, `precondition_failed`.
     pub code: String,
     /// The request's id, as in its `X-Request-Id` header and the server's
     /// log lines: quote it when reporting a problem.

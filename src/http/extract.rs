@@ -122,7 +122,7 @@ fn is_json(content_type: &str) -> bool {
 /// Not axum's `to_bytes`: its `Limited` and `Collect` layers and their
 /// buffer list cost a few per cent of a relayed signal, whose body nearly
 /// always comes in one piece, which is kept as it is.
-async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
     if usize::try_from(body.size_hint().lower()).map_or(true, |declared| declared > limit) {
         return None;
     }

@@ -30,6 +30,13 @@ pub const REJECTIONS: &str = "signalpost_rejections_total";
 /// the receiver did not take, to be made again), `failed` (given up) or
 /// `dropped` (a full queue).
 pub const WEBHOOKS: &str = "signalpost_webhooks_total";
+/// WHIP and WHEP offers, by `kind` (`whip`, `whep`) and `outcome`
+/// (`answered`, or the code of the problem that refused it).
+pub const SESSIONS: &str = "signalpost_sessions_total";
+/// WHIP and WHEP sessions this node holds, by `kind`.
+pub const SESSIONS_OPEN: &str = "signalpost_sessions_open";
+/// Seconds from a WHIP or WHEP offer's request to its answer, by `kind`.
+pub const ANSWER_TIME: &str = "signalpost_answer_seconds";
 /// Time to the response head, by `method` and `route`.
 pub const REQUEST_DURATION: &str = "signalpost_request_duration_seconds";
 
@@ -50,6 +57,12 @@ pub fn handle() -> &'static PrometheusHandle {
                 builder.set_buckets_for_metric(
                     Matcher::Full(INBOX_DEPTH.into()),
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
+            })
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(ANSWER_TIME.into()),
+                    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
                 )
             })
             .expect("the bucket lists are not empty")
@@ -109,6 +122,27 @@ pub fn events_dropped(events: u64) {
 /// Counts a webhook delivery's `outcome`.
 pub fn webhook(outcome: &'static str) {
     metrics::counter!(WEBHOOKS, "outcome" => outcome).increment(1);
+}
+
+/// Counts a WHIP or WHEP session (`kind`) that got its answer.
+pub fn session_opened(kind: &'static str) {
+    metrics::counter!(SESSIONS, "kind" => kind, "outcome" => "answered").increment(1);
+    metrics::gauge!(SESSIONS_OPEN, "kind" => kind).increment(1.0);
+}
+
+/// Counts a WHIP or WHEP offer that got no session, by the problem's code.
+pub fn session_failed(kind: &'static str, code: &'static str) {
+    metrics::counter!(SESSIONS, "kind" => kind, "outcome" => code).increment(1);
+}
+
+/// A session this node held ended (`kind`).
+pub fn session_closed(kind: &'static str) {
+    metrics::gauge!(SESSIONS_OPEN, "kind" => kind).decrement(1.0);
+}
+
+/// Records how long an answered offer took, from its request to its answer.
+pub fn answer_time(kind: &'static str, elapsed: Duration) {
+    metrics::histogram!(ANSWER_TIME, "kind" => kind).record(elapsed.as_secs_f64());
 }
 
 /// Counts a problem answer with its `code`.

@@ -120,3 +120,41 @@ fn a_cors_origin_with_a_path_is_refused_at_start() {
     }
     assert!(signalpost::Config::from_args(["--cors-origin", APP]).is_ok());
 }
+
+#[tokio::test]
+async fn a_browser_whip_client_may_patch_with_if_match_and_read_location_etag_and_link() {
+    let app = spawn_app_with(&["--cors-origin", APP]).await;
+    let preflight = send(
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                app.url("/rooms/studio/sessions/abc"),
+            )
+            .header("origin", APP)
+            .header("access-control-request-method", "PATCH")
+            .header("access-control-request-headers", "content-type, if-match"),
+    )
+    .await;
+    assert_eq!(preflight.status(), 200);
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("if-match"), "{allowed}");
+
+    let answer = send(
+        app.client
+            .post(app.url("/rooms/studio/whip"))
+            .header("origin", APP)
+            .header("content-type", "application/sdp")
+            .body("v=0\r\n"),
+    )
+    .await;
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["location", "etag", "link"] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
+}

@@ -38,3 +38,4 @@ mod soak;
 mod tls;
 mod web;
 mod webhooks;
+mod whip;

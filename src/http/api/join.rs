@@ -75,23 +75,8 @@ async fn join_room(
     headers: HeaderMap,
     JsonBody(body): JsonBody<Option<JoinRequest>>,
 ) -> Result<Response, ApiError> {
-    // Before the grant is checked, so that failed grants count too.
-    if let Some(client) = client {
-        state.limiters.check_join(client)?;
-    }
-    let mut request: JoinRequest = body.unwrap_or_default();
-    let mut user_id = None;
-    let mut may_own = true;
-    if let Some(grants) = &state.grants {
-        let grant = grants.check(bearer(&headers), &room_id)?;
-        may_own = grant.owner.unwrap_or(true);
-        user_id = granted(&mut request, grant)?;
-    }
-    let password = request.password.take().map(checked_password).transpose()?;
-    let mut spec = validate(request)?;
-    spec.user_id = user_id;
-    spec.may_own = may_own;
-    let joined = join_with_password(&state, room_id, spec, password).await?;
+    let request: JoinRequest = body.unwrap_or_default();
+    let joined = admit(&state, room_id, client, bearer(&headers), request, None).await?;
     let joined = JoinResponse::new(
         joined.room_id,
         joined.member,
@@ -112,6 +97,45 @@ async fn join_room(
         Json(joined),
     )
         .into_response())
+}
+
+/// Joins `room_id` by the join's rules: the join rate of `client`, the
+/// join grant in `bearer` where the server asks for one (its claims in
+/// place of the request's), the room's password, capacity and lock.
+/// `mark` goes into the metadata over whatever the request or grant put
+/// there: what the server says the member is (a WHIP publisher).
+pub(crate) async fn admit(
+    state: &AppState,
+    room_id: RoomId,
+    client: Option<std::net::IpAddr>,
+    bearer: Option<&str>,
+    mut request: JoinRequest,
+    mark: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Joined, ApiError> {
+    // Before the grant is checked, so that failed grants count too.
+    if let Some(client) = client {
+        state.limiters.check_join(client)?;
+    }
+    let mut user_id = None;
+    let mut may_own = true;
+    if let Some(grants) = &state.grants {
+        let grant = grants.check(bearer, &room_id)?;
+        may_own = grant.owner.unwrap_or(true);
+        user_id = granted(&mut request, grant)?;
+    }
+    if let Some(mark) = mark {
+        let mut metadata = match request.metadata.take() {
+            Some(serde_json::Value::Object(object)) => object,
+            _ => serde_json::Map::new(),
+        };
+        metadata.extend(mark);
+        request.metadata = Some(serde_json::Value::Object(metadata));
+    }
+    let password = request.password.take().map(checked_password).transpose()?;
+    let mut spec = validate(request)?;
+    spec.user_id = user_id;
+    spec.may_own = may_own;
+    join_with_password(state, room_id, spec, password).await
 }
 
 /// A password, if it is one a room may have: 1 to `PASSWORD_MAX` bytes.

@@ -17,6 +17,7 @@ pub mod join;
 pub mod metrics;
 pub mod rooms;
 pub mod signals;
+pub mod whip;
 
 pub(crate) const TAG_ROOMS: &str = "rooms";
 pub(crate) const TAG_INBOX: &str = "inbox";
