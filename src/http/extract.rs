@@ -55,6 +55,22 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
     }
 }
 
+/// The `{room_id}` and `{session}` of a WHIP or WHEP session's path,
+/// taken as they come: a session that is none is `not_found`, as one
+/// that ended is.
+pub struct SessionPath(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = path_params(parts, state).await?;
+        let room = param(&params, "room_id").unwrap_or_default().to_owned();
+        let session = param(&params, "session").unwrap_or_default().to_owned();
+        Ok(Self(room, session))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
     type Rejection = ApiError;
 

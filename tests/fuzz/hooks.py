@@ -143,6 +143,12 @@ def _resume_from_start(case) -> None:
             container[name] = "0" if container is case.headers else 0
 
 
+@schemathesis.serializer("application/sdp", "application/trickle-ice-sdpfrag")
+def sdp_text(ctx, value):
+    # WHIP and WHEP bodies are text: the generated string, as it is.
+    return value.encode() if isinstance(value, str) else json.dumps(value).encode()
+
+
 @schemathesis.hook
 def before_call(context, case, **kwargs):
     checksum = _checksum(case)

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH, LINK, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +39,7 @@ use crate::http::AppState;
 use crate::http::api::{RoomParam, TAG_ROOMS, join};
 use crate::http::auth::bearer;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ClientAddr, QueryParams, RoomPath, read_body};
+use crate::http::extract::{ClientAddr, QueryParams, RoomPath, SessionPath, read_body};
 use crate::hub::Subscription;
 use crate::model::{JoinRequest, RoomId, SignalType};
 use crate::observe::metrics;
@@ -248,7 +248,7 @@ async fn play(
 }
 
 /// The `{room_id}` and `{session}` of a session's path.
-// Only its derive is used: the path is read by `SessionPath`.
+// Only its derive is used: the path is read by `extract::SessionPath`.
 #[allow(dead_code)]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -282,7 +282,7 @@ struct SessionParams {
 )]
 async fn trickle(
     State(state): State<AppState>,
-    Path((room, session)): Path<(String, String)>,
+    SessionPath(room, session): SessionPath,
     headers: HeaderMap,
     FragmentBody(fragment): FragmentBody,
 ) -> Result<StatusCode, ApiError> {
@@ -320,7 +320,7 @@ async fn trickle(
 )]
 async fn end(
     State(state): State<AppState>,
-    Path((room, session)): Path<(String, String)>,
+    SessionPath(room, session): SessionPath,
 ) -> Result<StatusCode, ApiError> {
     let (me, _) = session_member(&state, &room, &session).await?;
     state
