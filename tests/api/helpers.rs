@@ -677,6 +677,17 @@ impl TestApp {
     }
 
     /// Opens the member's stream, resuming after `last_event_id` if given.
+    /// Opens `member`'s stream and reads up to its `ready` and the
+    /// `member-joined` events it already holds (`member_joined` of them).
+    pub async fn open_drained(&self, member: &Joined, member_joined: usize) -> EventStream {
+        let mut events = self.open_events(member, None).await;
+        events.expect_ready(member, 0).await;
+        for _ in 0..member_joined {
+            events.expect("member-joined").await;
+        }
+        events
+    }
+
     pub async fn open_events(&self, member: &Joined, last_event_id: Option<u64>) -> EventStream {
         self.open_events_with(self.events_request(member, last_event_id))
             .await

@@ -4,19 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, EventStream, Joined, ServerProcess, TestApp, assert_problem, json_body, send,
-    spawn_app, spawn_app_with,
+    ADMIN_TOKEN, ServerProcess, TestApp, assert_problem, json_body, send, spawn_app, spawn_app_with,
 };
 use crate::metrics::wait_for_sample;
-
-async fn opened(app: &TestApp, member: &Joined, member_joined: usize) -> EventStream {
-    let mut events = app.open_events(member, None).await;
-    events.expect_ready(member, 0).await;
-    for _ in 0..member_joined {
-        events.expect("member-joined").await;
-    }
-    events
-}
 
 #[tokio::test]
 async fn leave_answers_204_and_the_others_get_member_left_with_reason_left() {
@@ -24,8 +14,8 @@ async fn leave_answers_204_and_the_others_get_member_left_with_reason_left() {
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut alice_events = opened(&app, &alice, 2).await;
-    let mut carol_events = opened(&app, &carol, 0).await;
+    let mut alice_events = app.open_drained(&alice, 2).await;
+    let mut carol_events = app.open_drained(&carol, 0).await;
 
     let response = app.leave(&bob).await;
 
@@ -45,7 +35,7 @@ async fn the_owner_removing_a_member_sends_reason_removed() {
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut carol_events = opened(&app, &carol, 0).await;
+    let mut carol_events = app.open_drained(&carol, 0).await;
 
     let response = app
         .remove("lobby", &bob.member_id, Some(&alice.token))
@@ -68,7 +58,7 @@ async fn a_removed_member_reads_its_inbox_to_the_end_then_its_own_removal() {
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut bob_events = opened(&app, &bob, 1).await;
+    let mut bob_events = app.open_drained(&bob, 1).await;
 
     assert_eq!(app.signal(&carol, Some(&bob), "offer", json!(1)).await, 1);
     let response = app
@@ -121,7 +111,7 @@ async fn the_admin_removing_a_member_sends_reason_removed() {
     let app = spawn_app_with(&["--admin-token", ADMIN_TOKEN]).await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut alice_events = opened(&app, &alice, 1).await;
+    let mut alice_events = app.open_drained(&alice, 1).await;
 
     let response = app.remove("lobby", &bob.member_id, Some(ADMIN_TOKEN)).await;
 
@@ -220,8 +210,8 @@ async fn when_the_owner_leaves_the_oldest_remaining_member_becomes_owner() {
     let alice = app.join_with("lobby", json!({"capacity": 5})).await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut bob_events = opened(&app, &bob, 1).await;
-    let mut carol_events = opened(&app, &carol, 0).await;
+    let mut bob_events = app.open_drained(&bob, 1).await;
+    let mut carol_events = app.open_drained(&carol, 0).await;
 
     assert_eq!(app.leave(&alice).await.status().as_u16(), 204);
 
@@ -261,7 +251,7 @@ async fn a_member_removed_by_its_own_token_is_reported_as_left() {
     let app = spawn_app().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = opened(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
 
     let response = app
         .remove("lobby", &alice.member_id, Some(&alice.token))

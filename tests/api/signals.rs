@@ -8,17 +8,6 @@ use crate::helpers::{
     eventually, json_body, send, spawn_app, spawn_app_with,
 };
 
-/// Opens `member`'s stream and reads everything up to `ready` and the
-/// `member-joined` events it already holds (`count` of them).
-async fn drained_stream(app: &TestApp, member: &Joined, count: usize) -> EventStream {
-    let mut events = app.open_events(member, None).await;
-    events.expect_ready(member, 0).await;
-    for _ in 0..count {
-        events.expect("member-joined").await;
-    }
-    events
-}
-
 /// Sends a marker from `from` to `to` and checks it is `to`'s next event:
 /// everything sent to `to` before it has been seen.
 async fn expect_marker_next(app: &TestApp, from: &Joined, to: &Joined, events: &mut EventStream) {
@@ -41,8 +30,8 @@ async fn a_directed_signal_reaches_only_its_recipient() {
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 1).await;
-    let mut carol_events = drained_stream(&app, &carol, 0).await;
+    let mut bob_events = app.open_drained(&bob, 1).await;
+    let mut carol_events = app.open_drained(&carol, 0).await;
     let answer = json!({"type": "answer", "sdp": "v=0\r\n"});
 
     let response = app
@@ -65,9 +54,9 @@ async fn a_signal_without_to_reaches_every_other_member() {
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut alice_events = drained_stream(&app, &alice, 2).await;
-    let mut bob_events = drained_stream(&app, &bob, 1).await;
-    let mut carol_events = drained_stream(&app, &carol, 0).await;
+    let mut alice_events = app.open_drained(&alice, 2).await;
+    let mut bob_events = app.open_drained(&bob, 1).await;
+    let mut carol_events = app.open_drained(&carol, 0).await;
 
     let recipients = app.signal(&alice, None, "chat", json!("hello all")).await;
 
@@ -88,8 +77,8 @@ async fn a_signal_with_to_null_reaches_every_other_member() {
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 1).await;
-    let mut carol_events = drained_stream(&app, &carol, 0).await;
+    let mut bob_events = app.open_drained(&bob, 1).await;
+    let mut carol_events = app.open_drained(&carol, 0).await;
 
     let response = app
         .send_body(
@@ -173,7 +162,7 @@ async fn a_signal_type_of_1_to_32_lowercase_letters_digits_and_dashes_is_relayed
     let app = spawn_app().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     let long = "z".repeat(32);
 
     for kind in [
@@ -224,7 +213,7 @@ async fn a_signal_payload_may_be_any_json_value() {
     let app = spawn_app().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     let candidate = json!({"candidate": "candidate:1 1 UDP 1 1.2.3.4 5 typ host", "sdpMid": "0", "sdpMLineIndex": 0});
 
     for payload in [
@@ -247,7 +236,7 @@ async fn a_type_and_payload_written_with_json_escapes_are_read_as_json_reads_the
     let app = spawn_app().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     // `\u0066` is `f`: the type is `offer` once the JSON is read.
     let body = format!(
         r#"{{"to":"{}","type":"of\u0066er","payload":{{"sdp":"v=0\r\na=\"x\"\u00e9"}}}}"#,
@@ -274,7 +263,7 @@ async fn an_omitted_payload_is_relayed_as_null() {
     let app = spawn_app().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
 
     let response = app
         .send_body(&alice.token, json!({"to": bob.member_id, "type": "bye"}))
@@ -296,7 +285,7 @@ async fn unknown_signal_fields_are_ignored_and_from_is_always_the_sender() {
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
     let carol = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 1).await;
+    let mut bob_events = app.open_drained(&bob, 1).await;
 
     let response = app
         .send_body(
@@ -368,7 +357,7 @@ async fn a_body_in_pieces_is_read_whole_and_bounded_all_the_same() {
     let app = spawn_app_with(&["--payload-limit", "1024"]).await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     let pieces = |text: &str| {
         let body = json!({"to": bob.member_id, "type": "chat", "payload": text}).to_string();
         let (head, tail) = body.split_at(body.len() / 2);
@@ -425,7 +414,7 @@ async fn a_signal_to_a_full_inbox_answers_429() {
         .await;
 
     assert_problem(response, 429, "inbox_full").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     for n in [1, 2] {
         assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
     }
@@ -440,14 +429,14 @@ async fn a_broadcast_refused_for_one_full_inbox_reaches_no_one() {
     let carol = app.join("lobby").await;
     // Bob's member-joined about carol is delivered, so his inbox holds
     // nothing undelivered before alice fills it.
-    drop(drained_stream(&app, &bob, 1).await);
+    drop(app.open_drained(&bob, 1).await);
     app.signal(&alice, Some(&bob), "chat", json!(1)).await;
     app.signal(&alice, Some(&bob), "chat", json!(2)).await;
 
     let response = app.send(&alice.token, None, "chat", json!("all")).await;
 
     assert_problem(response, 429, "inbox_full").await;
-    let mut carol_events = drained_stream(&app, &carol, 0).await;
+    let mut carol_events = app.open_drained(&carol, 0).await;
     expect_marker_next(&app, &alice, &carol, &mut carol_events).await;
     // Resuming after the member-joined he read: the signals are there even if
     // the server wrote them to his closed stream before it noticed the close.
@@ -464,7 +453,7 @@ async fn delivered_events_make_room_for_new_signals() {
     let app = spawn_app_with(&["--inbox-limit", "2"]).await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
 
     for n in 0..10 {
         app.signal(&alice, Some(&bob), "chat", json!(n)).await;
@@ -497,7 +486,7 @@ async fn a_signal_that_would_pass_the_inbox_bytes_limit_answers_429() {
 
     assert_eq!(first.status().as_u16(), 202);
     assert_problem(second, 429, "inbox_full").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     assert_eq!(
         bob_events.expect_signal().await.data["payload"],
         json!("a".repeat(600))
@@ -525,7 +514,7 @@ async fn a_signal_larger_than_an_empty_inbox_holds_answers_413_and_changes_nothi
         );
     }
 
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     expect_marker_next(&app, &alice, &bob, &mut bob_events).await;
 }
 
@@ -540,7 +529,7 @@ async fn member_events_are_never_refused_by_a_full_inbox() {
     let carol = app.join("lobby").await;
     assert_eq!(app.leave(&carol).await.status().as_u16(), 204);
 
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     bob_events.expect_signal().await;
     bob_events.expect_signal().await;
     bob_events.expect("member-joined").await;
@@ -568,7 +557,7 @@ async fn member_events_past_a_full_inbox_do_not_push_out_undelivered_signals() {
     let locked = app.patch_room("lobby", Some(&alice.token), true).await;
     assert_eq!(locked.status().as_u16(), 200);
 
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
     for n in [1, 2] {
         let signal = bob_events.next_event().await;
         assert_eq!(
@@ -621,7 +610,7 @@ async fn a_signal_sent_before_the_recipient_opens_its_stream_waits_in_the_inbox(
 
     app.signal(&alice, Some(&bob), "offer", json!({"sdp": "early"}))
         .await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
 
     let signal = bob_events.expect_signal().await;
     assert_eq!(signal.id, Some(1));
@@ -633,7 +622,7 @@ async fn signals_from_one_sender_to_one_recipient_keep_their_order() {
     let app = spawn_app().await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
 
     for n in 0..50 {
         app.signal(&alice, Some(&bob), "candidate", json!(n)).await;
@@ -651,7 +640,7 @@ async fn delivered_events_make_room_under_the_byte_limit_too() {
     let app = spawn_app_with(&["--inbox-bytes", "1000"]).await;
     let alice = app.join("lobby").await;
     let bob = app.join("lobby").await;
-    let mut bob_events = drained_stream(&app, &bob, 0).await;
+    let mut bob_events = app.open_drained(&bob, 0).await;
 
     for n in 0..10 {
         let payload = json!(format!("{n}{}", "a".repeat(600)));

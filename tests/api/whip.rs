@@ -11,17 +11,6 @@ use crate::helpers::{
 const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n";
 const ANSWER: &str = "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n";
 
-/// Opens `member`'s stream and reads up to its `ready` and the
-/// `member-joined` events it already holds (`count` of them).
-async fn drained_stream(app: &TestApp, member: &Joined, count: usize) -> EventStream {
-    let mut events = app.open_events(member, None).await;
-    events.expect_ready(member, 0).await;
-    for _ in 0..count {
-        events.expect("member-joined").await;
-    }
-    events
-}
-
 /// POSTs `sdp` as an offer to `path` (`/rooms/r/whip?...`).
 fn offer(app: &TestApp, path: &str, sdp: &str) -> tokio::task::JoinHandle<Response> {
     let request = app
@@ -71,7 +60,7 @@ async fn member_ids(app: &TestApp, room: &str, token: &str) -> Vec<Value> {
 async fn a_whip_publisher_gets_the_owner_s_answer_trickles_and_leaves_by_delete() {
     let app = spawn_app().await;
     let alice = app.join("studio").await;
-    let mut events = drained_stream(&app, &alice, 0).await;
+    let mut events = app.open_drained(&alice, 0).await;
 
     let pending = offer(&app, "/rooms/studio/whip?name=OBS", OFFER);
     let publisher = answer_the_offer(&app, &alice, &mut events).await;
@@ -138,7 +127,7 @@ async fn a_whep_player_gets_the_named_member_s_answer() {
     let app = spawn_app().await;
     let alice = app.join("studio").await;
     let bob = app.join("studio").await;
-    let mut events = drained_stream(&app, &bob, 0).await;
+    let mut events = app.open_drained(&bob, 0).await;
 
     let pending = offer(
         &app,
@@ -162,7 +151,7 @@ async fn a_whep_player_gets_the_named_member_s_answer() {
 async fn an_offer_nobody_answers_is_refused_and_its_member_leaves() {
     let app = spawn_app_with(&["--answer-timeout", "1"]).await;
     let alice = app.join("studio").await;
-    let mut events = drained_stream(&app, &alice, 0).await;
+    let mut events = app.open_drained(&alice, 0).await;
 
     let response = offer(&app, "/rooms/studio/whip", OFFER).await.unwrap();
 
@@ -182,7 +171,7 @@ async fn an_offer_whose_member_leaves_is_refused_at_once() {
     let app = spawn_app().await;
     let alice = app.join("studio").await;
     let bob = app.join("studio").await;
-    let mut events = drained_stream(&app, &bob, 0).await;
+    let mut events = app.open_drained(&bob, 0).await;
 
     let pending = offer(
         &app,
