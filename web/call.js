@@ -11,7 +11,7 @@
 // screen shared replaces the track its senders send (`replaceTrack`). The
 // chat beside the videos is `chat` signals, as on the chat page.
 
-import { join, SignalpostError } from './signalpost.js';
+import { answerHttpClient, httpClientKind, join, SignalpostError } from './signalpost.js';
 import { $, describeError, displayName, pageTransport, showError, showState } from './page.js';
 import { connectionQuality, describeQuality, STATS_EVERY_MS } from './call-stats.js';
 import { download, startRecording } from './call-record.js';
@@ -161,10 +161,11 @@ async function useServerIceServers() {
     const served = await session.iceServers();
     if (served.length === 0) return;
     iceServers = [...served, ...pageIceServers];
-    for (const { pc } of records.values()) {
+    for (const { pc, kind } of records.values()) {
       pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
       // Candidates gathered before the list came lack STUN and TURN ones.
-      if (pc.iceGatheringState !== 'new') pc.restartIce();
+      // A WHIP or WHEP client cannot restart ICE: its answer is given.
+      if (pc.iceGatheringState !== 'new' && !kind) pc.restartIce();
     }
   } catch (error) {
     console.warn('no ICE servers from the server; using the page\'s own', error);
@@ -175,6 +176,11 @@ async function useServerIceServers() {
 function connectTo(member) {
   // A chat page in the same room has no camera and never answers an offer.
   if (!session || member.id === session.memberId || member.metadata?.app === 'chat') return null;
+  // A WHIP encoder or WHEP player connects only to the member its offer
+  // went to, which answers it; it never offers again, and takes no
+  // trickled candidates.
+  const kind = httpClientKind(member);
+  if (kind && member.metadata.peer !== session.memberId) return null;
   const existing = records.get(member.id);
   if (existing) return existing;
 
@@ -182,6 +188,7 @@ function connectTo(member) {
   const peer = {
     member,
     pc,
+    kind,
     // Any rule both sides compute alike works; the smaller id yields.
     polite: session.memberId < member.id,
     makingOffer: false,
@@ -201,6 +208,7 @@ function connectTo(member) {
   updateAlone();
 
   pc.onnegotiationneeded = () => {
+    if (kind) return;
     // The polite side lets the other offer first. Both sides add their tracks
     // at once, so both would offer, and Chromium sometimes never gathers ICE
     // candidates again after rolling back an offer whose gathering has just
@@ -217,7 +225,7 @@ function connectTo(member) {
   };
   pc.onicecandidate = ({ candidate }) => {
     // A null candidate only marks the end of gathering; the peer needs nothing.
-    if (candidate) send(peer, 'candidate', candidate.toJSON()).catch((error) => reportPeerError(peer, error));
+    if (candidate && !kind) send(peer, 'candidate', candidate.toJSON()).catch((error) => reportPeerError(peer, error));
   };
   showMemberMedia(peer.tile, member);
   pc.ontrack = ({ track, streams }) => {
@@ -230,11 +238,12 @@ function connectTo(member) {
   pc.onconnectionstatechange = () => {
     peer.tile.dataset.state = pc.connectionState;
     peer.tile.querySelector('.peer-state').textContent = ` · ${pc.connectionState}`;
-    if (pc.connectionState === 'failed') pc.restartIce();
+    if (pc.connectionState === 'failed' && !kind) pc.restartIce();
   };
 
-  for (const track of localStream.getTracks()) {
-    pc.addTrack(track.kind === 'video' && screenTrack ? screenTrack : track, localStream);
+  // A WHEP player's offer brings its own transceivers: the answer fills them.
+  if (!kind) {
+    for (const track of outgoingTracks()) pc.addTrack(track, localStream);
   }
   const held = heldSignals.get(member.id) ?? [];
   heldSignals.delete(member.id);
@@ -253,6 +262,11 @@ async function offer(peer) {
   } finally {
     peer.makingOffer = false;
   }
+}
+
+/** What this page sends: its camera, or its shared screen in its place, and its microphone. */
+function outgoingTracks() {
+  return localStream.getTracks().map((track) => (track.kind === 'video' && screenTrack ? screenTrack : track));
 }
 
 function send(peer, type, payload) {
@@ -277,7 +291,7 @@ function onSignal(signal) {
     return;
   }
   peer.inbound = peer.inbound
-    .then(() => handleSignal(peer, signal))
+    .then(() => (peer.kind ? answerClient(peer, signal) : handleSignal(peer, signal)))
     .catch((error) => reportPeerError(peer, error));
 }
 
@@ -312,6 +326,18 @@ async function handleSignal(peer, { type, payload }) {
     await pc.setLocalDescription();
     await send(peer, 'answer', pc.localDescription.toJSON());
   }
+}
+
+/** Answers a WHIP or WHEP client's offer, and takes the candidates it trickles by PATCH. */
+async function answerClient(peer, signal) {
+  const { pc } = peer;
+  if (signal.type === 'candidate' && pc.remoteDescription) {
+    await pc.addIceCandidate(signal.payload);
+    return;
+  }
+  if (signal.type !== 'offer' || pc.signalingState !== 'stable') return;
+  const tracks = peer.kind === 'whep' ? outgoingTracks() : [];
+  await answerHttpClient(session, pc, signal, { tracks });
 }
 
 function holdSignal(signal) {

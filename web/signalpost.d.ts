@@ -154,3 +154,25 @@ export class Session extends EventTarget {
 
 /** Joins a room, creating it if needed, and starts reading the member's inbox. */
 export function join(roomId: string, options?: JoinOptions): Promise<Session>;
+
+/**
+ * What kind of HTTP client a member is, by the metadata the server gave it:
+ * 'whip' (an encoder), 'whep' (a player), or null. Such a member connects
+ * to `member.metadata.peer` only.
+ */
+export function httpClientKind(member: Member | null | undefined): 'whip' | 'whep' | null;
+
+/**
+ * Answers a WHIP publisher's or WHEP player's `offer` on `pc` and sends the
+ * answer, once ICE gathering completes or after `gatherMs` (default 3000):
+ * these clients take no trickled candidates. `tracks` are sent to a WHEP player.
+ */
+/** `sdp` without `a=ssrc-group` lines naming an SSRC it never describes (ffmpeg's WHIP offer has one, which Chromium refuses). */
+export function withDescribedGroups(sdp: string): string;
+
+export function answerHttpClient(
+  session: Session,
+  pc: RTCPeerConnection,
+  signal: Signal<RTCSessionDescriptionInit>,
+  options?: { tracks?: MediaStreamTrack[]; gatherMs?: number },
+): Promise<{ recipients: number }>;

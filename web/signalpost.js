@@ -56,6 +56,9 @@ const CLOSED = 2;
 /** How often a tab tells the shared worker it is alive (the worker drops a tab silent for 30 s). */
 const ALIVE_EVERY_MS = 10_000;
 
+/** How long an answer to a WHIP or WHEP client waits for ICE gathering, at most. */
+const GATHER_MAX_MS = 3_000;
+
 /**
  * A failed call: a problem+json answer of the server (`status`, `code`,
  * `detail`), a non-problem answer (`code` 'http_error'), or a request that
@@ -267,6 +270,78 @@ async function call(env, method, url, { token, body, signal, keepalive } = {}) {
  *   tab would leave the seventh tab none), from the server's own origin.
  * @returns {Promise<Session>} Rejects with a {@link SignalpostError}.
  */
+/**
+ * What kind of HTTP client a member is, by the metadata the server gave it:
+ * 'whip' (an encoder sending media into the room, WHIP), 'whep' (a player,
+ * WHEP), or null for any other member. Such a member connects to one member
+ * only, `member.metadata.peer`: the one its offer went to.
+ */
+export function httpClientKind(member) {
+  const metadata = member?.metadata;
+  if (metadata?.whip === 'publisher') return 'whip';
+  if (metadata?.whep === 'player') return 'whep';
+  return null;
+}
+
+/**
+ * Answers the `offer` signal of a WHIP publisher or a WHEP player on `pc`,
+ * and sends the answer back to it. These clients take no trickled
+ * candidates: the answer goes once ICE gathering is complete, or after
+ * `gatherMs` with the candidates gathered by then. A WHEP player's offer
+ * asks to receive: `tracks` (the page's camera and microphone) are sent on
+ * its transceivers, one track of each kind. Resolves to what `send` does.
+ */
+export async function answerHttpClient(session, pc, signal, { tracks = [], gatherMs = GATHER_MAX_MS } = {}) {
+  const offer = signal.payload;
+  await pc.setRemoteDescription({ type: offer.type, sdp: withDescribedGroups(offer.sdp) });
+  const unsent = [...tracks];
+  for (const transceiver of pc.getTransceivers()) {
+    const at = unsent.findIndex((track) => track.kind === transceiver.receiver.track.kind);
+    if (at < 0) continue;
+    const [track] = unsent.splice(at, 1);
+    transceiver.direction = 'sendonly';
+    await transceiver.sender.replaceTrack(track);
+  }
+  await pc.setLocalDescription();
+  await gatheringComplete(pc, gatherMs);
+  return session.send(signal.from, 'answer', pc.localDescription.toJSON());
+}
+
+/**
+ * `sdp` without the `a=ssrc-group` lines that name an SSRC no `a=ssrc` line
+ * describes: ffmpeg's WHIP offer announces its retransmission SSRC only in
+ * its group, and Chromium then refuses the whole offer ("Failed to add
+ * remote stream ssrc"). Without the group the video still plays; only its
+ * retransmissions go unrecognised.
+ */
+export function withDescribedGroups(sdp) {
+  const described = new Set([...sdp.matchAll(/^a=ssrc:(\d+) /gm)].map((found) => found[1]));
+  return sdp
+    .split('\r\n')
+    .filter((line) => {
+      if (!line.startsWith('a=ssrc-group:')) return true;
+      return line.split(' ').slice(1).every((ssrc) => described.has(ssrc));
+    })
+    .join('\r\n');
+}
+
+/** Resolves once `pc` has gathered every candidate, or after `ms`. */
+function gatheringComplete(pc, ms) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === 'complete') done();
+    };
+    const timer = setTimeout(done, ms);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
 export async function join(roomId, options = {}) {
   const env = environment(options);
   const baseUrl = (options.baseUrl ?? '').replace(/\/+$/, '');

@@ -5,7 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join, SignalpostError } from '../../web/signalpost.js';
+import { answerHttpClient, httpClientKind, join, SignalpostError, withDescribedGroups } from '../../web/signalpost.js';
 
 const ME = '11111111-1111-4111-8111-111111111111';
 const PEER = '22222222-2222-4222-8222-222222222222';
@@ -1192,4 +1192,62 @@ test('an inbox event that lands while the room is asked for wins over the older 
   assert.equal(session.locked, true);
   assert.deepEqual(types(events), ['gap', 'member-joined', 'room-updated']);
   session.close();
+});
+
+test('a WHIP or WHEP member is told apart by the metadata the server gave it', () => {
+  assert.equal(httpClientKind({ metadata: { whip: 'publisher', peer: 'a' } }), 'whip');
+  assert.equal(httpClientKind({ metadata: { whep: 'player', peer: 'a' } }), 'whep');
+  assert.equal(httpClientKind({ metadata: { whip: 'yes' } }), null);
+  assert.equal(httpClientKind({ metadata: {} }), null);
+  assert.equal(httpClientKind(undefined), null);
+});
+
+test('an offer loses only the SSRC groups that name an SSRC it never describes', () => {
+  const sdp = [
+    'v=0', 'm=video 9 UDP/TLS/RTP/SAVPF 106 105',
+    'a=ssrc-group:FID 11 12', 'a=ssrc:11 cname:FFmpeg',
+    'm=video 9 UDP/TLS/RTP/SAVPF 96 97',
+    'a=ssrc-group:FID 21 22', 'a=ssrc:21 cname:x', 'a=ssrc:22 cname:x', '',
+  ].join('\r\n');
+  const kept = withDescribedGroups(sdp);
+  assert.ok(!kept.includes('a=ssrc-group:FID 11 12'));
+  assert.ok(kept.includes('a=ssrc-group:FID 21 22'));
+  assert.equal(kept.split('\r\n').length, sdp.split('\r\n').length - 1);
+});
+
+test('an HTTP client is answered once gathering completes, with the tracks on its transceivers', async () => {
+  const sent = [];
+  const session = { send: async (to, type, payload) => { sent.push({ to, type, payload }); return { recipients: 1 }; } };
+  const replaced = [];
+  const transceivers = ['audio', 'video'].map((kind) => ({
+    receiver: { track: { kind } },
+    direction: 'recvonly',
+    sender: { replaceTrack: async (track) => replaced.push(track.kind) },
+  }));
+  const listeners = new Map();
+  const pc = {
+    iceGatheringState: 'new',
+    localDescription: null,
+    remote: null,
+    async setRemoteDescription(description) { this.remote = description; },
+    getTransceivers: () => transceivers,
+    async setLocalDescription() {
+      this.localDescription = { toJSON: () => ({ type: 'answer', sdp: 'v=0\r\n' }) };
+      this.iceGatheringState = 'gathering';
+      setTimeout(() => {
+        this.iceGatheringState = 'complete';
+        listeners.get('icegatheringstatechange')?.();
+      }, 10);
+    },
+    addEventListener: (name, listener) => listeners.set(name, listener),
+    removeEventListener: (name) => listeners.delete(name),
+  };
+  const signal = { from: 'player', type: 'offer', payload: { type: 'offer', sdp: 'v=0\r\n' } };
+
+  await answerHttpClient(session, pc, signal, { tracks: [{ kind: 'video' }, { kind: 'audio' }], gatherMs: 5_000 });
+
+  assert.deepEqual(replaced, ['audio', 'video']);
+  assert.ok(transceivers.every((transceiver) => transceiver.direction === 'sendonly'));
+  assert.equal(pc.iceGatheringState, 'complete', 'sent after gathering, not before');
+  assert.deepEqual(sent, [{ to: 'player', type: 'answer', payload: { type: 'answer', sdp: 'v=0\r\n' } }]);
 });

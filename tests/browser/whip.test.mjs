@@ -1,0 +1,232 @@
+// WHIP into a room from a client we did not write: ffmpeg's WHIP muxer
+// (ffmpeg 8 or later, from the imageio-ffmpeg wheel that scripts/test
+// installs into target/ffmpeg-venv; Debian's 5.1 has none) streams a test
+// pattern and a tone, H.264 baseline and Opus, into the call page of the
+// room's owner. ffmpeg puts no candidates in its offer: it connects to the
+// ones in the page's answer. The page decodes its frames, and when ffmpeg
+// is interrupted its DELETE takes it out of the room.
+//
+// And WHEP out of a room to a player we did not write: the WHEP client of
+// the whip-whep npm package, in a page of its own, plays the fake camera
+// of a member's call page.
+//
+// Debian's simple-whip-client cannot run on bookworm: it links libsoup 2,
+// and libnice pulls in libsoup 3 through gupnp-igd 1.6, so it aborts
+// ("libsoup2 symbols detected") before it sends anything.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:net';
+import { browserTest, joinRoom, roomName, startServer, WAIT } from './helpers.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const FFMPEG_PYTHON = join(ROOT, 'target', 'ffmpeg-venv', 'bin', 'python');
+// Chromium hides its host addresses behind mDNS names, which ffmpeg does
+// not resolve: the answer must carry addresses.
+const BROWSER_ARGS = ['--disable-features=WebRtcHideLocalIpsWithMdns'];
+
+/** The ffmpeg binary the imageio-ffmpeg wheel ships. */
+function ffmpeg() {
+  if (!existsSync(FFMPEG_PYTHON)) {
+    throw new Error(`${FFMPEG_PYTHON} is missing: scripts/test installs imageio-ffmpeg there`);
+  }
+  return execFileSync(FFMPEG_PYTHON, ['-c', 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())'])
+    .toString()
+    .trim();
+}
+
+/** Starts ffmpeg publishing to `url`; `stop()` interrupts it as Ctrl-C would. */
+function startWhipClient(url) {
+  const child = spawn(ffmpeg(), [
+    '-hide_banner', '-loglevel', 'info', '-nostdin',
+    '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15',
+    '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-c:v', 'libx264', '-profile:v', 'baseline', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0',
+    '-c:a', 'libopus', '-ac', '2',
+    // Bounded: a run that hangs ends by itself.
+    '-t', '60',
+    '-f', 'whip', url,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (chunk) => { log += chunk; });
+  child.stderr.on('data', (chunk) => { log += chunk; });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Video frames the page decoded from member `id`. */
+function framesDecoded(page, id) {
+  return page.evaluate(async (id) => {
+    const pc = window.app.peers.get(id);
+    if (!pc) return 0;
+    let frames = 0;
+    for (const report of (await pc.getStats()).values()) {
+      if (report.type === 'inbound-rtp' && report.kind === 'video') frames += report.framesDecoded ?? 0;
+    }
+    return frames;
+  }, id);
+}
+
+async function waitForFrames(page, id, above) {
+  const deadline = Date.now() + WAIT.timeout;
+  for (;;) {
+    const frames = await framesDecoded(page, id);
+    if (frames > above) return frames;
+    assert.ok(Date.now() < deadline, `no more than ${frames} frames decoded`);
+    await page.waitForTimeout(100);
+  }
+}
+
+/**
+ * Streams ffmpeg into the room of a call page opened on `pageBase`, the
+ * POST going to `whipBase`, and checks what the issue asks: frames decoded
+ * and rising, and the member gone after ffmpeg's DELETE.
+ */
+async function streamIntoRoom(open, pageBase, whipBase) {
+  const room = roomName('whip');
+  const page = await open(`/?room=${room}`, { base: pageBase });
+  await joinRoom(page, undefined, 'viewer');
+  const client = startWhipClient(`${whipBase}/rooms/${room}/whip`);
+  try {
+    const publisher = await (await page.waitForFunction(
+      () => [...window.app.session.members.values()].find((member) => member.metadata?.whip === 'publisher'),
+      null,
+      WAIT,
+    )).jsonValue();
+    assert.equal(publisher.name, 'WHIP publisher');
+    const first = await waitForFrames(page, publisher.id, 0);
+    await waitForFrames(page, publisher.id, first + 5);
+    await page.waitForFunction(
+      (id) => document.querySelector(`[data-member-id="${id}"] video`)?.videoWidth === 320,
+      publisher.id,
+      WAIT,
+    );
+
+    await client.stop();
+    await page.waitForFunction(
+      (id) => !window.app.session.members.has(id) && !document.querySelector(`[data-member-id="${id}"]`),
+      publisher.id,
+      WAIT,
+    );
+  } catch (error) {
+    console.error(`ffmpeg's log:\n${client.log()}`);
+    throw error;
+  } finally {
+    await client.stop();
+  }
+}
+
+browserTest('ffmpeg streams into a room over WHIP, and its DELETE takes it out', { browserArgs: BROWSER_ARGS }, async ({ server, open }) => {
+  await streamIntoRoom(open, server.url, server.url);
+});
+
+/** A redis-server of its own on a free loopback port, stopped by `stop()`. */
+async function startRedis() {
+  const port = await new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${log}`)), 10_000);
+    child.stdout.on('data', (chunk) => {
+      log += chunk;
+      if (log.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited (${code}):\n${log}`));
+    });
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+browserTest('ffmpeg\'s WHIP POST reaches a room whose member streams from another node', { browserArgs: BROWSER_ARGS }, async ({ open }) => {
+  const redis = await startRedis();
+  const nodes = [];
+  try {
+    for (let i = 0; i < 2; i += 1) nodes.push(await startServer(['--redis-url', redis.url]));
+    await streamIntoRoom(open, nodes[0].url, nodes[1].url);
+  } finally {
+    for (const node of nodes) await node.stop();
+    await redis.stop();
+  }
+});
+
+/** The whip-whep package's WHEP client, as a module that puts it on `window`. */
+const WHEP_CLIENT = `${readFileSync(join(ROOT, 'node_modules', 'whip-whep', 'whep.js'), 'utf8')}
+window.WHEPClient = WHEPClient;`;
+
+browserTest('a WHEP player plays a member\'s camera, and leaves when it stops', {}, async ({ server, open }) => {
+  const room = roomName('whep');
+  const caller = await open(`/?room=${room}`);
+  const callerId = await joinRoom(caller, undefined, 'camera');
+  // Served by the server so that the player's requests are same-origin;
+  // the page is only a place for the player to run.
+  const player = await open('/chat.html');
+  await player.addScriptTag({ content: WHEP_CLIENT, type: 'module' });
+  await player.waitForFunction(() => typeof window.WHEPClient === 'function', null, WAIT);
+
+  await player.evaluate(async ({ room, callerId }) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    window.player = { pc, client: new window.WHEPClient() };
+    await window.player.client.view(pc, `${location.origin}/rooms/${room}/whep?to=${callerId}&name=player`);
+  }, { room, callerId });
+
+  const playerId = await (await caller.waitForFunction(
+    () => [...window.app.session.members.values()].find((member) => member.metadata?.whep === 'player')?.id,
+    null,
+    WAIT,
+  )).jsonValue();
+  const frames = () => player.evaluate(async () => {
+    let decoded = 0;
+    for (const report of (await window.player.pc.getStats()).values()) {
+      if (report.type === 'inbound-rtp' && report.kind === 'video') decoded += report.framesDecoded ?? 0;
+    }
+    return decoded;
+  });
+  const deadline = Date.now() + WAIT.timeout;
+  let first = 0;
+  while ((first = await frames()) === 0) {
+    assert.ok(Date.now() < deadline, 'the player decodes no frame');
+    await player.waitForTimeout(100);
+  }
+  while ((await frames()) <= first + 5) {
+    assert.ok(Date.now() < deadline, 'the player\'s frames do not rise');
+    await player.waitForTimeout(100);
+  }
+
+  await player.evaluate(() => window.player.client.stop());
+  await caller.waitForFunction((id) => !window.app.session.members.has(id), playerId, WAIT);
+});
