@@ -5,8 +5,10 @@ use reqwest::Response;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, EventStream, Joined, TestApp, assert_problem, json_body, spawn_app, spawn_app_with,
+    ADMIN_TOKEN, EventStream, Joined, ServerProcess, TestApp, assert_problem, json_body, spawn_app,
+    spawn_app_with,
 };
+use crate::metrics::wait_for_sample;
 
 const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n";
 const ANSWER: &str = "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n";
@@ -317,4 +319,93 @@ async fn a_session_is_found_only_by_its_own_path() {
         member_ids(&app, "elsewhere", &other.token).await,
         [json!(other.member_id)]
     );
+}
+
+#[tokio::test]
+async fn the_bearer_token_is_the_room_s_password_and_a_wrong_one_leaves_nothing() {
+    let app = spawn_app().await;
+    let alice = app
+        .join_with("studio", json!({"password": "opensesame"}))
+        .await;
+    let mut events = app.open_drained(&alice, 0).await;
+    let with_bearer = |token: &str| {
+        let request = app
+            .client
+            .post(app.url("/rooms/studio/whip"))
+            .header("content-type", "application/sdp")
+            .header("authorization", format!("Bearer {token}"))
+            .body(OFFER);
+        tokio::spawn(async move { request.send().await.expect("the server answers") })
+    };
+
+    assert_problem(with_bearer("guess").await.unwrap(), 403, "forbidden").await;
+    let pending = with_bearer("opensesame");
+    answer_the_offer(&app, &alice, &mut events).await;
+
+    assert_eq!(pending.await.unwrap().status(), 201);
+}
+
+#[tokio::test]
+async fn a_trickle_must_be_an_sdp_fragment() {
+    let app = spawn_app().await;
+    let alice = app.join("studio").await;
+    let mut events = app.open_drained(&alice, 0).await;
+    let pending = offer(&app, "/rooms/studio/whip", OFFER);
+    answer_the_offer(&app, &alice, &mut events).await;
+    let response = pending.await.unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+
+    let wrong = app
+        .client
+        .patch(app.url(&location))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(wrong, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn sessions_answers_and_refusals_are_counted() {
+    let server = ServerProcess::start(&["--answer-timeout", "0.5"], &[]).await;
+    let app = TestApp::at(server.addr);
+    let alice = app.join("studio").await;
+    let mut events = app.open_drained(&alice, 0).await;
+
+    let unanswered = offer(&app, "/rooms/studio/whip", OFFER);
+    assert_problem(unanswered.await.unwrap(), 504, "no_answer").await;
+    events.expect("member-joined").await;
+    events.expect_signal().await;
+    events.expect("member-left").await;
+    let pending = offer(&app, "/rooms/studio/whip", OFFER);
+    answer_the_offer(&app, &alice, &mut events).await;
+    let response = pending.await.unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+
+    wait_for_sample(
+        &app,
+        r#"signalpost_sessions_total{kind="whip",outcome="answered"}"#,
+        1.0,
+    )
+    .await;
+    wait_for_sample(
+        &app,
+        r#"signalpost_sessions_total{kind="whip",outcome="no_answer"}"#,
+        1.0,
+    )
+    .await;
+    wait_for_sample(&app, r#"signalpost_sessions_open{kind="whip"}"#, 1.0).await;
+    wait_for_sample(&app, r#"signalpost_answer_seconds_count{kind="whip"}"#, 1.0).await;
+    assert_eq!(
+        app.client
+            .delete(app.url(&location))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    wait_for_sample(&app, r#"signalpost_sessions_open{kind="whip"}"#, 0.0).await;
 }
