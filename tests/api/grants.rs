@@ -11,7 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Joined, TestApp, assert_problem, spawn_app_with, spawn_one_node_with};
+use crate::helpers::{
+    Joined, TestApp, assert_problem, json_body, spawn_app_with, spawn_one_node_with,
+};
 
 const SECRET: &str = "a-secret-of-at-least-32-bytes-for-hs256";
 
@@ -492,4 +494,52 @@ async fn a_grant_that_says_owner_false_never_owns_and_the_room_waits_for_one_tha
     events.expect("member-left").await;
     let updated = events.expect("room-updated").await;
     assert_eq!(updated.data["owner"], Value::Null, "nobody left may own it");
+}
+
+#[tokio::test]
+async fn a_whip_encoder_s_bearer_token_is_its_join_grant() {
+    let app = secret_server().await;
+    let owner = json_body(
+        join_with_grant(
+            &app,
+            "studio",
+            &hs256(&claims("studio", json!({})), SECRET),
+            json!({}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let whip = |grant: Option<String>| {
+        let mut request = app
+            .client
+            .post(app.url("/rooms/studio/whip?name=OBS"))
+            .header("content-type", "application/sdp")
+            .body("v=0\r\n");
+        if let Some(grant) = grant {
+            request = request.bearer_auth(grant);
+        }
+        request.send()
+    };
+
+    assert_problem(whip(None).await.unwrap(), 401, "unauthorized").await;
+    let elsewhere = hs256(&claims("other", json!({})), SECRET);
+    assert_problem(whip(Some(elsewhere)).await.unwrap(), 403, "forbidden").await;
+    // Let in, it finds nobody who answers in time: the grant's metadata and
+    // the publisher's mark are what the others saw.
+    let grant = hs256(
+        &claims("studio", json!({"metadata": {"team": "red"}})),
+        SECRET,
+    );
+    let member_id = owner["member"]["id"].clone();
+    let joined = Joined::from_body(owner);
+    let mut events = app.open_drained(&joined, 0).await;
+    let pending = tokio::spawn(whip(Some(grant)));
+    let seen = events.expect("member-joined").await;
+    assert_eq!(
+        seen.data["member"]["metadata"],
+        json!({"team": "red", "whip": "publisher", "peer": member_id})
+    );
+    assert_eq!(seen.data["member"]["name"], json!("OBS"));
+    pending.abort();
 }

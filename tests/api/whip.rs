@@ -409,3 +409,46 @@ async fn sessions_answers_and_refusals_are_counted() {
     );
     wait_for_sample(&app, r#"signalpost_sessions_open{kind="whip"}"#, 0.0).await;
 }
+
+#[tokio::test]
+async fn the_answer_names_the_ice_servers_in_link_headers() {
+    let app = spawn_app_with(&[
+        "--stun-url",
+        "stun:stun.example.com:3478",
+        "--turn-uri",
+        "turn:turn.example.com:3478?transport=udp",
+        "--turn-secret",
+        "north-wind",
+    ])
+    .await;
+    let alice = app.join("studio").await;
+    let mut events = app.open_drained(&alice, 0).await;
+
+    let pending = offer(&app, "/rooms/studio/whip", OFFER);
+    answer_the_offer(&app, &alice, &mut events).await;
+    let response = pending.await.unwrap();
+
+    let links: Vec<&str> = response
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|value| value.to_str().expect("ASCII"))
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(
+        links[0],
+        r#"<stun:stun.example.com:3478>; rel="ice-server""#
+    );
+    assert!(
+        links[1].starts_with(
+            r#"<turn:turn.example.com:3478?transport=udp>; rel="ice-server"; username=""#
+        ),
+        "{}",
+        links[1]
+    );
+    assert!(
+        links[1].contains(r#"credential-type="password""#),
+        "{}",
+        links[1]
+    );
+}
