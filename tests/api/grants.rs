@@ -523,6 +523,16 @@ async fn a_whip_encoder_s_bearer_token_is_its_join_grant() {
     };
 
     assert_problem(whip(None).await.unwrap(), 401, "unauthorized").await;
+    // Nothing of a room is told to a client the join refuses.
+    let nowhere = app
+        .client
+        .post(app.url("/rooms/nowhere/whip"))
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(nowhere, 401, "unauthorized").await;
     let elsewhere = hs256(&claims("other", json!({})), SECRET);
     assert_problem(whip(Some(elsewhere)).await.unwrap(), 403, "forbidden").await;
     // Let in, it finds nobody who answers in time: the grant's metadata and

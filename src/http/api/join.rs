@@ -76,7 +76,8 @@ async fn join_room(
     JsonBody(body): JsonBody<Option<JoinRequest>>,
 ) -> Result<Response, ApiError> {
     let request: JoinRequest = body.unwrap_or_default();
-    let joined = admit(&state, room_id, client, bearer(&headers), request, None).await?;
+    let grant = gate(&state, &room_id, client, bearer(&headers))?;
+    let joined = admit(&state, room_id, grant, request, None).await?;
     let joined = JoinResponse::new(
         joined.room_id,
         joined.member,
@@ -99,27 +100,41 @@ async fn join_room(
         .into_response())
 }
 
-/// Joins `room_id` by the join's rules: the join rate of `client`, the
-/// join grant in `bearer` where the server asks for one (its claims in
-/// place of the request's), the room's password, capacity and lock.
-/// `mark` goes into the metadata over whatever the request or grant put
-/// there: what the server says the member is (a WHIP publisher).
-pub(crate) async fn admit(
+/// The first of a join's rules, before anything of the room is looked
+/// at: the join rate of `client`, then the join grant in `bearer` where
+/// the server asks for one.
+pub(crate) fn gate(
     state: &AppState,
-    room_id: RoomId,
+    room_id: &RoomId,
     client: Option<std::net::IpAddr>,
     bearer: Option<&str>,
-    mut request: JoinRequest,
-    mark: Option<serde_json::Map<String, serde_json::Value>>,
-) -> Result<Joined, ApiError> {
+) -> Result<Option<Grant>, ApiError> {
     // Before the grant is checked, so that failed grants count too.
     if let Some(client) = client {
         state.limiters.check_join(client)?;
     }
+    state
+        .grants
+        .as_ref()
+        .map(|grants| grants.check(bearer, room_id))
+        .transpose()
+}
+
+/// Joins `room_id` by the rest of the join's rules, past the `gate`: the
+/// grant's claims in place of the request's, the room's password,
+/// capacity and lock. `mark` goes into the metadata over whatever the
+/// request or grant put there: what the server says the member is (a
+/// WHIP publisher).
+pub(crate) async fn admit(
+    state: &AppState,
+    room_id: RoomId,
+    grant: Option<Grant>,
+    mut request: JoinRequest,
+    mark: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Joined, ApiError> {
     let mut user_id = None;
     let mut may_own = true;
-    if let Some(grants) = &state.grants {
-        let grant = grants.check(bearer, &room_id)?;
+    if let Some(grant) = grant {
         may_own = grant.owner.unwrap_or(true);
         user_id = granted(&mut request, grant)?;
     }

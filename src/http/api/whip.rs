@@ -416,6 +416,9 @@ async fn open_session(
     let name = join::checked_name(Some(
         query.name.unwrap_or_else(|| kind.default_name().into()),
     ))?;
+    // Before the room is looked at: a client the join would refuse learns
+    // nothing of it.
+    let grant = join::gate(&state, &room_id, client, bearer(headers))?;
     let peer = match query.to {
         Some(to) => to,
         None => state
@@ -432,8 +435,7 @@ async fn open_session(
     let joined = join::admit(
         &state,
         room_id,
-        client,
-        bearer(headers),
+        grant,
         JoinRequest {
             name,
             metadata: None,
