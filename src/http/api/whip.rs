@@ -31,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::domain::Refusal;
 use crate::domain::event::SIGNAL;
 use crate::domain::inbox::Item;
 use crate::domain::room::Actor;
@@ -421,13 +422,11 @@ async fn open_session(
     let grant = join::gate(&state, &room_id, client, bearer(headers))?;
     let peer = match query.to {
         Some(to) => to,
-        None => state
-            .hub
-            .room_view(&room_id, Actor::Admin)
-            .await
-            .ok()
-            .and_then(|room| room.owner)
-            .ok_or(ApiError::NoReceiver)?,
+        None => match state.hub.room_view(&room_id, Actor::Admin).await {
+            Ok(room) => room.owner.ok_or(ApiError::NoReceiver)?,
+            Err(Refusal::RoomNotFound) => return Err(ApiError::NoReceiver),
+            Err(refusal) => return Err(refusal.into()),
+        },
     };
     let mut mark = serde_json::Map::new();
     mark.insert(kind.name().into(), kind.role().into());
