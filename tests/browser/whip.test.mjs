@@ -1,22 +1,26 @@
-// WHIP into a room from a client we did not write: ffmpeg's WHIP muxer
-// (ffmpeg 8 or later, from the imageio-ffmpeg wheel that scripts/test
-// installs into target/ffmpeg-venv; Debian's 5.1 has none) streams a test
-// pattern and a tone, H.264 baseline and Opus, into the call page of the
-// room's owner. ffmpeg puts no candidates in its offer: it connects to the
-// ones in the page's answer. The page decodes its frames, and when ffmpeg
-// is interrupted its DELETE takes it out of the room.
+// WHIP into a room from clients we did not write, each streaming into the
+// call page of the room's owner, whose frames the page decodes; when the
+// client is interrupted, its DELETE takes it out of the room:
+//
+// - ffmpeg's WHIP muxer (ffmpeg 8 or later, from the imageio-ffmpeg wheel
+//   that scripts/test installs into target/ffmpeg-venv; Debian's 5.1 has
+//   none), a test pattern and a tone, H.264 baseline and Opus, on one
+//   node and across two sharing a Redis. ffmpeg puts no candidates in its
+//   offer: it connects to the ones in the page's answer.
+// - Debian's simple-whip-client (GStreamer's webrtcbin and libnice), VP8,
+//   with every candidate in its offer and trickling them by PATCH. On
+//   Debian 12 it aborts at start ("libsoup2 symbols detected": it links
+//   libsoup 2, and libnice's UPnP library pulls in libsoup 3); the test
+//   runs it with a do-nothing UPnP library of its own
+//   (`whip-client/gupnp-igd.c`), built here.
 //
 // And WHEP out of a room to a player we did not write: the WHEP client of
 // the whip-whep npm package, in a page of its own, plays the fake camera
 // of a member's call page.
-//
-// Debian's simple-whip-client cannot run on bookworm: it links libsoup 2,
-// and libnice pulls in libsoup 3 through gupnp-igd 1.6, so it aborts
-// ("libsoup2 symbols detected") before it sends anything.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
@@ -38,9 +42,9 @@ function ffmpeg() {
     .trim();
 }
 
-/** Starts ffmpeg publishing to `url`; `stop()` interrupts it as Ctrl-C would. */
-function startWhipClient(url) {
-  const child = spawn(ffmpeg(), [
+/** Starts ffmpeg publishing to `url`. */
+function startFfmpeg(url) {
+  return startClient(ffmpeg(), [
     '-hide_banner', '-loglevel', 'info', '-nostdin',
     '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15',
     '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
@@ -49,7 +53,39 @@ function startWhipClient(url) {
     // Bounded: a run that hangs ends by itself.
     '-t', '60',
     '-f', 'whip', url,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  ]);
+}
+
+/** Where the stand-in UPnP library is built, once per run. */
+const IGD_DIR = join(ROOT, 'target', 'whip-client');
+
+/** Starts simple-whip-client publishing VP8 to `url`, with `flags`. */
+function startSimpleWhipClient(url, flags) {
+  const library = join(IGD_DIR, 'libgupnp-igd-1.0.so.4');
+  if (!existsSync(library)) {
+    mkdirSync(IGD_DIR, { recursive: true });
+    const glib = execFileSync('pkg-config', ['--cflags', '--libs', 'gobject-2.0']).toString().trim().split(/\s+/);
+    execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', library, join(ROOT, 'tests', 'browser', 'whip-client', 'gupnp-igd.c'), ...glib]);
+  }
+  const video = [
+    'videotestsrc is-live=true pattern=ball',
+    'video/x-raw,width=320,height=240,framerate=15/1',
+    'videoconvert',
+    'queue',
+    'vp8enc deadline=1 target-bitrate=300000',
+    'rtpvp8pay pt=96 ssrc=2',
+    'queue',
+    'application/x-rtp,media=video,encoding-name=VP8,payload=96',
+  ].join(' ! ');
+  return startClient('/usr/bin/whip-client', ['-u', url, '-V', video, '-o', ...flags], {
+    ...process.env,
+    LD_LIBRARY_PATH: [IGD_DIR, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
+  });
+}
+
+/** Runs a WHIP client; `stop()` interrupts it as Ctrl-C would. */
+function startClient(command, args, env = process.env) {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let log = '';
   child.stdout.on('data', (chunk) => { log += chunk; });
   child.stderr.on('data', (chunk) => { log += chunk; });
@@ -94,11 +130,11 @@ async function waitForFrames(page, id, above) {
  * POST going to `whipBase`, and checks what the issue asks: frames decoded
  * and rising, and the member gone after ffmpeg's DELETE.
  */
-async function streamIntoRoom(open, pageBase, whipBase) {
+async function streamIntoRoom(open, pageBase, whipBase, start) {
   const room = roomName('whip');
   const page = await open(`/?room=${room}`, { base: pageBase });
   await joinRoom(page, undefined, 'viewer');
-  const client = startWhipClient(`${whipBase}/rooms/${room}/whip`);
+  const client = start(`${whipBase}/rooms/${room}/whip`);
   try {
     const publisher = await (await page.waitForFunction(
       () => [...window.app.session.members.values()].find((member) => member.metadata?.whip === 'publisher'),
@@ -121,7 +157,7 @@ async function streamIntoRoom(open, pageBase, whipBase) {
       WAIT,
     );
   } catch (error) {
-    console.error(`ffmpeg's log:\n${client.log()}`);
+    console.error(`the WHIP client's log:\n${client.log()}`);
     throw error;
   } finally {
     await client.stop();
@@ -129,8 +165,17 @@ async function streamIntoRoom(open, pageBase, whipBase) {
 }
 
 browserTest('ffmpeg streams into a room over WHIP, and its DELETE takes it out', { browserArgs: BROWSER_ARGS }, async ({ server, open }) => {
-  await streamIntoRoom(open, server.url, server.url);
+  await streamIntoRoom(open, server.url, server.url, startFfmpeg);
 });
+
+for (const [how, flags] of [
+  ['with every candidate in its offer', ['-n']],
+  ['trickling its candidates by PATCH', []],
+]) {
+  browserTest(`simple-whip-client streams into a room ${how}, and its DELETE takes it out`, { browserArgs: BROWSER_ARGS }, async ({ server, open }) => {
+    await streamIntoRoom(open, server.url, server.url, (url) => startSimpleWhipClient(url, flags));
+  });
+}
 
 /** A redis-server of its own on a free loopback port, stopped by `stop()`. */
 async function startRedis() {
@@ -175,7 +220,7 @@ browserTest('ffmpeg\'s WHIP POST reaches a room whose member streams from anothe
   const nodes = [];
   try {
     for (let i = 0; i < 2; i += 1) nodes.push(await startServer(['--redis-url', redis.url]));
-    await streamIntoRoom(open, nodes[0].url, nodes[1].url);
+    await streamIntoRoom(open, nodes[0].url, nodes[1].url, startFfmpeg);
   } finally {
     for (const node of nodes) await node.stop();
     await redis.stop();
