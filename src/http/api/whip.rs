@@ -16,7 +16,7 @@
 //! the stream runs, and leaves by the member timeout if this node dies.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
@@ -52,8 +52,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(trickle, end))
 }
 
-pub const SDP: &str = "application/sdp";
-pub const SDP_FRAGMENT: &str = "application/trickle-ice-sdpfrag";
+const SDP: &str = "application/sdp";
+const SDP_FRAGMENT: &str = "application/trickle-ice-sdpfrag";
 
 /// Whether a session sends media into the room (WHIP) or plays a
 /// member's (WHEP).
@@ -635,10 +635,6 @@ fn ice_links(state: &AppState, member: Uuid) -> Vec<String> {
     }
     links
 }
-
-/// How long a WHIP or WHEP offer waits for its answer by default: inside
-/// OBS's 8 s limit on the request.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(6);
 
 #[cfg(test)]
 mod tests {
