@@ -86,6 +86,10 @@ pub enum ApiError {
     NoReceiver,
     #[error("`If-Match` does not name this session's ETag")]
     PreconditionFailed,
+    /// A WHIP or WHEP PATCH with `If-Match: *`: an ICE restart, which the
+    /// answering browser cannot take without a new offer.
+    #[error("this session takes trickled candidates, but no ICE restart (`If-Match: *`)")]
+    IceRestartUnsupported,
     /// The cause is logged where it happens; the client learns nothing of it.
     #[error("the server failed to answer this request")]
     Internal,
@@ -107,6 +111,7 @@ impl ApiError {
             Self::RoomFull { .. } | Self::RoomExists | Self::NoReceiver => StatusCode::CONFLICT,
             Self::NoAnswer(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::IceRestartUnsupported => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RoomLocked => StatusCode::LOCKED,
             Self::PayloadTooLarge { .. } | Self::SignalOverInbox { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -146,6 +151,7 @@ impl ApiError {
             Self::NoAnswer(_) => "no_answer",
             Self::NoReceiver => "no_receiver",
             Self::PreconditionFailed => "precondition_failed",
+            Self::IceRestartUnsupported => "ice_restart_unsupported",
             Self::Internal => "internal_error",
         }
     }
@@ -173,6 +179,7 @@ impl ApiError {
             Self::NoAnswer(_) => "No answer",
             Self::NoReceiver => "No receiver",
             Self::PreconditionFailed => "Precondition failed",
+            Self::IceRestartUnsupported => "ICE restart unsupported",
             Self::Internal => "Internal server error",
         }
     }
@@ -199,7 +206,7 @@ pub struct Problem {
     /// `room_not_found`, `member_not_found`, `room_exists`, `room_full`, `room_locked`,
     /// `payload_too_large`, `inbox_full`, `rate_limited`, `server_busy`, `not_found`,
     /// `method_not_allowed`, `unsupported_media_type`; for WHIP and WHEP, `no_answer`,
-    /// `no_receiver`, `precondition_failed`.
+    /// `no_receiver`, `precondition_failed`, `ice_restart_unsupported`.
     pub code: String,
     /// The request's id, as in its `X-Request-Id` header and the server's
     /// log lines: quote it when reporting a problem.

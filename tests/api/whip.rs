@@ -111,6 +111,12 @@ async fn a_whip_publisher_gets_the_owner_s_answer_trickles_and_leaves_by_delete(
         "precondition_failed",
     )
     .await;
+    assert_problem(
+        patch("*").send().await.unwrap(),
+        422,
+        "ice_restart_unsupported",
+    )
+    .await;
 
     let ended = app.client.delete(app.url(&location)).send().await.unwrap();
     assert_eq!(ended.status(), 200);

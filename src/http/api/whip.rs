@@ -264,7 +264,8 @@ struct SessionParams {
 ///
 /// Each `a=candidate` line of the fragment reaches the member that
 /// answered as a `candidate` signal (an RTCIceCandidateInit, with the
-/// `a=mid` before it as `sdpMid`). ICE restarts are not offered.
+/// `a=mid` before it as `sdpMid`). ICE restarts (`If-Match: *`) are not
+/// offered: 422 `ice_restart_unsupported`.
 #[utoipa::path(
     patch,
     path = "/rooms/{room_id}/sessions/{session}",
@@ -278,6 +279,7 @@ struct SessionParams {
         (status = 412, description = "`precondition_failed`: `If-Match` names another ETag", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`ice_restart_unsupported`: `If-Match: *` asks for an ICE restart", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`inbox_full`: the answering member's inbox is full", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -288,9 +290,14 @@ async fn trickle(
     FragmentBody(fragment): FragmentBody,
 ) -> Result<StatusCode, ApiError> {
     let (me, peer) = session_member(&state, &room, &session).await?;
+    // RFC 9725 §4.3: `*` asks for an ICE restart, which needs the answering
+    // browser to restart its side too; a session that takes trickle and
+    // not restarts refuses it 422.
     if let Some(tag) = headers.get(IF_MATCH) {
-        let wanted = etag(me.member);
-        if tag.as_bytes() != b"*" && tag.to_str().ok() != Some(wanted.as_str()) {
+        if tag.as_bytes() == b"*" {
+            return Err(ApiError::IceRestartUnsupported);
+        }
+        if tag.to_str().ok() != Some(etag(me.member).as_str()) {
             return Err(ApiError::PreconditionFailed);
         }
     }
