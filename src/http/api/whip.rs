@@ -331,11 +331,15 @@ async fn end(
     SessionPath(room, session): SessionPath,
 ) -> Result<StatusCode, ApiError> {
     let (me, _) = session_member(&state, &room, &session).await?;
+    // Gone meanwhile is no such session; a state out of reach is a 503.
     state
         .hub
         .remove_member(&me.room, me.member, Actor::Member(me.member))
         .await
-        .map_err(|_| ApiError::NotFound)?;
+        .map_err(|refusal| match refusal {
+            Refusal::Unavailable => ApiError::from(refusal),
+            _ => ApiError::NotFound,
+        })?;
     Ok(StatusCode::OK)
 }
 
