@@ -102,7 +102,7 @@ function startClient(command, args, env = process.env) {
   };
 }
 
-/** Video frames the page decoded from member `id`. */
+/** Video frames `page`'s connection to member `id` decoded, by `getStats`. */
 function framesDecoded(page, id) {
   return page.evaluate(async (id) => {
     const pc = window.app.peers.get(id);
@@ -115,14 +115,32 @@ function framesDecoded(page, id) {
   }, id);
 }
 
-async function waitForFrames(page, id, above) {
-  const deadline = Date.now() + WAIT.timeout;
-  for (;;) {
-    const frames = await framesDecoded(page, id);
-    if (frames > above) return frames;
-    assert.ok(Date.now() < deadline, `no more than ${frames} frames decoded`);
-    await page.waitForTimeout(100);
+/**
+ * Waits, within the deadline, until the video `selector` names has shown
+ * more than `above` frames; answers how many it has.
+ */
+async function waitForShown(page, selector, above) {
+  const shown = await page.waitForFunction(([selector, above]) => {
+    const count = document.querySelector(selector)?.getVideoPlaybackQuality().totalVideoFrames ?? 0;
+    return count > above && count;
+  }, [selector, above], WAIT);
+  return shown.jsonValue();
+}
+
+/**
+ * Waits until the tile of member `id` plays, and checks by `getStats` that
+ * the frames its connection decoded rise while it does.
+ */
+async function expectFramesRising(page, id) {
+  const video = `[data-member-id="${id}"] video`;
+  let shown = await waitForShown(page, video, 0);
+  const decoded = await framesDecoded(page, id);
+  assert.ok(decoded > 0, 'getStats counts no frame decoded');
+  // getStats answers from a cache a while: the count moves in steps.
+  for (let looks = 0; looks < 20 && await framesDecoded(page, id) <= decoded; looks += 1) {
+    shown = await waitForShown(page, video, shown + 5);
   }
+  assert.ok(await framesDecoded(page, id) > decoded, 'the frames decoded do not rise');
 }
 
 /**
@@ -142,8 +160,7 @@ async function streamIntoRoom(open, pageBase, whipBase, start) {
       WAIT,
     )).jsonValue();
     assert.equal(publisher.name, 'WHIP publisher');
-    const first = await waitForFrames(page, publisher.id, 0);
-    await waitForFrames(page, publisher.id, first + 5);
+    await expectFramesRising(page, publisher.id);
     await page.waitForFunction(
       (id) => document.querySelector(`[data-member-id="${id}"] video`)?.videoWidth === 320,
       publisher.id,
@@ -245,6 +262,12 @@ browserTest('a WHEP player plays a member\'s camera, and leaves when it stops', 
     const pc = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
+    // Played in a video of its own, whose frames the test counts.
+    const video = Object.assign(document.createElement('video'), { id: 'whep-video', muted: true, autoplay: true });
+    document.body.append(video);
+    pc.ontrack = ({ track, streams }) => {
+      if (track.kind === 'video') video.srcObject = streams[0] ?? new MediaStream([track]);
+    };
     window.player = { pc, client: new window.WHEPClient() };
     await window.player.client.view(pc, `${location.origin}/rooms/${room}/whep?to=${callerId}&name=player`);
   }, { room, callerId });
@@ -254,23 +277,20 @@ browserTest('a WHEP player plays a member\'s camera, and leaves when it stops', 
     null,
     WAIT,
   )).jsonValue();
-  const frames = () => player.evaluate(async () => {
-    let decoded = 0;
+  const decoded = () => player.evaluate(async () => {
+    let frames = 0;
     for (const report of (await window.player.pc.getStats()).values()) {
-      if (report.type === 'inbound-rtp' && report.kind === 'video') decoded += report.framesDecoded ?? 0;
+      if (report.type === 'inbound-rtp' && report.kind === 'video') frames += report.framesDecoded ?? 0;
     }
-    return decoded;
+    return frames;
   });
-  const deadline = Date.now() + WAIT.timeout;
-  let first = 0;
-  while ((first = await frames()) === 0) {
-    assert.ok(Date.now() < deadline, 'the player decodes no frame');
-    await player.waitForTimeout(100);
+  let shown = await waitForShown(player, '#whep-video', 0);
+  const first = await decoded();
+  assert.ok(first > 0, 'getStats counts no frame decoded');
+  for (let looks = 0; looks < 20 && await decoded() <= first; looks += 1) {
+    shown = await waitForShown(player, '#whep-video', shown + 5);
   }
-  while ((await frames()) <= first + 5) {
-    assert.ok(Date.now() < deadline, 'the player\'s frames do not rise');
-    await player.waitForTimeout(100);
-  }
+  assert.ok(await decoded() > first, 'the frames decoded do not rise');
 
   await player.evaluate(() => window.player.client.stop());
   await caller.waitForFunction((id) => !window.app.session.members.has(id), playerId, WAIT);
