@@ -46,8 +46,10 @@ const RETRY_CAP_MS = 10_000;
 const PROBE_FIRST_MS = 60_000;
 const PROBE_CAP_MS = 600_000;
 /** How long a poll beside a new stream may be ahead of it, with an event the
- * stream has not brought, before the stream counts as held back by a proxy. */
-const LAG_MS = 500;
+ * stream has not brought, before the stream counts as held back by a proxy.
+ * The poll delivers meanwhile, so waiting costs nothing but a little traffic;
+ * shorter, a busy machine's TLS start (500 ms was seen) reads as a proxy. */
+const LAG_MS = 2_000;
 /** The fewest seconds between keep-alives a session asks for, and the least
  * silence after which a cut counts as a proxy's idle limit. */
 const KEEP_ALIVE_MIN = 1;

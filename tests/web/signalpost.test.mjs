@@ -497,7 +497,9 @@ test('a stream tried again while polling that lags behind the polls is given up'
   const polling = await server.next('GET', /\/poll\?/);
   polling.respond({ body: { events: [{ id: 3, event: 'signal', data: signal(3) }] } });
   await server.settle();
-  clock.tick(500);
+  clock.tick(1999);
+  assert.notEqual(probe.closed, true);
+  clock.tick(1);
   assert.equal(probe.closed, true);
   assert.equal(session.transport, 'poll');
   probe.ready(2);
@@ -587,7 +589,7 @@ test('a stream whose ready comes no sooner than half a second after the poll bro
   const beside = await server.next('GET', /\/poll\?/);
   beside.respond({ body: { events: [{ id: 1, event: 'signal', data: signal(1) }] } });
   await server.settle();
-  clock.tick(499);
+  clock.tick(1999);
   assert.equal(session.transport, 'sse');
   clock.tick(1);
   assert.equal(stream.closed, true, 'a proxy holds the stream back: it is closed');
