@@ -64,6 +64,13 @@ pub enum ApiError {
     /// read, so there is no route, and the code is the generic one.
     #[error("the request head is not valid HTTP/1.1")]
     MalformedHead,
+    /// A head that breaks RFC 9112's rules for `Host` or for the body's
+    /// length; the text says which. The connection closes after it.
+    #[error("the request head breaks RFC 9112: {0}")]
+    BadHead(&'static str),
+    /// A transfer coding the server does not undo.
+    #[error("the only transfer coding a request body may have is `chunked`")]
+    UnknownCoding,
     #[error("the request head is larger than {limit} bytes")]
     HeadTooLarge { limit: usize },
     #[error("the request was not sent within the header timeout")]
@@ -98,9 +105,11 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRoomId(_) | Self::InvalidRequest(_) | Self::MalformedHead => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidRoomId(_)
+            | Self::InvalidRequest(_)
+            | Self::MalformedHead
+            | Self::BadHead(_) => StatusCode::BAD_REQUEST,
+            Self::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized | Self::GrantRefused(_) => StatusCode::UNAUTHORIZED,
@@ -132,8 +141,10 @@ impl ApiError {
             Self::InvalidRoomId(_) => "invalid_room_id",
             Self::InvalidRequest(_)
             | Self::MalformedHead
+            | Self::BadHead(_)
             | Self::HeadTooLarge { .. }
             | Self::RequestTimeout => "invalid_request",
+            Self::UnknownCoding => "not_implemented",
             Self::Unauthorized | Self::GrantRefused(_) => "unauthorized",
             Self::Forbidden | Self::GrantForAnotherRoom | Self::WrongPassword => "forbidden",
             Self::RoomNotFound => "room_not_found",
@@ -159,7 +170,8 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::InvalidRoomId(_) => "Invalid room id",
-            Self::InvalidRequest(_) | Self::MalformedHead => "Invalid request",
+            Self::InvalidRequest(_) | Self::MalformedHead | Self::BadHead(_) => "Invalid request",
+            Self::UnknownCoding => "Not implemented",
             Self::HeadTooLarge { .. } => "Request header fields too large",
             Self::RequestTimeout => "Request timeout",
             Self::Unauthorized | Self::GrantRefused(_) => "Unauthorized",
@@ -202,16 +214,44 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// One stable word: `invalid_room_id`, `invalid_request`, `unauthorized`, `forbidden`,
-    /// `room_not_found`, `member_not_found`, `room_exists`, `room_full`, `room_locked`,
-    /// `payload_too_large`, `inbox_full`, `rate_limited`, `server_busy`, `not_found`,
-    /// `method_not_allowed`, `unsupported_media_type`; for WHIP and WHEP, `no_answer`,
-    /// `no_receiver`, `precondition_failed`, `ice_restart_unsupported`.
+    /// One stable word to switch on; docs/API.md says when each comes.
+    #[schema(value_type = ProblemCode)]
     pub code: String,
     /// The request's id, as in its `X-Request-Id` header and the server's
     /// log lines: quote it when reporting a problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+// The schema of `Problem::code`, so that generated clients get an
+// enumeration; `the_documented_codes_are_the_codes_given` holds it to the
+// codes `ApiError::code` gives.
+/// Every `code` a problem may carry; docs/API.md says when each comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    InvalidRoomId,
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    RoomNotFound,
+    MemberNotFound,
+    RoomExists,
+    RoomFull,
+    RoomLocked,
+    PayloadTooLarge,
+    InboxFull,
+    RateLimited,
+    ServerBusy,
+    NotFound,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    NoAnswer,
+    NoReceiver,
+    PreconditionFailed,
+    IceRestartUnsupported,
+    NotImplemented,
+    InternalError,
 }
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -311,6 +351,8 @@ impl From<Unreadable> for ApiError {
             Unreadable::Malformed => Self::MalformedHead,
             Unreadable::HeadTooLarge { limit } => Self::HeadTooLarge { limit },
             Unreadable::TooSlow => Self::RequestTimeout,
+            Unreadable::BadHost(why) | Unreadable::BadFraming(why) => Self::BadHead(why),
+            Unreadable::UnknownCoding => Self::UnknownCoding,
         }
     }
 }
@@ -339,6 +381,99 @@ mod tests {
         let response = ApiError::ServerBusy("full").into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    /// One error of every kind. The match has no wildcard: a new kind
+    /// does not compile until it is added here too.
+    fn one_of_each() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::InvalidRoomId(String::new()),
+            ApiError::InvalidRequest(String::new()),
+            ApiError::Unauthorized,
+            ApiError::Forbidden,
+            ApiError::GrantRefused(""),
+            ApiError::GrantForAnotherRoom,
+            ApiError::WrongPassword,
+            ApiError::RoomNotFound,
+            ApiError::MemberNotFound,
+            ApiError::RoomExists,
+            ApiError::RoomFull { capacity: 2 },
+            ApiError::RoomLocked,
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::SignalOverInbox { size: 2, limit: 1 },
+            ApiError::InboxFull,
+            ApiError::RateLimited {
+                retry_after: std::time::Duration::ZERO,
+            },
+            ApiError::ServerBusy(""),
+            ApiError::MalformedHead,
+            ApiError::BadHead(""),
+            ApiError::UnknownCoding,
+            ApiError::HeadTooLarge { limit: 1 },
+            ApiError::RequestTimeout,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::UnsupportedMediaType,
+            ApiError::WrongMediaType(""),
+            ApiError::NoAnswer(""),
+            ApiError::NoReceiver,
+            ApiError::PreconditionFailed,
+            ApiError::IceRestartUnsupported,
+            ApiError::Internal,
+        ];
+        for error in &all {
+            match error {
+                ApiError::InvalidRoomId(_)
+                | ApiError::InvalidRequest(_)
+                | ApiError::Unauthorized
+                | ApiError::Forbidden
+                | ApiError::GrantRefused(_)
+                | ApiError::GrantForAnotherRoom
+                | ApiError::WrongPassword
+                | ApiError::RoomNotFound
+                | ApiError::MemberNotFound
+                | ApiError::RoomExists
+                | ApiError::RoomFull { .. }
+                | ApiError::RoomLocked
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::SignalOverInbox { .. }
+                | ApiError::InboxFull
+                | ApiError::RateLimited { .. }
+                | ApiError::ServerBusy(_)
+                | ApiError::MalformedHead
+                | ApiError::BadHead(_)
+                | ApiError::UnknownCoding
+                | ApiError::HeadTooLarge { .. }
+                | ApiError::RequestTimeout
+                | ApiError::NotFound
+                | ApiError::MethodNotAllowed
+                | ApiError::UnsupportedMediaType
+                | ApiError::WrongMediaType(_)
+                | ApiError::NoAnswer(_)
+                | ApiError::NoReceiver
+                | ApiError::PreconditionFailed
+                | ApiError::IceRestartUnsupported
+                | ApiError::Internal => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_documented_codes_are_the_codes_given() {
+        let schema = serde_json::to_value(<ProblemCode as utoipa::PartialSchema>::schema())
+            .expect("the schema serializes");
+        let documented: std::collections::BTreeSet<String> = schema["enum"]
+            .as_array()
+            .expect("the codes are an enumeration")
+            .iter()
+            .filter_map(|code| code.as_str().map(str::to_owned))
+            .collect();
+        let given: std::collections::BTreeSet<String> = one_of_each()
+            .iter()
+            .map(|error| error.code().to_owned())
+            .collect();
+        assert_eq!(documented, given);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::ConnectInfo;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, Request};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -27,7 +29,7 @@ use tracing::debug;
 
 use super::http1::TlsSocket;
 use super::tls::LeanTls;
-use super::{App, ConnectionLimits};
+use super::{App, ConnectionLimits, framing};
 
 /// The TLS handshake, within the header timeout; `None` when it failed.
 pub(super) async fn handshake(
@@ -56,12 +58,30 @@ pub(super) async fn serve_io<IO>(
     app: impl App,
     builder: &auto::Builder<TokioExecutor>,
     shutdown: &CancellationToken,
-    header_timeout: Duration,
+    limits: &ConnectionLimits,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let header_timeout = limits.header_timeout;
     let activity = Arc::new(Activity::new());
-    let service = app
+    let unreadable = limits.unreadable;
+    // hyper's HTTP/1 parser lets through what RFC 9112 refuses (`chunked`
+    // twice, a head without `Host`): such a request is answered as `http1`
+    // answers it, and the connection closed after it.
+    let checked = tower::service_fn(move |request: Request<Body>| {
+        let app = app.clone();
+        async move {
+            if let Err(why) = framing::check(request.version(), request.headers()) {
+                let mut refusal = unreadable(why);
+                refusal
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return Ok(refusal);
+            }
+            app.oneshot(request).await
+        }
+    });
+    let service = checked
         .map_request(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             request.map(Body::new)

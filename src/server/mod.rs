@@ -11,6 +11,7 @@
 //! peer address for per-client limits, and a graceful shutdown with a hard
 //! deadline. `tls` makes the rustls configuration.
 
+mod framing;
 mod http1;
 mod hyper_conn;
 pub mod tls;
@@ -69,6 +70,13 @@ pub enum Unreadable {
     HeadTooLarge { limit: usize },
     /// The head or body was not sent within the header timeout.
     TooSlow,
+    /// RFC 9112 §3.2: no `Host`, two, or one that names no host.
+    BadHost(&'static str),
+    /// RFC 9112 §6: no single way to tell where the body ends.
+    BadFraming(&'static str),
+    /// A transfer coding other than `chunked`, which nothing here undoes
+    /// (RFC 9112 §6.1: 501).
+    UnknownCoding,
 }
 
 /// How connections are served.
@@ -178,15 +186,7 @@ async fn serve_tls(
     };
     if stream.alpn_protocol() == Some(b"h2") {
         let io = timed(stream, limits);
-        Box::pin(serve_io(
-            io,
-            peer,
-            app,
-            builder,
-            shutdown,
-            limits.header_timeout,
-        ))
-        .await;
+        Box::pin(serve_io(io, peer, app, builder, shutdown, limits)).await;
         return;
     }
     serve_http1(stream, peer, app, builder, limits, shutdown).await;
@@ -205,15 +205,7 @@ async fn serve_http1<S: Socket>(
     let ended = Box::pin(http1::serve(socket, peer, &mut app, limits, shutdown)).await;
     if let Ended::Hyper(read, socket) = ended {
         let io = Rewind::new(read, timed(socket, limits));
-        Box::pin(serve_io(
-            io,
-            peer,
-            app,
-            builder,
-            shutdown,
-            limits.header_timeout,
-        ))
-        .await;
+        Box::pin(serve_io(io, peer, app, builder, shutdown, limits)).await;
     }
 }
 

@@ -853,3 +853,281 @@ async fn over_https_a_reader_that_stops_on_a_connection_hyper_serves_is_cut_off(
         tokio::task::yield_now().await;
     }
 }
+
+// RFC 9112 on the server's own HTTP/1.1 path, and on what it hands to
+// hyper. docs/RFC9112.md lists each rule with the test below that holds
+// the server to it.
+
+/// Sends `request` on a new connection: the refusal must be problem+json
+/// with `status` and `code`, and the connection closed after it.
+async fn refused_and_closed(app: &TestApp, request: &str, status: u16, code: &str) {
+    let mut stream = RawStream::connect(app).await;
+    stream.send(request).await;
+    let (got, headers, body) = stream.json_answer().await;
+    assert_eq!(got, status, "{request:?}: {body}");
+    assert_eq!(body["code"], json!(code), "{request:?}: {body}");
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    assert!(stream.ends().await, "{request:?}: the connection closes");
+}
+
+/// A join to `room` that `framing` makes unreadable changed nothing: a
+/// join made after it is the room's first member.
+async fn room_was_not_made(app: &TestApp, room: &str) {
+    let joined = app.join(room).await;
+    assert!(joined.members.is_empty(), "{:?}", joined.members);
+}
+
+#[tokio::test]
+async fn rfc9112_3_2_a_request_without_one_valid_host_is_answered_400() {
+    let app = spawn_app().await;
+    for head in [
+        "GET /healthz HTTP/1.1\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: user@a.test\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a.test:80x\r\n\r\n",
+        // HTTP/1.0 needs none, but two are two.
+        "GET /healthz HTTP/1.0\r\nHost: a.test\r\nHost: a.test\r\n\r\n",
+    ] {
+        refused_and_closed(&app, head, 400, "invalid_request").await;
+    }
+    let mut stream = RawStream::connect(&app).await;
+    for host in [
+        "Host: [::1]:8080",
+        "Host: 127.0.0.1",
+        "Host:",
+        "HOST: a.test",
+    ] {
+        stream
+            .send(&format!("GET /healthz HTTP/1.1\r\n{host}\r\n\r\n"))
+            .await;
+        let (status, headers) = stream.head().await;
+        assert_eq!(status, 200, "{host}");
+        stream.body(&headers).await;
+    }
+    stream
+        .send("GET /healthz HTTP/1.0\r\nConnection: close\r\n\r\n")
+        .await;
+    let (status, _) = stream.head().await;
+    assert_eq!(status, 200, "HTTP/1.0 needs no Host");
+}
+
+#[tokio::test]
+async fn rfc9112_6_1_a_transfer_encoding_that_is_not_chunked_once_and_last_is_refused() {
+    let app = spawn_app().await;
+    let body = r#"{"name": "te"}"#;
+    let chunks = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    for (room, framing, status, code) in [
+        (
+            "te-twice",
+            "Transfer-Encoding: chunked, chunked\r\n",
+            400,
+            "invalid_request",
+        ),
+        (
+            "te-two-lines",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            400,
+            "invalid_request",
+        ),
+        (
+            "te-not-last",
+            "Transfer-Encoding: chunked, gzip\r\n",
+            400,
+            "invalid_request",
+        ),
+        (
+            "te-gzip",
+            "Transfer-Encoding: gzip\r\n",
+            400,
+            "invalid_request",
+        ),
+        (
+            "te-gzip-chunked",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            501,
+            "not_implemented",
+        ),
+        (
+            "te-empty",
+            "Transfer-Encoding: \r\n",
+            400,
+            "invalid_request",
+        ),
+    ] {
+        refused_and_closed(&app, &(join_head(room, framing) + &chunks), status, code).await;
+        room_was_not_made(&app, room).await;
+    }
+}
+
+/// CL.TE and TE.CL: a front end that goes by one header and a server that
+/// goes by the other disagree on where the body ends, and the rest of the
+/// body is read as a request of its own. Both are refused.
+#[tokio::test]
+async fn rfc9112_6_3_content_length_with_transfer_encoding_is_refused_both_ways() {
+    let app = spawn_app().await;
+    let smuggled = "GET /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n";
+    // CL.TE: the length covers the smuggled request, the chunks end before it.
+    let cl_te = format!(
+        "{}0\r\n\r\n{smuggled}",
+        join_head(
+            "cl-te",
+            &format!(
+                "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+                5 + smuggled.len()
+            )
+        )
+    );
+    refused_and_closed(&app, &cl_te, 400, "invalid_request").await;
+    // TE.CL: the headers in the other order, the chunk carrying it.
+    let te_cl = format!(
+        "{}{:x}\r\n{smuggled}\r\n0\r\n\r\n",
+        join_head(
+            "te-cl",
+            "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n"
+        ),
+        smuggled.len()
+    );
+    refused_and_closed(&app, &te_cl, 400, "invalid_request").await;
+    for room in ["cl-te", "te-cl"] {
+        room_was_not_made(&app, room).await;
+    }
+}
+
+/// TE.TE: one `Transfer-Encoding` dressed so that one parser sees it and
+/// another does not. Each is refused, or read by the one reading every
+/// server agrees on.
+#[tokio::test]
+async fn rfc9112_6_1_obfuscated_transfer_encodings_are_refused() {
+    let app = spawn_app().await;
+    let chunks = "2\r\n{}\r\n0\r\n\r\n";
+    for (room, framing, code) in [
+        (
+            "tete-x",
+            "Transfer-Encoding: xchunked\r\n",
+            "invalid_request",
+        ),
+        (
+            "tete-space",
+            "Transfer-Encoding : chunked\r\n",
+            "invalid_request",
+        ),
+        (
+            "tete-fold",
+            "Transfer-Encoding:\r\n chunked\r\n",
+            "invalid_request",
+        ),
+        (
+            "tete-second",
+            "Transfer-Encoding: chunked\r\nTransfer-encoding: identity\r\n",
+            "invalid_request",
+        ),
+        (
+            "tete-quoted",
+            "Transfer-Encoding: \"chunked\"\r\n",
+            "invalid_request",
+        ),
+        (
+            "tete-cl-list",
+            "Content-Length: 2, 2\r\n",
+            "invalid_request",
+        ),
+        (
+            "tete-cl-two",
+            "Content-Length: 2\r\nContent-Length: 2\r\n",
+            "invalid_request",
+        ),
+        ("tete-cl-sign", "Content-Length: +2\r\n", "invalid_request"),
+    ] {
+        refused_and_closed(&app, &(join_head(room, framing) + chunks), 400, code).await;
+        room_was_not_made(&app, room).await;
+    }
+    // A tab is whitespace around a value: this is plain `chunked`.
+    let mut stream = RawStream::connect(&app).await;
+    let body = r#"{"name": "tab"}"#;
+    stream
+        .send(
+            &(join_head("tete-tab", "Transfer-Encoding:\tchunked\r\n")
+                + &format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len())),
+        )
+        .await;
+    assert_eq!(stream.expect_joined().await.member["name"], json!("tab"));
+}
+
+#[tokio::test]
+async fn rfc9112_7_1_a_chunk_size_past_any_length_changes_nothing() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    stream
+        .send(
+            &(join_head("overflow", "Transfer-Encoding: chunked\r\n") + "1ffffffffffffffff\r\n{}"),
+        )
+        .await;
+    // hyper reads the size, and the body is refused as larger than the
+    // limit (413), or as unreadable (400), or cut off; no member is made.
+    if stream
+        .read_until(|bytes| find(bytes, b"\r\n\r\n").is_some())
+        .await
+    {
+        let (status, _) = stream.head().await;
+        assert!([400, 413].contains(&status), "{status}");
+    }
+    room_was_not_made(&app, "overflow").await;
+}
+
+#[tokio::test]
+async fn rfc9112_2_2_a_head_ended_by_bare_line_feeds_is_answered_at_once() {
+    // The header timeout is far past the test's deadline: an answer that
+    // waited for it would fail the test.
+    let app = spawn_app_with(&["--header-timeout", "600"]).await;
+    let mut stream = RawStream::connect(&app).await;
+    for head in [
+        "GET /healthz HTTP/1.1\r\nHost: a.test\n\r\n",
+        "GET /healthz HTTP/1.1\nHost: a.test\n\n",
+        "GET /healthz HTTP/1.1\r\nHost: a.test\r\n\n",
+    ] {
+        stream.send(head).await;
+        let (status, headers) = stream.head().await;
+        assert_eq!(status, 200, "{head:?}");
+        stream.body(&headers).await;
+    }
+    refused_and_closed(
+        &app,
+        "GET /healthz HTTP/1.1\nHost: a.test\nBad Line\n\n",
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+/// A request hyper serves (a chunked body) keeps the connection hyper's;
+/// the requests pipelined behind it are held to the same rules, and one
+/// that breaks them ends the connection: nothing after it is read.
+#[tokio::test]
+async fn rfc9112_pipelining_across_the_hand_off_to_hyper_keeps_the_rules() {
+    let app = spawn_app().await;
+    let mut stream = RawStream::connect(&app).await;
+    let body = r#"{"name": "first"}"#;
+    let first = join_head("handoff", "Transfer-Encoding: chunked\r\n")
+        + &format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let second = join_request("handoff", r#"{"name": "second"}"#);
+    let bad = join_head("handoff", "Transfer-Encoding: chunked, chunked\r\n") + "0\r\n\r\n";
+    let after = join_request("handoff", r#"{"name": "smuggled"}"#);
+    stream.send(&format!("{first}{second}{bad}{after}")).await;
+    assert_eq!(stream.expect_joined().await.member["name"], json!("first"));
+    assert_eq!(stream.expect_joined().await.member["name"], json!("second"));
+    let (status, headers, problem) = stream.json_answer().await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    assert!(
+        stream.ends().await,
+        "nothing after the refused request is read"
+    );
+    let last = app.join("handoff").await;
+    let names: Vec<&Value> = last.members.iter().map(|member| &member["name"]).collect();
+    assert_eq!(names, [&json!("first"), &json!("second")]);
+}

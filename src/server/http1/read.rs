@@ -5,15 +5,13 @@
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, Request, Uri};
+use axum::http::{Method, Request, Uri, Version};
 use bytes::{Bytes, BytesMut};
-use memchr::memmem;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -21,20 +19,25 @@ use tokio_util::sync::CancellationToken;
 use super::socket::{Socket, read_some};
 use super::write::{answer, send};
 use super::{Next, NotRead};
-use crate::server::{ConnectionLimits, Unreadable};
+use crate::server::{ConnectionLimits, Unreadable, framing};
 
 /// The most header lines a request may have, as in hyper.
 const MAX_HEADERS: usize = 100;
 
-/// Finds the blank line that ends a head. Built once: building the
-/// searcher cost more than a search.
-static BLANK_LINE: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
-
-/// The same with bare line feeds, as a request typed by hand (`nc`) ends;
-/// httparse reads such a head, as hyper does.
-static BARE_BLANK_LINE: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+/// The end of a head: a line feed, then an empty line. Every head ends
+/// so, whether its lines end `\r\n` or, typed by hand (`nc`), a bare `\n`
+/// (RFC 9112 §2.2 lets a server take either); httparse reads both, as
+/// hyper does. The length of the head, blank line included, or `None`.
+fn head_end(bytes: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr_iter(b'\n', &bytes[from..]).find_map(|at| {
+        let at = from + at;
+        match &bytes[at + 1..] {
+            [b'\n', ..] => Some(at + 2),
+            [b'\r', b'\n', ..] => Some(at + 3),
+            _ => None,
+        }
+    })
+}
 
 /// Reads the next request's head, and its body if it has one: the request,
 /// and whether the client asked to close the connection after it.
@@ -52,11 +55,8 @@ pub(super) async fn read_request<S: Socket>(
     let deadline = Instant::now() + limits.header_timeout;
     let mut searched = 0;
     let head_len = loop {
-        if let Some(at) = BLANK_LINE.find(&read[searched..]) {
-            break searched + at + 4;
-        }
-        if let Some(at) = BARE_BLANK_LINE.find(&read[searched..]) {
-            break searched + at + 2;
+        if let Some(end) = head_end(read, searched) {
+            break end;
         }
         if read.len() >= limits.max_header_bytes {
             return Err(refuse(socket, head_too_large(limits), limits).await);
@@ -91,6 +91,7 @@ pub(super) async fn read_request<S: Socket>(
         Err(NotHead::Malformed(_)) => {
             return Err(refuse(socket, Unreadable::Malformed, limits).await);
         }
+        Err(NotHead::Refused(why)) => return Err(refuse(socket, why, limits).await),
     };
     let (mut request, body_len) = (head.request, head.body_len);
     let after = bytes.slice(head.len..);
@@ -244,7 +245,7 @@ fn take_head(bytes: &Bytes, peer: SocketAddr, max_body: usize) -> Result<Head, N
         // with empty lines, which browsers do not send.
         Ok(httparse::Status::Partial) => return Err(NotHead::Hyper),
     };
-    head(parsed, len, bytes, peer, max_body).ok_or(NotHead::Hyper)
+    head(parsed, len, bytes, peer, max_body)
 }
 
 /// Why `take_head` made no request of a head.
@@ -253,65 +254,65 @@ enum NotHead {
     Hyper,
     /// No server could read it.
     Malformed(httparse::Error),
+    /// It breaks RFC 9112's rules for `Host` or the body's length.
+    Refused(Unreadable),
 }
 
-/// The request of a parsed head, or `None` when hyper is to serve it.
+/// The request of a parsed head; `NotHead::Hyper` when hyper is to serve
+/// it, `NotHead::Refused` when it breaks RFC 9112 (`framing`), which is
+/// judged here for what hyper would serve too.
 fn head(
     parsed: httparse::Request<'_, '_>,
     len: usize,
     bytes: &Bytes,
     peer: SocketAddr,
     max_body: usize,
-) -> Option<Head> {
+) -> Result<Head, NotHead> {
     let (Some(method), Some(path), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
-        return None;
+        return Err(NotHead::Hyper);
     };
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for line in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| NotHead::Hyper)?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice_ref(line.value))
+            .map_err(|_| NotHead::Hyper)?;
+        headers.append(name, value);
+    }
+    framing::check(Version::HTTP_11, &headers).map_err(NotHead::Refused)?;
     let method = Method::from_bytes(method.as_bytes())
         .ok()
-        .filter(|method| method != Method::HEAD && method != Method::CONNECT)?;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    let mut body_len = None;
-    let (mut continue_first, mut close) = (false, false);
-    for line in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(line.name.as_bytes()).ok()?;
-        let value = line.value;
-        if name == header::CONTENT_LENGTH {
-            // One plain decimal length; two, even equal, or anything else
-            // is hyper's to judge.
-            if body_len.is_some() || value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            body_len = Some(
-                std::str::from_utf8(value)
-                    .ok()?
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&len| len <= max_body)?,
-            );
-        } else if name == header::TRANSFER_ENCODING || name == header::UPGRADE {
-            return None;
-        } else if name == header::EXPECT {
-            if !value.eq_ignore_ascii_case(b"100-continue") {
-                return None;
-            }
-            continue_first = true;
-        } else if name == header::CONNECTION {
-            close |= value
-                .split(|&byte| byte == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
-        }
-        headers.append(
-            name,
-            HeaderValue::from_maybe_shared(bytes.slice_ref(value)).ok()?,
-        );
+        .filter(|method| method != Method::HEAD && method != Method::CONNECT)
+        .ok_or(NotHead::Hyper)?;
+    if headers.contains_key(header::TRANSFER_ENCODING) || headers.contains_key(header::UPGRADE) {
+        return Err(NotHead::Hyper);
     }
+    // `framing` let through one plain decimal length at most.
+    let body_len = match headers.get(header::CONTENT_LENGTH) {
+        Some(value) => std::str::from_utf8(value.as_bytes())
+            .ok()
+            .and_then(|text| text.parse::<usize>().ok())
+            .filter(|&len| len <= max_body)
+            .ok_or(NotHead::Hyper)?,
+        None => 0,
+    };
+    let continue_first = match headers.get(header::EXPECT) {
+        Some(value) if value.as_bytes().eq_ignore_ascii_case(b"100-continue") => true,
+        Some(_) => return Err(NotHead::Hyper),
+        None => false,
+    };
+    let close = headers.get_all(header::CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&byte| byte == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
     let mut request = Request::new(Body::empty());
     *request.method_mut() = method;
-    *request.uri_mut() = Uri::from_maybe_shared(bytes.slice_ref(path.as_bytes())).ok()?;
+    *request.uri_mut() =
+        Uri::from_maybe_shared(bytes.slice_ref(path.as_bytes())).map_err(|_| NotHead::Hyper)?;
     *request.headers_mut() = headers;
     request.extensions_mut().insert(ConnectInfo(peer));
-    let body_len = body_len.unwrap_or(0);
-    Some(Head {
+    Ok(Head {
         request,
         len,
         body_len,
@@ -334,7 +335,7 @@ mod tests {
     fn malformed(bytes: &str) -> Option<httparse::Error> {
         match take_head(&Bytes::copy_from_slice(bytes.as_bytes()), PEER, 100) {
             Err(NotHead::Malformed(error)) => Some(error),
-            Ok(_) | Err(NotHead::Hyper) => None,
+            Ok(_) | Err(NotHead::Hyper | NotHead::Refused(_)) => None,
         }
     }
 
@@ -364,17 +365,14 @@ mod tests {
     fn what_this_path_does_not_do_is_left_to_hyper() {
         for head in [
             "GET / HTTP/1.0\r\n\r\n",
-            "HEAD / HTTP/1.1\r\n\r\n",
-            "CONNECT h:1 HTTP/1.1\r\n\r\n",
+            "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
+            "CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "\r\n\r\nGET / HTTP/1.1\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
-            "POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
-            "POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            "POST / HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nExpect: something-else\r\nContent-Length: 2\r\n\r\n",
         ] {
             assert!(take(head).is_none(), "{head:?}");
             assert!(malformed(head).is_none(), "{head:?}");
@@ -401,10 +399,50 @@ mod tests {
     }
 
     #[test]
+    fn what_breaks_rfc_9112_is_refused_here_and_never_reaches_hyper() {
+        for head in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +2\r\n\r\n{}",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HEAD / HTTP/1.1\r\n\r\n",
+        ] {
+            let taken = take_head(&Bytes::copy_from_slice(head.as_bytes()), PEER, 100);
+            assert!(matches!(taken, Err(NotHead::Refused(_))), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_ends_at_its_first_empty_line_whatever_ends_its_lines() {
+        for (bytes, end) in [
+            (&b"GET / HTTP/1.1\r\nHost: h\r\n\r\nnext"[..], Some(27)),
+            (b"GET / HTTP/1.1\nHost: h\n\nnext", Some(24)),
+            (b"GET / HTTP/1.1\r\nHost: h\n\r\nnext", Some(26)),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\n", Some(26)),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r", None),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n", None),
+        ] {
+            assert_eq!(
+                head_end(bytes, 0),
+                end,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
     fn a_client_that_expects_100_continue_gets_it_only_for_a_body() {
-        let head = take("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n");
+        let head =
+            take("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n");
         assert!(head.is_some_and(|head| head.continue_first));
-        let head = take("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n");
+        let head =
+            take("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n");
         assert!(head.is_some_and(|head| !head.continue_first));
     }
 }
