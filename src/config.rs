@@ -57,9 +57,10 @@ Exit status:
   0 after a clean stop; 1 when the address cannot be bound or Redis cannot
   be reached at start; 2 for invalid options.
 
-See also: README.md and the OpenAPI document at /openapi.json.";
+See also: docs/running.md for every setting, docs/API.md for the API, and
+the OpenAPI document at /openapi.json.";
 
-/// Everything an operator can set. Defaults follow API.md.
+/// Everything an operator can set. Defaults follow docs/API.md.
 #[derive(Clone, Parser)]
 #[command(
     name = "signalpost",

@@ -8,7 +8,7 @@
 //! - `observe`: what operators see: each request's id, time and error
 //!   line, the log format, and the metrics every layer records through.
 //! - `http`: all that knows axum: the state and router, the handlers of
-//!   API.md (`http::api`), extractors, auth, the SSE and long-poll writers,
+//!   docs/API.md (`http::api`), extractors, auth, the SSE and long-poll writers,
 //!   and the one place where errors become problem+json.
 //! - `rate`: per-client and per-member rate limits.
 //! - `hub`: the state behind one seam, the `Backend` trait, with its two

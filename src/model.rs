@@ -1,4 +1,4 @@
-//! Wire types: the JSON bodies of API.md with their OpenAPI schemas, and the
+//! Wire types: the JSON bodies of docs/API.md with their OpenAPI schemas, and the
 //! checked newtypes (`RoomId`, `SignalType`) that cannot hold an invalid value.
 
 use std::borrow::Cow;
@@ -22,7 +22,7 @@ pub const METADATA_MAX: usize = 4096;
 /// Longest signal type, in characters.
 pub const SIGNAL_TYPE_MAX: usize = 32;
 
-/// A room id that passed the rules of API.md. Cheap to clone: rooms, token
+/// A room id that passed the rules of docs/API.md. Cheap to clone: rooms, token
 /// entries and events all share the one allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomId(Arc<str>);

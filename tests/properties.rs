@@ -1,7 +1,7 @@
 //! Properties that must hold for every input, checked on generated ones:
 //! which strings are room ids and signal types, that no name, metadata or
 //! payload can break the `text/event-stream` framing, and that an inbox
-//! numbers, bounds and hands out its events as API.md says.
+//! numbers, bounds and hands out its events as docs/API.md says.
 //!
 //! The seed is fixed (unless `PROPTEST_RNG_SEED` names another) so that CI
 //! sees the same cases on every run, and nothing is persisted: a failure
@@ -67,7 +67,7 @@ const NEAR_MISSES: &[char] = &[
     'ß', 'İ', '\u{212a}', 'ａ', '٣', '²', '\u{2028}', '\u{301}', '\u{feff}', 'A', 'Z', '_',
 ];
 
-/// API.md's room id rule, written from its text: 1 to 64 characters of the
+/// docs/API.md's room id rule, written from its text: 1 to 64 characters of the
 /// listed set, and not `.` or `..`.
 fn is_room_id(text: &str) -> bool {
     let length = text.chars().count();
@@ -77,7 +77,7 @@ fn is_room_id(text: &str) -> bool {
         && text != ".."
 }
 
-/// API.md's signal type rule: 1 to 32 characters of `a-z 0-9 -`.
+/// docs/API.md's signal type rule: 1 to 32 characters of `a-z 0-9 -`.
 fn is_signal_type(text: &str) -> bool {
     let length = text.chars().count();
     (1..=32).contains(&length) && text.chars().all(|c| SIGNAL_TYPE_CHARS.contains(c))
@@ -1112,7 +1112,7 @@ struct Record {
     expected_after: State,
 }
 
-/// The inbox rules of API.md and of `inbox.rs`'s documentation as a plain
+/// The inbox rules of docs/API.md and of `inbox.rs`'s documentation as a plain
 /// list: no counters, no cached totals, everything recomputed.
 struct Model {
     limits: Limits,

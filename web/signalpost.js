@@ -32,7 +32,7 @@
 const EVENT_KINDS = ['member-joined', 'member-left', 'member-updated', 'signal', 'room-updated', 'gap'];
 /** Stream errors in a row, without a `ready` between, before 'auto' gives up on SSE. */
 const STREAM_ERRORS_BEFORE_POLL = 3;
-/** Seconds one long-poll may wait on the server (API.md's default). */
+/** Seconds one long-poll may wait on the server (docs/API.md's default). */
 const POLL_WAIT = 25;
 /** Seconds a poll may take beyond its wait before the connection counts as dead. */
 const POLL_GRACE = 10;
@@ -75,7 +75,7 @@ export class SignalpostError extends Error {
     this.retryAfter = retryAfter;
     /** The HTTP status, 0 when no answer came. */
     this.status = status;
-    /** API.md's stable word: 'room_full', 'unauthorized', … or 'network'. */
+    /** docs/API.md's stable word: 'room_full', 'unauthorized', … or 'network'. */
     this.code = code;
     this.detail = detail;
   }

@@ -148,7 +148,9 @@ impl AppState {
         description = "WebRTC signaling over plain HTTP. Join a room with `POST /rooms/{room_id}/join`, \
                        keep the returned token, open your inbox as a Server-Sent-Events stream (or long-poll it), \
                        and send offers, answers and ICE candidates with `POST /signals`. \
-                       Every error is `application/problem+json` with a stable `code`.",
+                       Every error is `application/problem+json` with a stable `code`. \
+                       The rules behind each call, event and code are written out in \
+                       [docs/API.md](docs/API.md) of signalpost's source.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     modifiers(&SecuritySchemes),

@@ -1,4 +1,4 @@
-//! `ApiError`, one variant per `code` of API.md, and the single place that
+//! `ApiError`, one variant per `code` of docs/API.md, and the single place that
 //! turns it into an `application/problem+json` response (RFC 9457): the
 //! domain's refusals, the rate limits', the checked newtypes' and the
 //! connection layer's become answers here, and nowhere else.

@@ -1,5 +1,5 @@
 //! Everything that knows axum and HTTP's words: the application's state and
-//! router (`app`), the handlers of API.md (`api`), the extractors that
+//! router (`app`), the handlers of docs/API.md (`api`), the extractors that
 //! reject with problem+json (`extract`), who a request is (`auth`), the one
 //! place where errors become problem+json (`error`), the event-stream and
 //! long-poll writers (`sse`, `poll`), and the built-in web pages (`web`).

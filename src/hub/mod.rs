@@ -10,7 +10,7 @@
 //!   third (`--redis-url`).
 //!
 //! `Hub` is what every handler holds: whichever backend serves, called
-//! without dynamic dispatch. Its methods speak only in API.md's terms, and
+//! without dynamic dispatch. Its methods speak only in docs/API.md's terms, and
 //! refuse with `Refusal`; handlers never know which backend serves them.
 
 mod memory;

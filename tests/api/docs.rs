@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::helpers::{json_body, spawn_app};
 
-/// Every call of API.md: path and method.
+/// Every call of docs/API.md: path and method.
 const CALLS: [(&str, &str); 11] = [
     ("/rooms/{room_id}/join", "post"),
     ("/rooms/{room_id}/members/{member_id}/events", "get"),

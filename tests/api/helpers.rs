@@ -1,4 +1,4 @@
-//! The test server and its typed helpers: `spawn_app`, the calls of API.md as
+//! The test server and its typed helpers: `spawn_app`, the calls of docs/API.md as
 //! methods of `TestApp`, an SSE reader with a deadline, and the checks every
 //! module shares (problem+json, RFC 3339 times, member objects).
 

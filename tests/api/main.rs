@@ -1,5 +1,5 @@
-//! The HTTP contract of API.md, checked against a real server: one module per
-//! area, all sharing `helpers`.
+//! The HTTP contract of docs/API.md, checked against a real server: one
+//! module per area, all sharing `helpers`.
 
 mod helpers;
 mod redis_server;
@@ -9,11 +9,13 @@ mod auth;
 mod cancelled;
 mod cluster;
 mod concurrency;
+mod contract;
 mod cors;
 mod docs;
 mod errors;
 mod faults;
 mod grants;
+mod guide;
 mod http1;
 mod ice;
 mod inbox_sse;

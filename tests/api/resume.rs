@@ -111,7 +111,7 @@ async fn resuming_beyond_the_newest_id_reports_no_gap_and_replays_nothing() {
 
     let mut events = app.open_events(&alice, Some(100)).await;
 
-    // API.md does not say whether `ready` repeats the asked 100 or the
+    // docs/API.md does not say whether `ready` repeats the asked 100 or the
     // newest id the stream really resumes after; both are accepted.
     let ready = events.expect("ready").await;
     assert_eq!(ready.id, None);

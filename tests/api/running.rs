@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{Joined, ServerProcess, json_body, send};
 
-/// The flags API.md makes part of the contract, with their environment twins.
+/// The flags docs/API.md makes part of the contract, with their environment twins.
 const CONTRACT_FLAGS: [(&str, &str); 9] = [
     ("--listen", "SIGNALPOST_LISTEN"),
     ("--admin-token", "SIGNALPOST_ADMIN_TOKEN"),
@@ -47,7 +47,7 @@ fn help_lists_every_contract_flag_with_its_environment_variable() {
 }
 
 #[test]
-fn help_is_a_manual_page_that_knows_every_flag_the_readme_lists() {
+fn help_is_a_manual_page_with_its_sections() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalpost"))
         .arg("--help")
         .output()
@@ -65,19 +65,107 @@ fn help_is_a_manual_page_that_knows_every_flag_the_readme_lists() {
             "--help has a `{section}` section:\n{help}"
         );
     }
-    // Every flag of the README's settings table, so neither drifts.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md is readable");
-    let flags: Vec<&str> = readme
+}
+
+/// One flag as `--help` describes it: its environment twin and default.
+#[derive(Debug, PartialEq, Eq)]
+struct Setting {
+    env: Option<String>,
+    default: Option<String>,
+}
+
+/// Every long flag of `--help`, but `--help` and `--version`.
+fn settings_of_help(help: &str) -> std::collections::BTreeMap<String, Setting> {
+    let mut settings = std::collections::BTreeMap::new();
+    let lines: Vec<&str> = help.lines().collect();
+    for (at, line) in lines.iter().enumerate() {
+        // An option's entry is indented by six; the text after the options
+        // names flags too, indented by two.
+        let Some(flag) = line
+            .strip_prefix("      --")
+            .and_then(|rest| rest.split([' ', '\n']).next())
+        else {
+            continue;
+        };
+        if flag == "help" || flag == "version" {
+            continue;
+        }
+        // The flag's entry runs to the next line that starts a flag.
+        let entry: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|text| !text.trim_start().starts_with('-'))
+            .copied()
+            .collect();
+        let bracketed = |key: &str| {
+            entry.iter().find_map(|text| {
+                let inner = text.trim().strip_prefix(&format!("[{key}: "))?;
+                Some(inner.trim_end_matches(']').trim_end_matches('=').to_owned())
+            })
+        };
+        settings.insert(
+            format!("--{flag}"),
+            Setting {
+                env: bracketed("env"),
+                default: bracketed("default"),
+            },
+        );
+    }
+    settings
+}
+
+/// The settings table of docs/running.md: flag, environment, default.
+fn settings_of_docs() -> std::collections::BTreeMap<String, Setting> {
+    let running = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/running.md"))
+        .expect("docs/running.md is readable");
+    let unquoted = |cell: &str| cell.trim().trim_matches('`').to_owned();
+    running
         .lines()
-        .filter_map(|line| line.strip_prefix("| `--"))
-        .filter_map(|rest| rest.split([' ', '`']).next())
+        .filter(|line| line.starts_with("| `--"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let flag = unquoted(cells[0].trim_start_matches("| "));
+            let flag = flag.split(' ').next().unwrap_or_default().to_owned();
+            // `SIGNALPOST_X` (comma-separated): the variable is the first word.
+            let env = unquoted(cells[1].split(' ').next().unwrap_or_default());
+            let default = unquoted(cells[2]);
+            let default = (default != "none" && default != "off").then_some(default);
+            (
+                flag,
+                Setting {
+                    env: Some(env),
+                    default,
+                },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_settings_table_of_the_docs_is_the_help_s_flag_for_flag() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalpost"))
+        .arg("--help")
+        .output()
+        .expect("signalpost --help runs");
+    let help = settings_of_help(&String::from_utf8_lossy(&output.stdout));
+    let docs = settings_of_docs();
+    assert!(help.len() >= 20, "{help:?}");
+    let only_help: Vec<_> = help
+        .keys()
+        .filter(|flag| !docs.contains_key(*flag))
         .collect();
-    assert!(flags.len() >= 20, "the README lists its flags: {flags:?}");
-    for flag in flags {
-        assert!(
-            help.contains(&format!("--{flag} ")) || help.contains(&format!("--{flag}\n")),
-            "--help lists --{flag}, as the README does"
+    let only_docs: Vec<_> = docs
+        .keys()
+        .filter(|flag| !help.contains_key(*flag))
+        .collect();
+    assert!(
+        only_help.is_empty() && only_docs.is_empty(),
+        "flags --help has and docs/running.md lacks: {only_help:?}; the other way: {only_docs:?}"
+    );
+    for (flag, setting) in &help {
+        assert_eq!(
+            Some(setting),
+            docs.get(flag),
+            "{flag}: --help against docs/running.md's settings table"
         );
     }
 }

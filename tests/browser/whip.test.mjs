@@ -42,18 +42,27 @@ function ffmpeg() {
     .trim();
 }
 
-/** Starts ffmpeg publishing to `url`. */
+/**
+ * The ffmpeg line of docs/whip.md, as its words (it quotes none), without
+ * the program and the URL it ends with: what the docs tell users to run
+ * is what runs here.
+ */
+function documentedFfmpegArgs() {
+  const docs = readFileSync(join(ROOT, 'docs', 'whip.md'), 'utf8');
+  const found = docs.match(/^ffmpeg (?:.*\\\n)*.*$/m);
+  if (!found) throw new Error('docs/whip.md shows an ffmpeg line');
+  const words = found[0].replace(/\\\n/g, ' ').split(/\s+/).filter(Boolean);
+  assert.equal(words.pop(), 'http://localhost:8080/rooms/studio/whip');
+  return words.slice(1);
+}
+
+/** Starts ffmpeg publishing to `url`, as docs/whip.md does. */
 function startFfmpeg(url) {
-  return startClient(ffmpeg(), [
-    '-hide_banner', '-loglevel', 'info', '-nostdin',
-    '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15',
-    '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-    '-c:v', 'libx264', '-profile:v', 'baseline', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0',
-    '-c:a', 'libopus', '-ac', '2',
-    // Bounded: a run that hangs ends by itself.
-    '-t', '60',
-    '-f', 'whip', url,
-  ]);
+  const args = documentedFfmpegArgs();
+  // Bounded: a run that hangs ends by itself; `-t` applies to the output.
+  const output = args.lastIndexOf('-f');
+  args.splice(output, 0, '-t', '60');
+  return startClient(ffmpeg(), ['-hide_banner', '-loglevel', 'info', '-nostdin', ...args, url]);
 }
 
 /** Where the stand-in UPnP library is built, once per run. */

@@ -1,7 +1,7 @@
 """Drives the real server with the client openapi-python-client generated
 from openapi/openapi.json, as an integrator would: join, send, long-poll,
 leave, and a problem parsed as a Problem; a join with a grant minted by
-the README's own lines; and the back end's calls with the admin token."""
+docs/backend.md's own lines; and the back end's calls with the admin token."""
 
 import base64
 import http.server
@@ -135,8 +135,8 @@ JOIN_SECRET = "a-secret-of-at-least-32-bytes-for-python"
 
 
 def readme_grant():
-    """Runs the README's Python lines that mint a grant, as written."""
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as readme:
+    """Runs docs/backend.md's Python lines that mint a grant, as written."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "backend.md")) as readme:
         readme = readme.read()
     code = re.search(r"<!-- grant: python -->\n```python\n(.*?)```", readme, re.S).group(1)
     scope = {}

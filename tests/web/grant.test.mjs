@@ -1,4 +1,4 @@
-// The README's Node lines that mint a join grant, run as written, and the
+// docs/backend.md's Node lines that mint a join grant, run as written, and the
 // grant they make let in by a real server started with --join-secret.
 // Needs the debug build (scripts/test runs `cargo test` first).
 
@@ -12,11 +12,11 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SECRET = 'a-secret-of-at-least-32-bytes-for-node';
 const DEADLINE_MS = 10000;
 
-/** The code block that follows `<!-- grant: NAME -->` in the README. */
-function readmeSnippet(name) {
-  const readme = readFileSync(`${ROOT}README.md`, 'utf8');
+/** The code block that follows `<!-- grant: NAME -->` in docs/backend.md. */
+function docSnippet(name) {
+  const readme = readFileSync(`${ROOT}docs/backend.md`, 'utf8');
   const found = readme.match(new RegExp(`<!-- grant: ${name} -->\\n\`\`\`\\w+\\n([\\s\\S]*?)\`\`\``));
-  assert.ok(found, `the README has a grant snippet for ${name}`);
+  assert.ok(found, `docs/backend.md has a grant snippet for ${name}`);
   return found[1];
 }
 
@@ -42,8 +42,8 @@ function startServer(args) {
   return { server, address };
 }
 
-test("the README's Node grant lets its holder into the room it names", async (t) => {
-  const code = `${readmeSnippet('node')}\nconsole.log(grant);`;
+test("docs/backend.md's Node grant lets its holder into the room it names", async (t) => {
+  const code = `${docSnippet('node')}\nconsole.log(grant);`;
   const grant = execFileSync(process.execPath, ['--input-type=module', '-e', code], {
     cwd: ROOT,
     env: { ...process.env, JOIN_SECRET: SECRET },

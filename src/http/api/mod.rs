@@ -1,4 +1,4 @@
-//! The HTTP calls of API.md, one module per resource. Each module's
+//! The HTTP calls of docs/API.md, one module per resource. Each module's
 //! `router()` registers its handlers once, with the OpenAPI documentation
 //! written beside them.
 

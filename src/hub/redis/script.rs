@@ -295,7 +295,7 @@ pub(super) fn actor_arg(actor: Actor) -> String {
     }
 }
 
-/// The refusal a script's status names (the scripts answer with API.md's
+/// The refusal a script's status names (the scripts answer with docs/API.md's
 /// problem codes). Any other status is a bug between a script and this
 /// file: logged, and to the client the state cannot be served now.
 pub(super) fn refusal(status: &str) -> Refusal {
