@@ -14,11 +14,22 @@ use axum::http::{HeaderValue, Version};
 
 use super::Unreadable;
 
-/// Refuses a head that breaks §3.2 or §6; HTTP/2 and later carry neither
-/// rule (`:authority`, frames), and pass.
-pub fn check(version: Version, headers: &HeaderMap) -> Result<(), Unreadable> {
+/// How a head that passed says its body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body, or HTTP/2's frames tell.
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Refuses a head that breaks §3.2 or §6, or says how its body ends;
+/// HTTP/2 and later carry neither rule (`:authority`, frames), and pass.
+pub fn check(version: Version, headers: &HeaderMap) -> Result<BodyLength, Unreadable> {
     if version > Version::HTTP_11 {
-        return Ok(());
+        return Ok(BodyLength::None);
     }
     check_host(version, headers)?;
     check_body_length(version, headers)
@@ -75,19 +86,19 @@ fn valid_host(value: &[u8]) -> bool {
 
 /// §6.1 and §6.3: a body's length is one `Content-Length`, or a
 /// `Transfer-Encoding` that ends with `chunked` (once), never both.
-fn check_body_length(version: Version, headers: &HeaderMap) -> Result<(), Unreadable> {
+fn check_body_length(version: Version, headers: &HeaderMap) -> Result<BodyLength, Unreadable> {
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    let length = lengths.next();
-    if length.is_some() && lengths.next().is_some() {
-        return Err(Unreadable::BadFraming("more than one `Content-Length`"));
-    }
-    if length.is_some_and(|length| !valid_length(length)) {
-        return Err(Unreadable::BadFraming(
+    let length = match (lengths.next(), lengths.next()) {
+        (Some(_), Some(_)) => {
+            return Err(Unreadable::BadFraming("more than one `Content-Length`"));
+        }
+        (Some(length), None) => Some(decimal(length).ok_or(Unreadable::BadFraming(
             "a `Content-Length` that is not one decimal number",
-        ));
-    }
+        ))?),
+        (None, _) => None,
+    };
     if !headers.contains_key(TRANSFER_ENCODING) {
-        return Ok(());
+        return Ok(length.map_or(BodyLength::None, BodyLength::Length));
     }
     if version == Version::HTTP_10 {
         return Err(Unreadable::BadFraming(
@@ -125,16 +136,17 @@ fn check_body_length(version: Version, headers: &HeaderMap) -> Result<(), Unread
         ),
         // gzip, deflate, compress: none is undone here.
         Some(_) if codings.len() > 1 => Err(Unreadable::UnknownCoding),
-        Some(_) => Ok(()),
+        Some(_) => Ok(BodyLength::Chunked),
     }
 }
 
 /// One decimal number that fits a `u64`; `1, 1` and `+1` are not.
-fn valid_length(value: &HeaderValue) -> bool {
+fn decimal(value: &HeaderValue) -> Option<u64> {
     let digits = value.as_bytes();
-    !digits.is_empty()
-        && digits.iter().all(u8::is_ascii_digit)
-        && std::str::from_utf8(digits).is_ok_and(|text| text.parse::<u64>().is_ok())
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -149,7 +161,10 @@ mod tests {
         headers
     }
 
-    fn checked(version: Version, lines: &[(&'static str, &'static str)]) -> Result<(), Unreadable> {
+    fn checked(
+        version: Version,
+        lines: &[(&'static str, &'static str)],
+    ) -> Result<BodyLength, Unreadable> {
         check(version, &head(lines))
     }
 
@@ -201,7 +216,7 @@ mod tests {
         for te in ["chunked", "Chunked", " chunked ", "chunked;", ", chunked,"] {
             assert_eq!(
                 checked(Version::HTTP_11, &[host, ("transfer-encoding", te)]),
-                Ok(()),
+                Ok(BodyLength::Chunked),
                 "{te:?}"
             );
         }

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::socket::{Socket, read_some};
 use super::write::{answer, send};
 use super::{Next, NotRead};
-use crate::server::{ConnectionLimits, Unreadable, framing};
+use crate::server::framing::{self, BodyLength};
+use crate::server::{ConnectionLimits, Unreadable};
 
 /// The most header lines a request may have, as in hyper.
 const MAX_HEADERS: usize = 100;
@@ -278,23 +279,21 @@ fn head(
             .map_err(|_| NotHead::Hyper)?;
         headers.append(name, value);
     }
-    framing::check(Version::HTTP_11, &headers).map_err(NotHead::Refused)?;
+    let body_len = match framing::check(Version::HTTP_11, &headers).map_err(NotHead::Refused)? {
+        BodyLength::None => 0,
+        BodyLength::Length(len) => usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= max_body)
+            .ok_or(NotHead::Hyper)?,
+        BodyLength::Chunked => return Err(NotHead::Hyper),
+    };
     let method = Method::from_bytes(method.as_bytes())
         .ok()
         .filter(|method| method != Method::HEAD && method != Method::CONNECT)
         .ok_or(NotHead::Hyper)?;
-    if headers.contains_key(header::TRANSFER_ENCODING) || headers.contains_key(header::UPGRADE) {
+    if headers.contains_key(header::UPGRADE) {
         return Err(NotHead::Hyper);
     }
-    // `framing` let through one plain decimal length at most.
-    let body_len = match headers.get(header::CONTENT_LENGTH) {
-        Some(value) => std::str::from_utf8(value.as_bytes())
-            .ok()
-            .and_then(|text| text.parse::<usize>().ok())
-            .filter(|&len| len <= max_body)
-            .ok_or(NotHead::Hyper)?,
-        None => 0,
-    };
     let continue_first = match headers.get(header::EXPECT) {
         Some(value) if value.as_bytes().eq_ignore_ascii_case(b"100-continue") => true,
         Some(_) => return Err(NotHead::Hyper),
