@@ -22,12 +22,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Commands the docs show that other parts of `scripts/test` run, by the
 /// words they start with.
-const RUN_ELSEWHERE: [(&str, &str); 8] = [
+const RUN_ELSEWHERE: [(&str, &str); 7] = [
     ("scripts/test", "the test command itself, which CI runs"),
-    (
-        "cargo run --release",
-        "started with its flags by `server_commands_start_as_written`",
-    ),
     (
         "SIGNALPOST_UPDATE_OPENAPI=1 cargo test --test api openapi_file",
         "`openapi_file`, which checks what this writes",
@@ -242,10 +238,8 @@ fn words(line: &str, env: &[(&str, &str)]) -> Vec<String> {
     command
         .arg("-c")
         .arg(format!("printf '%s\\0' {line}"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null());
-    for (name, value) in env {
-        command.env(name, value);
-    }
     let output = command.output().expect("bash runs");
     assert!(output.status.success(), "bash splits `{line}`");
     String::from_utf8(output.stdout)
@@ -287,10 +281,8 @@ async fn run_against(server: &ServerProcess, script: &str, env: &[(&str, &str)])
     command
         .arg("-c")
         .arg(format!("set -euo pipefail\n{script}"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null());
-    for (name, value) in env {
-        command.env(name, value);
-    }
     let output = tokio::time::timeout(DEADLINE, command.output())
         .await
         .expect("the commands end within the deadline")
@@ -366,7 +358,7 @@ async fn server_commands_start_as_written_and_their_curl_lines_run() {
 #[tokio::test]
 async fn blocks_of_curl_lines_alone_run_against_a_server() {
     let mut ran = 0;
-    for (page, block) in sh_blocks() {
+    for (_, block) in sh_blocks() {
         let commands = commands(&block);
         if commands.is_empty() || !commands.iter().all(|command| command.starts_with("curl ")) {
             continue;
@@ -378,7 +370,6 @@ async fn blocks_of_curl_lines_alone_run_against_a_server() {
         let server = ServerProcess::start(&["--admin-token", admin], &[]).await;
         run_against(&server, &commands.join("\n"), &ENV).await;
         ran += 1;
-        let _ = page;
     }
     assert!(ran >= 1, "the docs have blocks of curl lines");
 }
