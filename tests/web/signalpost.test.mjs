@@ -583,7 +583,7 @@ test('auto reads by poll beside a new stream, and stops the poll once the stream
   session.close();
 });
 
-test('a stream whose ready comes no sooner than half a second after the poll brought an event is given up for long-poll', async () => {
+test('a stream whose ready comes no sooner than two seconds after the poll brought an event is given up for long-poll', async () => {
   const { server, clock, EventSource, session } = await setUp({ readyTimeout: 4000 });
   const stream = EventSource.last;
   const beside = await server.next('GET', /\/poll\?/);
