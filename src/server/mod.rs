@@ -13,6 +13,7 @@
 
 mod framing;
 mod http1;
+mod http2;
 mod hyper_conn;
 pub mod tls;
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response};
+use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -185,8 +187,15 @@ async fn serve_tls(
         return;
     };
     if stream.alpn_protocol() == Some(b"h2") {
-        let io = timed(stream, limits);
-        Box::pin(serve_io(io, peer, app, builder, shutdown, limits)).await;
+        Box::pin(http2::serve(
+            stream,
+            Bytes::new(),
+            peer,
+            app,
+            limits,
+            shutdown,
+        ))
+        .await;
         return;
     }
     serve_http1(stream, peer, app, builder, limits, shutdown).await;
@@ -204,6 +213,10 @@ async fn serve_http1<S: Socket>(
 ) {
     let ended = Box::pin(http1::serve(socket, peer, &mut app, limits, shutdown)).await;
     if let Ended::Hyper(read, socket) = ended {
+        if read.starts_with(b"PRI * HTTP/2.0\r\n") {
+            Box::pin(http2::serve(socket, read, peer, app, limits, shutdown)).await;
+            return;
+        }
         let io = Rewind::new(read, timed(socket, limits));
         Box::pin(serve_io(io, peer, app, builder, shutdown, limits)).await;
     }

@@ -76,8 +76,8 @@ async fn a_request_head_no_server_could_read_answers_400_problem_json() {
     }
 }
 
-/// HTTP/2 with prior knowledge is hyper's, which has no deadline of its
-/// own for a connection's first request.
+/// HTTP/2 with prior knowledge: a preface alone, or a preface and nothing
+/// more, holds the connection no longer than the header timeout.
 #[tokio::test]
 async fn an_http2_client_that_sends_no_request_is_disconnected() {
     let app = spawn_app_with(&["--header-timeout", "0.3"]).await;

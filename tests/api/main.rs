@@ -17,6 +17,7 @@ mod faults;
 mod grants;
 mod guide;
 mod http1;
+mod http2;
 mod ice;
 mod inbox_sse;
 mod join;

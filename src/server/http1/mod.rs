@@ -44,6 +44,7 @@ pub use self::rewind::Rewind;
 pub use self::socket::{Socket, TlsSocket};
 use self::stream::StreamBody;
 use self::write::answer;
+pub(super) use self::write::date;
 use super::{App, ConnectionLimits};
 
 /// How a connection served here ended.

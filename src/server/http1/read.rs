@@ -235,7 +235,7 @@ fn take_head(bytes: &Bytes, peer: SocketAddr, max_body: usize) -> Result<Head, N
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(bytes, &mut lines) {
         Ok(httparse::Status::Complete(len)) => len,
-        // HTTP/2 with prior knowledge is hyper's.
+        // HTTP/2 with prior knowledge: `serve_http1` hands it to `http2`.
         Err(httparse::Error::Version) if bytes.starts_with(b"PRI * HTTP/2.0\r\n") => {
             return Err(NotHead::Hyper);
         }

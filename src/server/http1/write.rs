@@ -133,6 +133,11 @@ fn write_head(parts: &Parts, length: Length, close: bool) -> Vec<u8> {
     head
 }
 
+/// Hands `with` the `Date` of an answer written now.
+pub(in crate::server) fn date<R>(with: impl FnOnce(&[u8]) -> R) -> R {
+    DATE.with_borrow_mut(|date| with(date.now()))
+}
+
 thread_local! {
     /// Formatting a date costs more than the rest of a head; it changes
     /// once a second.
