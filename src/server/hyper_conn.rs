@@ -1,7 +1,7 @@
-//! Connections hyper serves: HTTP/2 (over TLS by ALPN, or with prior
-//! knowledge), and the HTTP/1.1 that `http1` hands over; and the TLS
-//! handshake before either. hyper gives such a connection no idle
-//! deadline of its own; `Activity` is it.
+//! Connections hyper serves: the HTTP/1.1 that `http1` hands over (HTTP/1.0,
+//! `HEAD`, upgrades, chunked bodies); and the TLS handshake before any
+//! connection. A connection with nothing under way for the header timeout
+//! is closed (`Activity`), as `http1` and `http2` close their own.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,8 +16,8 @@ use axum::extract::ConnectInfo;
 use axum::http::header::CONNECTION;
 use axum::http::{HeaderValue, Request};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -56,7 +56,7 @@ pub(super) async fn serve_io<IO>(
     io: IO,
     peer: SocketAddr,
     app: impl App,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &http1::Builder,
     shutdown: &CancellationToken,
     limits: &ConnectionLimits,
 ) where
@@ -101,19 +101,19 @@ pub(super) async fn serve_io<IO>(
                 }
             }
         });
-    let connection =
-        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let connection = builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let idle = activity.idle_for(header_timeout);
     let stopping = shutdown.cancelled();
-    // Either asks the connection to finish what is under way and close
-    // (HTTP/2 says GOAWAY and waits for the client's answer).
+    // Either asks the connection to finish what is under way and close.
     let close = tokio::select! {
         result = connection.as_mut() => return ended(result, peer),
         () = idle => {
             debug!(%peer, "nothing under way for the header timeout; closing");
-            // Nothing is under way: a client that does not answer the
-            // GOAWAY (or never spoke HTTP/2) gets no more than this.
+            // Nothing is under way: what is left to write gets no more
+            // than this.
             Some(header_timeout)
         }
         // Streams and polls end on the same token; the server's grace
@@ -140,10 +140,9 @@ fn ended<E: std::fmt::Display>(result: Result<(), E>, peer: SocketAddr) {
 /// The requests under way on one connection that hyper serves, and since
 /// when it has had none.
 ///
-/// hyper gives an HTTP/2 connection no deadline for its preface, its first
-/// request or the next one: a client that connects and sends nothing more
-/// would hold the connection for good. So a connection idle for the header
-/// timeout is closed, as `http1` closes its own.
+/// hyper's header timeout bounds a head once it has begun; a kept-alive
+/// connection waiting for its next request is held by this instead: idle
+/// for the header timeout, it is closed, as `http1` closes its own.
 struct Activity {
     busy: AtomicUsize,
     /// When a request last ended (so, when `busy` is 0, since when it has

@@ -4,9 +4,9 @@
 //!
 //! The accept loop here gives each accepted socket a task, served by
 //! `http1` while it speaks HTTP/1.1 (cleartext, or TLS whose ALPN chose
-//! it) and by hyper otherwise (`hyper_conn`: HTTP/2, the rest of
-//! HTTP/1.1), with what `axum::serve` does not
-//! offer: a bound on the request head and on the time to send it
+//! it), by `http2` when it speaks HTTP/2 (TLS whose ALPN chose it, or
+//! cleartext with prior knowledge), and by hyper for the rest of HTTP/1.1
+//! (`hyper_conn`), with what `axum::serve` does not offer: a bound on the request head and on the time to send it
 //! (slow-loris), a cutoff for clients that stop reading, `TCP_NODELAY`, the
 //! peer address for per-client limits, and a graceful shutdown with a hard
 //! deadline. `tls` makes the rustls configuration.
@@ -26,8 +26,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use bytes::Bytes;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1::Builder;
+use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::rustls::ServerConfig;
@@ -110,16 +110,11 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     // Shared, not cloned into every connection's task: the task of an open
     // stream lives as long as the stream, and a builder is 240 bytes.
     let builder = Arc::new(builder);
@@ -171,15 +166,15 @@ pub async fn serve(
     }
 }
 
-/// A TLS connection: HTTP/2 if ALPN chose it, hyper's; HTTP/1.1 as on
-/// cleartext. An idle member over HTTPS then costs what it costs in
-/// cleartext, and TLS's own state.
+/// A TLS connection: HTTP/2 if ALPN chose it; HTTP/1.1 as on cleartext.
+/// Either way an idle member over HTTPS costs what it costs in cleartext,
+/// and TLS's own state.
 async fn serve_tls(
     socket: TcpStream,
     config: &Arc<ServerConfig>,
     peer: SocketAddr,
     app: impl App,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &Builder,
     limits: &ConnectionLimits,
     shutdown: &CancellationToken,
 ) {
@@ -202,12 +197,13 @@ async fn serve_tls(
 }
 
 /// An HTTP/1.1 connection, cleartext or TLS: `http1`'s until it needs
-/// hyper, then hyper's, with the bytes already read.
+/// hyper, then hyper's, with the bytes already read; or `http2`'s, when
+/// they are HTTP/2's preface.
 async fn serve_http1<S: Socket>(
     socket: S,
     peer: SocketAddr,
     mut app: impl App,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &Builder,
     limits: &ConnectionLimits,
     shutdown: &CancellationToken,
 ) {

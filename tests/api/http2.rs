@@ -245,6 +245,14 @@ async fn a_request_is_answered_and_a_ping_acknowledged() {
         Some(body.len().to_string().as_str())
     );
     assert!(!fields.iter().any(|(name, _)| name == "connection"));
+
+    // A HEAD's answer says the length and carries no body.
+    let mut head = get("/healthz");
+    head[0].1 = "HEAD";
+    raw.request(3, &head, true).await;
+    let answer = raw.expect(|frame| frame.stream == 3).await;
+    assert_eq!(answer.kind, HEADERS);
+    assert_ne!(answer.flags & END_STREAM, 0, "the head ends the stream");
 }
 
 #[tokio::test]
@@ -347,6 +355,26 @@ async fn a_body_that_is_not_its_content_length_resets_its_stream() {
 
     let reset = raw.expect(|frame| frame.kind == RST_STREAM).await;
     assert_eq!((reset.stream, reset.code()), (1, PROTOCOL_ERROR));
+}
+
+#[tokio::test]
+async fn a_body_not_sent_within_the_header_timeout_is_answered_408() {
+    let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
+    let alice = app.join("h2-slow").await;
+    let mut raw = Raw::connect(&app).await;
+    let bearer = format!("Bearer {}", alice.token);
+    let mut fields = get("/signals");
+    fields[0].1 = "POST";
+    fields.push(("authorization", bearer.as_str()));
+    raw.request(1, &fields, false).await;
+    raw.send(DATA, 0, 1, b"{").await;
+
+    let (fields, body) = raw.answer(1).await;
+    assert_eq!(status(&fields), "408");
+    let problem: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(problem["status"], 408);
+    let reset = raw.expect(|frame| frame.kind == RST_STREAM).await;
+    assert_eq!((reset.stream, reset.code()), (1, NO_ERROR));
 }
 
 #[tokio::test]

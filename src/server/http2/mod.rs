@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
+use axum::http::Method;
 use bytes::{Buf, Bytes, BytesMut};
 use loona_hpack::Decoder;
 use tokio::io::AsyncWriteExt;
@@ -138,6 +139,9 @@ struct Connection<'a, S, A> {
     idle: Pin<Box<Sleep>>,
     /// Runs while a write waits for the client to read.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Runs while a request's body is coming, until the header timeout
+    /// after the oldest such request's head.
+    slow: Option<Pin<Box<Sleep>>>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
@@ -189,6 +193,7 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
             peer_going_away: false,
             idle: Box::pin(tokio::time::sleep(limits.header_timeout)),
             stalled: None,
+            slow: None,
             stopping: Box::pin(shutdown.clone().cancelled_owned()),
         }
     }
@@ -224,6 +229,9 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
                     Poll::Pending => {}
                 }
             }
+            if self.poll_slow(cx) {
+                progress = true;
+            }
             if self.phase == Phase::Open && self.stopping.as_mut().poll(cx).is_ready() {
                 self.go_away(Code::NoError);
                 progress = true;
@@ -249,6 +257,46 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Answers 408 for every request whose body has not come within the
+    /// header timeout of its head, as HTTP/1.1 does; true if there was one.
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.limits.header_timeout;
+        let oldest = self
+            .streams
+            .iter()
+            .filter_map(|stream| stream.incoming.as_ref().map(|incoming| incoming.since))
+            .min();
+        let Some(oldest) = oldest else {
+            self.slow = None;
+            return false;
+        };
+        let due = oldest + timeout;
+        let timer = self
+            .slow
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.slow = None;
+        let now = Instant::now();
+        for stream in &mut self.streams {
+            if stream
+                .incoming
+                .as_ref()
+                .is_some_and(|incoming| incoming.since + timeout <= now)
+            {
+                stream.incoming = None;
+                let refusal = (self.limits.unreadable)(Unreadable::TooSlow);
+                stream.call(Box::pin(std::future::ready(Ok(refusal))));
+                self.again.push(stream.id);
+            }
+        }
+        true
     }
 
     /// Turns every stream that was woken or given something to do.
@@ -664,6 +712,7 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
                 stream.call(Box::pin(std::future::ready(Ok(refusal))));
             }
             Ok(head) if end_stream => {
+                stream.head_only = head.request.method() == Method::HEAD;
                 if head.length.is_some_and(|length| length != 0) {
                     frame::rst_stream(&mut self.out.bytes, id, Code::Protocol);
                     return Ok(());
@@ -671,11 +720,13 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
                 stream.call(self.answer(head.request.map(|()| Body::empty())));
             }
             Ok(head) => {
+                stream.head_only = head.request.method() == Method::HEAD;
                 stream.incoming = Some(Box::new(Incoming {
                     head: head.request,
                     length: head.length,
                     data: BytesMut::new(),
                     received: 0,
+                    since: Instant::now(),
                 }));
             }
         }

@@ -94,6 +94,8 @@ pub struct Incoming {
     pub data: BytesMut,
     /// All the body's bytes so far, kept or not.
     pub received: u64,
+    /// When the head came: the body has the header timeout to follow it.
+    pub since: tokio::time::Instant,
 }
 
 enum Task {
@@ -115,6 +117,9 @@ pub struct Stream {
     pub recv_window: i64,
     /// The client has not ended its side.
     pub open: bool,
+    /// A `HEAD`: the answer's head says what the body would be, and
+    /// carries none.
+    pub head_only: bool,
     pub incoming: Option<Box<Incoming>>,
     task: Task,
     wake: Arc<StreamWake>,
@@ -146,6 +151,7 @@ impl Stream {
             window,
             recv_window,
             open,
+            head_only: false,
             incoming: None,
             task: Task::Receiving,
             wake,
