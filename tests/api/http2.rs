@@ -31,6 +31,7 @@ const END_HEADERS: u8 = 0x4;
 
 const NO_ERROR: u32 = 0x0;
 const PROTOCOL_ERROR: u32 = 0x1;
+const REFUSED_STREAM: u32 = 0x7;
 
 #[derive(Debug)]
 struct Frame {
@@ -375,6 +376,26 @@ async fn a_body_not_sent_within_the_header_timeout_is_answered_408() {
     assert_eq!(problem["status"], 408);
     let reset = raw.expect(|frame| frame.kind == RST_STREAM).await;
     assert_eq!((reset.stream, reset.code()), (1, NO_ERROR));
+}
+
+/// Requests whose bodies have not come hold their streams: the 201st at
+/// once is refused, and a place freed is taken again.
+#[tokio::test]
+async fn past_200_streams_at_once_a_new_one_is_refused() {
+    let app = spawn_app().await;
+    let mut raw = Raw::connect(&app).await;
+    let mut post = get("/signals");
+    post[0].1 = "POST";
+    for n in 0..201 {
+        raw.request(1 + 2 * n, &post, false).await;
+    }
+    let refused = raw.expect(|frame| frame.kind == RST_STREAM).await;
+    assert_eq!((refused.stream, refused.code()), (401, REFUSED_STREAM));
+
+    raw.send(RST_STREAM, 0, 1, &0x8u32.to_be_bytes()).await;
+    raw.request(403, &get("/healthz"), true).await;
+    let (fields, _) = raw.answer(403).await;
+    assert_eq!(status(&fields), "200");
 }
 
 #[tokio::test]

@@ -206,6 +206,18 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        // Room for this poll's frames at once, rather than grown a few
+        // bytes at a time; given back when all is written, so that a
+        // connection that waits holds no buffer.
+        self.out.bytes.reserve(READ_SIZE);
+        let polled = self.poll_turns(cx);
+        if self.out.bytes.is_empty() {
+            self.out.bytes = BytesMut::new();
+        }
+        polled
+    }
+
+    fn poll_turns(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         self.wakes.connection.register(cx.waker());
         for _ in 0..TURNS_PER_POLL {
             self.turn_streams();
@@ -372,10 +384,6 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
                 }
                 Poll::Pending => return self.stall(cx),
             }
-        }
-        // A connection that waits holds no buffer.
-        if self.out.bytes.capacity() > 0 {
-            self.out.bytes = BytesMut::new();
         }
         if self.unflushed {
             match Pin::new(&mut self.socket).poll_flush(cx) {
