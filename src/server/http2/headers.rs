@@ -1,15 +1,15 @@
 //! A stream's header block to a request (RFC 9113 §8.3, HPACK decoded by
-//! `loona-hpack`), and an answer's head to a header block (HPACK encoded
-//! here: literals only, which any decoder reads and which keep no state).
+//! `hpack`), and an answer's head to a header block (HPACK encoded here:
+//! literals only, which any decoder reads and which keep no state).
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 use axum::http::header::{CONTENT_LENGTH, COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use bytes::{BufMut, BytesMut};
-use loona_hpack::Decoder;
+
+use super::hpack::Decoder;
 
 /// What a header block that decoded is not.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,9 +21,7 @@ pub enum Refused {
     TooLarge,
 }
 
-/// The HPACK block did not decode: the connection cannot go on (§4.3).
-#[derive(Debug)]
-pub struct Undecodable;
+pub use super::hpack::Undecodable;
 
 /// A request's head, its body still to come.
 pub struct Head {
@@ -36,15 +34,13 @@ pub struct Head {
 /// joined) carries. The block is decoded whatever it holds, so that the
 /// decoder's table stays the client's.
 pub fn request(
-    decoder: &mut Decoder<'static>,
+    decoder: &mut Decoder,
     block: &[u8],
     max_list: usize,
     peer: SocketAddr,
 ) -> Result<Result<Head, Refused>, Undecodable> {
     let mut fields = Fields::default();
-    decoder
-        .decode_with_cb(block, |name, value| fields.add(name, value, max_list))
-        .map_err(|_| Undecodable)?;
+    decoder.decode(block, |name, value| fields.add(name, value, max_list))?;
     Ok(fields.into_request(peer))
 }
 
@@ -63,7 +59,7 @@ struct Fields {
 }
 
 impl Fields {
-    fn add(&mut self, name: Cow<[u8]>, value: Cow<[u8]>, max_list: usize) {
+    fn add(&mut self, name: &[u8], value: &[u8], max_list: usize) {
         self.size += name.len() + value.len() + 32;
         if self.size > max_list {
             self.refused.get_or_insert(Refused::TooLarge);
@@ -71,12 +67,12 @@ impl Fields {
         if self.refused.is_some() {
             return;
         }
-        if let Err(why) = self.take(&name, value) {
+        if let Err(why) = self.take(name, value) {
             self.refused = Some(Refused::Malformed(why));
         }
     }
 
-    fn take(&mut self, name: &[u8], value: Cow<[u8]>) -> Result<(), &'static str> {
+    fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
         if let Some(pseudo) = name.strip_prefix(b":") {
             if self.regular_seen {
                 return Err("a pseudo-header after a regular one");
@@ -87,7 +83,7 @@ impl Fields {
                         return Err("`:method` twice");
                     }
                     let method =
-                        Method::from_bytes(&value).map_err(|_| "a `:method` that is no method")?;
+                        Method::from_bytes(value).map_err(|_| "a `:method` that is no method")?;
                     self.method = Some(method);
                     return Ok(());
                 }
@@ -99,7 +95,7 @@ impl Fields {
             if slot.is_some() {
                 return Err("a pseudo-header twice");
             }
-            *slot = Some(value.into_owned());
+            *slot = Some(value.to_vec());
             return Ok(());
         }
         self.regular_seen = true;
@@ -110,21 +106,21 @@ impl Fields {
         match name {
             b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
             | b"upgrade" => return Err("a connection-specific header"),
-            b"te" if &*value != b"trailers" => return Err("a `te` other than `trailers`"),
+            b"te" if value != b"trailers" => return Err("a `te` other than `trailers`"),
             // §8.2.3: cookies may come split; an HTTP/1.1 application
             // reads one line.
             b"cookie" => {
                 if !self.cookies.is_empty() {
                     self.cookies.extend_from_slice(b"; ");
                 }
-                self.cookies.extend_from_slice(&value);
+                self.cookies.extend_from_slice(value);
                 return Ok(());
             }
             _ => {}
         }
         let name = HeaderName::from_bytes(name).map_err(|_| "a header name that is no token")?;
         let value =
-            HeaderValue::from_bytes(&value).map_err(|_| "a header value with a control byte")?;
+            HeaderValue::from_bytes(value).map_err(|_| "a header value with a control byte")?;
         if value
             .as_bytes()
             .first()
@@ -280,7 +276,7 @@ mod tests {
     }
 
     fn decode(fields: &[(&[u8], &[u8])]) -> Result<Head, Refused> {
-        request(&mut Decoder::new(), &block(fields), 16_384, peer()).expect("decodes")
+        request(&mut Decoder::default(), &block(fields), 16_384, peer()).expect("decodes")
     }
 
     const GET: [(&[u8], &[u8]); 4] = [
@@ -355,7 +351,7 @@ mod tests {
 
     #[test]
     fn a_list_past_the_limit_is_too_large_and_still_decoded() {
-        let mut decoder = Decoder::new();
+        let mut decoder = Decoder::default();
         let mut fields = GET.to_vec();
         let big = vec![b'v'; 200];
         fields.push((b"x-big", &big));
@@ -381,16 +377,13 @@ mod tests {
         headers.insert("x-long", HeaderValue::from_str(&long).expect("a value"));
         let mut out = BytesMut::new();
         answer(&mut out, StatusCode::ACCEPTED, &headers, Some(17));
-        let fields = Decoder::new().decode(&out).expect("decodes");
-        let fields: Vec<(String, String)> = fields
-            .into_iter()
-            .map(|(n, v)| {
-                (
-                    String::from_utf8_lossy(&n).into_owned(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
+        let mut fields: Vec<(String, String)> = Vec::new();
+        Decoder::default()
+            .decode(&out, |name, value| {
+                let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+                fields.push((text(name), text(value)));
             })
-            .collect();
+            .expect("decodes");
         assert_eq!(fields[0], (":status".into(), "202".into()));
         assert!(fields.contains(&("content-type".into(), "application/json".into())));
         assert!(fields.contains(&("content-length".into(), "17".into())));

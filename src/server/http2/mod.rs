@@ -5,8 +5,8 @@
 //! crate under hyper keeps about 30 KiB of fixed buffers for every
 //! connection, none of them a setting, several times what the rest of an
 //! idle member costs. So the simple case is served here, as `http1` serves
-//! HTTP/1.1: frames read from and written to the socket, headers decoded by
-//! `loona-hpack` and encoded as plain literals, each request through the
+//! HTTP/1.1: frames read from and written to the socket, headers decoded
+//! (`hpack`) and encoded as plain literals, each request through the
 //! same router, and nothing held while a connection waits but what its
 //! streams need: no read buffer, no write buffer, one decoder table.
 //!
@@ -19,6 +19,7 @@
 
 mod frame;
 mod headers;
+mod hpack;
 mod stream;
 
 use std::future::Future;
@@ -30,7 +31,6 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::http::Method;
 use bytes::{Buf, Bytes, BytesMut};
-use loona_hpack::Decoder;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::{poll_read_buf, poll_write_buf};
@@ -120,7 +120,7 @@ struct Connection<'a, S, A> {
     unflushed: bool,
     preface_read: bool,
     settings_read: bool,
-    decoder: Decoder<'static>,
+    decoder: hpack::Decoder,
     streams: Vec<Stream>,
     wakes: Arc<Wakes>,
     /// Streams to turn again: woken, given window, or given a request.
@@ -180,7 +180,7 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
             unflushed: false,
             preface_read: false,
             settings_read: false,
-            decoder: Decoder::new(),
+            decoder: hpack::Decoder::default(),
             streams: Vec::new(),
             wakes: Arc::default(),
             again: Vec::new(),
