@@ -9,7 +9,7 @@ use axum::http::header::{CONTENT_LENGTH, COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use bytes::{BufMut, BytesMut};
 
-use super::hpack::Decoder;
+use super::hpack::{self, Decoder};
 
 /// What a header block that decoded is not.
 #[derive(Debug, PartialEq, Eq)]
@@ -230,10 +230,17 @@ pub fn answer(out: &mut BytesMut, status: StatusCode, headers: &HeaderMap, lengt
     crate::server::http1::date(|date| literal(out, b"date", date));
 }
 
-/// A field as a literal not indexed, its name a literal too (RFC 7541 §6.2.2).
+/// A field as a literal not indexed (RFC 7541 §6.2.2), its name the static
+/// table's where it has it: a byte instead of the name, and a name the
+/// client need not parse.
 fn literal(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.put_u8(0x00);
-    string(out, name);
+    match hpack::static_name(name) {
+        Some(index) => integer(out, 0x00, 4, index),
+        None => {
+            out.put_u8(0x00);
+            string(out, name);
+        }
+    }
     string(out, value);
 }
 

@@ -275,6 +275,16 @@ fn huffman_decode(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Undecodable> {
     Ok(())
 }
 
+/// The static table's index of a field named `name`, if it has one.
+pub fn static_name(name: &[u8]) -> Option<usize> {
+    // Past the pseudo-headers: answers name no others.
+    let regular = STATIC.iter().enumerate().skip(14);
+    regular
+        .into_iter()
+        .find(|(_, (entry, _))| entry.as_bytes() == name)
+        .map(|(at, _)| at + 1)
+}
+
 /// The static table (RFC 7541 Appendix A), index 1 first.
 const STATIC: [(&str, &str); 61] = [
     (":authority", ""),
