@@ -298,16 +298,24 @@ async fn ready_within_deadline(node: &TestApp) {
     .await;
 }
 
+/// A connection of the test's own to the Redis at `url`, whose answers are
+/// waited for up to the deadline: redis-rs gives up after half a second,
+/// which a replica that is syncing or a loaded machine can take.
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).expect("the test Redis URL is valid");
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(DEADLINE));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("the test connects to its Redis")
+}
+
 /// `INFO <section>` of the test's Redis, as `field → value`.
 async fn redis_info(
     redis: &RedisServer,
     section: &str,
 ) -> std::collections::HashMap<String, String> {
-    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test connects to its Redis");
+    let mut connection = connect(&redis.url()).await;
     let text: String = redis::cmd("INFO")
         .arg(section)
         .query_async(&mut connection)
@@ -396,11 +404,7 @@ async fn events_an_inbox_lets_go_in_redis_are_counted_by_the_nodes() {
 
 /// Every key in the test's Redis.
 async fn redis_keys(redis: &crate::redis_server::RedisServer) -> Vec<String> {
-    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test connects to its Redis");
+    let mut connection = connect(&redis.url()).await;
     redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut connection)
@@ -533,11 +537,7 @@ async fn a_room_made_in_advance_closes_even_when_its_kept_entry_was_lost() {
         .await
         .expect("answered");
     assert_eq!(made.status(), 201);
-    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test connects to its Redis");
+    let mut connection = connect(&redis.url()).await;
     let removed: i64 = redis::cmd("ZREM")
         .arg("signalpost:{index}:kept")
         .arg("orphan")
@@ -640,11 +640,7 @@ async fn a_redis_that_lost_the_functions_is_given_them_again() {
     let alice = nodes[0].join("flushed").await;
     let bob = nodes[0].join("flushed").await;
     // As a Redis restarted without its data would be.
-    let client = redis::Client::open(redis.url()).expect("the test Redis URL is valid");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test connects to its Redis");
+    let mut connection = connect(&redis.url()).await;
     let _: () = redis::cmd("FUNCTION")
         .arg("FLUSH")
         .query_async(&mut connection)
@@ -687,11 +683,7 @@ async fn a_member_removed_through_one_node_is_refused_at_once_by_the_other() {
 /// `CLUSTER NODES` of the cluster, as (port, id, primary's id or `-`, slot
 /// ranges) of each node.
 async fn cluster_nodes(node: &RedisServer) -> Vec<(u16, String, String, Vec<(u16, u16)>)> {
-    let client = redis::Client::open(node.url()).expect("the test Redis URL is valid");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test connects to its Redis");
+    let mut connection = connect(&node.url()).await;
     let text: String = redis::cmd("CLUSTER")
         .arg("NODES")
         .query_async(&mut connection)
@@ -736,11 +728,7 @@ async fn a_cluster_primary_killed_under_load_fails_over_to_its_replica_without_a
         .await;
 
     // The primary that holds the room, and its replica.
-    let client = redis::Client::open(redis.nodes[0].url()).expect("a valid URL");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test connects to its Redis");
+    let mut connection = connect(&redis.nodes[0].url()).await;
     let slot: u16 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
         .arg("signalpost:{failover}:room")
