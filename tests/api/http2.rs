@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{DEADLINE, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{DEADLINE, Joined, TestApp, spawn_app, spawn_app_with};
 use crate::metrics::wait_for_sample;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -181,6 +181,41 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// A `GET /healthz` on `stream`, answered 200: the connection goes on.
+    async fn expect_served(&mut self, stream: u32) {
+        self.request(stream, &get("/healthz"), true).await;
+        let (fields, _) = self.answer(stream).await;
+        assert_eq!(status(&fields), "200");
+    }
+
+    /// `member`'s inbox stream opened on stream 1, its head read.
+    async fn open_inbox(&mut self, member: &Joined) -> Frame {
+        let bearer = format!("Bearer {}", member.token);
+        let mut fields = get(&member.events_url);
+        fields.push(("authorization", &bearer));
+        self.request(1, &fields, true).await;
+        self.expect(|frame| frame.kind == HEADERS).await
+    }
+
+    /// The head of `member`'s `POST /signals` on stream 1, its body to
+    /// follow; `extra` fields after the method's and the token's.
+    async fn post_signal(&mut self, member: &Joined, extra: &[(&str, &str)]) {
+        let bearer = format!("Bearer {}", member.token);
+        let mut fields = get("/signals");
+        fields[0].1 = "POST";
+        fields.push(("authorization", &bearer));
+        fields.extend_from_slice(extra);
+        self.request(1, &fields, false).await;
+    }
+}
+
+/// The `status` of a problem+json body.
+fn problem_status(body: &[u8]) -> u64 {
+    let problem: Value = serde_json::from_slice(body).expect("JSON");
+    problem["status"].as_u64().expect("a status")
+}
+
 /// A header block of literals, as any HPACK decoder reads them.
 fn block(fields: &[(&str, &str)]) -> Vec<u8> {
     fn string(out: &mut Vec<u8>, text: &str) {
@@ -273,9 +308,7 @@ async fn a_malformed_request_resets_its_stream_and_the_connection_goes_on() {
     let reset = raw.expect(|frame| frame.kind == RST_STREAM).await;
     assert_eq!((reset.stream, reset.code()), (3, PROTOCOL_ERROR));
 
-    raw.request(5, &get("/healthz"), true).await;
-    let (fields, _) = raw.answer(5).await;
-    assert_eq!(status(&fields), "200");
+    raw.expect_served(5).await;
 }
 
 #[tokio::test]
@@ -299,13 +332,10 @@ async fn a_head_over_the_limit_is_answered_431_even_split_in_continuations() {
         header(&fields, "content-type"),
         Some("application/problem+json")
     );
-    let problem: Value = serde_json::from_slice(&body).expect("JSON");
-    assert_eq!(problem["status"], 431);
+    assert_eq!(problem_status(&body), 431);
 
     // The decoder kept step: the next request reads.
-    raw.request(3, &get("/healthz"), true).await;
-    let (fields, _) = raw.answer(3).await;
-    assert_eq!(status(&fields), "200");
+    raw.expect_served(3).await;
 }
 
 #[tokio::test]
@@ -313,14 +343,8 @@ async fn a_body_past_the_payload_limit_is_refused_413_and_the_connection_goes_on
     let app = spawn_app_with(&["--payload-limit", "4096"]).await;
     let alice = app.join("h2-body").await;
     let mut raw = Raw::connect(&app).await;
-    let bearer = format!("Bearer {}", alice.token);
-    let mut fields = get("/signals");
-    fields[0].1 = "POST";
-    fields.extend([
-        ("authorization", bearer.as_str()),
-        ("content-type", "application/json"),
-    ]);
-    raw.request(1, &fields, false).await;
+    raw.post_signal(&alice, &[("content-type", "application/json")])
+        .await;
     let big = json!({ "payload": "x".repeat(20_000) }).to_string();
     for (at, part) in big.as_bytes().chunks(8_000).enumerate() {
         let last = (at + 1) * 8_000 >= big.len();
@@ -330,12 +354,9 @@ async fn a_body_past_the_payload_limit_is_refused_413_and_the_connection_goes_on
 
     let (fields, body) = raw.answer(1).await;
     assert_eq!(status(&fields), "413");
-    let problem: Value = serde_json::from_slice(&body).expect("JSON");
-    assert_eq!(problem["status"], 413);
+    assert_eq!(problem_status(&body), 413);
 
-    raw.request(3, &get("/healthz"), true).await;
-    let (fields, _) = raw.answer(3).await;
-    assert_eq!(status(&fields), "200");
+    raw.expect_served(3).await;
 }
 
 #[tokio::test]
@@ -343,15 +364,11 @@ async fn a_body_that_is_not_its_content_length_resets_its_stream() {
     let app = spawn_app().await;
     let alice = app.join("h2-length").await;
     let mut raw = Raw::connect(&app).await;
-    let bearer = format!("Bearer {}", alice.token);
-    let mut fields = get("/signals");
-    fields[0].1 = "POST";
-    fields.extend([
-        ("authorization", bearer.as_str()),
+    let extra = [
         ("content-type", "application/json"),
         ("content-length", "100"),
-    ]);
-    raw.request(1, &fields, false).await;
+    ];
+    raw.post_signal(&alice, &extra).await;
     raw.send(DATA, END_STREAM, 1, br#"{"payload":1}"#).await;
 
     let reset = raw.expect(|frame| frame.kind == RST_STREAM).await;
@@ -363,17 +380,12 @@ async fn a_body_not_sent_within_the_header_timeout_is_answered_408() {
     let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
     let alice = app.join("h2-slow").await;
     let mut raw = Raw::connect(&app).await;
-    let bearer = format!("Bearer {}", alice.token);
-    let mut fields = get("/signals");
-    fields[0].1 = "POST";
-    fields.push(("authorization", bearer.as_str()));
-    raw.request(1, &fields, false).await;
+    raw.post_signal(&alice, &[]).await;
     raw.send(DATA, 0, 1, b"{").await;
 
     let (fields, body) = raw.answer(1).await;
     assert_eq!(status(&fields), "408");
-    let problem: Value = serde_json::from_slice(&body).expect("JSON");
-    assert_eq!(problem["status"], 408);
+    assert_eq!(problem_status(&body), 408);
     let reset = raw.expect(|frame| frame.kind == RST_STREAM).await;
     assert_eq!((reset.stream, reset.code()), (1, NO_ERROR));
 }
@@ -393,9 +405,7 @@ async fn past_200_streams_at_once_a_new_one_is_refused() {
     assert_eq!((refused.stream, refused.code()), (401, REFUSED_STREAM));
 
     raw.send(RST_STREAM, 0, 1, &0x8u32.to_be_bytes()).await;
-    raw.request(403, &get("/healthz"), true).await;
-    let (fields, _) = raw.answer(403).await;
-    assert_eq!(status(&fields), "200");
+    raw.expect_served(403).await;
 }
 
 #[tokio::test]
@@ -478,12 +488,7 @@ async fn a_stream_the_client_resets_ends_its_reader() {
     let app = spawn_app().await;
     let alice = app.join("h2-reset").await;
     let mut raw = Raw::connect(&app).await;
-    let bearer = format!("Bearer {}", alice.token);
-    let path = alice.events_url.clone();
-    let mut fields = get(&path);
-    fields.push(("authorization", &bearer));
-    raw.request(1, &fields, true).await;
-    let head = raw.expect(|frame| frame.kind == HEADERS).await;
+    let head = raw.open_inbox(&alice).await;
     assert_eq!(head.flags & END_STREAM, 0, "the stream stays open");
     wait_for_sample(&app, "signalpost_open_streams{transport=\"sse\"}", 1.0).await;
 
@@ -496,12 +501,7 @@ async fn shutdown_says_goaway_and_ends_the_open_streams() {
     let mut app = spawn_app().await;
     let alice = app.join("h2-shutdown").await;
     let mut raw = Raw::connect(&app).await;
-    let bearer = format!("Bearer {}", alice.token);
-    let path = alice.events_url.clone();
-    let mut fields = get(&path);
-    fields.push(("authorization", &bearer));
-    raw.request(1, &fields, true).await;
-    raw.expect(|frame| frame.kind == HEADERS).await;
+    raw.open_inbox(&alice).await;
 
     app.shutdown.cancel();
 
@@ -532,12 +532,7 @@ async fn a_window_update_of_zero_resets_the_stream() {
     let app = spawn_app().await;
     let alice = app.join("h2-zero").await;
     let mut raw = Raw::connect(&app).await;
-    let bearer = format!("Bearer {}", alice.token);
-    let path = alice.events_url.clone();
-    let mut fields = get(&path);
-    fields.push(("authorization", &bearer));
-    raw.request(1, &fields, true).await;
-    raw.expect(|frame| frame.kind == HEADERS).await;
+    raw.open_inbox(&alice).await;
 
     raw.send(WINDOW_UPDATE, 0, 1, &0u32.to_be_bytes()).await;
     let reset = raw.expect(|frame| frame.kind == RST_STREAM).await;
