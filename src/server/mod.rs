@@ -6,10 +6,11 @@
 //! `http1` while it speaks HTTP/1.1 (cleartext, or TLS whose ALPN chose
 //! it), by `http2` when it speaks HTTP/2 (TLS whose ALPN chose it, or
 //! cleartext with prior knowledge), and by hyper for the rest of HTTP/1.1
-//! (`hyper_conn`), with what `axum::serve` does not offer: a bound on the request head and on the time to send it
-//! (slow-loris), a cutoff for clients that stop reading, `TCP_NODELAY`, the
-//! peer address for per-client limits, and a graceful shutdown with a hard
-//! deadline. `tls` makes the rustls configuration.
+//! (`hyper_conn`), with what `axum::serve` does not offer: a bound on the
+//! request head and on the time to send it (slow-loris), a cutoff for
+//! clients that stop reading, `TCP_NODELAY`, the peer address for
+//! per-client limits, and a graceful shutdown with a hard deadline. `tls`
+//! makes the rustls configuration.
 
 mod framing;
 mod http1;
@@ -209,7 +210,7 @@ async fn serve_http1<S: Socket>(
 ) {
     let ended = Box::pin(http1::serve(socket, peer, &mut app, limits, shutdown)).await;
     if let Ended::Hyper(read, socket) = ended {
-        if read.starts_with(b"PRI * HTTP/2.0\r\n") {
+        if http2::is_preface(&read) {
             Box::pin(http2::serve(socket, read, peer, app, limits, shutdown)).await;
             return;
         }

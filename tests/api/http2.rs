@@ -4,8 +4,6 @@
 //! may get wrong can be sent, and what the server answers can be seen.
 
 use bytes::{Buf, BufMut, BytesMut};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use loona_hpack::Decoder;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +22,8 @@ const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
+
+const INITIAL_WINDOW_SIZE: u16 = 0x4;
 
 const END_STREAM: u8 = 0x1;
 const ACK: u8 = 0x1;
@@ -59,9 +59,19 @@ impl Raw {
     /// Connected, preface and empty SETTINGS sent, the server's SETTINGS
     /// and its acknowledgement of ours read.
     async fn connect(app: &TestApp) -> Raw {
+        Raw::connect_with(app, &[]).await
+    }
+
+    /// Connected as `connect` does, with these SETTINGS of the client's.
+    async fn connect_with(app: &TestApp, settings: &[(u16, u32)]) -> Raw {
         let mut raw = Raw::open(app).await;
         raw.write_raw(PREFACE).await;
-        raw.send(SETTINGS, 0, 0, &[]).await;
+        let mut payload = Vec::new();
+        for (id, value) in settings {
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&value.to_be_bytes());
+        }
+        raw.send(SETTINGS, 0, 0, &payload).await;
         let settings = raw
             .expect(|frame| frame.kind == SETTINGS && frame.flags == 0)
             .await;
@@ -437,49 +447,44 @@ async fn what_breaks_the_protocol_ends_the_connection_with_goaway() {
 }
 
 /// An event larger than what the client lets the server send waits for
-/// the client's WINDOW_UPDATEs, and arrives whole.
+/// the client's WINDOW_UPDATE, and arrives whole.
 #[tokio::test]
 async fn an_inbox_stream_waits_for_the_client_s_window_and_loses_nothing() {
+    const WINDOW: u32 = 100;
     let app = spawn_app().await;
     let alice = app.join("h2-window").await;
     let bob = app.join("h2-window").await;
-    let tcp = TcpStream::connect(app.addr)
-        .await
-        .expect("the server accepts");
-    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(100)
-        .initial_connection_window_size(65_535)
-        .handshake::<_, Full<bytes::Bytes>>(TokioIo::new(tcp))
-        .await
-        .expect("the HTTP/2 handshake succeeds");
-    tokio::spawn(connection);
-    let request = hyper::Request::get(format!("http://localhost{}", bob.events_url))
-        .header("authorization", format!("Bearer {}", bob.token))
-        .body(Full::default())
-        .expect("a request");
-    let stream = tokio::time::timeout(DEADLINE, sender.send_request(request))
-        .await
-        .expect("answered in time")
-        .expect("answered");
-    assert_eq!(stream.status(), 200);
-    let mut body = stream.into_body();
-
+    let mut raw = Raw::connect_with(&app, &[(INITIAL_WINDOW_SIZE, WINDOW)]).await;
+    raw.open_inbox(&bob).await;
     let payload = "p".repeat(3_000);
     let recipients = app
         .signal(&alice, Some(&bob), "offer", json!(payload))
         .await;
     assert_eq!(recipients, 1);
 
-    let mut text = String::new();
-    while !text.contains(&payload) {
-        let frame = tokio::time::timeout(DEADLINE, body.frame())
-            .await
-            .expect("the event arrives within the deadline")
-            .expect("the stream stays open")
-            .expect("a frame");
-        if let Ok(data) = frame.into_data() {
-            text.push_str(&String::from_utf8_lossy(&data));
+    // The window fills, and no more comes: every DATA frame the server
+    // wrote before its answer to a PING is in, and they hold the window.
+    let mut text = Vec::new();
+    while text.len() < WINDOW as usize {
+        let data = raw.expect(|frame| frame.kind == DATA).await;
+        text.extend_from_slice(&data.payload);
+    }
+    raw.send(PING, 0, 0, b"barrier!").await;
+    loop {
+        let frame = raw.frame().await.expect("the connection stays open");
+        match frame.kind {
+            DATA => text.extend_from_slice(&frame.payload),
+            PING if frame.flags == ACK => break,
+            _ => {}
         }
+    }
+    assert_eq!(text.len(), WINDOW as usize, "no more than the window");
+
+    raw.send(WINDOW_UPDATE, 0, 1, &100_000u32.to_be_bytes())
+        .await;
+    while !String::from_utf8_lossy(&text).contains(&payload) {
+        let data = raw.expect(|frame| frame.kind == DATA).await;
+        text.extend_from_slice(&data.payload);
     }
 }
 

@@ -236,7 +236,7 @@ fn take_head(bytes: &Bytes, peer: SocketAddr, max_body: usize) -> Result<Head, N
     let len = match parsed.parse_with_uninit_headers(bytes, &mut lines) {
         Ok(httparse::Status::Complete(len)) => len,
         // HTTP/2 with prior knowledge: `serve_http1` hands it to `http2`.
-        Err(httparse::Error::Version) if bytes.starts_with(b"PRI * HTTP/2.0\r\n") => {
+        Err(httparse::Error::Version) if crate::server::http2::is_preface(bytes) => {
             return Err(NotHead::Hyper);
         }
         // hyper's parser, as hyper configures it: what it refuses, hyper

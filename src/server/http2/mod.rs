@@ -66,6 +66,13 @@ const TURNS_PER_POLL: usize = 16;
 /// attacker and its connection closed.
 const MAX_REFUSALS: u32 = 100;
 
+/// Whether `bytes` start as HTTP/2's preface does: its request line, which
+/// no HTTP/1.1 server could read.
+pub fn is_preface(bytes: &[u8]) -> bool {
+    const LINE: usize = b"PRI * HTTP/2.0\r\n".len();
+    bytes.len() >= LINE && bytes[..LINE] == frame::PREFACE[..LINE]
+}
+
 /// Serves HTTP/2 on `socket` until it closes; `read` is what was read
 /// from it before, the preface or part of it (h2c with prior knowledge).
 pub async fn serve<S: Socket>(
@@ -125,10 +132,14 @@ struct Connection<'a, S, A> {
     wakes: Arc<Wakes>,
     /// Streams to turn again: woken, given window, or given a request.
     again: Vec<u32>,
+    /// The streams of the turn under way.
+    turning: Vec<u32>,
     /// The highest stream id the client has opened.
     last_stream: u32,
     /// What the client may still send on the connection.
     recv_window: i64,
+    /// The window this server gives the connection and each stream.
+    window: i64,
     /// The client's `SETTINGS_INITIAL_WINDOW_SIZE`.
     peer_window: i64,
     block: Option<Block>,
@@ -184,8 +195,10 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
             streams: Vec::new(),
             wakes: Arc::default(),
             again: Vec::new(),
+            turning: Vec::new(),
             last_stream: 0,
             recv_window: window,
+            window,
             peer_window: frame::DEFAULT_WINDOW,
             block: None,
             refusals: 0,
@@ -273,49 +286,47 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
 
     /// Answers 408 for every request whose body has not come within the
     /// header timeout of its head, as HTTP/1.1 does; true if there was one.
+    /// The streams are looked at only when the timer, armed for the oldest
+    /// such request, fires.
     fn poll_slow(&mut self, cx: &mut Context<'_>) -> bool {
-        let timeout = self.limits.header_timeout;
-        let oldest = self
-            .streams
-            .iter()
-            .filter_map(|stream| stream.incoming.as_ref().map(|incoming| incoming.since))
-            .min();
-        let Some(oldest) = oldest else {
-            self.slow = None;
+        let Some(timer) = &mut self.slow else {
             return false;
         };
-        let due = oldest + timeout;
-        let timer = self
-            .slow
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-        if timer.deadline() != due {
-            timer.as_mut().reset(due);
-        }
         if timer.as_mut().poll(cx).is_pending() {
             return false;
         }
-        self.slow = None;
+        let timeout = self.limits.header_timeout;
         let now = Instant::now();
+        let mut answered = false;
+        let mut oldest = None::<Instant>;
         for stream in &mut self.streams {
-            if stream
-                .incoming
-                .as_ref()
-                .is_some_and(|incoming| incoming.since + timeout <= now)
-            {
-                stream.incoming = None;
-                let refusal = (self.limits.unreadable)(Unreadable::TooSlow);
-                stream.call(Box::pin(std::future::ready(Ok(refusal))));
-                self.again.push(stream.id);
+            let Some(since) = stream.incoming.as_ref().map(|incoming| incoming.since) else {
+                continue;
+            };
+            if since + timeout > now {
+                oldest = Some(oldest.map_or(since, |oldest| oldest.min(since)));
+                continue;
             }
+            stream.incoming = None;
+            let refusal = (self.limits.unreadable)(Unreadable::TooSlow);
+            stream.call(Box::pin(std::future::ready(Ok(refusal))));
+            self.again.push(stream.id);
+            answered = true;
         }
-        true
+        match oldest {
+            Some(oldest) => timer.as_mut().reset(oldest + timeout),
+            None => self.slow = None,
+        }
+        answered
     }
 
     /// Turns every stream that was woken or given something to do.
     fn turn_streams(&mut self) {
-        let mut ids = std::mem::take(&mut self.again);
-        self.wakes.take(&mut ids);
-        for id in ids {
+        // Swapped with a list kept for it, so that no turn allocates one.
+        std::mem::swap(&mut self.again, &mut self.turning);
+        self.wakes.take(&mut self.turning);
+        for next in 0..self.turning.len() {
+            let id = self.turning[next];
             let Some(at) = self.index(id) else { continue };
             match self.streams[at].turn(&mut self.out, HIGH_WATER) {
                 Turn::Waiting => {}
@@ -324,6 +335,7 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
                 Turn::Failed => self.reset(at, Code::Internal),
             }
         }
+        self.turning.clear();
     }
 
     fn index(&self, id: u32) -> Option<usize> {
@@ -334,13 +346,13 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
     /// wanted any more (§8.1).
     fn finish(&mut self, at: usize) {
         if self.streams[at].open {
-            stream::reset(&mut self.out, self.streams[at].id, Code::NoError);
+            frame::rst_stream(&mut self.out.bytes, self.streams[at].id, Code::NoError);
         }
         self.remove(at);
     }
 
     fn reset(&mut self, at: usize, code: Code) {
-        stream::reset(&mut self.out, self.streams[at].id, code);
+        frame::rst_stream(&mut self.out.bytes, self.streams[at].id, code);
         self.remove(at);
     }
 
@@ -702,8 +714,10 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
             frame::rst_stream(&mut self.out.bytes, id, Code::RefusedStream);
             return Ok(());
         }
-        let window = Self::window(self.limits);
-        let mut stream = Stream::new(id, self.peer_window, window, !end_stream, &self.wakes);
+        let mut stream = Stream::new(id, self.peer_window, self.window, !end_stream, &self.wakes);
+        stream.head_only = decoded
+            .as_ref()
+            .is_ok_and(|head| head.request.method() == Method::HEAD);
         match decoded {
             Err(Refused::Malformed(why)) => {
                 debug!(peer = %self.peer, why, "a malformed HTTP/2 request");
@@ -720,7 +734,6 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
                 stream.call(Box::pin(std::future::ready(Ok(refusal))));
             }
             Ok(head) if end_stream => {
-                stream.head_only = head.request.method() == Method::HEAD;
                 if head.length.is_some_and(|length| length != 0) {
                     frame::rst_stream(&mut self.out.bytes, id, Code::Protocol);
                     return Ok(());
@@ -728,14 +741,18 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
                 stream.call(self.answer(head.request.map(|()| Body::empty())));
             }
             Ok(head) => {
-                stream.head_only = head.request.method() == Method::HEAD;
+                let since = Instant::now();
                 stream.incoming = Some(Box::new(Incoming {
                     head: head.request,
                     length: head.length,
                     data: BytesMut::new(),
                     received: 0,
-                    since: Instant::now(),
+                    since,
                 }));
+                if self.slow.is_none() {
+                    let due = since + self.limits.header_timeout;
+                    self.slow = Some(Box::pin(tokio::time::sleep_until(due)));
+                }
             }
         }
         self.streams.push(stream);
@@ -757,10 +774,10 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
         if self.recv_window < 0 {
             return Err(Code::FlowControl);
         }
-        let window = Self::window(self.limits);
-        if self.recv_window <= window / 2 {
-            frame::window_update(&mut self.out.bytes, 0, (window - self.recv_window) as u32);
-            self.recv_window = window;
+        if self.recv_window <= self.window / 2 {
+            let increment = (self.window - self.recv_window) as u32;
+            frame::window_update(&mut self.out.bytes, 0, increment);
+            self.recv_window = self.window;
         }
         let (start, end) = frame::unpadded(&head, payload).ok_or(Code::Protocol)?;
         let Some(at) = self.index(head.stream) else {

@@ -19,7 +19,7 @@ use axum::http::{Request, Response, StatusCode};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 
-use super::frame::{self, Code, flag, kind};
+use super::frame::{self, flag, kind};
 use super::headers;
 
 /// The application's answer being made.
@@ -311,11 +311,6 @@ fn answer_head(out: &mut Out, id: u32, end: bool, block: impl FnOnce(&mut BytesM
         frame::head(&mut out.bytes, part.len(), frame_kind, flags, id);
         out.bytes.put_slice(part);
     }
-}
-
-/// Resets stream `id` with `code`.
-pub fn reset(out: &mut Out, id: u32, code: Code) {
-    frame::rst_stream(&mut out.bytes, id, code);
 }
 
 #[cfg(test)]
