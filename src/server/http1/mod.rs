@@ -41,6 +41,7 @@ use tower::ServiceExt;
 
 use self::read::read_request;
 pub use self::rewind::Rewind;
+pub(super) use self::socket::poll_read_some;
 pub use self::socket::{Socket, TlsSocket};
 use self::stream::StreamBody;
 use self::write::answer;

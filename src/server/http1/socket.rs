@@ -70,28 +70,30 @@ impl Socket for TlsSocket {
 /// once there is something to read: a connection waiting for its next
 /// request holds no buffer. False when the client has gone.
 pub(super) async fn read_some(socket: &mut impl Socket, read: &mut BytesMut) -> bool {
+    std::future::poll_fn(|cx| poll_read_some(socket, cx, read)).await
+}
+
+/// `read_some`, polled: for a connection that waits on more than its
+/// socket (`http2`).
+pub(in crate::server) fn poll_read_some(
+    socket: &mut impl Socket,
+    cx: &mut Context<'_>,
+    read: &mut BytesMut,
+) -> Poll<bool> {
     loop {
-        if std::future::poll_fn(|cx| socket.poll_read_ready(cx))
-            .await
-            .is_err()
-        {
-            return false;
+        match socket.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(false),
+            Poll::Pending => return Poll::Pending,
         }
         read.reserve(READ_SIZE);
         // Through `poll_read`, not `try_read`: after a read that did not
         // fill the room, it forgets the socket's readiness, so the wait for
         // the next request goes to epoll rather than to one more read that
         // finds nothing, a system call per request.
-        let once = std::future::poll_fn(|cx| {
-            Poll::Ready(tokio_util::io::poll_read_buf(
-                Pin::new(&mut *socket),
-                cx,
-                read,
-            ))
-        });
-        match once.await {
-            Poll::Ready(Ok(0) | Err(_)) => return false,
-            Poll::Ready(Ok(_)) => return true,
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *socket), cx, read) {
+            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(false),
+            Poll::Ready(Ok(_)) => return Poll::Ready(true),
             // Nothing after all (over TLS: only TLS's own records): wait
             // again, without the room.
             Poll::Pending => {

@@ -33,7 +33,7 @@ use axum::http::Method;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
-use tokio_util::io::{poll_read_buf, poll_write_buf};
+use tokio_util::io::poll_write_buf;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 use tracing::debug;
@@ -41,7 +41,7 @@ use tracing::debug;
 use self::frame::{Code, Head, flag, kind, setting};
 use self::headers::Refused;
 use self::stream::{Incoming, Out, Stream, Turn, Wakes};
-use super::http1::Socket;
+use super::http1::{Socket, poll_read_some};
 use super::{App, ConnectionLimits, Unreadable};
 
 /// Streams a client may have open at a time: hyper's default.
@@ -55,8 +55,9 @@ const WINDOW: i64 = 1 << 20;
 /// reading and stops asking its streams for more, until the client reads.
 const HIGH_WATER: usize = 64 * 1024;
 
-/// What a read asks the socket for at least.
-const READ_SIZE: usize = 4096;
+/// Room for one poll's frames, taken at once rather than grown a few bytes
+/// at a time.
+const WRITE_ROOM: usize = 4096;
 
 /// Turns of reading, answering and writing one poll of the connection
 /// takes before it yields to the other tasks.
@@ -219,10 +220,9 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
-        // Room for this poll's frames at once, rather than grown a few
-        // bytes at a time; given back when all is written, so that a
-        // connection that waits holds no buffer.
-        self.out.bytes.reserve(READ_SIZE);
+        // Given back when all is written, so that a connection that waits
+        // holds no buffer.
+        self.out.bytes.reserve(WRITE_ROOM);
         let polled = self.poll_turns(cx);
         if self.out.bytes.is_empty() {
             self.out.bytes = BytesMut::new();
@@ -243,7 +243,7 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
             }
             let mut progress = false;
             if self.phase != Phase::Closing && self.out.bytes.len() < HIGH_WATER {
-                match self.poll_read(cx) {
+                match poll_read_some(&mut self.socket, cx, &mut self.read) {
                     Poll::Ready(false) => return Poll::Ready(Ended::Gone),
                     Poll::Ready(true) => {
                         progress = true;
@@ -420,26 +420,6 @@ impl<'a, S: Socket, A: App> Connection<'a, S, A> {
             return Poll::Ready(Err(()));
         }
         Poll::Pending
-    }
-
-    /// Reads what the client sent; false when it has gone.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        match self.socket.poll_read_ready(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(_)) => return Poll::Ready(false),
-            Poll::Pending => return Poll::Pending,
-        }
-        self.read.reserve(READ_SIZE);
-        match poll_read_buf(Pin::new(&mut self.socket), cx, &mut self.read) {
-            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(false),
-            Poll::Ready(Ok(_)) => Poll::Ready(true),
-            Poll::Pending => {
-                if self.read.is_empty() {
-                    self.read = BytesMut::new();
-                }
-                Poll::Pending
-            }
-        }
     }
 
     /// Handles every whole frame read; `Err` is a connection error.
