@@ -516,6 +516,31 @@ async fn a_connection_busy_past_its_header_timeout_is_kept_until_it_idles() {
     assert!(stream.ends().await, "then the idle connection is closed");
 }
 
+/// Once a request has handed the connection to hyper (a `HEAD`), the same
+/// deadlines hold: a poll longer than the header timeout is kept, and the
+/// idle connection then closed.
+#[tokio::test]
+async fn a_connection_hyper_serves_is_kept_while_busy_and_closed_when_idle() {
+    let app = spawn_app_with(&["--header-timeout", "0.3"]).await;
+    let mut stream = RawStream::connect(&app).await;
+    stream.send(&join_request("hyper-idle", "{}")).await;
+    let alice = stream.expect_joined().await;
+    let last = stream.last_event_id(&alice).await;
+    stream
+        .send("HEAD /healthz HTTP/1.1\r\nHost: signalpost.test\r\n\r\n")
+        .await;
+    let (status, headers) = stream.head().await;
+    assert_eq!(status, 200, "{headers:?}");
+
+    stream
+        .send(&poll_request(&alice, &format!("after={last}&timeout=1")))
+        .await;
+    let (status, _, polled) = stream.json_answer().await;
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["events"], json!([]), "{polled}");
+    assert!(stream.ends().await, "then the idle connection is closed");
+}
+
 /// A chunked body is hyper's to read, and it gets the same deadline.
 #[tokio::test]
 async fn a_chunked_body_that_never_finishes_is_answered_408_and_changes_nothing() {
