@@ -92,15 +92,18 @@ impl Head {
 
 /// Writes a frame's header; its payload follows.
 pub fn head(out: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: u32) {
+    out.put_slice(&header(len, kind, flags, stream));
+}
+
+/// A frame's header, as its nine bytes.
+pub fn header(len: usize, kind: u8, flags: u8, stream: u32) -> [u8; HEADER_LEN] {
     debug_assert!(
         len < 1 << 24,
         "frame payloads are bounded by the frame size"
     );
-    let len = (len as u32).to_be_bytes();
-    out.put_slice(&len[1..]);
-    out.put_u8(kind);
-    out.put_u8(flags);
-    out.put_u32(stream);
+    let [_, len @ ..] = (len as u32).to_be_bytes();
+    let [a, b, c, d] = stream.to_be_bytes();
+    [len[0], len[1], len[2], kind, flags, a, b, c, d]
 }
 
 pub fn settings(out: &mut BytesMut, values: &[(u16, u32)]) {

@@ -281,14 +281,7 @@ fn answer_head(out: &mut Out, id: u32, end: bool, block: impl FnOnce(&mut BytesM
     let len = out.bytes.len() - start - frame::HEADER_LEN;
     let end_stream = if end { flag::END_STREAM } else { 0 };
     if len <= out.max_frame {
-        let mut head = BytesMut::with_capacity(frame::HEADER_LEN);
-        frame::head(
-            &mut head,
-            len,
-            kind::HEADERS,
-            flag::END_HEADERS | end_stream,
-            id,
-        );
+        let head = frame::header(len, kind::HEADERS, flag::END_HEADERS | end_stream, id);
         out.bytes[start..start + frame::HEADER_LEN].copy_from_slice(&head);
         return;
     }
