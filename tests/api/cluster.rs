@@ -4,8 +4,10 @@
 //! stream resumes on any node; a dead node's members are reaped once; a
 //! killed node loses nothing it answered 202; a Redis outage answers 503
 //! and heals without a restart; a node holds two Redis connections however
-//! many members it serves, and a signal costs two round trips; a node
-//! killed at any instant leaves no key behind once its members time out.
+//! many members it serves, and a signal costs one round trip, a plain
+//! append once the node knows the inbox's tail, which holds the inbox's
+//! bounds and its members as the function does; a node killed at any
+//! instant leaves no key behind once its members time out.
 
 use std::time::Duration;
 
@@ -327,21 +329,23 @@ async fn redis_info(
         .collect()
 }
 
-/// `calls=N` of one command in `INFO commandstats`, 0 when never called.
-fn calls(stats: &std::collections::HashMap<String, String>, command: &str) -> u64 {
+/// One figure (`calls`, `failed_calls`…) of one command in `INFO
+/// commandstats`, 0 when never called.
+fn stat(stats: &std::collections::HashMap<String, String>, command: &str, figure: &str) -> u64 {
     stats
         .get(&format!("cmdstat_{command}"))
         .and_then(|value| {
-            value
-                .split(',')
-                .find_map(|part| part.strip_prefix("calls="))
+            value.split(',').find_map(|part| {
+                part.strip_prefix(figure)
+                    .and_then(|rest| rest.strip_prefix('='))
+            })
         })
         .and_then(|calls| calls.parse().ok())
         .unwrap_or(0)
 }
 
 #[tokio::test]
-async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_function_call() {
+async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_round_trip() {
     let (redis, _processes, nodes) = cluster(2, &[]).await;
     // The two nodes' connections, and the one `redis_info` opens itself.
     let connected = |info: &std::collections::HashMap<String, String>| {
@@ -372,6 +376,36 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_function_call
     nodes[0]
         .signal(&sender, Some(&recipient), "warm-up", json!(0))
         .await;
+    let delta =
+        |before: &std::collections::HashMap<String, String>,
+         after: &std::collections::HashMap<String, String>,
+         command: &str,
+         figure: &str| { stat(after, command, figure) - stat(before, command, figure) };
+
+    // Through one node, which learned the inbox's tail from the function
+    // that took the warm-up: each signal one plain append, no function.
+    let before = redis_info(&redis, "commandstats").await;
+    for n in 0..20 {
+        nodes[0]
+            .signal(&sender, Some(&recipient), "candidate", json!(n))
+            .await;
+    }
+    let after = redis_info(&redis, "commandstats").await;
+    assert_eq!(
+        (
+            delta(&before, &after, "fcall", "calls"),
+            delta(&before, &after, "evalsha", "calls"),
+            delta(&before, &after, "xadd", "calls"),
+            delta(&before, &after, "xadd", "failed_calls"),
+        ),
+        (0, 0, 20, 0),
+        "each signal through one node: one append, in one round trip with the readers' lookup"
+    );
+    assert_eq!(delta(&before, &after, "hkeys", "calls"), 20);
+
+    // Through both nodes in turn: each node's tail is out of date at every
+    // signal, so the function takes them, and few appends are tried for
+    // nothing.
     let before = redis_info(&redis, "commandstats").await;
     for n in 0..20 {
         nodes[n % 2]
@@ -379,17 +413,115 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_function_call
             .await;
     }
     let after = redis_info(&redis, "commandstats").await;
-    let delta = |command: &str| calls(&after, command) - calls(&before, command);
-    assert_eq!(
-        (delta("fcall"), delta("evalsha"), delta("eval")),
-        (20, 0, 0),
-        "each signal: one function call (the commands a function runs inside Redis are no round trip)"
+    let functions = delta(&before, &after, "fcall", "calls");
+    let refused = delta(&before, &after, "xadd", "failed_calls");
+    assert!(
+        functions <= 20 && refused <= 4,
+        "through both nodes in turn: {functions} function calls and {refused} refused appends for 20 signals"
     );
     assert!(
-        (1..=2).contains(&delta("get")),
+        (1..=2).contains(&delta(&before, &after, "get", "calls")),
         "the sender's token is looked up once by each node, not at every signal: {}",
-        delta("get")
+        delta(&before, &after, "get", "calls")
     );
+
+    // Every signal is in the inbox once, in order.
+    let mut stream = nodes[1].open_events(&recipient, None).await;
+    stream.expect_ready(&recipient, 0).await;
+    let mut seen = Vec::new();
+    while seen.len() < 41 {
+        let event = stream.next_event().await;
+        if event.event == "signal" {
+            seen.push(event.data["payload"].clone());
+        }
+    }
+    let expected: Vec<_> = std::iter::once(json!(0))
+        .chain((0..20).map(|n| json!(n)))
+        .chain((0..20).map(|n| json!(n)))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn signals_appended_by_a_node_that_knows_the_tail_keep_the_inbox_bounds() {
+    let (_redis, _processes, nodes) = cluster(2, &["--inbox-limit", "4"]).await;
+    // Bob joins last: his inbox starts empty.
+    let alice = nodes[0].join("lobby").await;
+    let bob = nodes[0].join("lobby").await;
+
+    // The first through node 0 goes by the function, the next three are
+    // appended plainly; the fifth finds the inbox full, through either node.
+    for n in 0..4 {
+        nodes[0].signal(&alice, Some(&bob), "chat", json!(n)).await;
+    }
+    for node in &nodes {
+        let response = node
+            .send(&alice.token, Some(&bob.member_id), "chat", json!("over"))
+            .await;
+        assert_problem(response, 429, "inbox_full").await;
+    }
+
+    // Bob reads them through node 1: his inbox has room again for node 0's
+    // signals.
+    let mut bob_events = nodes[1].open_events(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+    for n in 0..4 {
+        assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
+    }
+    for n in 4..12 {
+        nodes[0].signal(&alice, Some(&bob), "chat", json!(n)).await;
+        assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_knows_an_inboxs_tail_takes_signals_only_from_members() {
+    let (_redis, _processes, nodes) = cluster(2, &[]).await;
+    let carol = nodes[0].join("lobby").await;
+    let alice = nodes[0].join("lobby").await;
+    let bob = nodes[0].join("lobby").await;
+    let mut bob_events = nodes[1].open_events(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+
+    // Carol's token is known to node 0, which she signals alice through;
+    // she leaves through node 1. Node 0 then learns bob's tail anew from
+    // alice's signals (the first few by the function, the rest appended
+    // plainly), and vouches for alice alone: carol's is refused.
+    nodes[0]
+        .signal(&carol, Some(&alice), "chat", json!("hi"))
+        .await;
+    nodes[0]
+        .signal(&alice, Some(&bob), "chat", json!("before"))
+        .await;
+    assert_eq!(
+        bob_events.expect_signal().await.data["payload"],
+        json!("before")
+    );
+    assert_eq!(nodes[1].leave(&carol).await.status().as_u16(), 204);
+    assert_eq!(
+        bob_events.expect("member-left").await.data["member_id"],
+        json!(carol.member_id)
+    );
+    // She was the owner: alice is now.
+    assert_eq!(
+        bob_events.expect("room-updated").await.data["owner"],
+        json!(alice.member_id)
+    );
+    for n in 0..12 {
+        nodes[0].signal(&alice, Some(&bob), "chat", json!(n)).await;
+        assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
+    }
+    let response = nodes[0]
+        .send(&carol.token, Some(&bob.member_id), "chat", json!("gone"))
+        .await;
+    assert_problem(response, 401, "unauthorized").await;
+
+    // Bob leaves through node 1: node 0's tail of his inbox is refused.
+    assert_eq!(nodes[1].leave(&bob).await.status().as_u16(), 204);
+    let response = nodes[0]
+        .send(&alice.token, Some(&bob.member_id), "chat", json!("gone"))
+        .await;
+    assert_problem(response, 404, "member_not_found").await;
 }
 
 #[tokio::test]

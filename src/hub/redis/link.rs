@@ -26,6 +26,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::local::LocalMember;
+use super::tail::Tails;
 use crate::domain::event::{EventBody, SIGNAL};
 use crate::model::RoomId;
 
@@ -152,8 +153,10 @@ impl Links {
         url: &str,
         channel: &str,
         local: &Arc<LocalMembers>,
+        tails: &Arc<Tails>,
     ) -> Result<Self, RedisError> {
         let wake_local = Arc::clone(local);
+        let tails = Arc::clone(tails);
         let lost = Arc::new(AtomicBool::new(false));
         // Runs on the connection's own task, for each message: nothing
         // queues, whatever the rate of wake-ups.
@@ -164,7 +167,12 @@ impl Links {
                         wake_from_message(&wake_local, text);
                     }
                 }
-                PushKind::Disconnection => lost.store(true, Ordering::Relaxed),
+                // Redis may come back without the last entries of the
+                // inboxes' tails known here (`tail.rs`).
+                PushKind::Disconnection => {
+                    tails.forget_all();
+                    lost.store(true, Ordering::Relaxed);
+                }
                 // Subscribed again after an outage: whatever was published
                 // meanwhile is lost, so every reader here looks again.
                 PushKind::Subscribe | PushKind::SSubscribe

@@ -55,6 +55,7 @@ mod readers;
 mod reap;
 mod rooms;
 mod script;
+mod tail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,6 +110,8 @@ struct Shared {
     shards: ShardChannels,
     /// Token entries looked up lately (`members::TokenCache`).
     tokens: members::TokenCache,
+    /// The inboxes' tails this node knows, to append signals to (`tail`).
+    tails: Arc<tail::Tails>,
     /// Open readers on this node; bounded by `max_readers`.
     readers: AtomicUsize,
     /// When `heartbeat` last ran.
@@ -137,6 +140,7 @@ impl RedisHub {
         settings: Settings,
     ) -> Result<Self, ::redis::RedisError> {
         let local: Arc<LocalMembers> = Arc::new(DashMap::new());
+        let tails = Arc::new(tail::Tails::default());
         let node = Uuid::new_v4().simple().to_string();
         // Empty on a Cluster: wake-ups go to each room's shard channel.
         let wake_prefix = if primary.is_cluster() {
@@ -149,6 +153,7 @@ impl RedisHub {
             &primary.url().await?,
             &format!("{wake_prefix}{node}"),
             &local,
+            &tails,
         )
         .await?;
         let scripts = Scripts::new();
@@ -165,6 +170,7 @@ impl RedisHub {
                 local,
                 shards: ShardChannels::default(),
                 tokens: members::TokenCache::default(),
+                tails,
                 wake_prefix,
                 readers: AtomicUsize::new(0),
                 last_heartbeat: std::sync::Mutex::new(None),
@@ -196,9 +202,15 @@ impl RedisHub {
             return Ok(());
         }
         let channel = format!("{}{}", self.inner.wake_prefix, self.inner.node);
-        let links = Links::open(&self.inner.primary, &url, &channel, &self.inner.local)
-            .await
-            .map_err(unavailable)?;
+        let links = Links::open(
+            &self.inner.primary,
+            &url,
+            &channel,
+            &self.inner.local,
+            &self.inner.tails,
+        )
+        .await
+        .map_err(unavailable)?;
         // Replicas have the functions already; a primary put in by hand may not.
         self.inner
             .scripts
@@ -211,6 +223,8 @@ impl RedisHub {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = links;
         warn!(primary = %url, "redis failed over; following the new primary");
+        // It may have lost the last entries of the tails known here.
+        self.inner.tails.forget_all();
         wake_all(&self.inner.local);
         Ok(())
     }

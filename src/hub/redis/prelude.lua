@@ -14,6 +14,12 @@
 -- `0-<event id>`, with its counters in the hash `m:<id>`; `n:<id>` counts
 -- its open readers by node, the nodes to wake. Counts, not a set: a reader
 -- closing and another opening on one node may reach Redis in either order.
+--
+-- An entry is `k <kind> d <data> c <cum>`, `cum` the bytes of every event
+-- the inbox ever took, this one's included. A node that knows an inbox's
+-- tail from `signal`'s answer appends a member's signal to it with plain
+-- commands, without a function (`tail.rs`): the stream then runs ahead of
+-- the counters, and `load` counts what it finds past them (`caught_up`).
 
 -- Set by `setup` at the start of every call: Redis runs one call at a
 -- time, so the library's functions share these as a script's locals would.
@@ -31,7 +37,7 @@ local dropped
 -- a member with no event yet, which its hash holds from its join on:
 -- packed at the first call, since `struct` is not there while the library
 -- loads.
-local COUNTERS, NO_EVENTS = 'ddddddd', nil
+local COUNTERS, NO_EVENTS = 'dddddddd', nil
 
 local function setup(keys, args)
   K = keys[1]
@@ -44,7 +50,7 @@ local function setup(keys, args)
   ROOM, MEMBERS = K .. 'room', K .. 'members'
   local_wakes = {}
   dropped = 0
-  NO_EVENTS = NO_EVENTS or struct.pack(COUNTERS, 0, 0, 0, 0, 0, 0, 0)
+  NO_EVENTS = NO_EVENTS or struct.pack(COUNTERS, 0, 0, 0, 0, 0, 0, 0, 0)
 end
 
 local function now_ms()
@@ -68,14 +74,39 @@ local function nkey(m) return K .. 'n:' .. m end
 local function tkey(selector) return K .. 't:' .. selector end
 local function is_member(m) return redis.call('ZSCORE', MEMBERS, m) ~= false end
 
+-- An entry is {`0-<id>`, {'k', kind, 'd', data, 'c', cum}}.
+local function id_of(entry) return tonumber(string.sub(entry[1], 3)) end
+local function kind_of(entry) return entry[2][2] end
+local function size_of(entry) return #entry[2][4] end
+local function cum_of(entry) return tonumber(entry[2][6] or 0) end
+
+-- Counts the signals nodes appended with plain commands since the
+-- counters last saw the inbox: every entry past `last` is one,
+-- undelivered, and `cum` says their bytes. Only a function deletes
+-- entries, and it loads (so counts) them first.
+local function caught_up(s)
+  local top = redis.call('XREVRANGE', ikey(s.m), '+', '-', 'COUNT', 1)[1]
+  if not top then return s end
+  local id = id_of(top)
+  if id <= s.last then return s end
+  local events, bytes = id - s.last, cum_of(top) - s.cum
+  s.last, s.cum = id, cum_of(top)
+  s.hlen, s.hbytes = s.hlen + events, s.hbytes + bytes
+  s.ulen, s.ubytes = s.ulen + events, s.ubytes + bytes
+  return s
+end
+
 -- A member's inbox counters, packed in one field (`c`) of its hash as
--- seven doubles (`struct`, which Redis's Lua has): one string to read and
+-- eight doubles (`struct`, which Redis's Lua has): one string to read and
 -- write and nothing to parse. Seven fields of decimal text took 6 µs of
 -- Redis's time a call to read and 6 to write; this takes 1 (`redis-benchmark`).
 local function unpacked(m, packed)
+  -- Seven doubles: written before `cum` was counted.
+  if #packed < 64 then packed = packed .. struct.pack('d', 0) end
   local s = {m = m}
-  s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes = struct.unpack(COUNTERS, packed)
-  return s
+  s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes, s.cum =
+    struct.unpack(COUNTERS, packed)
+  return caught_up(s)
 end
 local function load(m)
   return unpacked(m, redis.call('HGET', mkey(m), 'c') or NO_EVENTS)
@@ -88,13 +119,8 @@ local function load_member(m)
 end
 local function save(s)
   redis.call('HSET', mkey(s.m), 'c', struct.pack(COUNTERS,
-    s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes))
+    s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes, s.cum))
 end
-
--- An entry is {`0-<id>`, {'k', kind, 'd', data}}.
-local function id_of(entry) return tonumber(string.sub(entry[1], 3)) end
-local function kind_of(entry) return entry[2][2] end
-local function size_of(entry) return #entry[2][4] end
 
 local function drop(s, entry)
   redis.call('XDEL', ikey(s.m), entry[1])
@@ -142,11 +168,19 @@ local function push(s, kind, data)
     dropped = dropped + 1
   end
   s.last = s.last + 1
-  redis.call('XADD', ikey(s.m), '0-' .. s.last, 'k', kind, 'd', data)
+  s.cum = s.cum + size
+  redis.call('XADD', ikey(s.m), '0-' .. s.last, 'k', kind, 'd', data, 'c', s.cum)
   s.hbytes = s.hbytes + size
   s.hlen = s.hlen + 1
   s.ulen = s.ulen + 1
   s.ubytes = s.ubytes + size
+end
+
+-- Once every event is delivered, none is undelivered, whatever the counts
+-- say: after a failover whose new primary lost signals appended with plain
+-- commands, the counters would count them for good (`caught_up`).
+local function settle(s)
+  if s.delivered >= s.last then s.ulen, s.ubytes = 0, 0 end
 end
 
 -- Whether it moved `delivered`.
@@ -157,6 +191,7 @@ local function mark_delivered(s, id)
     s.ubytes = s.ubytes - size_of(entry)
   end
   s.delivered = id
+  settle(s)
   return true
 end
 
@@ -175,6 +210,7 @@ local function delivered_elsewhere(s, from, to, bytes)
     s.ulen = s.ulen - (to - from + 1)
     s.ubytes = s.ubytes - tonumber(bytes)
     s.delivered = to
+    settle(s)
     return true
   end
   return mark_delivered(s, math.min(to, s.last))

@@ -267,7 +267,8 @@ fn batch_after(after: u64, last: u64, entries: Vec<Value>) -> Batch {
             .into_iter()
             .filter_map(into_string)
             .collect();
-        let [_, kind, _, data] = fields.as_slice() else {
+        // `k <kind> d <data>`, and `c <cum>` after them (`prelude.lua`).
+        let [_, kind, _, data, ..] = fields.as_slice() else {
             continue;
         };
         let (Some(kind), Ok(data)) = (event_kind(kind), RawValue::from_string(data.clone())) else {

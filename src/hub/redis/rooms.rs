@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::local::Mark;
 use super::script::{RoomFn, actor_arg, into_string, into_u64, parse_views, refusal};
+use super::tail::Answered;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
 use crate::domain::event::EventBody;
@@ -26,8 +27,10 @@ const INDEX_BATCH: usize = 128;
 pub(super) const MISSING_ROOMS_MAX: usize = 4096;
 
 impl RedisHub {
-    /// Runs `signal.lua`, which also tells Redis how far the sender's
-    /// readers here delivered.
+    /// Sends a signal: a member's to one member appended with plain
+    /// commands when this node knows the inbox's tail (`tail`), else by
+    /// `signal.lua`, which also tells Redis how far the sender's readers
+    /// here delivered, and answers the tail.
     pub(super) async fn signal(
         &self,
         room: &RoomId,
@@ -35,6 +38,13 @@ impl RedisHub {
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
+        let pair = from.member().zip(to);
+        if let Some((sender, recipient)) = pair
+            && self.append_signal(room, sender, recipient, &body).await
+        {
+            return Ok(1);
+        }
+        let epoch = self.inner.tails.epoch();
         let to = to.map(|to| to.to_string()).unwrap_or_default();
         let mark = from.member().and_then(|member| self.mark_of(room, member));
         let [mark_from, mark_to, mark_bytes] = Mark::args(mark);
@@ -60,10 +70,17 @@ impl RedisHub {
         if let (Some(mark), Some(member)) = (mark, from.member()) {
             self.told(room, member, mark);
         }
-        match reply.status.as_str() {
-            "ok" => Ok(reply.rest.first().and_then(into_u64).unwrap_or(0) as usize),
-            other => Err(refusal(other)),
+        if reply.status != "ok" {
+            return Err(refusal(&reply.status));
         }
+        if let (Some((sender, recipient)), Some(answered)) =
+            (pair, reply.rest.get(1..).and_then(Answered::parse))
+        {
+            self.inner
+                .tails
+                .learn(room, sender, recipient, answered, epoch);
+        }
+        Ok(reply.rest.first().and_then(into_u64).unwrap_or(0) as usize)
     }
 
     /// Runs `room.lua`: looks at (`view`), `lock`s or `unlock`s the room,

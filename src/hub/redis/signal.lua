@@ -2,7 +2,8 @@
 -- ARGV[7] = sender (empty: the service), ARGV[8] = recipient (empty: every other
 -- member), ARGV[9] = the event data, ARGV[10..12] = the signals the
 -- sender's readers on the calling node delivered (`delivered_elsewhere`).
--- All recipients take it or none does.
+-- All recipients take it or none does. A member's signal to one member
+-- answers the inbox's tail besides.
 local from, to, data = ARGV[7], ARGV[8], ARGV[9]
 if from == '' then
   if not room_exists() then return {'room_not_found', local_wakes, dropped} end
@@ -28,4 +29,9 @@ for _, s in ipairs(recipients) do
   save(s)
   wake(s.m, s.last, data)
 end
-return {'ok', local_wakes, dropped, #recipients}
+if to == '' or from == '' then return {'ok', local_wakes, dropped, #recipients} end
+-- A member's signal to one member: the inbox's tail, for the node to
+-- append the sender's next ones itself (`tail.rs`): its last id, its `cum`,
+-- and how many more events and bytes `can_accept` would take.
+local s = recipients[1]
+return {'ok', local_wakes, dropped, 1, s.last, s.cum, EVENTS - s.ulen, BYTES - s.ubytes}

@@ -1,0 +1,461 @@
+//! A member's signal to one member in one round trip of plain commands,
+//! no function, once this node knows the tail of the recipient's inbox.
+//!
+//! A function's call costs Redis about five times what the same commands
+//! sent plain cost, and a second round trip costs each side as much as the
+//! work it carries (bench/HISTORY.md, round 12). So the checks that
+//! `signal.lua` makes move here, onto what its answer told this node:
+//!
+//! - the inbox's tail: its last id and `cum` (the bytes it ever took), and
+//!   how many more events and bytes its bounds take (`can_accept`);
+//! - the senders known to be members when an entry at or before that tail
+//!   went in.
+//!
+//! The signal goes in with `XADD … NOMKSTREAM 0-<last + 1>`, which Redis
+//! takes only if no entry came after that tail: an explicit id must be past
+//! the stream's last. Whatever would change the checks' answer puts an
+//! entry in this inbox first: a sender's leave or removal its
+//! `member-left`, the recipient's its own or the inbox's deletion, any
+//! other node's signal its entry. If one did, the append is refused, the
+//! tail is forgotten, and `signal.lua` takes the signal and tells the new
+//! tail. The bounds cannot be overshot: the tail's allowance only falls as
+//! this node appends, while deliveries elsewhere only make room.
+//!
+//! The appended entry runs ahead of the recipient's counters in Redis; the
+//! functions count it in when they next load them (`caught_up` in
+//! `prelude.lua`). Delivered events past the window are trimmed by the next
+//! function that pushes into the inbox, so an inbox holds at most its
+//! allowance more of them in between.
+//!
+//! One append per inbox is under way from a node at a time; a signal to the
+//! same member meanwhile goes by the function. A failover may bring a
+//! primary that lost the tail's last entries, so a new primary, or a
+//! subscription lost and made again, forgets every tail (`forget_all`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ::redis::Value;
+use dashmap::DashMap;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::RedisHub;
+use super::script::{into_array, into_string, into_u64};
+use crate::domain::event::EventBody;
+use crate::model::RoomId;
+
+/// Tails a node keeps; past it, it starts afresh.
+const TAILS_MAX: usize = 65_536;
+
+/// Senders a tail vouches for; the oldest goes first.
+const SENDERS_MAX: usize = 16;
+
+/// Signals to an inbox that go by the function after an append to it was
+/// refused: when a member's signals come through several nodes in turn,
+/// each node's tail is out of date at every signal, and a refused append
+/// is a round trip for nothing.
+const SKIP_AFTER_REFUSAL: u32 = 8;
+
+/// What this node knows of an inbox's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tail {
+    last: u64,
+    cum: u64,
+    /// Events and bytes the inbox's bounds take before a function must
+    /// look again.
+    events_left: u64,
+    bytes_left: u64,
+    /// Members when an entry at or before `last` went in, with no entry
+    /// since that this node did not append.
+    senders: Vec<Uuid>,
+    /// The id of this node's append under way, if one is.
+    claimed: Option<u64>,
+    /// Signals left to send by the function since an append was refused.
+    skip: u32,
+    epoch: u64,
+}
+
+/// The tail `signal.lua` answers after putting a member's signal in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Answered {
+    pub(super) last: u64,
+    pub(super) cum: u64,
+    pub(super) events_left: u64,
+    pub(super) bytes_left: u64,
+}
+
+impl Answered {
+    /// From the function's answer past its count of recipients: last, cum,
+    /// events left, bytes left (0 when the bounds are already passed).
+    pub(super) fn parse(rest: &[Value]) -> Option<Self> {
+        let [last, cum, events_left, bytes_left] = rest else {
+            return None;
+        };
+        Some(Self {
+            last: into_u64(last)?,
+            cum: into_u64(cum)?,
+            events_left: into_u64(events_left).unwrap_or(0),
+            bytes_left: into_u64(bytes_left).unwrap_or(0),
+        })
+    }
+}
+
+/// An append this node may make: the entry's id and `cum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Claim {
+    id: u64,
+    cum: u64,
+    size: u64,
+}
+
+/// The tails this node knows, by room and recipient.
+#[derive(Default)]
+pub(super) struct Tails {
+    entries: DashMap<(RoomId, Uuid), Tail>,
+    /// Moves on whenever every tail is forgotten: an answer from before
+    /// then is not learned.
+    epoch: AtomicU64,
+}
+
+impl Tails {
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Forgets every tail: Redis may have lost entries they count.
+    pub(super) fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.clear();
+    }
+
+    /// The next append to `to`'s inbox, a signal from `from` of `size`
+    /// bytes, when the tail vouches for the sender, the bounds take it and
+    /// no other append from here is under way.
+    fn claim(&self, room: &RoomId, from: Uuid, to: Uuid, size: u64) -> Option<Claim> {
+        let epoch = self.epoch();
+        let mut tail = self.entries.get_mut(&(room.clone(), to))?;
+        if tail.skip > 0 {
+            tail.skip -= 1;
+            return None;
+        }
+        if tail.epoch != epoch
+            || tail.claimed.is_some()
+            || tail.events_left == 0
+            || tail.bytes_left < size
+            || !tail.senders.contains(&from)
+        {
+            return None;
+        }
+        let claim = Claim {
+            id: tail.last + 1,
+            cum: tail.cum + size,
+            size,
+        };
+        tail.claimed = Some(claim.id);
+        Some(claim)
+    }
+
+    /// The append `claim` went in: the tail moves past it.
+    fn appended(&self, room: &RoomId, to: Uuid, claim: Claim) {
+        if let Some(mut tail) = self.entries.get_mut(&(room.clone(), to))
+            && tail.claimed == Some(claim.id)
+        {
+            tail.last = claim.id;
+            tail.cum = claim.cum;
+            tail.events_left -= 1;
+            tail.bytes_left -= claim.size;
+            tail.claimed = None;
+        }
+    }
+
+    /// The append `claim` was refused: something else entered the inbox,
+    /// or it is gone. The tail vouches for nobody until a function answers
+    /// again, and the next few signals go by the function.
+    fn refused(&self, room: &RoomId, to: Uuid, claim: Claim) {
+        if let Some(mut tail) = self.entries.get_mut(&(room.clone(), to))
+            && tail.claimed == Some(claim.id)
+        {
+            tail.senders.clear();
+            tail.claimed = None;
+            tail.skip = SKIP_AFTER_REFUSAL;
+        }
+    }
+
+    /// `signal.lua` put `from`'s signal in `to`'s inbox and answered its
+    /// tail; `epoch` is the one before the call.
+    pub(super) fn learn(
+        &self,
+        room: &RoomId,
+        from: Uuid,
+        to: Uuid,
+        answered: Answered,
+        epoch: u64,
+    ) {
+        if epoch != self.epoch() {
+            return;
+        }
+        let key = (room.clone(), to);
+        if self.entries.len() >= TAILS_MAX && !self.entries.contains_key(&key) {
+            self.entries.clear();
+        }
+        let mut tail = self.entries.entry(key).or_insert_with(|| Tail {
+            last: 0,
+            cum: 0,
+            events_left: 0,
+            bytes_left: 0,
+            senders: Vec::new(),
+            claimed: None,
+            skip: 0,
+            epoch,
+        });
+        if tail.epoch == epoch && tail.last >= answered.last {
+            // An older answer than what is known.
+            return;
+        }
+        // The senders the tail vouched for still are members only if this
+        // signal's entry is the first since it.
+        let follows_on = tail.epoch == epoch && tail.last + 1 == answered.last;
+        let mut senders = if follows_on {
+            std::mem::take(&mut tail.senders)
+        } else {
+            Vec::new()
+        };
+        if !senders.contains(&from) {
+            if senders.len() >= SENDERS_MAX {
+                senders.remove(0);
+            }
+            senders.push(from);
+        }
+        *tail = Tail {
+            last: answered.last,
+            cum: answered.cum,
+            events_left: answered.events_left,
+            bytes_left: answered.bytes_left,
+            senders,
+            claimed: None,
+            skip: tail.skip,
+            epoch,
+        };
+    }
+}
+
+impl RedisHub {
+    /// Appends `from`'s signal `body` to `to`'s inbox with plain commands
+    /// and wakes its readers, if this node knows the inbox's tail and
+    /// nothing came after it. `false`: it did not; `signal.lua` takes it.
+    pub(super) async fn append_signal(
+        &self,
+        room: &RoomId,
+        from: Uuid,
+        to: Uuid,
+        body: &Arc<EventBody>,
+    ) -> bool {
+        let shared = &*self.inner;
+        let data = body.json();
+        let Some(claim) = shared.tails.claim(room, from, to, data.len() as u64) else {
+            return false;
+        };
+        let keys = format!("{}:{{{room}}}:", shared.prefix);
+        let mut append = ::redis::pipe();
+        append
+            .cmd("XADD")
+            .arg(format!("{keys}i:{to}"))
+            .arg("NOMKSTREAM")
+            .arg(format!("0-{}", claim.id))
+            .arg("k")
+            .arg("signal")
+            .arg("d")
+            .arg(&*data)
+            .arg("c")
+            .arg(claim.cum);
+        // The readers' nodes after the entry: a reader that opens later
+        // reads the inbox, this entry in it.
+        append.hkeys(format!("{keys}n:{to}"));
+        let mut connection = self.connection();
+        let replies = match append.query_async::<Vec<Value>>(&mut connection).await {
+            Ok(replies) => replies,
+            Err(error) => {
+                // Another entry came first (Redis refuses the id), or Redis
+                // is unreachable, which the function will say.
+                debug!(%error, "a signal's append was refused");
+                shared.tails.refused(room, to, claim);
+                return false;
+            }
+        };
+        let mut replies = replies.into_iter();
+        if !matches!(
+            replies.next(),
+            Some(Value::BulkString(_) | Value::SimpleString(_))
+        ) {
+            // No inbox: the member is gone.
+            shared.tails.refused(room, to, claim);
+            return false;
+        }
+        shared.tails.appended(room, to, claim);
+        self.wake_local(room, to, Some((claim.id, body)));
+        let message = format!("{room} {to} {} {data}", claim.id);
+        let mut wake = ::redis::pipe();
+        let mut others = 0;
+        for node in replies
+            .next()
+            .map(into_array)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(into_string)
+            .filter(|node| *node != shared.node)
+        {
+            self.publish(&mut wake, room, &node, &message);
+            others += 1;
+        }
+        if others > 0
+            && let Err(error) = wake.query_async::<()>(&mut connection).await
+        {
+            // The signal is in: a reader there finds it at its next
+            // wake-up, or when its node subscribes again.
+            warn!(%error, "a signal's wake-up could not be sent");
+        }
+        true
+    }
+
+    /// Adds to `pipe` the wake-up of `node` with `message`, on its channel
+    /// as `prelude.lua`'s `publish` sends it.
+    fn publish(&self, pipe: &mut ::redis::Pipeline, room: &RoomId, node: &str, message: &str) {
+        let shared = &*self.inner;
+        if shared.wake_prefix.is_empty() {
+            pipe.cmd("SPUBLISH")
+                .arg(format!("{}:{{{room}}}:w:{node}", shared.prefix))
+                .arg(message)
+                .ignore();
+        } else {
+            pipe.cmd("PUBLISH")
+                .arg(format!("{}{node}", shared.wake_prefix))
+                .arg(message)
+                .ignore();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room() -> RoomId {
+        RoomId::parse("lobby").expect("a room id")
+    }
+
+    fn answered(last: u64, events_left: u64) -> Answered {
+        Answered {
+            last,
+            cum: last * 10,
+            events_left,
+            bytes_left: 1000,
+        }
+    }
+
+    #[test]
+    fn a_tail_vouches_only_for_the_senders_a_function_checked() {
+        let tails = Tails::default();
+        let (alice, bob, carol) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(tails.claim(&room(), alice, bob, 10), None);
+        tails.learn(&room(), alice, bob, answered(4, 8), tails.epoch());
+        assert_eq!(tails.claim(&room(), carol, bob, 10), None);
+        let claim = tails
+            .claim(&room(), alice, bob, 10)
+            .expect("alice is known");
+        assert_eq!((claim.id, claim.cum), (5, 50));
+    }
+
+    #[test]
+    fn one_append_at_a_time_and_the_tail_moves_past_it() {
+        let tails = Tails::default();
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        tails.learn(&room(), alice, bob, answered(4, 2), tails.epoch());
+        let claim = tails.claim(&room(), alice, bob, 7).expect("a claim");
+        assert_eq!(tails.claim(&room(), alice, bob, 7), None);
+        tails.appended(&room(), bob, claim);
+        let next = tails.claim(&room(), alice, bob, 7).expect("the next");
+        assert_eq!((next.id, next.cum), (6, 54));
+        tails.appended(&room(), bob, next);
+        // The allowance of two events is spent.
+        assert_eq!(tails.claim(&room(), alice, bob, 7), None);
+    }
+
+    #[test]
+    fn the_bytes_allowance_holds() {
+        let tails = Tails::default();
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        tails.learn(&room(), alice, bob, answered(1, 100), tails.epoch());
+        assert_eq!(tails.claim(&room(), alice, bob, 1001), None);
+        assert!(tails.claim(&room(), alice, bob, 1000).is_some());
+    }
+
+    #[test]
+    fn after_a_refused_append_a_few_signals_go_by_the_function() {
+        let tails = Tails::default();
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        tails.learn(&room(), alice, bob, answered(4, 8), tails.epoch());
+        let claim = tails.claim(&room(), alice, bob, 1).expect("a claim");
+        tails.refused(&room(), bob, claim);
+        // The tail is out of date: it vouches for nobody.
+        assert_eq!(tails.claim(&room(), alice, bob, 1), None);
+        let mut last = 6;
+        for _ in 1..SKIP_AFTER_REFUSAL {
+            tails.learn(&room(), alice, bob, answered(last, 8), tails.epoch());
+            assert_eq!(tails.claim(&room(), alice, bob, 1), None);
+            last += 1;
+        }
+        tails.learn(&room(), alice, bob, answered(last, 8), tails.epoch());
+        assert!(tails.claim(&room(), alice, bob, 1).is_some());
+    }
+
+    #[test]
+    fn senders_carry_over_only_when_the_answer_follows_on_from_the_tail() {
+        let tails = Tails::default();
+        let (alice, bob, carol) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        tails.learn(&room(), alice, bob, answered(4, 8), tails.epoch());
+        // Carol's signal is the next entry: alice is still vouched for.
+        tails.learn(&room(), carol, bob, answered(5, 8), tails.epoch());
+        assert!(tails.claim(&room(), alice, bob, 1).is_some());
+        let tails = Tails::default();
+        tails.learn(&room(), alice, bob, answered(4, 8), tails.epoch());
+        // Something came between (a leave, maybe alice's): only carol.
+        tails.learn(&room(), carol, bob, answered(7, 8), tails.epoch());
+        assert_eq!(tails.claim(&room(), alice, bob, 1), None);
+        assert!(tails.claim(&room(), carol, bob, 1).is_some());
+    }
+
+    #[test]
+    fn an_older_answer_or_one_from_before_forgetting_is_not_learned() {
+        let tails = Tails::default();
+        let (alice, bob, carol) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        tails.learn(&room(), alice, bob, answered(6, 8), tails.epoch());
+        tails.learn(&room(), carol, bob, answered(5, 8), tails.epoch());
+        assert_eq!(tails.claim(&room(), carol, bob, 1), None);
+        let before = tails.epoch();
+        tails.forget_all();
+        assert_eq!(tails.claim(&room(), alice, bob, 1), None);
+        tails.learn(&room(), alice, bob, answered(9, 8), before);
+        assert_eq!(tails.claim(&room(), alice, bob, 1), None);
+    }
+
+    #[test]
+    fn the_answer_is_read_as_signal_lua_gives_it() {
+        let answer = [
+            Value::Int(12),
+            Value::Int(3400),
+            Value::Int(250),
+            Value::Int(-5),
+        ];
+        assert_eq!(
+            Answered::parse(&answer),
+            Some(Answered {
+                last: 12,
+                cum: 3400,
+                events_left: 250,
+                bytes_left: 0
+            })
+        );
+        assert_eq!(Answered::parse(&answer[..2]), None);
+    }
+}
