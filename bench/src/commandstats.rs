@@ -1,7 +1,8 @@
 //! Redis's own account of the time its commands took (`INFO
 //! commandstats`), summed over every primary: the figure the scale-out
 //! issue states Redis's cost in (its functions' time per call, times the
-//! calls per signal). It leaves out what `/proc` counts besides: the event
+//! calls per signal, to which the plain commands a signal also takes now
+//! add). It leaves out what `/proc` counts besides: the event
 //! loop, reading and writing the sockets, and on loopback the kernel's
 //! delivery of each reply to the node, which at a paced 2 000 calls a
 //! second costs Redis about as much as a `PING` does.

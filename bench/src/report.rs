@@ -47,6 +47,11 @@ pub struct Summary {
     pub relay_backend_script_us: Option<f64>,
     pub relay_backend_scripts: Option<f64>,
     pub relay_backend_commands: Option<f64>,
+    /// The other commands' time per relayed signal: with the functions',
+    /// all Redis's commands' time, at most (a function's own commands are
+    /// counted in both).
+    #[serde(default)]
+    pub relay_backend_command_us: Option<f64>,
     pub relay_generator_cpu_us: Option<f64>,
     pub relay_late: u64,
     pub relay_shed: u64,
@@ -173,6 +178,7 @@ pub fn summarize(runs: &[Run], peer: &str) -> Summary {
         relay_backend_script_us: of_backend("relay", |w| w.backend_script_us_per_msg),
         relay_backend_scripts: of_backend("relay", |w| w.backend_scripts_per_msg),
         relay_backend_commands: of_backend("relay", |w| w.backend_commands_per_msg),
+        relay_backend_command_us: of_backend("relay", |w| w.backend_command_us_per_msg),
         fanout_backend_cpu_us: of_backend("fanout", |w| w.backend_cpu_us_per_msg),
         relay_p50_ms: of("relay", |w| w.p50_ms),
         relay_p99_ms: of("relay", |w| w.p99_ms),
@@ -469,13 +475,15 @@ fn redis_targets(redis: Option<&Summary>, memory: Option<&Summary>, targets: &mu
             met: Some(held >= 18_000.0),
         });
     }
-    if let Some(us) = redis.relay_backend_script_us {
+    if let Some(functions) = redis.relay_backend_script_us {
+        // Signals go by plain commands as well as by functions: both count.
+        let us = functions + redis.relay_backend_command_us.unwrap_or(0.0);
         let cpu = redis.relay_backend_cpu_us.map_or(String::new(), |cpu| {
             format!(" (its whole CPU: {cpu:.1} µs)")
         });
         targets.push(Target {
             target:
-                "one node on Redis: Redis functions' time per relayed signal ≤ 20 µs (commandstats)"
+                "one node on Redis: Redis commands' time per relayed signal ≤ 20 µs (commandstats: functions' and other commands', at most)"
                     .into(),
             measured: format!("{us:.1} µs{cpu}"),
             met: Some(us <= 20.0),
@@ -563,13 +571,14 @@ pub fn table(
                 cell(s.relay_backend_cpu_us, 1)
             });
             row(
-                "relay: Redis functions' time µs / functions / other commands per relayed signal (commandstats)".into(),
+                "relay: Redis functions' time µs / functions / other commands / their time µs per relayed signal (commandstats)".into(),
                 &|s| {
                     format!(
-                        "{} / {} / {}",
+                        "{} / {} / {} / {}",
                         cell(s.relay_backend_script_us, 1),
                         cell(s.relay_backend_scripts, 2),
-                        cell(s.relay_backend_commands, 2)
+                        cell(s.relay_backend_commands, 2),
+                        cell(s.relay_backend_command_us, 1)
                     )
                 },
             );

@@ -195,9 +195,11 @@ pub struct Window {
     #[serde(default)]
     pub backend_scripts_per_msg: Option<f64>,
     /// The backend's other commands per delivered copy, those the
-    /// functions called included.
+    /// functions called included, and their time.
     #[serde(default)]
     pub backend_commands_per_msg: Option<f64>,
+    #[serde(default)]
+    pub backend_command_us_per_msg: Option<f64>,
 }
 
 impl Window {
@@ -458,6 +460,8 @@ async fn measure(
             .map(|totals| per_copy(Duration::from_micros(totals.scripts.usec))),
         backend_scripts_per_msg: commands.map(|totals| per_copy_count(totals.scripts.calls)),
         backend_commands_per_msg: commands.map(|totals| per_copy_count(totals.commands.calls)),
+        backend_command_us_per_msg: commands
+            .map(|totals| per_copy(Duration::from_micros(totals.commands.usec))),
     })
 }
 

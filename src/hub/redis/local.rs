@@ -10,10 +10,14 @@
 //! (a membership event, a newer stream, the member gone, a subscription
 //! that was lost), or a signal it missed. Delivering then costs Redis
 //! nothing; Redis learns how far the member's readers delivered later, with
-//! the member's next signal, a reader's close, the upkeep ticks
-//! (`RedisHub::flush_marks`), or a flush of its own once the marks pile up
-//! (`RedisHub::flush_if_piled_up`), so that its count of undelivered
-//! events, which refuses signals to a full inbox, is never far behind.
+//! the member's next signal that a function takes, a reader's close, the
+//! heartbeat (`RedisHub::heartbeat`, a quarter of the member timeout
+//! apart), or a flush of its own once the marks pile up to a quarter of
+//! the inbox's bounds (`RedisHub::flush_if_piled_up`), so that its count of
+//! undelivered events, which refuses signals to a full inbox, is never far
+//! behind. (Telling them at every upkeep tick cost a function call a
+//! second for every member that reads, once signals stopped carrying them:
+//! `tail.rs`.)
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,8 +50,6 @@ pub(super) struct LocalMember {
     /// The signals readers here delivered from `recent` that Redis has not
     /// been told of.
     untold: Mutex<Mark>,
-    /// Whether the upkeep tick saw marks not yet told: at the next, they go.
-    waiting: AtomicBool,
     /// Whether a flush of this member's marks is under way.
     pub(super) flushing: AtomicBool,
 }
@@ -233,16 +235,6 @@ impl LocalMember {
             untold.from = mark.to + 1;
             untold.bytes = untold.bytes.saturating_sub(mark.bytes);
         }
-        drop(untold);
-        self.waiting.store(false, Ordering::Release);
-    }
-
-    /// At an upkeep tick: whether marks have waited since the last one.
-    pub(super) fn due(&self) -> bool {
-        if self.mark().is_none() {
-            return false;
-        }
-        self.waiting.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -352,18 +344,6 @@ mod tests {
         assert!(member.take_after(0, false).is_none(), "1 to 4 were let go");
         let batch = member.take_after(4, false).unwrap();
         assert_eq!(batch.items.len(), RECENT_MAX);
-    }
-
-    #[test]
-    fn marks_wait_one_tick_before_they_are_due() {
-        let member = LocalMember::default();
-        assert!(!member.due());
-        member.wake_with(1, signal("1"));
-        member.take_after(0, true).unwrap();
-        assert!(!member.due(), "the first tick only notes them");
-        assert!(member.due());
-        member.told(member.mark().unwrap());
-        assert!(!member.due());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use ::redis::AsyncCommands;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use super::local::{LocalMember, Mark};
+use super::local::Mark;
 use super::script::RoomFn;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
@@ -88,8 +88,6 @@ impl RedisHub {
         };
         if due {
             self.heartbeat().await;
-        } else {
-            self.flush_marks().await;
         }
         self.close_idle_rooms(now).await?;
         self.reconcile_rooms().await?;
@@ -108,23 +106,10 @@ impl RedisHub {
     /// that no node reaps it; a node that dies stops doing so, and its
     /// members are reaped a member timeout later.
     pub(super) async fn heartbeat(&self) {
-        self.keep_local(|_| true).await;
-    }
-
-    /// At every upkeep tick but the heartbeat's: tells Redis the marks that
-    /// have waited since the last, so that they are at most two ticks late.
-    pub(super) async fn flush_marks(&self) {
-        self.keep_local(LocalMember::due).await;
-    }
-
-    /// `touch.lua` with `keep`, and the member's marks, for each member
-    /// with a reader on this node that `which` picks.
-    async fn keep_local(&self, which: impl Fn(&LocalMember) -> bool) {
         let members: Vec<(RoomId, Uuid)> = self
             .inner
             .local
             .iter()
-            .filter(|entry| which(entry.value()))
             .map(|entry| entry.key().clone())
             .collect();
         futures_util::stream::iter(members)
