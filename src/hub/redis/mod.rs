@@ -20,12 +20,15 @@
 //!
 //! Every change to a room is one call of a Lua function (`*.lua` beside
 //! this file, one library loaded by each node), so it is atomic however
-//! many nodes race: capacity, lock, inbox bounds. A relayed signal costs
-//! one round trip, the function; its token was looked up by an earlier
-//! one (`members::TokenCache`). A function that puts an event in an inbox
-//! wakes that member's readers, a signal travelling with its wake-up: on
-//! this node in the function's answer, on the others in a message on their
-//! channel (`link`).
+//! many nodes race: capacity, lock, inbox bounds. The one exception is a
+//! member's signal to one member once this node knows the end of the
+//! recipient's inbox from a function's answer: a plain append that Redis
+//! takes only if nothing entered the inbox since (`tail`). Either way a
+//! relayed signal costs one round trip; its token was looked up by an
+//! earlier one (`members::TokenCache`). A function that puts an event in
+//! an inbox wakes that member's readers, a signal travelling with its
+//! wake-up: on this node in the function's answer, on the others in a
+//! message on their channel (`link`).
 //!
 //! A call that takes more than one round trip and must make all of them
 //! (a join, a removal, opening a reader) runs on a task of its own: a
@@ -42,7 +45,8 @@
 //! runs the Lua functions and reads their answers; `members` holds the
 //! token lookups, joins and removals; `notices` the notices kept for
 //! webhooks; `kept` the rooms the service makes and ends; `rooms` signals, room views, locks
-//! and the room list; `readers` opens, reads and closes this node's inbox
+//! and the room list; `tail` appends a member's signal to an inbox whose
+//! end this node knows; `readers` opens, reads and closes this node's inbox
 //! readers, and `local` is what it keeps of their members; `reap` removes
 //! idle members.
 
