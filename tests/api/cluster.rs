@@ -6,13 +6,15 @@
 //! and heals without a restart; a node holds two Redis connections however
 //! many members it serves, and a signal costs one round trip, a plain
 //! append once the node knows the inbox's tail, which holds the inbox's
-//! bounds and its members as the function does; a node killed at any
-//! instant leaves no key behind once its members time out.
+//! bounds and its members as the function does; a signal whose client
+//! hangs up still wakes the streams; a node killed at any instant leaves
+//! no key behind once its members time out.
 
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
     ADMIN_TOKEN, DEADLINE, Joined, ServerProcess, TestApp, assert_problem, eventually, json_body,
@@ -522,6 +524,85 @@ async fn a_node_that_knows_an_inboxs_tail_takes_signals_only_from_members() {
         .send(&alice.token, Some(&bob.member_id), "chat", json!("gone"))
         .await;
     assert_problem(response, 404, "member_not_found").await;
+}
+
+/// Signals sent and hung up on at once: the server drops each request at
+/// the hang-up, which may come after Redis took the signal.
+const HUNG_UP_SIGNALS: usize = 40;
+
+#[tokio::test]
+async fn a_signal_whose_client_hangs_up_still_reaches_the_open_stream() {
+    // Bob's stream on the node alice signals through, then on the other.
+    for reader in [0, 1] {
+        hung_up_signals_reach_a_stream_on(reader).await;
+    }
+}
+
+async fn hung_up_signals_reach_a_stream_on(reader: usize) {
+    let (redis, _processes, nodes) = cluster(2, &[]).await;
+    let alice = nodes[0].join("lobby").await;
+    let bob = nodes[0].join("lobby").await;
+    let mut events = nodes[reader].open_events(&bob, None).await;
+    events.expect_ready(&bob, 0).await;
+    // Node 0 learns the end of bob's inbox: the next signals are appended.
+    nodes[0].signal(&alice, Some(&bob), "chat", json!(-1)).await;
+    assert_eq!(events.expect_signal().await.data["payload"], json!(-1));
+
+    let mut hung_up = Vec::new();
+    for n in 0..HUNG_UP_SIGNALS {
+        let body = format!(
+            r#"{{"to":"{}","type":"chat","payload":{n}}}"#,
+            bob.member_id
+        );
+        let request = format!(
+            "POST /signals HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            nodes[0].addr,
+            alice.token,
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(nodes[0].addr)
+            .await
+            .expect("the node accepts connections");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("the request is written");
+        stream.shutdown().await.expect("the connection half-closes");
+        hung_up.push(stream);
+    }
+    // Each request is over once the node closes its end.
+    for mut stream in hung_up {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the node closes a hung-up connection");
+    }
+
+    // Whatever Redis took is in bob's inbox (the count settles once the
+    // appends already sent are in); both streams hand it all out with no
+    // other signal to wake them.
+    let key = format!("signalpost:{{lobby}}:i:{}", bob.member_id);
+    let connection = connect(&redis.url()).await;
+    let count = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    eventually("the inbox's length settles", DEADLINE, || {
+        let mut connection = connection.clone();
+        let (key, count) = (&key, &count);
+        async move {
+            let now: usize = redis::cmd("XLEN")
+                .arg(key)
+                .query_async(&mut connection)
+                .await
+                .expect("XLEN answers");
+            count.swap(now, std::sync::atomic::Ordering::Relaxed) == now
+        }
+    })
+    .await;
+    let taken = count.into_inner();
+    // The warm-up signal is one of them.
+    assert!(taken > 1, "some hung-up signals were taken");
+    for _ in 1..taken {
+        events.expect_signal().await;
+    }
 }
 
 #[tokio::test]

@@ -371,7 +371,11 @@ impl Backend for RedisHub {
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
-        self.signal(room_id, from, to, body).await
+        // On a task of its own: once Redis may have taken the signal, its
+        // readers are woken whether or not the client waits for the 202.
+        let room_id = room_id.clone();
+        self.detached(|hub| async move { hub.signal(&room_id, from, to, body).await })
+            .await
     }
 
     async fn room_view(&self, room_id: &RoomId, actor: Actor) -> Result<RoomView, Refusal> {
