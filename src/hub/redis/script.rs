@@ -88,8 +88,10 @@ pub(super) struct Scripts {
     /// The library's code.
     library: String,
     /// Every room function's name in Redis, in `RoomFn::ALL` order. Each
-    /// ends with the library's version, a hash of its code, so that nodes
-    /// of two versions can share one Redis during an upgrade.
+    /// ends with the library's version, a hash of its code, so that one
+    /// version's library does not replace another's. Nodes from before
+    /// signals were appended plainly (`tail.rs`) cannot share a Redis with
+    /// later ones (docs/scaling.md, "Upgrading").
     names: [String; 10],
     /// Drops a room from the room index only if it is still the emptied
     /// one: a join may have made a new room with that id since.
