@@ -232,7 +232,7 @@ impl RedisHub {
         change: &MemberChange,
     ) -> Result<MemberView, Refusal> {
         let actor = actor_arg(actor);
-        let key = format!("{}:{{{room_id}}}:m:{target}", self.inner.prefix);
+        let key = self.room_key(room_id, &format!("m:{target}"));
         for _ in 0..UPDATE_TRIES {
             let stored: Option<String> = self
                 .connection()

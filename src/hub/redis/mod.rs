@@ -244,7 +244,19 @@ impl RedisHub {
     /// The channel of `room` that brings this node its wake-ups on a
     /// Cluster (`link.rs`).
     fn shard_channel(&self, room: &RoomId) -> String {
-        format!("{}:{{{room}}}:w:{}", self.inner.prefix, self.inner.node)
+        self.shard_channel_of(room, &self.inner.node)
+    }
+
+    /// The channel of `room` that brings `node` its wake-ups on a Cluster.
+    fn shard_channel_of(&self, room: &RoomId, node: &str) -> String {
+        self.room_key(room, &format!("w:{node}"))
+    }
+
+    /// A key among `room`'s: `room`, `m:<member>`…; with an empty `name`,
+    /// the prefix they share, hash tag included, which the functions take
+    /// as KEYS[1] (`prelude.lua`).
+    fn room_key(&self, room: &RoomId, name: &str) -> String {
+        format!("{}:{{{room}}}:{name}", self.inner.prefix)
     }
 
     /// A key outside any room: `idle` or `rooms`. Both share the hash tag
@@ -256,11 +268,7 @@ impl RedisHub {
 
     /// The key of a token's entry among its room's keys.
     fn token_key(&self, room: &RoomId, token: &Token<'_>) -> String {
-        format!(
-            "{}:{{{room}}}:t:{:016x}",
-            self.inner.prefix,
-            token.secret().selector()
-        )
+        self.room_key(room, &format!("t:{:016x}", token.secret().selector()))
     }
 
     fn idle_entry(room: &RoomId, member: Uuid) -> String {
@@ -394,7 +402,7 @@ impl Backend for RedisHub {
 
     async fn room_password(&self, room_id: &RoomId) -> Result<Option<String>, Refusal> {
         ::redis::cmd("HGET")
-            .arg(format!("{}:{{{room_id}}}:room", self.inner.prefix))
+            .arg(self.room_key(room_id, "room"))
             .arg("pw")
             .query_async(&mut self.connection())
             .await

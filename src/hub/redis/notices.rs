@@ -61,7 +61,7 @@ pub struct NoticedRoom {
 impl RedisHub {
     /// The key of a room's stream of notices.
     pub(super) fn notices_key(&self, room: &RoomId) -> String {
-        format!("{}:{{{room}}}:notices", self.inner.prefix)
+        self.room_key(room, "notices")
     }
 
     /// Marks `room` to be looked at now: it has, or is about to have, a

@@ -183,7 +183,7 @@ impl RedisHub {
         let actual: Vec<(Option<String>, Option<String>)> =
             futures_util::future::try_join_all(entries.iter().map(|(room, _)| {
                 let mut connection = connection.clone();
-                let key = format!("{}:{{{room}}}:room", shared.prefix);
+                let key = self.room_key(room, "room");
                 async move { connection.hmget(key, &["epoch", "keep"]).await }
             }))
             .await

@@ -223,10 +223,10 @@ impl RedisHub {
             // its notices found (`notices.rs`).
             self.mark_noticed(room).await?;
             call.arg(2)
-                .arg(format!("{}:{{{room}}}:", shared.prefix))
+                .arg(self.room_key(room, ""))
                 .arg(self.notices_key(room));
         } else {
-            call.arg(1).arg(format!("{}:{{{room}}}:", shared.prefix));
+            call.arg(1).arg(self.room_key(room, ""));
         }
         call.arg(limits.events)
             .arg(limits.bytes)

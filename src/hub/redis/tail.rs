@@ -256,11 +256,10 @@ impl RedisHub {
         let Some(claim) = shared.tails.claim(room, from, to, data.len() as u64) else {
             return false;
         };
-        let keys = format!("{}:{{{room}}}:", shared.prefix);
         let mut append = ::redis::pipe();
         append
             .cmd("XADD")
-            .arg(format!("{keys}i:{to}"))
+            .arg(self.room_key(room, &format!("i:{to}")))
             .arg("NOMKSTREAM")
             .arg(format!("0-{}", claim.id))
             .arg("k")
@@ -271,7 +270,7 @@ impl RedisHub {
             .arg(claim.cum);
         // The readers' nodes after the entry: a reader that opens later
         // reads the inbox, this entry in it.
-        append.hkeys(format!("{keys}n:{to}"));
+        append.hkeys(self.room_key(room, &format!("n:{to}")));
         let mut connection = self.connection();
         let replies = match append.query_async::<Vec<Value>>(&mut connection).await {
             Ok(replies) => replies,
@@ -294,23 +293,23 @@ impl RedisHub {
         }
         shared.tails.appended(room, to, claim);
         self.wake_local(room, to, Some((claim.id, body)));
-        let message = format!("{room} {to} {} {data}", claim.id);
-        let mut wake = ::redis::pipe();
-        let mut others = 0;
-        for node in replies
+        let others: Vec<String> = replies
             .next()
             .map(into_array)
             .unwrap_or_default()
             .into_iter()
             .filter_map(into_string)
             .filter(|node| *node != shared.node)
-        {
-            self.publish(&mut wake, room, &node, &message);
-            others += 1;
+            .collect();
+        if others.is_empty() {
+            return true;
         }
-        if others > 0
-            && let Err(error) = wake.query_async::<()>(&mut connection).await
-        {
+        let message = format!("{room} {to} {} {data}", claim.id);
+        let mut wake = ::redis::pipe();
+        for node in &others {
+            self.publish(&mut wake, room, node, &message);
+        }
+        if let Err(error) = wake.query_async::<()>(&mut connection).await {
             // The signal is in: a reader there finds it at its next
             // wake-up, or when its node subscribes again.
             warn!(%error, "a signal's wake-up could not be sent");
@@ -321,15 +320,15 @@ impl RedisHub {
     /// Adds to `pipe` the wake-up of `node` with `message`, on its channel
     /// as `prelude.lua`'s `publish` sends it.
     fn publish(&self, pipe: &mut ::redis::Pipeline, room: &RoomId, node: &str, message: &str) {
-        let shared = &*self.inner;
-        if shared.wake_prefix.is_empty() {
+        let wake_prefix = &self.inner.wake_prefix;
+        if wake_prefix.is_empty() {
             pipe.cmd("SPUBLISH")
-                .arg(format!("{}:{{{room}}}:w:{node}", shared.prefix))
+                .arg(self.shard_channel_of(room, node))
                 .arg(message)
                 .ignore();
         } else {
             pipe.cmd("PUBLISH")
-                .arg(format!("{}{node}", shared.wake_prefix))
+                .arg(format!("{wake_prefix}{node}"))
                 .arg(message)
                 .ignore();
         }
