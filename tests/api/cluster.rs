@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
     ADMIN_TOKEN, DEADLINE, Joined, ServerProcess, TestApp, assert_problem, eventually, json_body,
-    send,
+    send, send_and_hang_up,
 };
 use crate::redis_server::RedisServer;
 
@@ -546,10 +545,13 @@ async fn hung_up_signals_reach_a_stream_on(reader: usize) {
     events.expect_ready(&bob, 0).await;
     // Node 0 learns the end of bob's inbox: the next signals are appended.
     nodes[0].signal(&alice, Some(&bob), "chat", json!(-1)).await;
-    assert_eq!(events.expect_signal().await.data["payload"], json!(-1));
+    let warm_up = events.expect_signal().await;
+    assert_eq!(warm_up.data["payload"], json!(-1));
+    let warm_up = warm_up.id.expect("a signal has an id");
 
-    let mut hung_up = Vec::new();
-    for n in 0..HUNG_UP_SIGNALS {
+    // Each request is over when `send_and_hang_up` returns: the node has
+    // closed its end.
+    join_all((0..HUNG_UP_SIGNALS).map(|n| {
         let body = format!(
             r#"{{"to":"{}","type":"chat","payload":{n}}}"#,
             bob.member_id
@@ -561,48 +563,37 @@ async fn hung_up_signals_reach_a_stream_on(reader: usize) {
             alice.token,
             body.len()
         );
-        let mut stream = tokio::net::TcpStream::connect(nodes[0].addr)
-            .await
-            .expect("the node accepts connections");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("the request is written");
-        stream.shutdown().await.expect("the connection half-closes");
-        hung_up.push(stream);
-    }
-    // Each request is over once the node closes its end.
-    for mut stream in hung_up {
-        let mut rest = Vec::new();
-        let closed = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
-        assert!(closed.is_ok(), "the node closes a hung-up connection");
-    }
-
-    // Whatever Redis took is in bob's inbox (the count settles once the
-    // appends already sent are in); both streams hand it all out with no
-    // other signal to wake them.
-    let key = format!("signalpost:{{lobby}}:i:{}", bob.member_id);
-    let connection = connect(&redis.url()).await;
-    let count = std::sync::atomic::AtomicUsize::new(usize::MAX);
-    eventually("the inbox's length settles", DEADLINE, || {
-        let mut connection = connection.clone();
-        let (key, count) = (&key, &count);
-        async move {
-            let now: usize = redis::cmd("XLEN")
-                .arg(key)
-                .query_async(&mut connection)
-                .await
-                .expect("XLEN answers");
-            count.swap(now, std::sync::atomic::Ordering::Relaxed) == now
-        }
-    })
+        send_and_hang_up(nodes[0].addr, request, Duration::ZERO)
+    }))
     .await;
-    let taken = count.into_inner();
-    // The warm-up signal is one of them.
-    assert!(taken > 1, "some hung-up signals were taken");
-    for _ in 1..taken {
-        events.expect_signal().await;
+
+    // Whatever Redis took is in bob's inbox; the stream hands it all out,
+    // up to the inbox's last entry, with no other signal to wake it.
+    let key = format!("signalpost:{{lobby}}:i:{}", bob.member_id);
+    let mut connection = connect(&redis.url()).await;
+    let mut delivered = 0;
+    let mut last = warm_up;
+    loop {
+        let top: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await
+            .expect("XREVRANGE answers");
+        let top: u64 = top
+            .first()
+            .and_then(|(id, _)| id.strip_prefix("0-")?.parse().ok())
+            .expect("the inbox holds its entries");
+        if last >= top {
+            break;
+        }
+        last = events.expect_signal().await.id.expect("a signal has an id");
+        delivered += 1;
     }
+    assert!(delivered > 0, "some hung-up signals were taken");
 }
 
 #[tokio::test]

@@ -12,6 +12,8 @@ use futures_util::stream::BoxStream;
 use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -1167,4 +1169,31 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     plain
+}
+
+/// Writes `request` on a fresh connection, waits `linger`, and hangs up
+/// before reading anything; then reads, within the deadline, until the
+/// server closes its end too, so that the request is over when this
+/// returns (dropped at the hang-up, or answered first).
+pub async fn send_and_hang_up(addr: SocketAddr, request: String, linger: Duration) {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("the server accepts connections");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("the request is written");
+    // Not a wait for anything: hanging up 0 to 4 ms after the request
+    // lands in different places of a call that takes several round trips.
+    if !linger.is_zero() {
+        tokio::time::sleep(linger).await;
+    }
+    // The server sees the hang-up as end of file, as it would a close.
+    stream.shutdown().await.expect("the connection half-closes");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the server closes a hung-up connection within {DEADLINE:?}"
+    );
 }

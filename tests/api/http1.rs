@@ -504,16 +504,22 @@ async fn a_connection_busy_past_its_header_timeout_is_kept_until_it_idles() {
     let last = stream.last_event_id(&alice).await;
     // Nothing comes: the poll answers after its second, three header
     // timeouts after the connection opened.
-    stream
-        .send(&poll_request(&alice, &format!("after={last}&timeout=1")))
-        .await;
-    let (status, _, polled) = stream.json_answer().await;
-    assert_eq!(status, 200, "{polled}");
-    assert_eq!(polled["events"], json!([]), "{polled}");
+    poll_a_second_in_vain(&mut stream, &alice, last).await;
 
     let headers = stream.healthz("").await;
     assert_eq!(header(&headers, "connection"), None, "{headers:?}");
     assert!(stream.ends().await, "then the idle connection is closed");
+}
+
+/// A long-poll of a second, past the tests' header timeout, after `last`,
+/// which nothing answers but its end.
+async fn poll_a_second_in_vain(stream: &mut RawStream, member: &Joined, last: u64) {
+    stream
+        .send(&poll_request(member, &format!("after={last}&timeout=1")))
+        .await;
+    let (status, _, polled) = stream.json_answer().await;
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["events"], json!([]), "{polled}");
 }
 
 /// Once a request has handed the connection to hyper (a `HEAD`), the same
@@ -532,12 +538,7 @@ async fn a_connection_hyper_serves_is_kept_while_busy_and_closed_when_idle() {
     let (status, headers) = stream.head().await;
     assert_eq!(status, 200, "{headers:?}");
 
-    stream
-        .send(&poll_request(&alice, &format!("after={last}&timeout=1")))
-        .await;
-    let (status, _, polled) = stream.json_answer().await;
-    assert_eq!(status, 200, "{polled}");
-    assert_eq!(polled["events"], json!([]), "{polled}");
+    poll_a_second_in_vain(&mut stream, &alice, last).await;
     assert!(stream.ends().await, "then the idle connection is closed");
 }
 
