@@ -95,6 +95,10 @@ enum Command {
         /// valgrind, where the joins would otherwise weigh as much as the signals.
         #[arg(long)]
         measure_secs: Option<f64>,
+        /// Offer the relay this many signals/s instead of the scenario's
+        /// own rate: a profile of the server near the rate it saturates at.
+        #[arg(long)]
+        relay_rate: Option<f64>,
         /// Exit 3 when anything offered was not delivered (smoke checks).
         #[arg(long)]
         strict: bool,
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             repeat,
             smoke,
             measure_secs,
+            relay_rate,
             strict,
             max_secs,
         } => {
@@ -153,6 +158,9 @@ fn main() -> ExitCode {
             let mut sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
             if let Some(secs) = measure_secs {
                 sizes.measure_secs = secs;
+            }
+            if let Some(rate) = relay_rate {
+                sizes.relay_rate = rate;
             }
             // One thread: the generator is pinned to one core, and a
             // multi-threaded runtime would only add hand-offs between threads.

@@ -404,6 +404,22 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_round_trip() 
     );
     assert_eq!(delta(&before, &after, "hkeys", "calls"), 20);
 
+    // Twenty at once through one node: each waits for the append before
+    // it rather than going by the function.
+    let before = redis_info(&redis, "commandstats").await;
+    join_all((100..120).map(|n| nodes[0].signal(&sender, Some(&recipient), "candidate", json!(n))))
+        .await;
+    let after = redis_info(&redis, "commandstats").await;
+    assert_eq!(
+        (
+            delta(&before, &after, "fcall", "calls"),
+            delta(&before, &after, "xadd", "calls"),
+            delta(&before, &after, "xadd", "failed_calls"),
+        ),
+        (0, 20, 0),
+        "signals to one inbox at once through one node: one append each, no function"
+    );
+
     // Through both nodes in turn: each node's tail is out of date at every
     // signal, so the function takes them, and few appends are tried for
     // nothing.
@@ -426,20 +442,21 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_round_trip() 
         delta(&before, &after, "get", "calls")
     );
 
-    // Every signal is in the inbox once, in order.
+    // Every signal is in the inbox once, those sent one after the other in
+    // order.
     let mut stream = nodes[1].open_events(&recipient, None).await;
     stream.expect_ready(&recipient, 0).await;
     let mut seen = Vec::new();
-    while seen.len() < 41 {
+    while seen.len() < 61 {
         let event = stream.next_event().await;
         if event.event == "signal" {
-            seen.push(event.data["payload"].clone());
+            seen.push(event.data["payload"].as_u64().expect("a number"));
         }
     }
-    let expected: Vec<_> = std::iter::once(json!(0))
-        .chain((0..20).map(|n| json!(n)))
-        .chain((0..20).map(|n| json!(n)))
-        .collect();
+    let mut at_once = seen.drain(21..41).collect::<Vec<_>>();
+    at_once.sort_unstable();
+    assert_eq!(at_once, (100..120).collect::<Vec<_>>());
+    let expected: Vec<_> = std::iter::once(0).chain(0..20).chain(0..20).collect();
     assert_eq!(seen, expected);
 }
 

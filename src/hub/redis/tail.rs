@@ -28,7 +28,11 @@
 //! allowance more of them in between.
 //!
 //! One append per inbox is under way from a node at a time; a signal to the
-//! same member meanwhile goes by the function. A failover may bring a
+//! same member meanwhile waits for its turn (`Tail::turn`) rather than go
+//! by the function: under load, when appends to one inbox overlap, a
+//! function for each would cost Redis five times what they save, and the
+//! node fell off a cliff at the rate where they began to overlap
+//! (bench/HISTORY.md, round 15). A failover may bring a
 //! primary that lost the tail's last entries, so a new primary, or a
 //! subscription lost and made again, forgets every tail (`forget_all`).
 
@@ -39,6 +43,8 @@ use ::redis::Value;
 use dashmap::DashMap;
 use tracing::{debug, warn};
 use uuid::Uuid;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::RedisHub;
 use super::script::{into_array, into_string, into_u64};
@@ -58,7 +64,7 @@ const SENDERS_MAX: usize = 16;
 const SKIP_AFTER_REFUSAL: u32 = 8;
 
 /// What this node knows of an inbox's end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct Tail {
     last: u64,
     cum: u64,
@@ -71,6 +77,12 @@ struct Tail {
     senders: Vec<Uuid>,
     /// The id of this node's append under way, if one is.
     claimed: Option<u64>,
+    /// Held from a claim until Redis answered its append: the signals
+    /// that come meanwhile queue here, in the order they came. Each
+    /// waiter is a signal request's own task, which would otherwise wait
+    /// on the function's answer, so the queue is no longer than the
+    /// requests under way.
+    turn: Arc<Mutex<()>>,
     /// Signals left to send by the function since an append was refused.
     skip: u32,
     epoch: u64,
@@ -127,6 +139,15 @@ impl Tails {
     pub(super) fn forget_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.clear();
+    }
+
+    /// The turn to wait for before claiming an append to `to`'s inbox,
+    /// when the tail may vouch for `from`: no turn is worth waiting for
+    /// when the function takes the signal anyway.
+    fn turn(&self, room: &RoomId, from: Uuid, to: Uuid) -> Option<Arc<Mutex<()>>> {
+        let tail = self.entries.get(&(room.clone(), to))?;
+        (tail.epoch == self.epoch() && tail.skip == 0 && tail.senders.contains(&from))
+            .then(|| tail.turn.clone())
     }
 
     /// The next append to `to`'s inbox, a signal from `from` of `size`
@@ -206,6 +227,7 @@ impl Tails {
             bytes_left: 0,
             senders: Vec::new(),
             claimed: None,
+            turn: Arc::default(),
             skip: 0,
             epoch,
         });
@@ -234,6 +256,7 @@ impl Tails {
             bytes_left: answered.bytes_left,
             senders,
             claimed: None,
+            turn: tail.turn.clone(),
             skip: tail.skip,
             epoch,
         };
@@ -253,6 +276,10 @@ impl RedisHub {
     ) -> bool {
         let shared = &*self.inner;
         let data = body.json();
+        let Some(turn) = shared.tails.turn(room, from, to) else {
+            return false;
+        };
+        let turn: OwnedMutexGuard<()> = turn.lock_owned().await;
         let Some(claim) = shared.tails.claim(room, from, to, data.len() as u64) else {
             return false;
         };
@@ -293,6 +320,8 @@ impl RedisHub {
         }
         shared.tails.appended(room, to, claim);
         self.wake_local(room, to, Some((claim.id, body)));
+        // The next append may go: its local wake-up comes after this one.
+        drop(turn);
         let others: Vec<String> = replies
             .next()
             .map(into_array)
@@ -378,6 +407,23 @@ mod tests {
         tails.appended(&room(), bob, next);
         // The allowance of two events is spent.
         assert_eq!(tails.claim(&room(), alice, bob, 7), None);
+    }
+
+    #[test]
+    fn a_turn_is_waited_for_only_when_the_tail_may_take_the_signal() {
+        let tails = Tails::default();
+        let (alice, bob, carol) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert!(tails.turn(&room(), alice, bob).is_none());
+        tails.learn(&room(), alice, bob, answered(4, 8), tails.epoch());
+        let turn = tails.turn(&room(), alice, bob).expect("alice is known");
+        assert!(tails.turn(&room(), carol, bob).is_none());
+        // A function's answer keeps the queue the waiting signals are in.
+        tails.learn(&room(), carol, bob, answered(5, 8), tails.epoch());
+        let again = tails.turn(&room(), carol, bob).expect("carol is known");
+        assert!(Arc::ptr_eq(&turn, &again));
+        let claim = tails.claim(&room(), alice, bob, 1).expect("a claim");
+        tails.refused(&room(), bob, claim);
+        assert!(tails.turn(&room(), alice, bob).is_none());
     }
 
     #[test]
