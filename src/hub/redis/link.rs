@@ -17,6 +17,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::io::tcp::TcpSettings;
 use ::redis::{
     Client, Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError,
     RedisFuture, Value,
@@ -52,6 +53,14 @@ const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
 /// the call is refused (`Refusal::Unavailable`), 503 with `Retry-After`.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `TCP_NODELAY` on every connection to Redis, which redis-rs leaves off:
+/// with Nagle's algorithm a command written while the one before is still
+/// unacknowledged waits for that acknowledgement, a round trip more for a
+/// signal that comes at once after another.
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
 
 impl Primary {
     /// The primary's URL now: the fixed one, the first answer of a
@@ -189,6 +198,7 @@ impl Links {
             let builder = || {
                 ClusterClientBuilder::new(seeds.iter().copied())
                     .use_protocol(ProtocolVersion::RESP3)
+                    .tcp_settings(tcp_settings())
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
                     .retries(1)
@@ -211,7 +221,10 @@ impl Links {
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(redis_settings))?;
+        let client = Client::open(
+            info.set_redis_settings(redis_settings)
+                .set_tcp_settings(tcp_settings()),
+        )?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
