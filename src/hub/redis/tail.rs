@@ -41,10 +41,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::redis::Value;
 use dashmap::DashMap;
+use tokio::sync::Mutex;
 use tracing::{debug, warn};
 use uuid::Uuid;
-
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::RedisHub;
 use super::script::{into_array, into_string, into_u64};
@@ -279,7 +278,7 @@ impl RedisHub {
         let Some(turn) = shared.tails.turn(room, from, to) else {
             return false;
         };
-        let turn: OwnedMutexGuard<()> = turn.lock_owned().await;
+        let turn = turn.lock_owned().await;
         let Some(claim) = shared.tails.claim(room, from, to, data.len() as u64) else {
             return false;
         };
