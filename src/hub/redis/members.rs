@@ -232,7 +232,7 @@ impl RedisHub {
         change: &MemberChange,
     ) -> Result<MemberView, Refusal> {
         let actor = actor_arg(actor);
-        let key = self.room_key(room_id, &format!("m:{target}"));
+        let key = self.room_key(room_id, format_args!("m:{target}"));
         for _ in 0..UPDATE_TRIES {
             let stored: Option<String> = self
                 .connection()

@@ -249,13 +249,14 @@ impl RedisHub {
 
     /// The channel of `room` that brings `node` its wake-ups on a Cluster.
     fn shard_channel_of(&self, room: &RoomId, node: &str) -> String {
-        self.room_key(room, &format!("w:{node}"))
+        self.room_key(room, format_args!("w:{node}"))
     }
 
     /// A key among `room`'s: `room`, `m:<member>`…; with an empty `name`,
     /// the prefix they share, hash tag included, which the functions take
-    /// as KEYS[1] (`prelude.lua`).
-    fn room_key(&self, room: &RoomId, name: &str) -> String {
+    /// as KEYS[1] (`prelude.lua`). `name` is written into the key as it is
+    /// (`format_args!`), so that a signal's keys cost one string each.
+    fn room_key(&self, room: &RoomId, name: impl std::fmt::Display) -> String {
         format!("{}:{{{room}}}:{name}", self.inner.prefix)
     }
 
@@ -268,7 +269,7 @@ impl RedisHub {
 
     /// The key of a token's entry among its room's keys.
     fn token_key(&self, room: &RoomId, token: &Token<'_>) -> String {
-        self.room_key(room, &format!("t:{:016x}", token.secret().selector()))
+        self.room_key(room, format_args!("t:{:016x}", token.secret().selector()))
     }
 
     fn idle_entry(room: &RoomId, member: Uuid) -> String {

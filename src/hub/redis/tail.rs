@@ -285,7 +285,7 @@ impl RedisHub {
         let mut append = ::redis::pipe();
         append
             .cmd("XADD")
-            .arg(self.room_key(room, &format!("i:{to}")))
+            .arg(self.room_key(room, format_args!("i:{to}")))
             .arg("NOMKSTREAM")
             .arg(format!("0-{}", claim.id))
             .arg("k")
@@ -296,7 +296,7 @@ impl RedisHub {
             .arg(claim.cum);
         // The readers' nodes after the entry: a reader that opens later
         // reads the inbox, this entry in it.
-        append.hkeys(self.room_key(room, &format!("n:{to}")));
+        append.hkeys(self.room_key(room, format_args!("n:{to}")));
         let mut connection = self.connection();
         let replies = match append.query_async::<Vec<Value>>(&mut connection).await {
             Ok(replies) => replies,
