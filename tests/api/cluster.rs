@@ -1009,7 +1009,9 @@ async fn a_cluster_primary_killed_under_load_fails_over_to_its_replica_without_a
 /// writing (heartbeats, marks), so the two offsets need not ever be read
 /// equal.
 async fn replica_has_everything(primary: &RedisServer, replica: &RedisServer) {
-    eventually("the replica has everything", DEADLINE, || async {
+    // A replica's first full sync, on a machine busy with the rest of the
+    // suite, took longer than one deadline in CI.
+    eventually("the replica has everything", 3 * DEADLINE, || async {
         let offset = |info: &std::collections::HashMap<String, String>| {
             info.get("master_repl_offset")
                 .and_then(|offset| offset.parse::<u64>().ok())
