@@ -64,17 +64,44 @@ const SCRIPTS: [&str; 6] = [
     "evalsha_ro",
 ];
 
-/// Reads every address's commandstats and sums them.
-pub async fn read_all(addrs: &[SocketAddr]) -> Result<Totals> {
-    let mut sum = Totals::default();
+/// Reads every address's commandstats, in the order given.
+pub async fn read_all(addrs: &[SocketAddr]) -> Result<Vec<Totals>> {
+    let mut each = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        let one = read(*addr)
-            .await
-            .with_context(|| format!("INFO commandstats of {addr}"))?;
+        each.push(
+            read(*addr)
+                .await
+                .with_context(|| format!("INFO commandstats of {addr}"))?,
+        );
+    }
+    Ok(each)
+}
+
+/// The primaries' counts summed.
+pub fn sum(each: &[Totals]) -> Totals {
+    let mut sum = Totals::default();
+    for one in each {
         sum.scripts.add(one.scripts);
         sum.commands.add(one.commands);
     }
-    Ok(sum)
+    sum
+}
+
+/// Each primary's share of all the calls, in percent: the target's
+/// measure of whether a Cluster spreads the load. A function's own
+/// commands count as calls too, alike on every primary.
+pub fn shares(each: &[Totals]) -> Vec<f64> {
+    let calls = |one: &Totals| (one.scripts.calls + one.commands.calls) as f64;
+    let all: f64 = each.iter().map(calls).sum();
+    each.iter()
+        .map(|one| {
+            if all > 0.0 {
+                calls(one) * 100.0 / all
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Longest answer taken: commandstats is a line per command ever called.
@@ -163,6 +190,24 @@ mod tests {
             }
         );
         assert_eq!(totals.commands, Count { calls: 7, usec: 8 });
+    }
+
+    #[test]
+    fn shares_are_of_every_call_on_every_primary() {
+        let one = |scripts: u64, commands: u64| Totals {
+            scripts: Count {
+                calls: scripts,
+                usec: 0,
+            },
+            commands: Count {
+                calls: commands,
+                usec: 0,
+            },
+        };
+        let each = [one(10, 40), one(0, 25), one(5, 20)];
+        assert_eq!(shares(&each), vec![50.0, 25.0, 25.0]);
+        assert_eq!(sum(&each).commands.calls, 85);
+        assert_eq!(shares(&[one(0, 0)]), vec![0.0]);
     }
 
     #[test]

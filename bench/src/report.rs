@@ -52,6 +52,10 @@ pub struct Summary {
     /// counted in both).
     #[serde(default)]
     pub relay_backend_command_us: Option<f64>,
+    /// Each primary's share of the calls in the relay, in percent (the
+    /// median of each over the repeats), for a peer on several primaries.
+    #[serde(default)]
+    pub relay_backend_shares: Option<Vec<f64>>,
     pub relay_generator_cpu_us: Option<f64>,
     pub relay_late: u64,
     pub relay_shed: u64,
@@ -191,6 +195,22 @@ pub fn summarize(runs: &[Run], peer: &str) -> Summary {
         fanout_cpu_us: of("fanout", |w| w.cpu_us_per_msg),
         ..Summary::default()
     };
+    let shares: Vec<&Vec<f64>> = mine("relay")
+        .filter_map(|run| run.latency.as_ref()?.backend_shares.as_ref())
+        .collect();
+    summary.relay_backend_shares = shares.first().map(|first| {
+        (0..first.len())
+            .map(|at| {
+                median(
+                    shares
+                        .iter()
+                        .filter_map(|each| each.get(at).copied())
+                        .collect(),
+                )
+                .unwrap_or(0.0)
+            })
+            .collect()
+    });
     for window in mine("relay").filter_map(|run| run.latency.as_ref()) {
         summary.relay_delivered += window.delivered;
         summary.relay_expected += window.sent * window.copies;
@@ -453,6 +473,19 @@ pub fn targets(
     }
     let p99 = |summary: Option<&Summary>| summary.and_then(|s| s.relay_p99_ms);
     redis_targets(get("signalpost-redis"), sp, &mut targets);
+    if let Some(shares) = get("signalpost-cluster-x3").and_then(|s| s.relay_backend_shares.as_ref())
+    {
+        let fair = 100.0 / shares.len() as f64;
+        targets.push(Target {
+            target: "3-primary Cluster: each primary's share of Redis's calls in the relay within ±25 % of a third".into(),
+            measured: format!("{} %", percents(shares)),
+            met: Some(
+                shares
+                    .iter()
+                    .all(|share| (share - fair).abs() <= fair * 0.25),
+            ),
+        });
+    }
     if let Some((mine, floor)) = both(p99(h2), p99(get("floor-h2"))) {
         targets.push(Target {
             target: "relay p99 over HTTPS/2 ≤ the floor's over HTTPS/2".into(),
@@ -504,6 +537,15 @@ fn redis_targets(redis: Option<&Summary>, memory: Option<&Summary>, targets: &mu
             met: Some(p99 <= 2.0),
         });
     }
+}
+
+/// Percentages as `34.4 / 30.8 / 34.8`.
+fn percents(shares: &[f64]) -> String {
+    shares
+        .iter()
+        .map(|share| format!("{share:.1}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 fn cell(value: Option<f64>, decimals: usize) -> String {
@@ -582,6 +624,16 @@ pub fn table(
                     )
                 },
             );
+            if summaries.values().any(|s| s.relay_backend_shares.is_some()) {
+                row(
+                    "relay: each primary's share of Redis's calls, % (commandstats)".into(),
+                    &|s| {
+                        s.relay_backend_shares
+                            .as_deref()
+                            .map_or("-".into(), percents)
+                    },
+                );
+            }
         }
         row(
             "relay: the generator's own CPU µs per signal".into(),
@@ -844,6 +896,45 @@ mod tests {
         assert_eq!(targets[3].measured, "-");
         assert!(summaries["signalpost"].disturbed.is_empty());
         assert_eq!(targets[3].met, None);
+    }
+
+    #[test]
+    fn a_cluster_s_shares_are_the_median_of_each_primary_s_and_a_third_is_the_aim() {
+        let cluster = |repeat: u32, shares: Vec<f64>| {
+            let mut run = relay("signalpost-cluster-x3", repeat, 120.0, 1.0);
+            if let Some(window) = run.latency.as_mut() {
+                window.backend_shares = Some(shares);
+            }
+            run
+        };
+        let runs = vec![
+            cluster(1, vec![34.0, 31.0, 35.0]),
+            cluster(2, vec![36.0, 30.0, 34.0]),
+            cluster(3, vec![30.0, 33.0, 37.0]),
+        ];
+        let summaries: BTreeMap<&str, Summary> = [(
+            "signalpost-cluster-x3",
+            summarize(&runs, "signalpost-cluster-x3"),
+        )]
+        .into_iter()
+        .collect();
+        let found = targets(&runs, &summaries, None);
+        let spread = found
+            .iter()
+            .find(|target| target.target.starts_with("3-primary Cluster"))
+            .expect("the Cluster's target");
+        assert_eq!(spread.measured, "34.0 / 31.0 / 35.0 %");
+        assert_eq!(spread.met, Some(true));
+
+        let lopsided = vec![cluster(1, vec![50.0, 25.0, 25.0])];
+        let summaries: BTreeMap<&str, Summary> = [(
+            "signalpost-cluster-x3",
+            summarize(&lopsided, "signalpost-cluster-x3"),
+        )]
+        .into_iter()
+        .collect();
+        let found = targets(&lopsided, &summaries, None);
+        assert!(found.iter().any(|target| target.met == Some(false)));
     }
 
     #[test]

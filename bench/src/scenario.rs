@@ -200,6 +200,10 @@ pub struct Window {
     pub backend_commands_per_msg: Option<f64>,
     #[serde(default)]
     pub backend_command_us_per_msg: Option<f64>,
+    /// Each primary's share of the calls, in percent, when there are
+    /// several (a Cluster).
+    #[serde(default)]
+    pub backend_shares: Option<Vec<f64>>,
 }
 
 impl Window {
@@ -415,10 +419,21 @@ async fn measure(
         (Some(backend), Some(before)) => Some(backend.cpu()?.saturating_sub(before)),
         _ => None,
     };
-    let commands = match (commands(ctx).await?, commands_before) {
-        (Some(after), Some(before)) => Some(after.since(before)),
+    let each = match (commands(ctx).await?, commands_before) {
+        (Some(after), Some(before)) => Some(
+            after
+                .iter()
+                .zip(&before)
+                .map(|(after, before)| after.since(*before))
+                .collect::<Vec<_>>(),
+        ),
         _ => None,
     };
+    let commands = each.as_deref().map(commandstats::sum);
+    let backend_shares = each
+        .as_deref()
+        .filter(|each| each.len() > 1)
+        .map(commandstats::shares);
     let receipts = ctx.recorder.receipts();
     let per_copy_count = |count: u64| {
         if receipts.delivered == 0 {
@@ -462,11 +477,12 @@ async fn measure(
         backend_commands_per_msg: commands.map(|totals| per_copy_count(totals.commands.calls)),
         backend_command_us_per_msg: commands
             .map(|totals| per_copy(Duration::from_micros(totals.commands.usec))),
+        backend_shares,
     })
 }
 
-/// The store's commandstats, when the peer has a store.
-async fn commands(ctx: &Ctx) -> Result<Option<commandstats::Totals>> {
+/// The store's commandstats, each primary's, when the peer has a store.
+async fn commands(ctx: &Ctx) -> Result<Option<Vec<commandstats::Totals>>> {
     if ctx.backend_addrs.is_empty() {
         return Ok(None);
     }
