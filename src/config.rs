@@ -378,7 +378,8 @@ pub struct Config {
     pub redis_master_name: String,
 
     /// Prefix of every key and channel in Redis, so that several services
-    /// can share one Redis.
+    /// can share one Redis. A node refuses to start beside nodes of a
+    /// version that writes another format under the same prefix.
     #[arg(
         long,
         env = "SIGNALPOST_REDIS_PREFIX",

@@ -8,7 +8,8 @@
 //! append once the node knows the inbox's tail, which holds the inbox's
 //! bounds and its members as the function does; a signal whose client
 //! hangs up still wakes the streams; a node killed at any instant leaves
-//! no key behind once its members time out.
+//! no key behind once its members time out; a node refuses to start
+//! beside nodes of another format on its prefix.
 
 use std::time::Duration;
 
@@ -1061,4 +1062,132 @@ async fn reads_before_and_after(node: &TestApp, member: &Joined) {
         json!("before")
     );
     assert_eq!(stream.expect_signal().await.data["payload"], json!("after"));
+}
+
+/// The format channels of `prefix` that have subscribers on any of
+/// `servers` (every node of a Cluster: each lists its own subscribers).
+async fn formats_shown(servers: &[RedisServer], prefix: &str, shard: bool) -> Vec<String> {
+    let mut shown = Vec::new();
+    for server in servers {
+        let mut connection = connect(&server.url()).await;
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg(if shard { "SHARDCHANNELS" } else { "CHANNELS" })
+            .arg(format!("{prefix}:{{index}}:format:*"))
+            .query_async(&mut connection)
+            .await
+            .expect("PUBSUB answers");
+        shown.extend(channels);
+    }
+    shown.sort();
+    shown.dedup();
+    shown
+}
+
+/// Runs the binary with `args` until it exits, which it must within the
+/// deadline; its output, stdout and stderr together.
+async fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let output = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_signalpost"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the binary exits within the deadline")
+    .expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
+
+/// The format after the one `shown` (`…:format:<n>`).
+fn later_format(shown: &str) -> u32 {
+    let own: u32 = shown
+        .rsplit(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a format channel ends with its number");
+    own + 1
+}
+
+#[tokio::test]
+async fn a_node_refuses_to_start_beside_nodes_of_another_format_on_its_prefix() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let args = ["--redis-url", url.as_str()];
+    let _running = ServerProcess::start(&args, &[]).await;
+    let servers = std::slice::from_ref(&redis);
+    let shown = formats_shown(servers, "signalpost", false).await;
+    assert_eq!(shown.len(), 1, "a running node shows its format: {shown:?}");
+    let own = shown[0].clone();
+
+    // A node of the next version, as it would show itself.
+    let later = later_format(&own);
+    let client = redis::Client::open(url.as_str()).expect("a valid URL");
+    let mut newer = client.get_async_pubsub().await.expect("subscribes");
+    newer
+        .subscribe(format!("signalpost:{{index}}:format:{later}"))
+        .await
+        .expect("SUBSCRIBE answers");
+
+    let (status, output) = run_to_exit(&args).await;
+    assert!(!status.success(), "the node refuses to start: {output}");
+    assert!(
+        output.contains(&format!("format {later}")) && output.contains("--redis-prefix signalpost"),
+        "the refusal names the other format and the prefix: {output}"
+    );
+    // Its subscription went with it: only the two formats show.
+    assert_eq!(formats_shown(servers, "signalpost", false).await.len(), 2);
+
+    // Another prefix is another service.
+    let _other = ServerProcess::start(&["--redis-url", &url, "--redis-prefix", "other"], &[]).await;
+
+    // Once the newer node is gone, a node of this format starts: nothing
+    // it left to wait out.
+    drop(newer);
+    eventually(
+        "the newer node's subscription is gone",
+        DEADLINE,
+        || async { formats_shown(servers, "signalpost", false).await == [own.clone()] },
+    )
+    .await;
+    let started = ServerProcess::start(&args, &[]).await;
+    let joined = TestApp::at(started.addr).join("after-the-upgrade").await;
+    assert!(!joined.token.is_empty());
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_node_shows_its_format_on_a_shard_channel_and_is_refused_beside_another() {
+    let redis = crate::redis_server::RedisCluster::start().await;
+    let urls = redis.urls();
+    let args = ["--redis-cluster", "--redis-url", urls.as_str()];
+    let _running = ServerProcess::start(&args, &[]).await;
+    let shown = formats_shown(&redis.nodes, "signalpost", true).await;
+    assert_eq!(shown.len(), 1, "a running node shows its format: {shown:?}");
+
+    let later = later_format(&shown[0]);
+    let seeds: Vec<String> = redis.nodes.iter().map(RedisServer::url).collect();
+    let mut newer = redis::cluster::ClusterClientBuilder::new(seeds)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(|_: redis::PushInfo| Ok::<(), redis::aio::SendError>(()))
+        .build()
+        .expect("a valid cluster client")
+        .get_async_connection()
+        .await
+        .expect("connects to the cluster");
+    newer
+        .ssubscribe(format!("signalpost:{{index}}:format:{later}"))
+        .await
+        .expect("SSUBSCRIBE answers");
+
+    let (status, output) = run_to_exit(&args).await;
+    assert!(!status.success(), "the node refuses to start: {output}");
+    assert!(output.contains(&format!("format {later}")), "{output}");
 }

@@ -156,11 +156,13 @@ pub(super) struct Links {
 
 impl Links {
     /// Connects to `primary` at `url`; on one Redis, subscribes to
-    /// `channel`. Messages wake the readers in `local`.
+    /// `channel`. Messages wake the readers in `local`. Subscribes to
+    /// `presence` too, which shows this node's format (`format.rs`).
     pub(super) async fn open(
         primary: &Primary,
         url: &str,
         channel: &str,
+        presence: &str,
         local: &Arc<LocalMembers>,
         tails: &Arc<Tails>,
     ) -> Result<Self, RedisError> {
@@ -204,11 +206,12 @@ impl Links {
                     .retries(1)
             };
             let connection = builder().build()?.get_async_connection().await?;
-            let subscriber = builder()
+            let mut subscriber = builder()
                 .push_sender(on_push)
                 .build()?
                 .get_async_connection()
                 .await?;
+            subscriber.ssubscribe(presence).await?;
             return Ok(Self {
                 url: url.to_owned(),
                 connection: Conn::Cluster(connection),
@@ -238,7 +241,7 @@ impl Links {
                 .set_automatic_resubscription(),
         )
         .await?;
-        subscriber.subscribe(channel).await?;
+        subscriber.subscribe(&[channel, presence]).await?;
         Ok(Self {
             url: url.to_owned(),
             connection: Conn::One(connection),

@@ -48,8 +48,10 @@
 //! and the room list; `tail` appends a member's signal to an inbox whose
 //! end this node knows; `readers` opens, reads and closes this node's inbox
 //! readers, and `local` is what it keeps of their members; `reap` removes
-//! idle members.
+//! idle members; `format` keeps nodes that write another format off this
+//! node's prefix.
 
+mod format;
 mod kept;
 mod link;
 mod local;
@@ -152,14 +154,18 @@ impl RedisHub {
         } else {
             format!("{prefix}:wake:")
         };
-        let links = Links::open(
+        let presence = format::channel(&prefix, format::FORMAT);
+        let mut links = Links::open(
             &primary,
             &primary.url().await?,
             &format!("{wake_prefix}{node}"),
+            &presence,
             &local,
             &tails,
         )
         .await?;
+        let present = format::present(&mut links.connection, &prefix, primary.is_cluster()).await?;
+        format::check(&prefix, &present)?;
         let scripts = Scripts::new();
         scripts.load(&mut links.connection.clone()).await?;
         info!(%node, "connected to redis");
@@ -210,6 +216,7 @@ impl RedisHub {
             &self.inner.primary,
             &url,
             &channel,
+            &format::channel(&self.inner.prefix, format::FORMAT),
             &self.inner.local,
             &self.inner.tails,
         )
