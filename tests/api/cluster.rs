@@ -461,6 +461,86 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_round_trip() 
     assert_eq!(seen, expected);
 }
 
+/// Once a node has appended as many signals as the last function's answer
+/// allowed, the next goes by the function, which allows more. Signals that
+/// come meanwhile wait for it rather than each going by a function of its
+/// own, and none is appended beside it and refused.
+#[tokio::test]
+async fn signals_past_the_allowance_wait_for_one_function_instead_of_racing_it() {
+    let (redis, _processes, nodes) = cluster(1, &["--inbox-limit", "64"]).await;
+    let alice = nodes[0].join("allowance").await;
+    let bob = nodes[0].join("allowance").await;
+    let mut stream = nodes[0].open_events(&bob, None).await;
+    stream.expect_ready(&bob, 0).await;
+    let reader = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < 81 {
+            if stream.next_event().await.event == "signal" {
+                seen += 1;
+            }
+        }
+    });
+    // The function that takes the first allows what the inbox takes then;
+    // fifty plain appends spend most of it.
+    for n in 0..51 {
+        nodes[0]
+            .signal(&alice, Some(&bob), "candidate", json!(n))
+            .await;
+    }
+    let before = redis_info(&redis, "commandstats").await;
+    join_all((0..30).map(|n| nodes[0].signal(&alice, Some(&bob), "candidate", json!(n)))).await;
+    let after = redis_info(&redis, "commandstats").await;
+    let delta = |command: &str, figure: &str| {
+        stat(&after, command, figure) - stat(&before, command, figure)
+    };
+    // The function that renews the allowance, and the readers' delivered
+    // marks told as they pile up (a quarter of the bounds at a time).
+    assert!(
+        delta("fcall", "calls") <= 5,
+        "thirty signals past the allowance: {} function calls",
+        delta("fcall", "calls")
+    );
+    assert_eq!(delta("xadd", "failed_calls"), 0, "no append refused");
+    tokio::time::timeout(DEADLINE, reader)
+        .await
+        .expect("every signal reaches bob within the deadline")
+        .expect("the reader ends well");
+}
+
+/// Another node's signal makes this node's next append refused; a few
+/// signals go by the function after it, and then plain appends again.
+#[tokio::test]
+async fn a_node_whose_append_was_refused_appends_plainly_again_after_a_few_signals() {
+    let (redis, _processes, nodes) = cluster(2, &[]).await;
+    let alice = nodes[0].join("refused").await;
+    let bob = nodes[0].join("refused").await;
+    // The function's answer tells node 0 the tail; the next is plain.
+    nodes[0].signal(&alice, Some(&bob), "note", json!(0)).await;
+    nodes[0].signal(&alice, Some(&bob), "note", json!(1)).await;
+    nodes[1].signal(&alice, Some(&bob), "note", json!(2)).await;
+
+    let before = redis_info(&redis, "commandstats").await;
+    for n in 0..20 {
+        nodes[0]
+            .signal(&alice, Some(&bob), "candidate", json!(n))
+            .await;
+    }
+    let after = redis_info(&redis, "commandstats").await;
+    let delta = |command: &str, figure: &str| {
+        stat(&after, command, figure) - stat(&before, command, figure)
+    };
+    assert_eq!(
+        delta("xadd", "failed_calls"),
+        1,
+        "the first append is refused"
+    );
+    let functions = delta("fcall", "calls");
+    assert!(
+        (1..=9).contains(&functions),
+        "the refused signal and at most eight more by the function, then plain appends: {functions} function calls for 20 signals"
+    );
+}
+
 #[tokio::test]
 async fn signals_appended_by_a_node_that_knows_the_tail_keep_the_inbox_bounds() {
     let (_redis, _processes, nodes) = cluster(2, &["--inbox-limit", "4"]).await;

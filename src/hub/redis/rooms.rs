@@ -39,8 +39,17 @@ impl RedisHub {
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
         let pair = from.member().zip(to);
+        // Held until Redis answered, plain append or function: a function
+        // beside this node's own append to the inbox would refuse it.
+        let mut turn = match pair.and_then(|(_, recipient)| self.inner.tails.turn(room, recipient))
+        {
+            Some(turn) => Some(turn.lock_owned().await),
+            None => None,
+        };
         if let Some((sender, recipient)) = pair
-            && self.append_signal(room, sender, recipient, &body).await
+            && self
+                .append_signal(room, sender, recipient, &body, &mut turn)
+                .await
         {
             return Ok(1);
         }

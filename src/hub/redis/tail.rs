@@ -27,12 +27,15 @@
 //! function that pushes into the inbox, so an inbox holds at most its
 //! allowance more of them in between.
 //!
-//! One append per inbox is under way from a node at a time; a signal to the
-//! same member meanwhile waits for its turn (`Tail::turn`) rather than go
-//! by the function: under load, when appends to one inbox overlap, a
-//! function for each would cost Redis five times what they save, and the
-//! node fell off a cliff at the rate where they began to overlap
-//! (bench/HISTORY.md, round 15). A failover may bring a
+//! One signal per inbox is under way from a node at a time, once the node
+//! knows the inbox's tail: the next waits for its turn (`Tail::turn`),
+//! whether it is then appended plainly or goes by the function. Under
+//! load, when signals to one inbox overlap, a function for each would cost
+//! Redis five times what the appends cost, and the node fell off a cliff at
+//! the rate where they began to overlap (bench/HISTORY.md, round 15). And
+//! a function under way beside a plain append puts its entry first, so
+//! the append is refused and the next signals go by the function too
+//! (round 16). A failover may bring a
 //! primary that lost the tail's last entries, so a new primary, or a
 //! subscription lost and made again, forgets every tail (`forget_all`).
 
@@ -41,7 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::redis::Value;
 use dashmap::DashMap;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -76,11 +79,10 @@ struct Tail {
     senders: Vec<Uuid>,
     /// The id of this node's append under way, if one is.
     claimed: Option<u64>,
-    /// Held from a claim until Redis answered its append: the signals
-    /// that come meanwhile queue here, in the order they came. Each
-    /// waiter is a signal request's own task, which would otherwise wait
-    /// on the function's answer, so the queue is no longer than the
-    /// requests under way.
+    /// Held by a signal to this inbox until Redis answered its append or
+    /// its function: the signals that come meanwhile queue here, in the
+    /// order they came. Each waiter is a signal request's own task, so the
+    /// queue is no longer than the requests under way.
     turn: Arc<Mutex<()>>,
     /// Signals left to send by the function since an append was refused.
     skip: u32,
@@ -140,13 +142,12 @@ impl Tails {
         self.entries.clear();
     }
 
-    /// The turn to wait for before claiming an append to `to`'s inbox,
-    /// when the tail may vouch for `from`: no turn is worth waiting for
-    /// when the function takes the signal anyway.
-    fn turn(&self, room: &RoomId, from: Uuid, to: Uuid) -> Option<Arc<Mutex<()>>> {
+    /// The turn a signal to `to`'s inbox waits for, when this node knows
+    /// the inbox's tail, and holds until Redis answered it, plain append
+    /// or function.
+    pub(super) fn turn(&self, room: &RoomId, to: Uuid) -> Option<Arc<Mutex<()>>> {
         let tail = self.entries.get(&(room.clone(), to))?;
-        (tail.epoch == self.epoch() && tail.skip == 0 && tail.senders.contains(&from))
-            .then(|| tail.turn.clone())
+        (tail.epoch == self.epoch()).then(|| tail.turn.clone())
     }
 
     /// The next append to `to`'s inbox, a signal from `from` of `size`
@@ -265,20 +266,19 @@ impl Tails {
 impl RedisHub {
     /// Appends `from`'s signal `body` to `to`'s inbox with plain commands
     /// and wakes its readers, if this node knows the inbox's tail and
-    /// nothing came after it. `false`: it did not; `signal.lua` takes it.
+    /// nothing came after it; the caller holds the tail's `turn`, which is
+    /// let go once the readers here are woken. `false`: it did not;
+    /// `signal.lua` takes it, and the turn is still held.
     pub(super) async fn append_signal(
         &self,
         room: &RoomId,
         from: Uuid,
         to: Uuid,
         body: &Arc<EventBody>,
+        turn: &mut Option<OwnedMutexGuard<()>>,
     ) -> bool {
         let shared = &*self.inner;
         let data = body.json();
-        let Some(turn) = shared.tails.turn(room, from, to) else {
-            return false;
-        };
-        let turn = turn.lock_owned().await;
         let Some(claim) = shared.tails.claim(room, from, to, data.len() as u64) else {
             return false;
         };
@@ -319,8 +319,8 @@ impl RedisHub {
         }
         shared.tails.appended(room, to, claim);
         self.wake_local(room, to, Some((claim.id, body)));
-        // The next append may go: its local wake-up comes after this one.
-        drop(turn);
+        // The next signal may go: its local wake-up comes after this one.
+        turn.take();
         let others: Vec<String> = replies
             .next()
             .map(into_array)
@@ -409,20 +409,22 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_is_waited_for_only_when_the_tail_may_take_the_signal() {
+    fn every_signal_to_a_known_tail_takes_the_one_turn() {
         let tails = Tails::default();
         let (alice, bob, carol) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        assert!(tails.turn(&room(), alice, bob).is_none());
+        assert!(tails.turn(&room(), bob).is_none(), "no tail, no turn");
         tails.learn(&room(), alice, bob, answered(4, 8), tails.epoch());
-        let turn = tails.turn(&room(), alice, bob).expect("alice is known");
-        assert!(tails.turn(&room(), carol, bob).is_none());
-        // A function's answer keeps the queue the waiting signals are in.
+        let turn = tails.turn(&room(), bob).expect("the tail is known");
+        // A function's answer keeps the queue the waiting signals are in,
+        // and so does a refusal: the signals that go by the function after
+        // it take their turns too.
         tails.learn(&room(), carol, bob, answered(5, 8), tails.epoch());
-        let again = tails.turn(&room(), carol, bob).expect("carol is known");
-        assert!(Arc::ptr_eq(&turn, &again));
         let claim = tails.claim(&room(), alice, bob, 1).expect("a claim");
         tails.refused(&room(), bob, claim);
-        assert!(tails.turn(&room(), alice, bob).is_none());
+        let again = tails.turn(&room(), bob).expect("still known");
+        assert!(Arc::ptr_eq(&turn, &again));
+        tails.forget_all();
+        assert!(tails.turn(&room(), bob).is_none(), "forgotten");
     }
 
     #[test]
