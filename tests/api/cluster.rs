@@ -541,6 +541,63 @@ async fn a_node_whose_append_was_refused_appends_plainly_again_after_a_few_signa
     );
 }
 
+/// The entries an inbox lets go leave Redis: the delivered ones past the
+/// window as signals come, and all of them once acknowledged.
+#[tokio::test]
+async fn delivered_and_acknowledged_entries_leave_the_inbox_in_redis() {
+    // A window of 8 events, and a headroom of 2 × 4 + 2 membership events.
+    let args = [
+        "--inbox-limit",
+        "8",
+        "--max-capacity",
+        "4",
+        "--default-capacity",
+        "2",
+    ];
+    let (redis, _processes, nodes) = cluster(1, &args).await;
+    let alice = nodes[0].join("window").await;
+    let bob = nodes[0].join("window").await;
+    let inbox = format!("signalpost:{{window}}:i:{}", bob.member_id);
+    let mut connection = connect(&redis.url()).await;
+    let mut stream = nodes[0].open_events(&bob, None).await;
+    stream.expect_ready(&bob, 0).await;
+    let mut last = 0;
+    for n in 0..60u64 {
+        nodes[0].signal(&alice, Some(&bob), "note", json!(n)).await;
+        let event = stream.expect_signal().await;
+        assert_eq!(event.data["payload"], json!(n), "in order, none lost");
+        last = event.id.expect("a signal has an id");
+    }
+    let held: u64 = redis::cmd("XLEN")
+        .arg(&inbox)
+        .query_async(&mut connection)
+        .await
+        .expect("XLEN answers");
+    // The hard bound of delivered entries (8 + 10), and what plain appends
+    // added since a function last trimmed (the window's 8 at most).
+    assert!(held <= 26, "60 delivered signals, {held} entries held");
+    drop(stream);
+
+    let events = nodes[0]
+        .poll_events(&bob, &format!("after={last}&timeout=0"))
+        .await;
+    assert!(events.is_empty(), "nothing after {last}: {events:?}");
+    let held: u64 = redis::cmd("XLEN")
+        .arg(&inbox)
+        .query_async(&mut connection)
+        .await
+        .expect("XLEN answers");
+    assert_eq!(held, 0, "every acknowledged entry is gone");
+    nodes[0]
+        .signal(&alice, Some(&bob), "note", json!("after"))
+        .await;
+    let events = nodes[0]
+        .poll_events(&bob, &format!("after={last}&timeout=0"))
+        .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["data"]["payload"], json!("after"));
+}
+
 #[tokio::test]
 async fn signals_appended_by_a_node_that_knows_the_tail_keep_the_inbox_bounds() {
     let (_redis, _processes, nodes) = cluster(2, &["--inbox-limit", "4"]).await;

@@ -122,8 +122,8 @@ local function save(s)
     s.last, s.delivered, s.acked, s.hbytes, s.hlen, s.ulen, s.ubytes, s.cum))
 end
 
-local function drop(s, entry)
-  redis.call('XDEL', ikey(s.m), entry[1])
+-- Counts `entry` out of the counters; the caller deletes it.
+local function uncount(s, entry)
   s.hbytes = s.hbytes - size_of(entry)
   s.hlen = s.hlen - 1
   if id_of(entry) > s.delivered then
@@ -132,17 +132,41 @@ local function drop(s, entry)
   end
 end
 
+local function drop(s, entry)
+  redis.call('XDEL', ikey(s.m), entry[1])
+  uncount(s, entry)
+end
+
+-- Deletes every entry up to `id`, those counted out already, in one
+-- command: an XRANGE and an XDEL for each cost Redis more than the rest
+-- of the function when readers fell behind (bench/HISTORY.md, round 16).
+local function cut_through(s, id)
+  if id then redis.call('XTRIM', ikey(s.m), 'MINID', '0-' .. (id + 1)) end
+end
+
 local function can_accept(s, size)
   return s.ulen < EVENTS and s.ubytes + size <= BYTES
 end
 
--- Inbox::trim_delivered.
+local function over_hard_bounds(s)
+  return s.hlen - s.ulen > HARD_EVENTS or s.hbytes - s.ubytes > HARD_BYTES
+end
+
+-- Inbox::trim_delivered: the oldest delivered entries go, read a batch at
+-- a time, until those left are within the bounds.
 local function trim_delivered(s)
-  while s.hlen - s.ulen > HARD_EVENTS or s.hbytes - s.ubytes > HARD_BYTES do
-    local first = redis.call('XRANGE', ikey(s.m), '-', '+', 'COUNT', 1)[1]
-    if not first or id_of(first) > s.delivered then break end
-    drop(s, first)
+  local start, last_cut = '-', nil
+  while over_hard_bounds(s) do
+    local entries = redis.call('XRANGE', ikey(s.m), start, '0-' .. s.delivered, 'COUNT', 64)
+    if #entries == 0 then break end
+    for _, entry in ipairs(entries) do
+      if not over_hard_bounds(s) then break end
+      uncount(s, entry)
+      last_cut = id_of(entry)
+    end
+    start = '(' .. entries[#entries][1]
   end
+  cut_through(s, last_cut)
 end
 
 local function oldest_undelivered_membership_event(s)
@@ -220,9 +244,12 @@ end
 local function acknowledge(s, id)
   id = math.min(id, s.last)
   s.acked = math.max(s.acked, id)
+  local last_cut = nil
   for _, entry in ipairs(redis.call('XRANGE', ikey(s.m), '-', '0-' .. s.acked)) do
-    drop(s, entry)
+    uncount(s, entry)
+    last_cut = id_of(entry)
   end
+  cut_through(s, last_cut)
   mark_delivered(s, s.acked)
 end
 
