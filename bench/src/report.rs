@@ -907,34 +907,28 @@ mod tests {
             }
             run
         };
-        let runs = vec![
+        // The Cluster's target of a run of these repeats.
+        let spread = |runs: &[Run]| {
+            let summaries: BTreeMap<&str, Summary> = [(
+                "signalpost-cluster-x3",
+                summarize(runs, "signalpost-cluster-x3"),
+            )]
+            .into_iter()
+            .collect();
+            targets(runs, &summaries, None)
+                .into_iter()
+                .find(|target| target.target.starts_with("3-primary Cluster"))
+                .expect("the Cluster's target")
+        };
+        let even = spread(&[
             cluster(1, vec![34.0, 31.0, 35.0]),
             cluster(2, vec![36.0, 30.0, 34.0]),
             cluster(3, vec![30.0, 33.0, 37.0]),
-        ];
-        let summaries: BTreeMap<&str, Summary> = [(
-            "signalpost-cluster-x3",
-            summarize(&runs, "signalpost-cluster-x3"),
-        )]
-        .into_iter()
-        .collect();
-        let found = targets(&runs, &summaries, None);
-        let spread = found
-            .iter()
-            .find(|target| target.target.starts_with("3-primary Cluster"))
-            .expect("the Cluster's target");
-        assert_eq!(spread.measured, "34.0 / 31.0 / 35.0 %");
-        assert_eq!(spread.met, Some(true));
-
-        let lopsided = vec![cluster(1, vec![50.0, 25.0, 25.0])];
-        let summaries: BTreeMap<&str, Summary> = [(
-            "signalpost-cluster-x3",
-            summarize(&lopsided, "signalpost-cluster-x3"),
-        )]
-        .into_iter()
-        .collect();
-        let found = targets(&lopsided, &summaries, None);
-        assert!(found.iter().any(|target| target.met == Some(false)));
+        ]);
+        assert_eq!(even.measured, "34.0 / 31.0 / 35.0 %");
+        assert_eq!(even.met, Some(true));
+        let lopsided = spread(&[cluster(1, vec![50.0, 25.0, 25.0])]);
+        assert_eq!(lopsided.met, Some(false));
     }
 
     #[test]

@@ -331,6 +331,16 @@ async fn redis_info(
         .collect()
 }
 
+/// How much `figure` of `command` grew from `before` to `after`.
+fn delta(
+    before: &std::collections::HashMap<String, String>,
+    after: &std::collections::HashMap<String, String>,
+    command: &str,
+    figure: &str,
+) -> u64 {
+    stat(after, command, figure) - stat(before, command, figure)
+}
+
 /// One figure (`calls`, `failed_calls`…) of one command in `INFO
 /// commandstats`, 0 when never called.
 fn stat(stats: &std::collections::HashMap<String, String>, command: &str, figure: &str) -> u64 {
@@ -378,11 +388,6 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_round_trip() 
     nodes[0]
         .signal(&sender, Some(&recipient), "warm-up", json!(0))
         .await;
-    let delta =
-        |before: &std::collections::HashMap<String, String>,
-         after: &std::collections::HashMap<String, String>,
-         command: &str,
-         figure: &str| { stat(after, command, figure) - stat(before, command, figure) };
 
     // Through one node, which learned the inbox's tail from the function
     // that took the warm-up: each signal one plain append, no function.
@@ -490,17 +495,18 @@ async fn signals_past_the_allowance_wait_for_one_function_instead_of_racing_it()
     let before = redis_info(&redis, "commandstats").await;
     join_all((0..30).map(|n| nodes[0].signal(&alice, Some(&bob), "candidate", json!(n)))).await;
     let after = redis_info(&redis, "commandstats").await;
-    let delta = |command: &str, figure: &str| {
-        stat(&after, command, figure) - stat(&before, command, figure)
-    };
     // The function that renews the allowance, and the readers' delivered
     // marks told as they pile up (a quarter of the bounds at a time).
     assert!(
-        delta("fcall", "calls") <= 5,
+        delta(&before, &after, "fcall", "calls") <= 5,
         "thirty signals past the allowance: {} function calls",
-        delta("fcall", "calls")
+        delta(&before, &after, "fcall", "calls")
     );
-    assert_eq!(delta("xadd", "failed_calls"), 0, "no append refused");
+    assert_eq!(
+        delta(&before, &after, "xadd", "failed_calls"),
+        0,
+        "no append refused"
+    );
     tokio::time::timeout(DEADLINE, reader)
         .await
         .expect("every signal reaches bob within the deadline")
@@ -526,15 +532,12 @@ async fn a_node_whose_append_was_refused_appends_plainly_again_after_a_few_signa
             .await;
     }
     let after = redis_info(&redis, "commandstats").await;
-    let delta = |command: &str, figure: &str| {
-        stat(&after, command, figure) - stat(&before, command, figure)
-    };
     assert_eq!(
-        delta("xadd", "failed_calls"),
+        delta(&before, &after, "xadd", "failed_calls"),
         1,
         "the first append is refused"
     );
-    let functions = delta("fcall", "calls");
+    let functions = delta(&before, &after, "fcall", "calls");
     assert!(
         (1..=9).contains(&functions),
         "the refused signal and at most eight more by the function, then plain appends: {functions} function calls for 20 signals"

@@ -24,7 +24,12 @@ pub(super) const FORMAT: u32 = 2;
 
 /// The channel nodes of `format` subscribe to under `prefix`.
 pub(super) fn channel(prefix: &str, format: u32) -> String {
-    format!("{prefix}:{{index}}:format:{format}")
+    format!("{}{format}", stem(prefix))
+}
+
+/// What every format's channel under `prefix` begins with.
+fn stem(prefix: &str) -> String {
+    format!("{prefix}:{{index}}:format:")
 }
 
 /// The formats of the nodes subscribed under `prefix`, this one's among
@@ -34,9 +39,8 @@ pub(super) async fn present(
     prefix: &str,
     cluster: bool,
 ) -> Result<Vec<u32>, RedisError> {
-    let stem = channel(prefix, 0);
-    let stem = stem.strip_suffix('0').unwrap_or(&stem);
-    let pattern = format!("{}*", escape_glob(stem));
+    let stem = stem(prefix);
+    let pattern = format!("{}*", escape_glob(&stem));
     // Both are asked of every node of a Cluster, and their answers joined.
     let listing = if cluster { "SHARDCHANNELS" } else { "CHANNELS" };
     let channels: Vec<String> = ::redis::cmd("PUBSUB")
@@ -46,7 +50,7 @@ pub(super) async fn present(
         .await?;
     let mut formats: Vec<u32> = channels
         .iter()
-        .filter_map(|name| name.strip_prefix(stem)?.parse().ok())
+        .filter_map(|name| name.strip_prefix(stem.as_str())?.parse().ok())
         .collect();
     formats.sort_unstable();
     formats.dedup();
