@@ -212,3 +212,34 @@ async fn a_member_token_opens_nothing_of_another_room() {
     assert_problem(remove, 403, "forbidden").await;
     assert_problem(patch, 403, "forbidden").await;
 }
+
+#[tokio::test]
+async fn a_secret_that_differs_past_its_first_bytes_opens_nothing_just_after_the_real_one() {
+    let app = spawn_app().await;
+    let alice = app.join("lobby").await;
+    let bob = app.join("lobby").await;
+    // The real token first, so that a node that keeps tokens it looked up
+    // has this one, found by the secret's first bytes.
+    let sent = app
+        .send(&alice.token, Some(&bob.member_id), "chat", json!(1))
+        .await;
+    assert_eq!(sent.status().as_u16(), 202);
+
+    // The secret is the first 44 characters; its first 8 bytes (11
+    // characters) are what a lookup finds it by, and stay as they were.
+    let mut forged = alice.token.clone().into_bytes();
+    forged[40] = if forged[40] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("base64 is ASCII");
+    let response = app
+        .send(&forged, Some(&bob.member_id), "chat", json!(2))
+        .await;
+
+    assert_problem(response, 401, "unauthorized").await;
+    let events = send(
+        app.client
+            .get(app.url(&alice.events_url))
+            .bearer_auth(&forged),
+    )
+    .await;
+    assert_problem(events, 401, "unauthorized").await;
+}

@@ -267,6 +267,17 @@ impl RedisHub {
         format!("{}:{{{room}}}:{name}", self.inner.prefix)
     }
 
+    /// A member's key among `room`'s: `i:<member>`, its inbox, or
+    /// `n:<member>`, its readers' nodes. Written without `format!`, which
+    /// spent a thousand instructions on a key, two keys on every signal
+    /// (bench/HISTORY.md, round 17).
+    fn member_key(&self, room: &RoomId, kind: &str, member: Uuid) -> String {
+        let mut uuid = Uuid::encode_buffer();
+        let member = member.hyphenated().encode_lower(&mut uuid);
+        let prefix = self.inner.prefix.as_str();
+        [prefix, ":{", room.as_str(), "}:", kind, ":", member].concat()
+    }
+
     /// A key outside any room: `idle` or `rooms`. Both share the hash tag
     /// `{index}`, so that on a Cluster the pipeline of a join that touches
     /// both stays in one slot.
