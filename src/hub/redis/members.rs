@@ -49,8 +49,8 @@ pub(super) struct TokenCache {
 /// A token a request proved against its digest in Redis: the secret
 /// itself, kept as the memory backend keeps it, so that a request that
 /// presents it again is checked with one comparison in constant time and
-/// no SHA-256 (a third of what the node's lookup of a token cost a signal,
-/// bench/HISTORY.md round 17).
+/// no SHA-256, which was most of what checking a signal's token cost
+/// (bench/HISTORY.md, round 17).
 struct Cached {
     room: RoomId,
     /// The token's room part as written (`Token::room_fingerprint`): a hit
