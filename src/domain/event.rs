@@ -118,21 +118,28 @@ impl EventBody {
         }
     }
 
-    /// Appends the data's JSON to `out`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    /// The data's JSON in the parts it is kept in, to be written one after
+    /// the other: a copy into one text would be a copy more, and its UTF-8
+    /// checked again.
+    pub fn json_parts(&self) -> [&str; 3] {
         match &self.data {
-            Data::Json(data) => out.extend_from_slice(data.get().as_bytes()),
+            Data::Json(data) => [data.get(), "", ""],
             Data::Signal {
                 around,
                 split,
                 payload,
             } => {
                 let (before, after) = around.split_at(*split);
-                out.reserve(around.len() + payload.get().len());
-                out.extend_from_slice(before.as_bytes());
-                out.extend_from_slice(payload.get().as_bytes());
-                out.extend_from_slice(after.as_bytes());
+                [before, payload.get(), after]
             }
+        }
+    }
+
+    /// Appends the data's JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(self.size());
+        for part in self.json_parts() {
+            out.extend_from_slice(part.as_bytes());
         }
     }
 
@@ -140,11 +147,7 @@ impl EventBody {
     pub fn json(&self) -> Cow<'_, str> {
         match &self.data {
             Data::Json(data) => Cow::Borrowed(data.get()),
-            Data::Signal { .. } => {
-                let mut out = Vec::with_capacity(self.size());
-                self.write_json(&mut out);
-                Cow::Owned(String::from_utf8(out).expect("a signal's parts are UTF-8"))
-            }
+            Data::Signal { .. } => Cow::Owned(self.json_parts().concat()),
         }
     }
 }

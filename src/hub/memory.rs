@@ -12,7 +12,6 @@
 //! What a call may do is decided by the rules of `domain::room`, under the
 //! room's lock; what is left here is keeping rooms, tokens and readers.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use uuid::Uuid;
 use std::future::{Future, ready};
 use std::task::{Context, Poll};
 
+use super::drawn::Drawn;
 use super::places::{MemberPlaces, Place};
 use super::wake::Readers;
 use super::{
@@ -52,7 +52,7 @@ struct Memory {
     rooms: DashMap<RoomId, Arc<Mutex<Room>>>,
     /// Token selector (its secret's first 8 bytes) to the secret and the
     /// member it opens: one lookup per request, without the room's lock.
-    tokens: DashMap<u64, Issued, BuildHasherDefault<SelectorHash>>,
+    tokens: DashMap<u64, Issued, Drawn>,
     settings: Settings,
     /// Members in every room; bounded by `max_members`.
     members: AtomicUsize,
@@ -63,32 +63,6 @@ struct Memory {
     readers: Arc<AtomicUsize>,
     /// Who hears of rooms made and closed and members in and out.
     listener: Option<Arc<dyn Listener>>,
-}
-
-/// A token selector is its own hash. It is 64 bits the server drew at
-/// random, as evenly spread as any hash of them, and a client chooses only
-/// which selector it asks for, never which ones are in the index, so it
-/// cannot crowd one bucket. SipHash, the default, is there for keys a
-/// client does choose, such as room ids; on every request's token it was
-/// pure cost.
-#[derive(Default)]
-struct SelectorHash(u64);
-
-impl Hasher for SelectorHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write_u64(&mut self, selector: u64) {
-        self.0 = selector;
-    }
-
-    /// Not called for a `u64` key; a fold of the bytes all the same.
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
 }
 
 /// What the index keeps of a token it issued.

@@ -13,6 +13,7 @@
 //! without dynamic dispatch. Its methods speak only in docs/API.md's terms, and
 //! refuse with `Refusal`; handlers never know which backend serves them.
 
+mod drawn;
 mod memory;
 mod places;
 mod redis;

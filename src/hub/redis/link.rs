@@ -29,6 +29,7 @@ use uuid::Uuid;
 use super::local::LocalMember;
 use super::tail::Tails;
 use crate::domain::event::{EventBody, SIGNAL};
+use crate::hub::drawn::{Drawn, MemberKey};
 use crate::model::RoomId;
 
 /// Where the primary is: one fixed URL, wherever Sentinel says, or a
@@ -142,7 +143,7 @@ impl ConnectionLike for Conn {
 }
 
 /// The readers on this node, by member.
-pub(super) type LocalMembers = DashMap<(RoomId, Uuid), Arc<LocalMember>>;
+pub(super) type LocalMembers = DashMap<MemberKey, Arc<LocalMember>, Drawn>;
 
 /// The two connections: commands, and this node's subscription.
 pub(super) struct Links {
@@ -350,7 +351,7 @@ fn wake_from_message(local: &LocalMembers, text: &[u8]) {
     ) else {
         return;
     };
-    let Some(local) = local.get(&(room, member)) else {
+    let Some(local) = local.get(&MemberKey { room, member }) else {
         return;
     };
     let event = parts.next().and_then(|id| id.parse::<u64>().ok()).zip(

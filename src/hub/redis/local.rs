@@ -29,6 +29,7 @@ use uuid::Uuid;
 use super::RedisHub;
 use crate::domain::event::EventBody;
 use crate::domain::inbox::{Batch, Entry, Item};
+use crate::hub::drawn::MemberKey;
 use crate::hub::places::MemberPlaces;
 use crate::hub::wake::Readers;
 use crate::model::RoomId;
@@ -244,13 +245,13 @@ impl RedisHub {
     pub(super) fn mark_of(&self, room: &RoomId, member: Uuid) -> Option<Mark> {
         self.inner
             .local
-            .get(&(room.clone(), member))
+            .get(&MemberKey::new(room, member))
             .and_then(|local| local.mark())
     }
 
     /// Redis has been told of the member's `mark`.
     pub(super) fn told(&self, room: &RoomId, member: Uuid, mark: Mark) {
-        if let Some(local) = self.inner.local.get(&(room.clone(), member)) {
+        if let Some(local) = self.inner.local.get(&MemberKey::new(room, member)) {
             local.told(mark);
         }
     }
@@ -277,7 +278,7 @@ impl RedisHub {
         let (hub, room, mark) = (self.clone(), room.clone(), local.mark());
         let mut flush = Box::pin(async move {
             let _ = hub.touch(&room, member, "keep", mark).await;
-            if let Some(local) = hub.inner.local.get(&(room, member)) {
+            if let Some(local) = hub.inner.local.get(&MemberKey { room, member }) {
                 local.flushing.store(false, Ordering::Release);
             }
         });

@@ -24,6 +24,7 @@ use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::room::{self, Actor};
 use crate::domain::token::{NewToken, Secret, Token};
+use crate::hub::drawn::Drawn;
 use crate::hub::{JoinSpec, Joined, MemberChange, MemberRef};
 use crate::model::{MemberJoinedData, MemberUpdatedData, MemberView, RoomId, Timestamp};
 
@@ -43,7 +44,7 @@ const TOKEN_CACHE_MAX: usize = 65_536;
 /// Token entries this node looked up lately, by the token's selector.
 #[derive(Default)]
 pub(super) struct TokenCache {
-    entries: DashMap<u64, Cached>,
+    entries: DashMap<u64, Cached, Drawn>,
 }
 
 /// A token a request proved against its digest in Redis: the secret
@@ -258,7 +259,7 @@ impl RedisHub {
         change: &MemberChange,
     ) -> Result<MemberView, Refusal> {
         let actor = actor_arg(actor);
-        let key = self.room_key(room_id, format_args!("m:{target}"));
+        let key = self.member_key(room_id, "m", target);
         for _ in 0..UPDATE_TRIES {
             let stored: Option<String> = self
                 .connection()

@@ -68,7 +68,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Instant;
 
-use dashmap::DashMap;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
@@ -82,6 +81,7 @@ use crate::domain::Refusal;
 use crate::domain::event::EventBody;
 use crate::domain::room::{Actor, Sender};
 use crate::domain::token::Token;
+use crate::hub::drawn::MemberKey;
 use crate::model::{MemberView, RoomId, RoomSummary, RoomView};
 
 /// A Redis call failed: logged here, and to the client the shared state
@@ -145,7 +145,7 @@ impl RedisHub {
         prefix: String,
         settings: Settings,
     ) -> Result<Self, ::redis::RedisError> {
-        let local: Arc<LocalMembers> = Arc::new(DashMap::new());
+        let local: Arc<LocalMembers> = Arc::default();
         let tails = Arc::new(tail::Tails::default());
         let node = Uuid::new_v4().simple().to_string();
         // Empty on a Cluster: wake-ups go to each room's shard channel.
@@ -264,18 +264,13 @@ impl RedisHub {
     /// as KEYS[1] (`prelude.lua`). `name` is written into the key as it is
     /// (`format_args!`), so that a signal's keys cost one string each.
     fn room_key(&self, room: &RoomId, name: impl std::fmt::Display) -> String {
-        format!("{}:{{{room}}}:{name}", self.inner.prefix)
+        room_key(&self.inner.prefix, room, name)
     }
 
-    /// A member's key among `room`'s: `i:<member>`, its inbox, or
-    /// `n:<member>`, its readers' nodes. Written without `format!`, which
-    /// spent a thousand instructions on a key, two keys on every signal
-    /// (bench/HISTORY.md, round 17).
+    /// A member's key among `room`'s: `i:<member>`, its inbox,
+    /// `n:<member>`, its readers' nodes, or `m:<member>`, its view.
     fn member_key(&self, room: &RoomId, kind: &str, member: Uuid) -> String {
-        let mut uuid = Uuid::encode_buffer();
-        let member = member.hyphenated().encode_lower(&mut uuid);
-        let prefix = self.inner.prefix.as_str();
-        [prefix, ":{", room.as_str(), "}:", kind, ":", member].concat()
+        member_key(&self.inner.prefix, room, kind, member)
     }
 
     /// A key outside any room: `idle` or `rooms`. Both share the hash tag
@@ -303,7 +298,9 @@ impl RedisHub {
         T: Send + 'static,
         F: Future<Output = Result<T, Refusal>> + Send + 'static,
     {
-        tokio::spawn(call(self.clone()))
+        // Boxed: the task's future is moved into the task and out of it
+        // by value, and a signal's is kilobytes (bench/HISTORY.md, round 18).
+        tokio::spawn(Box::pin(call(self.clone())))
             .await
             .unwrap_or_else(|cause| {
                 error!(%cause, "a redis call's task failed");
@@ -314,7 +311,7 @@ impl RedisHub {
     /// Wakes a member's readers on this node, with the signal `event`
     /// (its id and body) when there is one.
     fn wake_local(&self, room: &RoomId, member: Uuid, event: Option<(u64, &Arc<EventBody>)>) {
-        if let Some(local) = self.inner.local.get(&(room.clone(), member)) {
+        if let Some(local) = self.inner.local.get(&MemberKey::new(room, member)) {
             match event {
                 Some((id, body)) => local.wake_with(id, Arc::clone(body)),
                 None => local.wake_plain(),
@@ -458,5 +455,40 @@ impl Backend for RedisHub {
 
     async fn reap(&self) -> Result<usize, Refusal> {
         self.reap_idle().await
+    }
+}
+
+/// See `RedisHub::room_key`.
+fn room_key(prefix: &str, room: &RoomId, name: impl std::fmt::Display) -> String {
+    format!("{prefix}:{{{room}}}:{name}")
+}
+
+/// `room_key(prefix, room, "<kind>:<member>")`, written without `format!`,
+/// which spent a thousand instructions on a key, two keys on every signal
+/// (bench/HISTORY.md, round 17).
+fn member_key(prefix: &str, room: &RoomId, kind: &str, member: Uuid) -> String {
+    let mut uuid = Uuid::encode_buffer();
+    let member = member.hyphenated().encode_lower(&mut uuid);
+    [prefix, ":{", room.as_str(), "}:", kind, ":", member].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_key_is_the_room_key_of_its_kind_and_id() {
+        let room = RoomId::parse("lobby.1").expect("a room id");
+        let member = Uuid::new_v4();
+        for kind in ["i", "n", "m"] {
+            assert_eq!(
+                member_key("sp", &room, kind, member),
+                room_key("sp", &room, format_args!("{kind}:{member}")),
+            );
+        }
+        assert_eq!(
+            member_key("sp", &room, "i", member),
+            format!("sp:{{lobby.1}}:i:{member}")
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::script::{RoomFn, into_array, into_string, into_u64, refusal};
 use crate::domain::Refusal;
 use crate::domain::event::{EventBody, SIGNAL};
 use crate::domain::inbox::{Batch, Entry, Item};
+use crate::hub::drawn::MemberKey;
 use crate::hub::wake::Readers;
 use crate::hub::{InboxReader, MemberRef, ReaderKind};
 
@@ -43,7 +44,7 @@ impl RedisHub {
         let shared = &*self.inner;
         let streaming = kind == ReaderKind::Stream;
         let mode = if streaming { "stream" } else { "poll" };
-        let key = (member_ref.room.clone(), member_ref.member);
+        let key = MemberKey::new(&member_ref.room, member_ref.member);
         // Registered before the script runs, so a wake-up published between
         // the script and the first read is not missed.
         let local = {
@@ -299,7 +300,7 @@ fn batch_after(after: u64, last: u64, entries: Vec<Value>) -> Batch {
 impl Drop for RedisReader {
     fn drop(&mut self) {
         let shared = &self.hub.inner;
-        let key = (self.member.room.clone(), self.member.member);
+        let key = MemberKey::new(&self.member.room, self.member.member);
         let leave = || self.local.places.leave(self.streaming, &shared.readers);
         // Under the entry's lock, under which readers take their places.
         let mut left = false;
@@ -320,7 +321,7 @@ impl Drop for RedisReader {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let hub = self.hub.clone();
-            let (room, member) = key;
+            let MemberKey { room, member } = key;
             let mark = self.local.mark();
             runtime.spawn(async move {
                 let _ = hub.touch(&room, member, "close", mark).await;

@@ -13,6 +13,7 @@ use super::local::Mark;
 use super::script::RoomFn;
 use super::{RedisHub, unavailable};
 use crate::domain::Refusal;
+use crate::hub::drawn::MemberKey;
 use crate::model::RoomId;
 
 /// Members the reaper looks at in one round trip, and the most round
@@ -106,14 +107,14 @@ impl RedisHub {
     /// that no node reaps it; a node that dies stops doing so, and its
     /// members are reaped a member timeout later.
     pub(super) async fn heartbeat(&self) {
-        let members: Vec<(RoomId, Uuid)> = self
+        let members: Vec<MemberKey> = self
             .inner
             .local
             .iter()
             .map(|entry| entry.key().clone())
             .collect();
         futures_util::stream::iter(members)
-            .for_each_concurrent(16, |(room, member)| async move {
+            .for_each_concurrent(16, |MemberKey { room, member }| async move {
                 let mark = self.mark_of(&room, member);
                 let _ = self.touch(&room, member, "keep", mark).await;
             })

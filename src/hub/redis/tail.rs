@@ -42,7 +42,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ::redis::Value;
+use std::io::Write as _;
+
+use ::redis::{RedisWrite, ToRedisArgs, Value};
 use dashmap::DashMap;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::{debug, warn};
@@ -51,6 +53,7 @@ use uuid::Uuid;
 use super::RedisHub;
 use super::script::{into_array, into_string, into_u64};
 use crate::domain::event::EventBody;
+use crate::hub::drawn::{Drawn, MemberKey};
 use crate::model::RoomId;
 
 /// Tails a node keeps; past it, it starts afresh.
@@ -125,7 +128,7 @@ pub(super) struct Claim {
 /// The tails this node knows, by room and recipient.
 #[derive(Default)]
 pub(super) struct Tails {
-    entries: DashMap<(RoomId, Uuid), Tail>,
+    entries: DashMap<MemberKey, Tail, Drawn>,
     /// Moves on whenever every tail is forgotten: an answer from before
     /// then is not learned.
     epoch: AtomicU64,
@@ -146,7 +149,7 @@ impl Tails {
     /// the inbox's tail, and holds until Redis answered it, plain append
     /// or function.
     pub(super) fn turn(&self, room: &RoomId, to: Uuid) -> Option<Arc<Mutex<()>>> {
-        let tail = self.entries.get(&(room.clone(), to))?;
+        let tail = self.entries.get(&MemberKey::new(room, to))?;
         (tail.epoch == self.epoch()).then(|| tail.turn.clone())
     }
 
@@ -155,7 +158,7 @@ impl Tails {
     /// no other append from here is under way.
     fn claim(&self, room: &RoomId, from: Uuid, to: Uuid, size: u64) -> Option<Claim> {
         let epoch = self.epoch();
-        let mut tail = self.entries.get_mut(&(room.clone(), to))?;
+        let mut tail = self.entries.get_mut(&MemberKey::new(room, to))?;
         if tail.skip > 0 {
             tail.skip -= 1;
             return None;
@@ -179,7 +182,7 @@ impl Tails {
 
     /// The append `claim` went in: the tail moves past it.
     fn appended(&self, room: &RoomId, to: Uuid, claim: Claim) {
-        if let Some(mut tail) = self.entries.get_mut(&(room.clone(), to))
+        if let Some(mut tail) = self.entries.get_mut(&MemberKey::new(room, to))
             && tail.claimed == Some(claim.id)
         {
             tail.last = claim.id;
@@ -194,7 +197,7 @@ impl Tails {
     /// or it is gone. The tail vouches for nobody until a function answers
     /// again, and the next few signals go by the function.
     fn refused(&self, room: &RoomId, to: Uuid, claim: Claim) {
-        if let Some(mut tail) = self.entries.get_mut(&(room.clone(), to))
+        if let Some(mut tail) = self.entries.get_mut(&MemberKey::new(room, to))
             && tail.claimed == Some(claim.id)
         {
             tail.senders.clear();
@@ -216,7 +219,7 @@ impl Tails {
         if epoch != self.epoch() {
             return;
         }
-        let key = (room.clone(), to);
+        let key = MemberKey::new(room, to);
         if self.entries.len() >= TAILS_MAX && !self.entries.contains_key(&key) {
             self.entries.clear();
         }
@@ -278,22 +281,22 @@ impl RedisHub {
         turn: &mut Option<OwnedMutexGuard<()>>,
     ) -> bool {
         let shared = &*self.inner;
-        let data = body.json();
-        let Some(claim) = shared.tails.claim(room, from, to, data.len() as u64) else {
+        let size = body.size();
+        let Some(claim) = shared.tails.claim(room, from, to, size as u64) else {
             return false;
         };
         let inbox = self.member_key(room, "i", to);
         // Sized for its arguments at once: growing them by pushes cost
         // more than writing them (bench/HISTORY.md, round 17).
-        let mut xadd = ::redis::Cmd::with_capacity(10, inbox.len() + data.len() + 64);
+        let mut xadd = ::redis::Cmd::with_capacity(10, inbox.len() + size + 64);
         xadd.arg("XADD")
             .arg(inbox)
             .arg("NOMKSTREAM")
-            .arg(format!("0-{}", claim.id))
+            .arg(EntryId(claim.id))
             .arg("k")
             .arg("signal")
             .arg("d")
-            .arg(&*data)
+            .arg(JsonArg(body))
             .arg("c")
             .arg(claim.cum);
         let mut append = ::redis::Pipeline::with_capacity(2);
@@ -336,7 +339,7 @@ impl RedisHub {
         if others.is_empty() {
             return true;
         }
-        let message = format!("{room} {to} {} {data}", claim.id);
+        let message = wake_message(room, to, claim.id, body);
         let mut wake = ::redis::pipe();
         for node in &others {
             self.publish(&mut wake, room, node, &message);
@@ -351,7 +354,7 @@ impl RedisHub {
 
     /// Adds to `pipe` the wake-up of `node` with `message`, on its channel
     /// as `prelude.lua`'s `publish` sends it.
-    fn publish(&self, pipe: &mut ::redis::Pipeline, room: &RoomId, node: &str, message: &str) {
+    fn publish(&self, pipe: &mut ::redis::Pipeline, room: &RoomId, node: &str, message: &[u8]) {
         let wake_prefix = &self.inner.wake_prefix;
         if wake_prefix.is_empty() {
             pipe.cmd("SPUBLISH")
@@ -365,6 +368,55 @@ impl RedisHub {
                 .ignore();
         }
     }
+}
+
+/// An entry's id, `0-<id>`, as an argument.
+struct EntryId(u64);
+
+impl ToRedisArgs for EntryId {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.0).as_bytes();
+        let mut id = [0; 2 + 20];
+        id[..2].copy_from_slice(b"0-");
+        id[2..2 + digits.len()].copy_from_slice(digits);
+        out.write_arg(&id[..2 + digits.len()]);
+    }
+}
+
+/// An event's data as one argument, written from the parts it is kept in.
+struct JsonArg<'a>(&'a EventBody);
+
+impl ToRedisArgs for JsonArg<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        for part in self.0.json_parts() {
+            // Into the command's own buffer, which cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
+    }
+}
+
+/// The wake-up another node's readers get for an appended signal:
+/// `<room> <member> <id> <data>`, as `wake_from_message` (`link.rs`)
+/// reads it and `prelude.lua`'s `wake` writes it.
+fn wake_message(room: &RoomId, to: Uuid, id: u64, body: &EventBody) -> Vec<u8> {
+    let mut uuid = Uuid::encode_buffer();
+    let mut digits = itoa::Buffer::new();
+    let head = [
+        room.as_str(),
+        " ",
+        to.hyphenated().encode_lower(&mut uuid),
+        " ",
+        digits.format(id),
+        " ",
+    ];
+    let size = head.iter().map(|part| part.len()).sum::<usize>() + body.size();
+    let mut message = Vec::with_capacity(size);
+    for part in head.into_iter().chain(body.json_parts()) {
+        message.extend_from_slice(part.as_bytes());
+    }
+    message
 }
 
 #[cfg(test)]
@@ -395,6 +447,22 @@ mod tests {
             .claim(&room(), alice, bob, 10)
             .expect("alice is known");
         assert_eq!((claim.id, claim.cum), (5, 50));
+    }
+
+    #[test]
+    fn a_tail_is_of_one_room() {
+        let tails = Tails::default();
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let elsewhere = RoomId::parse("elsewhere").expect("a room id");
+        tails.learn(&room(), alice, bob, answered(4, 8), tails.epoch());
+        assert!(tails.turn(&elsewhere, bob).is_none());
+        assert_eq!(tails.claim(&elsewhere, alice, bob, 1), None);
+        tails.learn(&elsewhere, alice, bob, answered(2, 8), tails.epoch());
+        let claim = tails.claim(&elsewhere, alice, bob, 1).expect("a claim");
+        assert_eq!(claim.id, 3);
+        // The first room's tail is its own.
+        let claim = tails.claim(&room(), alice, bob, 1).expect("a claim");
+        assert_eq!(claim.id, 5);
     }
 
     #[test]
