@@ -51,6 +51,7 @@
 //! idle members; `format` keeps nodes that write another format off this
 //! node's prefix.
 
+mod finish;
 mod format;
 mod kept;
 mod link;
@@ -68,9 +69,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Instant;
 
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use uuid::Uuid;
 
+use self::finish::Finish;
 pub use self::link::Primary;
 use self::link::{Conn, Links, LocalMembers, ShardChannels, wake_all};
 pub use self::notices::{NoticedRoom, StoredNotice};
@@ -289,23 +291,16 @@ impl RedisHub {
         format!("{room} {member}")
     }
 
-    /// Runs `call` on a clone of this hub, on a task of its own, and waits
-    /// for it. The caller's future may be dropped (its client hung up); the
-    /// task is not, so a call of several dependent round trips makes all of
-    /// them, or undoes what it made, whatever happens to the request.
+    /// Runs `call` on a clone of this hub and waits for it. The caller's
+    /// future may be dropped (its client hung up); the call is not
+    /// (`finish.rs`), so a call of several dependent round trips makes all
+    /// of them, or undoes what it made, whatever happens to the request.
     async fn detached<T, F>(&self, call: impl FnOnce(RedisHub) -> F) -> Result<T, Refusal>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, Refusal>> + Send + 'static,
     {
-        // Boxed: the task's future is moved into the task and out of it
-        // by value, and a signal's is kilobytes (bench/HISTORY.md, round 18).
-        tokio::spawn(Box::pin(call(self.clone())))
-            .await
-            .unwrap_or_else(|cause| {
-                error!(%cause, "a redis call's task failed");
-                Err(Refusal::Internal)
-            })
+        Finish::new(call(self.clone())).await
     }
 
     /// Wakes a member's readers on this node, with the signal `event`
