@@ -303,7 +303,10 @@ impl RedisHub {
         append.add_command(xadd);
         // The readers' nodes after the entry: a reader that opens later
         // reads the inbox, this entry in it.
-        append.hkeys(self.member_key(room, "n", to));
+        let readers = self.member_key(room, "n", to);
+        let mut hkeys = ::redis::Cmd::with_capacity(2, "HKEYS".len() + readers.len());
+        hkeys.arg("HKEYS").arg(readers);
+        append.add_command(hkeys);
         let mut connection = self.connection();
         let replies = match append.query_async::<Vec<Value>>(&mut connection).await {
             Ok(replies) => replies,
