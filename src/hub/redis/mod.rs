@@ -31,10 +31,11 @@
 //! message on their channel (`link`).
 //!
 //! A call that takes more than one round trip and must make all of them
-//! (a join, a removal, opening a reader) runs on a task of its own: a
-//! request is dropped when its client hangs up, and Redis would be left
-//! half-changed (a member counted and never removed, a room gone but still
-//! indexed, a reader counted that nobody closes).
+//! (a join, a removal, opening a reader) runs to its end whatever its
+//! request does (`finish`): a request is dropped when its client hangs
+//! up, and Redis would be left half-changed (a member counted and never
+//! removed, a room gone but still indexed, a reader counted that nobody
+//! closes).
 //!
 //! A node keeps two Redis connections whatever it serves: one for commands
 //! and one for its subscription, each multiplexed (to one Redis) or
@@ -49,7 +50,8 @@
 //! end this node knows; `readers` opens, reads and closes this node's inbox
 //! readers, and `local` is what it keeps of their members; `reap` removes
 //! idle members; `format` keeps nodes that write another format off this
-//! node's prefix.
+//! node's prefix; `finish` runs a call to its end when its request is
+//! dropped.
 
 mod finish;
 mod format;
@@ -390,8 +392,8 @@ impl Backend for RedisHub {
         to: Option<Uuid>,
         body: Arc<EventBody>,
     ) -> Result<usize, Refusal> {
-        // On a task of its own: once Redis may have taken the signal, its
-        // readers are woken whether or not the client waits for the 202.
+        // To its end: once Redis may have taken the signal, its readers
+        // are woken whether or not the client waits for the 202.
         let room_id = room_id.clone();
         self.detached(|hub| async move { hub.signal(&room_id, from, to, body).await })
             .await

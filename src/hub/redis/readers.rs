@@ -20,7 +20,7 @@ use crate::hub::wake::Readers;
 use crate::hub::{InboxReader, MemberRef, ReaderKind};
 
 impl RedisHub {
-    /// Opens a reader, on a task of its own (`detached`).
+    /// Opens a reader, to its end whatever the caller does (`detached`).
     pub(super) async fn open(
         &self,
         member_ref: &MemberRef,
