@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::io::Write as _;
 
+use ::redis::aio::ConnectionLike as _;
 use ::redis::{RedisWrite, ToRedisArgs, Value};
 use dashmap::DashMap;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -308,24 +309,27 @@ impl RedisHub {
         hkeys.arg("HKEYS").arg(readers);
         append.add_command(hkeys);
         let mut connection = self.connection();
-        let replies = match append.query_async::<Vec<Value>>(&mut connection).await {
+        // The replies as they came, not through `query_async`, which made
+        // them into a new array and looked for errors in it again.
+        let replies = match connection.req_packed_commands(&append, 0, 2).await {
             Ok(replies) => replies,
             Err(error) => {
-                // Another entry came first (Redis refuses the id), or Redis
-                // is unreachable, which the function will say.
-                debug!(%error, "a signal's append was refused");
+                // Redis is unreachable, which the function will say.
+                debug!(%error, "a signal's append was not made");
                 shared.tails.refused(room, to, claim);
                 return false;
             }
         };
         let mut replies = replies.into_iter();
-        if !matches!(
-            replies.next(),
-            Some(Value::BulkString(_) | Value::SimpleString(_))
-        ) {
-            // No inbox: the member is gone.
-            shared.tails.refused(room, to, claim);
-            return false;
+        match replies.next() {
+            Some(Value::BulkString(_) | Value::SimpleString(_)) => {}
+            refusal => {
+                // Another entry came first (Redis refuses the id), or no
+                // inbox (`nil`): the member is gone.
+                debug!(?refusal, "a signal's append was refused");
+                shared.tails.refused(room, to, claim);
+                return false;
+            }
         }
         shared.tails.appended(room, to, claim);
         self.wake_local(room, to, Some((claim.id, body)));
@@ -336,8 +340,10 @@ impl RedisHub {
             .map(into_array)
             .unwrap_or_default()
             .into_iter()
+            .filter(
+                |node| !matches!(node, Value::BulkString(node) if node == shared.node.as_bytes()),
+            )
             .filter_map(into_string)
-            .filter(|node| *node != shared.node)
             .collect();
         if others.is_empty() {
             return true;
