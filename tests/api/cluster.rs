@@ -357,13 +357,14 @@ fn stat(stats: &std::collections::HashMap<String, String>, command: &str, figure
 }
 
 #[tokio::test]
-async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_round_trip() {
+async fn a_node_keeps_three_redis_connections_and_a_signal_costs_one_round_trip() {
     let (redis, _processes, nodes) = cluster(2, &[]).await;
-    // The two nodes' connections, and the one `redis_info` opens itself.
+    // The two nodes' connections (commands, appends, subscription), and
+    // the one `redis_info` opens itself.
     let connected = |info: &std::collections::HashMap<String, String>| {
         info["connected_clients"].parse::<usize>().expect("a count")
     };
-    assert_eq!(connected(&redis_info(&redis, "clients").await), 2 * 2 + 1);
+    assert_eq!(connected(&redis_info(&redis, "clients").await), 2 * 3 + 1);
 
     let mut members = Vec::new();
     let mut streams = Vec::new();
@@ -377,7 +378,7 @@ async fn a_node_keeps_two_redis_connections_and_a_signal_costs_one_round_trip() 
     }
     assert_eq!(
         connected(&redis_info(&redis, "clients").await),
-        2 * 2 + 1,
+        2 * 3 + 1,
         "40 members and 40 open streams add no connection"
     );
     drop(streams);

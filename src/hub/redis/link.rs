@@ -26,6 +26,7 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use super::lane::Lane;
 use super::local::LocalMember;
 use super::tail::Tails;
 use crate::domain::event::{EventBody, SIGNAL};
@@ -150,6 +151,8 @@ pub(super) struct Links {
     /// The primary they go to (the seeds, for a Cluster).
     pub(super) url: String,
     pub(super) connection: Conn,
+    /// On one Redis, the appends' own connection (`lane`).
+    pub(super) lane: Option<Arc<Lane>>,
     /// The subscription's connection, pinged at every reaper tick so that
     /// it reconnects after an outage even though nothing else is sent on it.
     pub(super) subscriber: Conn,
@@ -216,6 +219,7 @@ impl Links {
             return Ok(Self {
                 url: url.to_owned(),
                 connection: Conn::Cluster(connection),
+                lane: None,
                 subscriber: Conn::Cluster(subscriber),
             });
         }
@@ -246,6 +250,7 @@ impl Links {
         Ok(Self {
             url: url.to_owned(),
             connection: Conn::One(connection),
+            lane: Lane::open(url).await.map(Arc::new),
             subscriber: Conn::One(subscriber),
         })
     }

@@ -56,6 +56,7 @@
 mod finish;
 mod format;
 mod kept;
+mod lane;
 mod link;
 mod local;
 mod members;
@@ -246,6 +247,11 @@ impl RedisHub {
 
     fn connection(&self) -> Conn {
         self.links().connection.clone()
+    }
+
+    /// The appends' own connection, on one Redis (`lane`).
+    fn lane(&self) -> Option<Arc<lane::Lane>> {
+        self.links().lane.clone()
     }
 
     fn subscriber(&self) -> Conn {

@@ -52,6 +52,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::RedisHub;
+use super::lane::{NoAnswer, Reply, Resp};
 use super::script::{into_array, into_string, into_u64};
 use crate::domain::event::EventBody;
 use crate::hub::drawn::{Drawn, MemberKey};
@@ -282,37 +283,33 @@ impl RedisHub {
         turn: &mut Option<OwnedMutexGuard<()>>,
     ) -> bool {
         let shared = &*self.inner;
-        let size = body.size();
-        let Some(claim) = shared.tails.claim(room, from, to, size as u64) else {
+        let Some(claim) = shared.tails.claim(room, from, to, body.size() as u64) else {
             return false;
         };
-        let inbox = self.member_key(room, "i", to);
-        // Sized for its arguments at once: growing them by pushes cost
-        // more than writing them (bench/HISTORY.md, round 17).
-        let mut xadd = ::redis::Cmd::with_capacity(10, inbox.len() + size + 64);
-        xadd.arg("XADD")
-            .arg(inbox)
-            .arg("NOMKSTREAM")
-            .arg(EntryId(claim.id))
-            .arg("k")
-            .arg("signal")
-            .arg("d")
-            .arg(JsonArg(body))
-            .arg("c")
-            .arg(claim.cum);
-        let mut append = ::redis::Pipeline::with_capacity(2);
-        append.add_command(xadd);
-        // The readers' nodes after the entry: a reader that opens later
-        // reads the inbox, this entry in it.
-        let readers = self.member_key(room, "n", to);
-        let mut hkeys = ::redis::Cmd::with_capacity(2, "HKEYS".len() + readers.len());
-        hkeys.arg("HKEYS").arg(readers);
-        append.add_command(hkeys);
-        let mut connection = self.connection();
-        // The replies as they came, not through `query_async`, which made
-        // them into a new array and looked for errors in it again.
-        let replies = match connection.req_packed_commands(&append, 0, 2).await {
-            Ok(replies) => replies,
+        let append = Append {
+            inbox: self.member_key(room, "i", to),
+            readers: self.member_key(room, "n", to),
+            claim,
+            body,
+        };
+        let lane = self.lane();
+        let sent = match &lane {
+            Some(lane) => match lane.call(2, |resp| append.write(resp)).await {
+                Ok(replies) => Ok(Appended::from_lane(replies, &shared.node)),
+                Err(NoAnswer::Unsent) => self.append_by_crate(&append).await,
+                Err(NoAnswer::Lost) => Err("the connection broke".into()),
+            },
+            None => self.append_by_crate(&append).await,
+        };
+        let others = match sent {
+            Ok(Appended::In(others)) => others,
+            Ok(Appended::Refused(refusal)) => {
+                // Another entry came first (Redis refuses the id), or no
+                // inbox (`nil`): the member is gone.
+                debug!(?refusal, "a signal's append was refused");
+                shared.tails.refused(room, to, claim);
+                return false;
+            }
             Err(error) => {
                 // Redis is unreachable, which the function will say.
                 debug!(%error, "a signal's append was not made");
@@ -320,45 +317,100 @@ impl RedisHub {
                 return false;
             }
         };
-        let mut replies = replies.into_iter();
-        match replies.next() {
-            Some(Value::BulkString(_) | Value::SimpleString(_)) => {}
-            refusal => {
-                // Another entry came first (Redis refuses the id), or no
-                // inbox (`nil`): the member is gone.
-                debug!(?refusal, "a signal's append was refused");
-                shared.tails.refused(room, to, claim);
-                return false;
-            }
-        }
         shared.tails.appended(room, to, claim);
         self.wake_local(room, to, Some((claim.id, body)));
         // The next signal may go: its local wake-up comes after this one.
         turn.take();
-        let others: Vec<String> = replies
-            .next()
-            .map(into_array)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(
-                |node| !matches!(node, Value::BulkString(node) if node == shared.node.as_bytes()),
-            )
-            .filter_map(into_string)
-            .collect();
         if others.is_empty() {
             return true;
         }
         let message = wake_message(room, to, claim.id, body);
+        if let Some(lane) = &lane {
+            let wake_prefix = shared.wake_prefix.as_bytes();
+            let published = lane
+                .call(others.len(), |resp| {
+                    for node in &others {
+                        resp.start(3);
+                        resp.arg(b"PUBLISH");
+                        resp.parts(&[wake_prefix, node.as_bytes()]);
+                        resp.arg(&message);
+                    }
+                })
+                .await;
+            match published {
+                Ok(replies) => {
+                    if let Some(error) = replies
+                        .iter()
+                        .find(|reply| matches!(reply, Reply::Error(_)))
+                    {
+                        warn!(?error, "a signal's wake-up could not be sent");
+                    }
+                    return true;
+                }
+                Err(NoAnswer::Lost) => {
+                    warn!("a signal's wake-up could not be sent: the connection broke");
+                    return true;
+                }
+                Err(NoAnswer::Unsent) => {}
+            }
+        }
         let mut wake = ::redis::pipe();
         for node in &others {
             self.publish(&mut wake, room, node, &message);
         }
-        if let Err(error) = wake.query_async::<()>(&mut connection).await {
+        if let Err(error) = wake.query_async::<()>(&mut self.connection()).await {
             // The signal is in: a reader there finds it at its next
             // wake-up, or when its node subscribes again.
             warn!(%error, "a signal's wake-up could not be sent");
         }
         true
+    }
+
+    /// Sends `append` through the crate's connection: on a Cluster, or
+    /// while the lane is not connected.
+    async fn append_by_crate(&self, append: &Append<'_>) -> Result<Appended, String> {
+        // Sized for its arguments at once: growing them by pushes cost
+        // more than writing them (bench/HISTORY.md, round 17).
+        let size = append.body.size();
+        let mut xadd = ::redis::Cmd::with_capacity(10, append.inbox.len() + size + 64);
+        xadd.arg("XADD")
+            .arg(&append.inbox)
+            .arg("NOMKSTREAM")
+            .arg(EntryId(append.claim.id))
+            .arg("k")
+            .arg("signal")
+            .arg("d")
+            .arg(JsonArg(append.body))
+            .arg("c")
+            .arg(append.claim.cum);
+        let mut pipeline = ::redis::Pipeline::with_capacity(2);
+        pipeline.add_command(xadd);
+        let mut hkeys = ::redis::Cmd::with_capacity(2, "HKEYS".len() + append.readers.len());
+        hkeys.arg("HKEYS").arg(&append.readers);
+        pipeline.add_command(hkeys);
+        // The replies as they came, not through `query_async`, which made
+        // them into a new array and looked for errors in it again.
+        let replies = self
+            .connection()
+            .req_packed_commands(&pipeline, 0, 2)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut replies = replies.into_iter();
+        match replies.next() {
+            Some(Value::BulkString(_) | Value::SimpleString(_)) => {}
+            refusal => return Ok(Appended::Refused(format!("{refusal:?}"))),
+        }
+        let node = self.inner.node.as_bytes();
+        Ok(Appended::In(
+            replies
+                .next()
+                .map(into_array)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|other| !matches!(other, Value::BulkString(other) if other == node))
+                .filter_map(into_string)
+                .collect(),
+        ))
     }
 
     /// Adds to `pipe` the wake-up of `node` with `message`, on its channel
@@ -376,6 +428,70 @@ impl RedisHub {
                 .arg(message)
                 .ignore();
         }
+    }
+}
+
+/// A signal's append to an inbox: the entry, then the lookup of the nodes
+/// that hold the inbox's readers, which come after the entry: a reader
+/// that opens later reads the inbox, this entry in it.
+struct Append<'a> {
+    inbox: String,
+    readers: String,
+    claim: Claim,
+    body: &'a EventBody,
+}
+
+impl Append<'_> {
+    /// Its two commands in RESP, for the lane.
+    fn write(&self, resp: &mut Resp<'_>) {
+        let mut digits = itoa::Buffer::new();
+        resp.start(10);
+        resp.arg(b"XADD");
+        resp.arg(self.inbox.as_bytes());
+        resp.arg(b"NOMKSTREAM");
+        resp.parts(&[b"0-", digits.format(self.claim.id).as_bytes()]);
+        resp.arg(b"k");
+        resp.arg(b"signal");
+        resp.arg(b"d");
+        let [first, second, third] = self.body.json_parts();
+        resp.parts(&[first.as_bytes(), second.as_bytes(), third.as_bytes()]);
+        resp.arg(b"c");
+        resp.arg(digits.format(self.claim.cum).as_bytes());
+        resp.command(&[b"HKEYS", self.readers.as_bytes()]);
+    }
+}
+
+/// What Redis answered an append.
+#[derive(Debug, PartialEq, Eq)]
+enum Appended {
+    /// Not taken: the reply, for the log.
+    Refused(String),
+    /// Taken; the other nodes that hold a reader of the inbox.
+    In(Vec<String>),
+}
+
+impl Appended {
+    /// From the lane's replies to `Append::write`'s commands; `node` is
+    /// this node's id.
+    fn from_lane(replies: Vec<Reply>, node: &str) -> Self {
+        let mut replies = replies.into_iter();
+        match replies.next() {
+            Some(Reply::Bulk(_) | Reply::Status) => {}
+            refusal => return Self::Refused(format!("{refusal:?}")),
+        }
+        let nodes = match replies.next() {
+            Some(Reply::Array(nodes)) => nodes,
+            _ => Vec::new(),
+        };
+        Self::In(
+            nodes
+                .into_iter()
+                .filter_map(|other| match other {
+                    Reply::Bulk(other) if other != node.as_bytes() => String::from_utf8(other).ok(),
+                    _ => None,
+                })
+                .collect(),
+        )
     }
 }
 
