@@ -3,9 +3,10 @@
 //! nodes share rooms and signal each other; capacity holds across nodes; a
 //! stream resumes on any node; a dead node's members are reaped once; a
 //! killed node loses nothing it answered 202; a Redis outage answers 503
-//! and heals without a restart; a node holds two Redis connections however
-//! many members it serves, and a signal costs one round trip, a plain
-//! append once the node knows the inbox's tail, which holds the inbox's
+//! and heals without a restart; a node holds three Redis connections however
+//! many members it serves, each logged in as its URL says, and a signal
+//! costs one round trip, a plain append once the node knows the inbox's
+//! tail, on a connection of its own that comes back when cut, which holds the inbox's
 //! bounds and its members as the function does; a signal whose client
 //! hangs up still wakes the streams; a node killed at any instant leaves
 //! no key behind once its members time out; a node refuses to start
@@ -465,6 +466,132 @@ async fn a_node_keeps_three_redis_connections_and_a_signal_costs_one_round_trip(
     assert_eq!(at_once, (100..120).collect::<Vec<_>>());
     let expected: Vec<_> = std::iter::once(0).chain(0..20).chain(0..20).collect();
     assert_eq!(seen, expected);
+}
+
+/// The connections to `redis` of the user `user`, from `CLIENT LIST`:
+/// each as its fields (`id`, `cmd`…).
+async fn clients_of(
+    redis: &RedisServer,
+    user: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let mut connection = connect(&redis.url()).await;
+    let text: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut connection)
+        .await
+        .expect("CLIENT LIST answers");
+    text.lines()
+        .map(|line| {
+            line.split(' ')
+                .filter_map(|field| field.split_once('='))
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect::<std::collections::HashMap<_, _>>()
+        })
+        .filter(|client| client.get("user").map(String::as_str) == Some(user))
+        .collect()
+}
+
+/// The signals' payloads `stream` brings, `count` of them.
+async fn payloads(stream: &mut crate::helpers::EventStream, count: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let event = stream.next_event().await;
+        if event.event == "signal" {
+            seen.push(event.data["payload"].as_u64().expect("a number"));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_node_logs_in_with_the_url_s_user_password_and_database_on_every_connection() {
+    let redis = RedisServer::start().await;
+    let mut admin = connect(&redis.url()).await;
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "node", "on", ">s3cret", "~*", "&*", "+@all"][..])
+        .query_async(&mut admin)
+        .await
+        .expect("ACL SETUSER answers");
+    let url = format!("redis://node:s3cret@127.0.0.1:{}/2", redis.port);
+    let process = ServerProcess::start(&["--redis-url", &url], &[]).await;
+    let node = TestApp::at(process.addr);
+    let alice = node.join("lobby").await;
+    let bob = node.join("lobby").await;
+    let mut stream = node.open_events(&bob, None).await;
+    stream.expect_ready(&bob, 0).await;
+    // The first signal goes by the function, which tells the inbox's tail;
+    // the next are plain appends, on a connection of their own.
+    for n in 0..5 {
+        node.signal(&alice, Some(&bob), "candidate", json!(n)).await;
+    }
+    assert_eq!(payloads(&mut stream, 5).await, vec![0, 1, 2, 3, 4]);
+    let clients = clients_of(&redis, "node").await;
+    assert_eq!(
+        clients.len(),
+        3,
+        "commands, appends and subscription, each logged in as the URL's user: {clients:?}"
+    );
+    assert!(
+        clients.iter().all(|client| client["db"] == "2"),
+        "every connection on the URL's database: {clients:?}"
+    );
+    assert!(
+        clients.iter().any(|client| client["cmd"] == "hkeys"),
+        "the appends went on their own connection: {clients:?}"
+    );
+}
+
+#[tokio::test]
+async fn appends_go_on_when_their_connection_is_cut() {
+    let (redis, _processes, nodes) = cluster(1, &[]).await;
+    let node = &nodes[0];
+    let alice = node.join("lobby").await;
+    let bob = node.join("lobby").await;
+    let mut stream = node.open_events(&bob, None).await;
+    stream.expect_ready(&bob, 0).await;
+    for n in 0..3 {
+        node.signal(&alice, Some(&bob), "candidate", json!(n)).await;
+    }
+    assert_eq!(payloads(&mut stream, 3).await, vec![0, 1, 2]);
+    let appends = |clients: &[std::collections::HashMap<String, String>]| {
+        clients
+            .iter()
+            .find(|client| client["cmd"] == "hkeys")
+            .map(|client| client["id"].clone())
+    };
+    let cut = appends(&clients_of(&redis, "default").await).expect("the appends' connection");
+    let mut admin = connect(&redis.url()).await;
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", &cut][..])
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL answers");
+    assert_eq!(killed, 1);
+
+    // While it connects again, the signals take the other connection.
+    for n in 3..13 {
+        node.signal(&alice, Some(&bob), "candidate", json!(n)).await;
+    }
+    assert_eq!(payloads(&mut stream, 10).await, (3..13).collect::<Vec<_>>());
+
+    // Then the appends have their own connection again.
+    let mut n: u64 = 13;
+    let (alice, bob, redis, cut, appends) = (&alice, &bob, &redis, &cut, &appends);
+    eventually("the appends' connection is back", DEADLINE, || {
+        n += 1;
+        let payload = n;
+        async move {
+            node.signal(alice, Some(bob), "candidate", json!(payload))
+                .await;
+            appends(&clients_of(redis, "default").await).is_some_and(|id| id != *cut)
+        }
+    })
+    .await;
+    assert_eq!(
+        payloads(&mut stream, usize::try_from(n - 13).expect("a count")).await,
+        (14..=n).collect::<Vec<_>>(),
+        "every signal once, in order"
+    );
 }
 
 /// Once a node has appended as many signals as the last function's answer

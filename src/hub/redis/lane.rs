@@ -364,7 +364,12 @@ async fn serve(shared: &Shared, stream: TcpStream) -> std::io::Result<()> {
 /// Writes commands in RESP into a call's buffer.
 pub(super) struct Resp<'a>(&'a mut Vec<u8>);
 
-impl Resp<'_> {
+impl<'a> Resp<'a> {
+    #[cfg(test)]
+    pub(super) fn new(out: &'a mut Vec<u8>) -> Self {
+        Self(out)
+    }
+
     /// A command of `args` arguments; each follows with `arg` or `parts`.
     pub(super) fn start(&mut self, args: usize) {
         self.header(b'*', args);
@@ -376,11 +381,19 @@ impl Resp<'_> {
 
     /// One argument written from the parts it is kept in.
     pub(super) fn parts(&mut self, parts: &[&[u8]]) {
-        self.header(b'$', parts.iter().map(|part| part.len()).sum());
+        let length = parts.iter().map(|part| part.len()).sum();
+        self.0.reserve(length + 24);
+        self.header(b'$', length);
         for part in parts {
             self.0.extend_from_slice(part);
         }
         self.0.extend_from_slice(b"\r\n");
+    }
+
+    /// What a caller wrote in RESP itself: the parts of commands that are
+    /// always the same, written at once (`tail::Append::write`).
+    pub(super) fn raw(&mut self, resp: &[u8]) {
+        self.0.extend_from_slice(resp);
     }
 
     pub(super) fn command(&mut self, args: &[&[u8]]) {
@@ -392,9 +405,13 @@ impl Resp<'_> {
 
     fn header(&mut self, kind: u8, length: usize) {
         let mut digits = itoa::Buffer::new();
-        self.0.push(kind);
-        self.0.extend_from_slice(digits.format(length).as_bytes());
-        self.0.extend_from_slice(b"\r\n");
+        let digits = digits.format(length).as_bytes();
+        // One write of the whole line: three cost more than the line.
+        let mut line = [0; 1 + 20 + 2];
+        line[0] = kind;
+        line[1..1 + digits.len()].copy_from_slice(digits);
+        line[1 + digits.len()..3 + digits.len()].copy_from_slice(b"\r\n");
+        self.0.extend_from_slice(&line[..3 + digits.len()]);
     }
 }
 
@@ -409,13 +426,16 @@ fn parse(input: &[u8]) -> Result<Option<(Reply, usize)>, Malformed> {
 }
 
 fn parse_at(input: &[u8], depth: usize) -> Result<Option<(Reply, usize)>, Malformed> {
-    let Some(end) = input.windows(2).position(|pair| pair == b"\r\n") else {
+    let Some(end) = memchr::memchr(b'\n', input) else {
         return Ok(None);
     };
-    let Some((&kind, line)) = input[..end].split_first() else {
+    let Some((&kind, line)) = input[..end]
+        .strip_suffix(b"\r")
+        .and_then(<[u8]>::split_first)
+    else {
         return Err(Malformed);
     };
-    let after = end + 2;
+    let after = end + 1;
     let reply = match kind {
         b'+' => Reply::Status,
         b'-' => Reply::Error(String::from_utf8_lossy(line).into_owned()),
@@ -458,11 +478,24 @@ fn parse_at(input: &[u8], depth: usize) -> Result<Option<(Reply, usize)>, Malfor
     Ok(Some((reply, after)))
 }
 
+/// A RESP integer: an optional `-` and at most 18 digits, which no length
+/// or count these commands answer comes near.
 fn number(line: &[u8]) -> Result<i64, Malformed> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or(Malformed)
+    let (negative, digits) = match line.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return Err(Malformed);
+    }
+    let mut value = 0i64;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return Err(Malformed);
+        }
+        value = value * 10 + i64::from(digit - b'0');
+    }
+    Ok(if negative { -value } else { value })
 }
 
 #[cfg(test)]
@@ -528,6 +561,9 @@ mod tests {
             b":x\r\n",
             b"$3\r\nabcd\r\n",
             b"*1\r\n*1\r\n*1\r\n:1\r\n",
+            b":1\n",
+            b":\r\n",
+            b":1234567890123456789\r\n",
             // RESP3's kinds: the lane speaks RESP2.
             b"%1\r\n",
             b"_\r\n",

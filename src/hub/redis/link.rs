@@ -146,7 +146,7 @@ impl ConnectionLike for Conn {
 /// The readers on this node, by member.
 pub(super) type LocalMembers = DashMap<MemberKey, Arc<LocalMember>, Drawn>;
 
-/// The two connections: commands, and this node's subscription.
+/// The connections: commands, appends (on one Redis), and this node's subscription.
 pub(super) struct Links {
     /// The primary they go to (the seeds, for a Cluster).
     pub(super) url: String,

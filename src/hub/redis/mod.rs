@@ -37,17 +37,20 @@
 //! removed, a room gone but still indexed, a reader counted that nobody
 //! closes).
 //!
-//! A node keeps two Redis connections whatever it serves: one for commands
-//! and one for its subscription, each multiplexed (to one Redis) or
-//! routing by slot (to a Cluster). Both reconnect by themselves; while
-//! Redis is unreachable, calls are refused at once (`Refusal::Unavailable`).
+//! A node keeps a fixed set of Redis connections whatever it serves: one
+//! for commands and one for its subscription, each multiplexed (to one
+//! Redis) or routing by slot (to a Cluster), and on one Redis a third that
+//! carries only the signals' plain appends (`lane`). All reconnect by
+//! themselves; while Redis is unreachable, calls are refused at once
+//! (`Refusal::Unavailable`).
 //!
 //! The code is split by concern: `link` connects and subscribes; `script`
 //! runs the Lua functions and reads their answers; `members` holds the
 //! token lookups, joins and removals; `notices` the notices kept for
 //! webhooks; `kept` the rooms the service makes and ends; `rooms` signals, room views, locks
 //! and the room list; `tail` appends a member's signal to an inbox whose
-//! end this node knows; `readers` opens, reads and closes this node's inbox
+//! end this node knows, on one Redis through `lane`, a connection of its
+//! own; `readers` opens, reads and closes this node's inbox
 //! readers, and `local` is what it keeps of their members; `reap` removes
 //! idle members; `format` keeps nodes that write another format off this
 //! node's prefix; `finish` runs a call to its end when its request is

@@ -287,8 +287,9 @@ impl RedisHub {
             return false;
         };
         let append = Append {
-            inbox: self.member_key(room, "i", to),
-            readers: self.member_key(room, "n", to),
+            prefix: &shared.prefix,
+            room,
+            to,
             claim,
             body,
         };
@@ -371,10 +372,12 @@ impl RedisHub {
     async fn append_by_crate(&self, append: &Append<'_>) -> Result<Appended, String> {
         // Sized for its arguments at once: growing them by pushes cost
         // more than writing them (bench/HISTORY.md, round 17).
+        let inbox = self.member_key(append.room, "i", append.to);
+        let readers = self.member_key(append.room, "n", append.to);
         let size = append.body.size();
-        let mut xadd = ::redis::Cmd::with_capacity(10, append.inbox.len() + size + 64);
+        let mut xadd = ::redis::Cmd::with_capacity(10, inbox.len() + size + 64);
         xadd.arg("XADD")
-            .arg(&append.inbox)
+            .arg(inbox)
             .arg("NOMKSTREAM")
             .arg(EntryId(append.claim.id))
             .arg("k")
@@ -385,8 +388,8 @@ impl RedisHub {
             .arg(append.claim.cum);
         let mut pipeline = ::redis::Pipeline::with_capacity(2);
         pipeline.add_command(xadd);
-        let mut hkeys = ::redis::Cmd::with_capacity(2, "HKEYS".len() + append.readers.len());
-        hkeys.arg("HKEYS").arg(&append.readers);
+        let mut hkeys = ::redis::Cmd::with_capacity(2, "HKEYS".len() + readers.len());
+        hkeys.arg("HKEYS").arg(readers);
         pipeline.add_command(hkeys);
         // The replies as they came, not through `query_async`, which made
         // them into a new array and looked for errors in it again.
@@ -435,29 +438,41 @@ impl RedisHub {
 /// that hold the inbox's readers, which come after the entry: a reader
 /// that opens later reads the inbox, this entry in it.
 struct Append<'a> {
-    inbox: String,
-    readers: String,
+    prefix: &'a str,
+    room: &'a RoomId,
+    to: Uuid,
     claim: Claim,
     body: &'a EventBody,
 }
 
 impl Append<'_> {
-    /// Its two commands in RESP, for the lane.
+    /// Its two commands in RESP, for the lane: the arguments that never
+    /// change written at once, the keys from their parts (`member_key`'s).
     fn write(&self, resp: &mut Resp<'_>) {
+        let mut uuid = Uuid::encode_buffer();
+        let member = self.to.hyphenated().encode_lower(&mut uuid).as_bytes();
+        let key = |kind: &'static [u8]| {
+            [
+                self.prefix.as_bytes(),
+                b":{",
+                self.room.as_str().as_bytes(),
+                b"}:",
+                kind,
+                member,
+            ]
+        };
         let mut digits = itoa::Buffer::new();
-        resp.start(10);
-        resp.arg(b"XADD");
-        resp.arg(self.inbox.as_bytes());
-        resp.arg(b"NOMKSTREAM");
+        resp.raw(b"*10\r\n$4\r\nXADD\r\n");
+        resp.parts(&key(b"i:"));
+        resp.raw(b"$10\r\nNOMKSTREAM\r\n");
         resp.parts(&[b"0-", digits.format(self.claim.id).as_bytes()]);
-        resp.arg(b"k");
-        resp.arg(b"signal");
-        resp.arg(b"d");
+        resp.raw(b"$1\r\nk\r\n$6\r\nsignal\r\n$1\r\nd\r\n");
         let [first, second, third] = self.body.json_parts();
         resp.parts(&[first.as_bytes(), second.as_bytes(), third.as_bytes()]);
-        resp.arg(b"c");
+        resp.raw(b"$1\r\nc\r\n");
         resp.arg(digits.format(self.claim.cum).as_bytes());
-        resp.command(&[b"HKEYS", self.readers.as_bytes()]);
+        resp.raw(b"*2\r\n$5\r\nHKEYS\r\n");
+        resp.parts(&key(b"n:"));
     }
 }
 
@@ -680,6 +695,82 @@ mod tests {
         assert_eq!(tails.claim(&room(), alice, bob, 1), None);
         tails.learn(&room(), alice, bob, answered(9, 8), before);
         assert_eq!(tails.claim(&room(), alice, bob, 1), None);
+    }
+
+    #[test]
+    fn the_lane_s_append_is_the_commands_the_crate_s_connection_sends() {
+        let to = Uuid::new_v4();
+        let body = EventBody::from_json(
+            crate::domain::event::SIGNAL,
+            serde_json::value::RawValue::from_string(r#"{"sdp":"v=0"}"#.to_owned()).expect("JSON"),
+        );
+        let append = Append {
+            prefix: "sp",
+            room: &room(),
+            to,
+            claim: Claim {
+                id: 12,
+                cum: 3456,
+                size: body.size() as u64,
+            },
+            body: &body,
+        };
+        let mut lane = Vec::new();
+        append.write(&mut Resp::new(&mut lane));
+        let inbox = super::super::member_key("sp", &room(), "i", to);
+        let readers = super::super::member_key("sp", &room(), "n", to);
+        let mut pipeline = ::redis::pipe();
+        pipeline
+            .cmd("XADD")
+            .arg(inbox)
+            .arg("NOMKSTREAM")
+            .arg("0-12")
+            .arg("k")
+            .arg("signal")
+            .arg("d")
+            .arg(body.json())
+            .arg("c")
+            .arg(3456)
+            .cmd("HKEYS")
+            .arg(readers);
+        assert_eq!(
+            String::from_utf8_lossy(&lane),
+            String::from_utf8_lossy(&pipeline.get_packed_pipeline())
+        );
+    }
+
+    #[test]
+    fn the_lane_s_replies_say_whether_the_append_went_in_and_which_nodes_to_wake() {
+        let node = "a1";
+        let nodes = |names: &[&str]| {
+            Reply::Array(
+                names
+                    .iter()
+                    .map(|name| Reply::Bulk(name.as_bytes().to_vec()))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            Appended::from_lane(
+                vec![Reply::Bulk(b"0-12".to_vec()), nodes(&["a1", "b2"])],
+                node
+            ),
+            Appended::In(vec!["b2".to_owned()]),
+            "this node's readers are woken here, the others by a message"
+        );
+        assert_eq!(
+            Appended::from_lane(vec![Reply::Bulk(b"0-12".to_vec()), nodes(&[])], node),
+            Appended::In(Vec::new())
+        );
+        for refusal in [
+            Reply::Error("ERR The ID specified in XADD is equal or smaller".to_owned()),
+            Reply::Nil,
+        ] {
+            assert!(matches!(
+                Appended::from_lane(vec![refusal, nodes(&["b2"])], node),
+                Appended::Refused(_)
+            ));
+        }
     }
 
     #[test]
