@@ -762,6 +762,62 @@ async fn signals_appended_by_a_node_that_knows_the_tail_keep_the_inbox_bounds() 
 }
 
 #[tokio::test]
+async fn delivered_signals_past_the_hard_bound_leave_redis_oldest_first() {
+    // Four undelivered events, and room for 2 × 2 + 2 = 6 more, delivered
+    // ones included: an inbox keeps 10 delivered events for a resume.
+    let (redis, _processes, nodes) = cluster(
+        1,
+        &[
+            "--inbox-limit",
+            "4",
+            "--max-capacity",
+            "2",
+            "--default-capacity",
+            "2",
+        ],
+    )
+    .await;
+    let node = &nodes[0];
+    let alice = node.join("lobby").await;
+    let bob = node.join("lobby").await;
+    let mut bob_events = node.open_events(&bob, None).await;
+    bob_events.expect_ready(&bob, 0).await;
+    // Each read before the next is sent: the node appends most of them
+    // plainly, and the functions between trim what was delivered.
+    for n in 1..=40 {
+        node.signal(&alice, Some(&bob), "chat", json!(n)).await;
+        assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
+    }
+    drop(bob_events);
+    let mut connection = connect(&redis.url()).await;
+    let held: usize = redis::cmd("XLEN")
+        .arg(format!("signalpost:{{lobby}}:i:{}", bob.member_id))
+        .query_async(&mut connection)
+        .await
+        .expect("XLEN answers");
+    assert!(
+        (10..=10 + 4).contains(&held),
+        "the 10 delivered events kept, and at most the 4 appended since: {held}"
+    );
+
+    // A resume from the start: the oldest are gone, the rest come in order.
+    let mut bob_events = node.open_events(&bob, Some(0)).await;
+    bob_events.expect_ready(&bob, 0).await;
+    let gap = bob_events.expect("gap").await;
+    assert_eq!(gap.data["from"], json!(1));
+    let to = gap.data["to"].as_u64().expect("an id");
+    assert_eq!(to, 40 - held as u64, "the gap is what Redis let go");
+    for n in to + 1..=40 {
+        assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
+    }
+    // The counters still agree with the inbox: more signals are taken.
+    for n in 41..=60 {
+        node.signal(&alice, Some(&bob), "chat", json!(n)).await;
+        assert_eq!(bob_events.expect_signal().await.data["payload"], json!(n));
+    }
+}
+
+#[tokio::test]
 async fn a_node_that_knows_an_inboxs_tail_takes_signals_only_from_members() {
     let (_redis, _processes, nodes) = cluster(2, &[]).await;
     let carol = nodes[0].join("lobby").await;

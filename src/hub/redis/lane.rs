@@ -47,6 +47,10 @@ const RETRY: Duration = Duration::from_millis(200);
 /// broken: nothing these commands answer comes near it.
 const REPLY_MAX: usize = 4 << 20;
 
+/// Capacity a buffer keeps once emptied: a burst of large signals does
+/// not hold its memory for good.
+const KEPT_MAX: usize = 1 << 20;
+
 /// Nesting of arrays a reply may have; these commands answer flat arrays.
 const DEPTH_MAX: usize = 2;
 
@@ -67,7 +71,9 @@ pub(super) enum Reply {
 /// Why a call has no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NoAnswer {
-    /// Not connected: nothing was written; another connection may take it.
+    /// Not written: the lane was not connected, or its connection broke
+    /// before the call's turn to be written came. Another connection may
+    /// take it.
     Unsent,
     /// The connection broke or the answer was overdue after the call was
     /// queued: Redis may or may not have run it.
@@ -98,7 +104,8 @@ struct Queue {
 /// A call whose replies are awaited, in the order it was written.
 struct Waiting {
     replies: usize,
-    answer: oneshot::Sender<Vec<Reply>>,
+    /// Dropped unanswered when the connection broke after it was written.
+    answer: oneshot::Sender<Result<Vec<Reply>, NoAnswer>>,
 }
 
 /// Where the lane connects, and how it logs in.
@@ -140,6 +147,8 @@ impl Lane {
                 None
             }
         };
+        // Calls are taken at once; the task writes them when it starts.
+        shared.set_up(first.is_some());
         tokio::spawn(drive(Arc::clone(&shared), target, first));
         Some(Self { shared })
     }
@@ -165,7 +174,7 @@ impl Lane {
                 self.shared.wake.notify_one();
             }
         }
-        answered.await.map_err(|_| NoAnswer::Lost)
+        answered.await.unwrap_or(Err(NoAnswer::Lost))
     }
 
     #[cfg(test)]
@@ -187,14 +196,17 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Marks the lane up or down; going down answers every queued call
-    /// `Lost` (by dropping it) and forgets its commands.
+    /// Marks the lane up or down; going down answers every call queued
+    /// but not written `Unsent`.
     fn set_up(&self, up: bool) {
         let mut queue = self.queue();
         queue.up = up && !queue.closed;
         if !up {
-            queue.out.clear();
-            queue.calls.clear();
+            queue.out = Vec::new();
+            for call in queue.calls.drain(..) {
+                // Its caller may have gone: nothing to tell.
+                let _ = call.answer.send(Err(NoAnswer::Unsent));
+            }
         }
     }
 }
@@ -318,12 +330,15 @@ async fn serve(shared: &Shared, stream: TcpStream) -> std::io::Result<()> {
                         && let Some(call) = in_flight.pop_front()
                     {
                         // Its caller may have gone: nothing to tell.
-                        let _ = call.waiting.answer.send(call.got);
+                        let _ = call.waiting.answer.send(Ok(call.got));
                     }
                 }
                 if read == buffer.len() {
                     buffer.clear();
                     read = 0;
+                    if buffer.capacity() > KEPT_MAX {
+                        buffer = Vec::with_capacity(16 << 10);
+                    }
                 } else if buffer.len() - read > REPLY_MAX {
                     return Err(broken("a reply too long"));
                 } else if read > 0 && buffer.capacity() - buffer.len() < 1024 {
@@ -350,6 +365,9 @@ async fn serve(shared: &Shared, stream: TcpStream) -> std::io::Result<()> {
                 }));
                 writer.write_all(&out).await?;
                 out.clear();
+                if out.capacity() > KEPT_MAX {
+                    out = Vec::new();
+                }
             }
             _ = ticks.tick() => {
                 tick += 1;
@@ -570,6 +588,56 @@ mod tests {
         ] {
             assert_eq!(parse(input), Err(Malformed), "{input:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn calls_are_answered_in_the_order_they_were_written_until_the_connection_breaks() {
+        use tokio::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        let redis = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("the lane connects");
+            let expected = written(|resp| {
+                resp.command(&[b"PING"]);
+                resp.command(&[b"GET", b"k"]);
+                resp.command(&[b"INCR", b"n"]);
+            });
+            let mut received = Vec::new();
+            while received.len() < expected.len() {
+                assert!(socket.read_buf(&mut received).await.expect("a read") > 0);
+            }
+            assert_eq!(received, expected, "both calls, in the order they came");
+            // The second call's first reply cut in two.
+            socket
+                .write_all(b"+PONG\r\n$3\r\nab")
+                .await
+                .expect("a write");
+            socket.flush().await.expect("a flush");
+            tokio::task::yield_now().await;
+            socket.write_all(b"c\r\n:5\r\n").await.expect("a write");
+            // The next call is read and never answered.
+            let mut next = Vec::new();
+            assert!(socket.read_buf(&mut next).await.expect("a read") > 0);
+        });
+        let lane = Lane::open(&format!("redis://127.0.0.1:{port}"))
+            .await
+            .expect("a TCP URL");
+        let (ping, pair) = tokio::join!(
+            lane.call(1, |resp| resp.command(&[b"PING"])),
+            lane.call(2, |resp| {
+                resp.command(&[b"GET", b"k"]);
+                resp.command(&[b"INCR", b"n"]);
+            }),
+        );
+        assert_eq!(ping, Ok(vec![Reply::Status]));
+        assert_eq!(pair, Ok(vec![Reply::Bulk(b"abc".to_vec()), Reply::Int(5)]));
+        let lost = lane.call(1, |resp| resp.command(&[b"PING"])).await;
+        assert_eq!(
+            lost,
+            Err(NoAnswer::Lost),
+            "written, and the connection closed"
+        );
+        redis.await.expect("the fake Redis ends well");
     }
 
     #[tokio::test]

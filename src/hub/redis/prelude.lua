@@ -152,9 +152,36 @@ local function over_hard_bounds(s)
   return s.hlen - s.ulen > HARD_EVENTS or s.hbytes - s.ubytes > HARD_BYTES
 end
 
+-- Cuts the oldest delivered entries past the hard bound on events without
+-- reading them, when no entry is missing between the inbox's head and its
+-- end (its length is the span of their ids): their bytes are then the
+-- difference of two entries' `cum`. Reading them (below) cost Redis about
+-- 1.4 µs an entry, and when every inbox of a busy node passed the bound
+-- at once, functions of a millisecond each took Redis whole for half a
+-- second (bench/HISTORY.md, round 19). Answers whether it cut.
+local function cut_by_ids(s)
+  local excess = (s.hlen - s.ulen) - HARD_EVENTS
+  if excess <= 0 then return false end
+  local key = ikey(s.m)
+  local head = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+  if not head then return false end
+  local first = id_of(head)
+  if redis.call('XLEN', key) ~= s.last - first + 1 then return false end
+  local before = cum_of(head) - size_of(head)
+  local cut = math.min(first + excess - 1, s.delivered)
+  if cut < first or before < 0 then return false end
+  local last_cut = redis.call('XRANGE', key, '0-' .. cut, '0-' .. cut)[1]
+  if not last_cut then return false end
+  s.hlen = s.hlen - (cut - first + 1)
+  s.hbytes = s.hbytes - (cum_of(last_cut) - before)
+  cut_through(s, cut)
+  return true
+end
+
 -- Inbox::trim_delivered: the oldest delivered entries go, read a batch at
 -- a time, until those left are within the bounds.
 local function trim_delivered(s)
+  if over_hard_bounds(s) then cut_by_ids(s) end
   local start, last_cut = '-', nil
   while over_hard_bounds(s) do
     local entries = redis.call('XRANGE', ikey(s.m), start, '0-' .. s.delivered, 'COUNT', 64)
