@@ -1,5 +1,6 @@
 //! A member's signal to one member in one round trip of plain commands,
-//! no function, once this node knows the tail of the recipient's inbox.
+//! no function, once this node knows the tail of the recipient's inbox;
+//! on one Redis they go on the node's appends' own connection (`lane`).
 //!
 //! A function's call costs Redis about five times what the same commands
 //! sent plain cost, and a second round trip costs each side as much as the
