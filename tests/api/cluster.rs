@@ -454,13 +454,7 @@ async fn a_node_keeps_three_redis_connections_and_a_signal_costs_one_round_trip(
     // order.
     let mut stream = nodes[1].open_events(&recipient, None).await;
     stream.expect_ready(&recipient, 0).await;
-    let mut seen = Vec::new();
-    while seen.len() < 61 {
-        let event = stream.next_event().await;
-        if event.event == "signal" {
-            seen.push(event.data["payload"].as_u64().expect("a number"));
-        }
-    }
+    let mut seen = payloads(&mut stream, 61).await;
     let mut at_once = seen.drain(21..41).collect::<Vec<_>>();
     at_once.sort_unstable();
     assert_eq!(at_once, (100..120).collect::<Vec<_>>());

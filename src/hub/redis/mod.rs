@@ -474,8 +474,24 @@ fn room_key(prefix: &str, room: &RoomId, name: impl std::fmt::Display) -> String
 /// (bench/HISTORY.md, round 17).
 fn member_key(prefix: &str, room: &RoomId, kind: &str, member: Uuid) -> String {
     let mut uuid = Uuid::encode_buffer();
-    let member = member.hyphenated().encode_lower(&mut uuid);
-    [prefix, ":{", room.as_str(), "}:", kind, ":", member].concat()
+    member_key_parts(
+        prefix,
+        room,
+        kind,
+        member.hyphenated().encode_lower(&mut uuid),
+    )
+    .concat()
+}
+
+/// The parts `member_key` joins, `member` written out: the appends' own
+/// connection writes them into its command as they are (`tail::Append`).
+fn member_key_parts<'a>(
+    prefix: &'a str,
+    room: &'a RoomId,
+    kind: &'a str,
+    member: &'a str,
+) -> [&'a str; 7] {
+    [prefix, ":{", room.as_str(), "}:", kind, ":", member]
 }
 
 #[cfg(test)]

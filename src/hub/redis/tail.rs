@@ -52,9 +52,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::RedisHub;
 use super::lane::{NoAnswer, Reply, Resp};
 use super::script::{into_array, into_string, into_u64};
+use super::{RedisHub, member_key_parts};
 use crate::domain::event::EventBody;
 use crate::hub::drawn::{Drawn, MemberKey};
 use crate::model::RoomId;
@@ -451,20 +451,11 @@ impl Append<'_> {
     /// change written at once, the keys from their parts (`member_key`'s).
     fn write(&self, resp: &mut Resp<'_>) {
         let mut uuid = Uuid::encode_buffer();
-        let member = self.to.hyphenated().encode_lower(&mut uuid).as_bytes();
-        let key = |kind: &'static [u8]| {
-            [
-                self.prefix.as_bytes(),
-                b":{",
-                self.room.as_str().as_bytes(),
-                b"}:",
-                kind,
-                member,
-            ]
-        };
+        let member = self.to.hyphenated().encode_lower(&mut uuid);
+        let key = |kind| member_key_parts(self.prefix, self.room, kind, member).map(str::as_bytes);
         let mut digits = itoa::Buffer::new();
         resp.raw(b"*10\r\n$4\r\nXADD\r\n");
-        resp.parts(&key(b"i:"));
+        resp.parts(&key("i"));
         resp.raw(b"$10\r\nNOMKSTREAM\r\n");
         resp.parts(&[b"0-", digits.format(self.claim.id).as_bytes()]);
         resp.raw(b"$1\r\nk\r\n$6\r\nsignal\r\n$1\r\nd\r\n");
@@ -473,7 +464,7 @@ impl Append<'_> {
         resp.raw(b"$1\r\nc\r\n");
         resp.arg(digits.format(self.claim.cum).as_bytes());
         resp.raw(b"*2\r\n$5\r\nHKEYS\r\n");
-        resp.parts(&key(b"n:"));
+        resp.parts(&key("n"));
     }
 }
 
